@@ -1,0 +1,3 @@
+from ferrolib.cli import main
+
+raise SystemExit(main())

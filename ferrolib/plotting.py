@@ -1,0 +1,71 @@
+"""Shared figure style and saving for the notebooks: one look, provenance on every figure."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+
+from . import paths
+
+PULSE_WIDTH_COLORS = {2e-8: "#1b9e77", 2e-7: "#d95f02", 2e-6: "#7570b3", 2e-5: "#e7298a", 2e-4: "#66a61e", 2e-3: "#a6761d"}
+"""One colour per measured pulse width (s), used by every notebook."""
+
+ALGORITHM_COLORS = {"fp": "#222222", "sgd": "#d62728", "mp": "#1f77b4", "sps": "#2ca02c"}
+"""One colour per training algorithm."""
+
+
+def style() -> None:
+    """Apply the collection's matplotlib style (readable sizes, light grid, no top/right spines)."""
+    mpl.rcParams.update(
+        {
+            "figure.dpi": 110,
+            "savefig.dpi": 150,
+            "savefig.bbox": "tight",
+            "font.size": 10,
+            "axes.titlesize": 10,
+            "axes.labelsize": 10,
+            "legend.fontsize": 8,
+            "legend.frameon": False,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+        }
+    )
+
+
+def format_pulse_width(seconds: float) -> str:
+    """Human label of a pulse width: 2e-08 -> '20 ns'."""
+    for unit, factor in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
+        if seconds >= factor * 0.999:
+            value = seconds / factor
+            return f"{value:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+def pulse_width_color(seconds: float) -> str:
+    """Colour of a pulse width; widths not in the measured set get a neutral grey."""
+    for width, color in PULSE_WIDTH_COLORS.items():
+        if abs(seconds - width) <= 1e-3 * width:
+            return color
+    return "#7f7f7f"
+
+
+def stamp(fig: plt.Figure, text: str) -> None:
+    """Write the provenance line (data source, synthetic or measured, profile) under the figure."""
+    fig.text(0.01, -0.01, text, ha="left", va="top", fontsize=7, color="#555555", wrap=True)
+
+
+def output_dir(directory: str | Path | None = None) -> Path:
+    """The figure directory: ``directory`` if given (smoke runs), else the repository's ``figures/``."""
+    return paths.ensure(Path(directory) if directory else paths.FIGURES)
+
+
+def save(fig: plt.Figure, name: str, directory: str | Path | None = None, provenance: str | None = None) -> Path:
+    """Stamp ``provenance`` on the figure and save it as ``<directory>/<name>.png``; returns the path."""
+    if provenance:
+        stamp(fig, provenance)
+    path = output_dir(directory) / f"{name}.png"
+    fig.savefig(path)
+    return path
