@@ -67,6 +67,9 @@ def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; give results the usual permissions
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
