@@ -1,0 +1,43 @@
+"""``ferrolib sweep CONFIG``: run a sweep described in TOML or YAML (see ``sweeps/``) and write its Dataset.
+
+    ferrolib sweep paper|sweeps/paper.toml [--workers 2] [--scheduler tcp://host:8786] [--results-dir DIR] [--dry-run]
+"""
+from __future__ import annotations
+
+import argparse
+
+from ferrolib import provenance, sweep
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "sweep", help="run a grid of training runs from a TOML/YAML file",
+        description="Run every missing run of a sweep (cached runs are reused), combine them with their energy "
+                    "ledgers and write <results-dir>/sweeps/<name>_<hash>.nc.")
+    parser.add_argument("config", help="sweep file (.toml or .yaml), or the name of one in sweeps/ (e.g. paper)")
+    parser.add_argument("--workers", type=int, help="local worker processes (overrides [run] n_workers)")
+    parser.add_argument("--scheduler", help="dask.distributed scheduler address (overrides [run] scheduler)")
+    parser.add_argument("--results-dir", help="where runs and sweeps are cached (default: results/)")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs and which are cached; run nothing")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    spec, options = sweep.load_sweep_config(sweep.resolve_sweep_config(args.config))
+    results_dir = args.results_dir or options.get("results_dir") or None
+    scheduler = args.scheduler or options.get("scheduler") or None
+    workers = args.workers or options.get("n_workers")
+    if args.dry_run:
+        from ferrolib import paths
+
+        root = results_dir or paths.RESULTS
+        for key, config in spec.points():
+            cached = sweep.run_path(config, root).exists()
+            print(f"{'cached ' if cached else 'to run '} {provenance.config_hash(config)}  "
+                  + ", ".join(f"{d}={v}" for d, v in zip(spec.axes(), key)))
+        return 0
+    result = sweep.run_sweep(spec, results_dir, n_workers=workers, scheduler=scheduler,
+                             energy_model=options["energy_model"])
+    path = provenance.write_netcdf(result, sweep.sweep_path(spec, results_dir))
+    print(f"{len(spec)} runs -> {path}")
+    return 0

@@ -1,0 +1,481 @@
+"""Sweeps: a grid of training runs (devices x pulse widths x algorithms x seeds [x learning rates]) from one
+base configuration, run in parallel (local processes or a dask.distributed cluster), cached per run, combined
+into one xarray Dataset with the energy ledger of every run, and the paper's claims checked on it.
+
+Every run is stored as ``<results_dir>/runs/<config_hash>.nc``, the same key the training module uses, so a
+sweep reuses runs from notebooks and other sweeps, and an interrupted sweep runs only what is missing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import multiprocessing
+import os
+import tomllib
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+import yaml
+from tqdm.auto import tqdm
+
+from . import energy, paths, provenance
+
+RunFunction = Callable[..., xr.Dataset]
+"""``run(config, results_dir=..., progress=False) -> xr.Dataset``, e.g. ``ferrolib.training.train``."""
+
+GRID_FIELDS: dict[str, str] = {
+    "device": "device_id",
+    "pulse_width": "pulse_width",
+    "algorithm": "algorithm",
+    "seed": "seed",
+    "learning_rate": "lr",
+}
+"""Sweep dimension -> TrainConfig field it sets."""
+
+LEDGER_VARIABLES: tuple[str, ...] = (
+    "energy_per_pulse", "energy_per_pulse_estimates", "energy_read_per_device", "energy_per_digital_op",
+    "energy_program", "energy_term", "energy_epoch", "energy_cumulative", "energy_cumulative_term",
+)
+"""Ledger variables merged into every run of a combined sweep."""
+
+
+@dataclass
+class Sweep:
+    """A grid of training runs around one base configuration; empty axes keep the base's value."""
+
+    base: Any
+    """Base TrainConfig (any dataclass with the fields of ``GRID_FIELDS``)."""
+    devices: list[str] = field(default_factory=list)
+    """Device ids (dimension ``device``); empty: the base's ``device_id``."""
+    pulse_widths: list[float] = field(default_factory=list)
+    """Pulse widths in seconds (dimension ``pulse_width``); empty: the base's."""
+    algorithms: list[str] = field(default_factory=list)
+    """Training algorithms (dimension ``algorithm``); empty: the base's."""
+    seeds: list[int] = field(default_factory=list)
+    """Seeds (dimension ``seed``); empty: the base's."""
+    learning_rates: list[float] = field(default_factory=list)
+    """Learning rates swept as dimension ``learning_rate``; empty: no such dimension (see ``lr_by_algorithm``)."""
+    lr_by_algorithm: dict[str, float] = field(default_factory=dict)
+    """Learning rate per algorithm when ``learning_rates`` is empty; other algorithms take the config's own
+    default for their algorithm (TrainConfig resolves ``lr=None``: 0.5 mp/fp, 0.1 sgd/sps) or the base's lr."""
+    name: str = "sweep"
+    """Name of the sweep (file names, titles)."""
+
+    __repr__ = provenance.compact_repr
+
+    def __post_init__(self) -> None:
+        if not dataclasses.is_dataclass(self.base):
+            raise ValueError(f"Sweep.base must be a TrainConfig-like dataclass, got {type(self.base).__name__}")
+        names = {f.name for f in dataclasses.fields(self.base)}
+        missing = [f for f in GRID_FIELDS.values() if f not in names]
+        if missing:
+            raise ValueError(f"Sweep.base ({type(self.base).__name__}) lacks the field(s) {missing}")
+        if self.learning_rates and self.lr_by_algorithm:
+            raise ValueError("give either learning_rates (a dimension) or lr_by_algorithm, not both")
+        for dim, values in self.axes().items():
+            if len(set(values)) != len(values):
+                raise ValueError(f"sweep axis {dim!r} has repeated values: {values}")
+
+    def axes(self) -> dict[str, list]:
+        """Dimension -> values, in grid order (``learning_rate`` only when swept)."""
+        axes = {
+            "device": list(self.devices) or [self.base.device_id],
+            "pulse_width": [float(w) for w in self.pulse_widths] or [float(self.base.pulse_width)],
+            "algorithm": list(self.algorithms) or [self.base.algorithm],
+            "seed": [int(s) for s in self.seeds] or [int(self.base.seed)],
+        }
+        if self.learning_rates:
+            axes["learning_rate"] = [float(lr) for lr in self.learning_rates]
+        return axes
+
+    def points(self) -> Iterator[tuple[tuple, Any]]:
+        """``(grid key, TrainConfig)`` for every run of the grid."""
+        axes = self.axes()
+        for key in itertools.product(*axes.values()):
+            changes = {GRID_FIELDS[dim]: value for dim, value in zip(axes, key)}
+            if "learning_rate" not in axes:
+                changes["lr"] = self.lr_by_algorithm.get(changes["algorithm"], self._default_lr())
+            yield key, dataclasses.replace(self.base, **changes)
+
+    def _default_lr(self) -> float | None:
+        """None where the config resolves ``lr=None`` per algorithm (TrainConfig), else the base's lr."""
+        lr_field = next(f for f in dataclasses.fields(self.base) if f.name == "lr")
+        return None if lr_field.default is None else self.base.lr
+
+    def __len__(self) -> int:
+        return math.prod(len(v) for v in self.axes().values())
+
+
+# ----------------------------------------------------------------------------------------------- caching
+def run_path(config: Any, results_dir: Path) -> Path:
+    """Where the finished run of ``config`` is stored."""
+    return Path(results_dir) / "runs" / f"{provenance.config_hash(config)}.nc"
+
+
+def load_cached(config: Any, results_dir: Path) -> xr.Dataset | None:
+    """The finished run of ``config`` if it is on disk and complete (all epochs, matching hash), else None."""
+    path = run_path(config, results_dir)
+    if not path.exists():
+        return None
+    result = provenance.read_netcdf(path)
+    if result.attrs.get("config_hash") != provenance.config_hash(config):
+        raise ValueError(f"{path}: stored config_hash {result.attrs.get('config_hash')!r} does not match its name")
+    epochs = getattr(config, "epochs", None)
+    if epochs is not None and result.sizes.get("epoch", 0) != epochs:
+        return None  # an interrupted run; the run function resumes it
+    return result
+
+
+def _execute(run: RunFunction | None, config: Any, results_dir: str, torch_threads: int | None) -> xr.Dataset:
+    """Run one configuration (in a worker process or dask worker) and return its result in memory;
+    ``torch_threads`` None leaves the calling process's thread setting alone."""
+    if torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    if run is None:
+        from .training import train as run
+    return run(config, results_dir=results_dir, progress=False).load()
+
+
+def _store(result: xr.Dataset, config: Any, results_dir: Path) -> xr.Dataset:
+    """Check a fresh result against its configuration and cache it if the run function did not."""
+    expected = provenance.config_hash(config)
+    if result.attrs.get("config_hash") != expected:
+        raise RuntimeError(f"run function returned config_hash {result.attrs.get('config_hash')!r} "
+                           f"for a configuration hashing to {expected!r}")
+    path = run_path(config, results_dir)
+    if not path.exists():
+        provenance.write_netcdf(result, path)
+    return result
+
+
+# ------------------------------------------------------------------------------------------------ running
+def run_sweep(
+    sweep: Sweep,
+    results_dir: str | Path | None = None,
+    run: RunFunction | None = None,
+    n_workers: int | None = None,
+    scheduler: str | Any | None = None,
+    energy_model: energy.EnergyModel | None = None,
+    progress: bool = True,
+) -> xr.Dataset:
+    """Run every missing point of ``sweep`` and return the combined Dataset (with ledgers).
+
+    ``run`` defaults to ``ferrolib.training.train``; it must be a module-level function for process pools.
+    ``n_workers`` local processes (spawn; default: CPU count; 1 runs in this process); torch threads per
+    worker = CPUs // workers. ``scheduler``: a dask.distributed scheduler address or ``Client`` instead.
+    ``energy_model`` None uses ``EnergyModel()``.
+    """
+    results_dir = Path(results_dir) if results_dir else paths.RESULTS
+    points = list(sweep.points())
+    results: dict[tuple, xr.Dataset] = {}
+    pending = []
+    for key, config in points:
+        cached = load_cached(config, results_dir)
+        if cached is None:
+            pending.append((key, config))
+        else:
+            results[key] = cached
+    bar = tqdm(total=len(points), initial=len(results), desc=f"sweep {sweep.name}", unit="run", disable=not progress)
+    try:
+        for key, config, result in _dispatch(pending, run, results_dir, n_workers, scheduler):
+            results[key] = _store(result, config, results_dir)
+            bar.update()
+    finally:
+        bar.close()
+    return combine(sweep, results, energy_model or energy.EnergyModel())
+
+
+def _dispatch(pending: list, run: RunFunction | None, results_dir: Path, n_workers: int | None,
+              scheduler: Any) -> Iterator[tuple[tuple, Any, xr.Dataset]]:
+    """Yield ``(key, config, result)`` as runs finish, on dask, a local process pool, or in this process."""
+    if not pending:
+        return
+    cpus = os.cpu_count() or 1
+    if scheduler is not None:
+        from distributed import Client, as_completed
+
+        client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+        try:
+            futures = {client.submit(_execute, run, cfg, str(results_dir), 1, pure=False): (key, cfg)
+                       for key, cfg in pending}
+            for future in as_completed(futures):
+                key, cfg = futures[future]
+                yield key, cfg, future.result()
+        finally:
+            if client is not scheduler:
+                client.close()
+        return
+    workers = max(1, min(n_workers or cpus, len(pending)))
+    threads = max(1, cpus // workers)
+    if workers == 1:
+        for key, cfg in pending:
+            yield key, cfg, _execute(run, cfg, str(results_dir), None)
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_execute, run, cfg, str(results_dir), threads): (key, cfg) for key, cfg in pending}
+        try:
+            remaining = set(futures)
+            while remaining:
+                done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+                for future in done:
+                    key, cfg = futures[future]
+                    yield key, cfg, future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def combine(sweep: Sweep, results: dict[tuple, xr.Dataset], energy_model: energy.EnergyModel) -> xr.Dataset:
+    """One Dataset over the sweep's dimensions (plus epoch, layer, polarity, ...) with each run's ledger.
+
+    Per-device maps (variables over ``row_*``/``col_*``, e.g. pulses per device) stay in the run files.
+    """
+    axes = sweep.axes()
+    pieces = []
+    for key, config in sweep.points():
+        result = results[key]
+        ledger = energy.ledger(result, energy_model)
+        per_device_maps = [name for name, variable in result.data_vars.items()
+                           if any(dim.startswith(("row_", "col_")) for dim in variable.dims)]
+        run = result.drop_vars(per_device_maps).merge(ledger[list(LEDGER_VARIABLES)], combine_attrs="drop")
+        run["config_hash"] = xr.DataArray(str(result.attrs.get("config_hash", "")))
+        run["data_kind"] = xr.DataArray(_data_kind(result))
+        run.attrs = {}
+        pieces.append(run.expand_dims({dim: [value] for dim, value in zip(axes, key)}))
+    combined = xr.combine_by_coords(pieces, combine_attrs="drop", data_vars="all", coords="different",
+                                    join="outer", compat="no_conflicts")
+    combined = combined.reindex({dim: values for dim, values in axes.items()})
+    combined = combined.transpose(*axes, ...)
+    if "learning_rate" not in axes:
+        lr_of = {config.algorithm: config.lr for _, config in sweep.points()}
+        combined = combined.assign_coords(learning_rate=("algorithm", [lr_of[a] for a in axes["algorithm"]]))
+    first = next(iter(results.values()))
+    combined.attrs = provenance.provenance_attrs(
+        sweep,
+        sweep_name=sweep.name,
+        energy_model=repr(energy_model),
+        energy_model_config=provenance.config_dict(energy_model),
+        data_kinds=sorted({_data_kind(r) for r in results.values()}),
+        data_source=str(first.attrs.get("data_source", "")),
+        data_label=str(first.attrs.get("data_label", "")),
+        n_runs=len(results),
+    )
+    return combined
+
+
+def _data_kind(result: xr.Dataset) -> str:
+    """measured / synthetic device data of a run; "none" for runs without a device (fp)."""
+    return str(energy.device_facts(result.attrs).get("data_kind", "none"))
+
+
+def sweep_path(sweep: Sweep, results_dir: str | Path | None = None) -> Path:
+    """Where the combined Dataset of ``sweep`` is written."""
+    return Path(results_dir or paths.RESULTS) / "sweeps" / f"{sweep.name}_{provenance.config_hash(sweep)}.nc"
+
+
+# ---------------------------------------------------------------------------------------------- config files
+def resolve_sweep_config(name_or_path: str | Path) -> Path:
+    """A sweep file: a path (``.toml``/``.yaml``/``.yml``) or the name of one in the repository's ``sweeps/``."""
+    text = str(name_or_path)
+    if text.endswith((".toml", ".yaml", ".yml")):
+        return Path(text)
+    return paths.ROOT / "sweeps" / f"{text}.toml"
+
+
+def load_sweep_config(path: str | Path, base_factory: Callable[..., Any] | None = None) -> tuple[Sweep, dict]:
+    """Read a sweep from TOML or YAML: tables ``[sweep]`` (grid), ``[base]`` (TrainConfig fields) and
+    optional ``[run]`` (n_workers, scheduler, results_dir) and ``[energy]`` (EnergyModel flat options).
+
+    Returns ``(Sweep, run_options)``. ``base_factory`` builds the base config (default ``TrainConfig``).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: sweep configuration not found")
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
+        raise ValueError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {error}") from error
+    if not isinstance(data, dict) or "sweep" not in data:
+        raise ValueError(f"{path}: expected a [sweep] table (and [base] with TrainConfig fields)")
+    unknown = set(data) - {"sweep", "base", "run", "energy"}
+    if unknown:
+        raise ValueError(f"{path}: unknown table(s) {sorted(unknown)}; expected sweep, base, run, energy")
+    if base_factory is None:
+        from .training import TrainConfig as base_factory
+    try:
+        base = base_factory(**data.get("base", {}))
+    except TypeError as error:
+        raise ValueError(f"{path}: [base] does not fit {getattr(base_factory, '__name__', 'the config')}: "
+                         f"{error}") from error
+    grid = dict(data["sweep"])
+    allowed = {f.name for f in dataclasses.fields(Sweep)} - {"base"}
+    if set(grid) - allowed:
+        raise ValueError(f"{path}: unknown [sweep] key(s) {sorted(set(grid) - allowed)}; allowed: {sorted(allowed)}")
+    sweep = Sweep(base=base, **grid)
+    options = dict(data.get("run", {}))
+    options["energy_model"] = energy_model_from_options(data.get("energy", {}), origin=str(path))
+    return sweep, options
+
+
+def energy_model_from_options(options: dict, origin: str = "energy options") -> energy.EnergyModel:
+    """EnergyModel from flat options (``amplitude_rule``, ``leakage``, ``read_duration_s``, ...)."""
+    nested = {"read_voltage_V": ("read", "voltage_V"), "read_duration_s": ("read", "duration_s"),
+              "capacitive_eps_r": ("capacitive", "eps_r"),
+              "switched_fraction": ("switching", "switched_fraction"),
+              "remanent_polarization_C_per_m2": ("switching", "remanent_polarization_C_per_m2")}
+    top = {k: v for k, v in options.items() if k in ("amplitude_rule", "leakage")}
+    unknown = set(options) - set(top) - set(nested)
+    if unknown:
+        raise ValueError(f"{origin}: unknown [energy] option(s) {sorted(unknown)}; "
+                         f"allowed: amplitude_rule, leakage, {', '.join(nested)}")
+    model = energy.EnergyModel(**top)
+    for key, (part, attr) in nested.items():
+        if key in options:
+            setattr(getattr(model, part), attr, float(options[key]))
+    return model
+
+
+# --------------------------------------------------------------------------------------------- analysis
+def sweep_convergence(sweep_result: xr.Dataset, target: float, relative: bool = False,
+                      accuracy: str = "val_acc") -> xr.Dataset:
+    """Convergence metrics of every run; ``relative`` makes ``target`` a fraction of fp's final accuracy
+    (the ``fp`` entry of the ``algorithm`` dimension, per device, pulse width and seed)."""
+    reference = None
+    if relative:
+        if "fp" not in sweep_result["algorithm"].values:
+            raise ValueError("a relative target needs an 'fp' run in the sweep's algorithm dimension")
+        reference = sweep_result[accuracy].sel(algorithm="fp", drop=True).isel(epoch=-1, drop=True)
+        reference = reference.drop_vars([c for c in reference.coords if c not in reference.dims])
+    return energy.convergence(sweep_result, target, relative_to=reference, accuracy=accuracy)
+
+
+def per_update_energy(sweep_result: xr.Dataset, estimate: str | None = None) -> xr.DataArray:
+    """Energy of one programming pulse (J), mean of both polarities, per device and pulse width: the ledger's
+    components summed, or one entry of ``energy.TABLE_COMPONENTS`` (e.g. ``"leakage_conductance"``)."""
+    if estimate is None:
+        pulse = sweep_result["energy_per_pulse"].sum("component")
+    else:
+        pulse = sweep_result["energy_per_pulse_estimates"].sel(estimate=estimate, drop=True)
+    pulse = pulse.mean("polarity")
+    devices = sweep_result["data_kind"] != "none"  # fp runs carry no device: leave them out
+    pulse = pulse.where(devices).max([d for d in pulse.dims if d not in ("device", "pulse_width")])
+    return pulse
+
+
+def _by_width(values: xr.DataArray) -> xr.DataArray:
+    """Mean over every dimension except pulse_width (and algorithm)."""
+    return values.mean([d for d in values.dims if d not in ("pulse_width", "algorithm")])
+
+
+def claims(sweep_result: xr.Dataset, target: float = 0.95, relative: bool = False,
+           tolerance: float = 0.01) -> pd.DataFrame:
+    """The paper's claims, each with what this sweep measured and whether it holds (None: not testable).
+
+    Values are means over devices and seeds; "shortest"/"longest" are the extreme pulse widths of the sweep;
+    a width counts as reaching the target only if all its runs did, and one that never did counts as needing
+    more epochs than any that did. A comparison is testable only when its reference (the longest width, or mp)
+    reached the target: accuracies of runs that never learned prove nothing. ``tolerance`` is the accuracy
+    difference (fraction) below which two accuracies count as equal.
+    """
+    from .plotting import format_pulse_width
+
+    conv = sweep_convergence(sweep_result, target, relative)
+    widths = sorted(float(w) for w in sweep_result["pulse_width"].values)
+    algorithms = [str(a) for a in sweep_result["algorithm"].values]
+    short, long_ = widths[0], widths[-1]
+    n_epochs = sweep_result.sizes["epoch"]
+    rows: list[dict] = []
+
+    def add(claim: str, algorithm: str, measured: str, holds: bool | None) -> None:
+        rows.append({"claim": claim, "algorithm": algorithm, "measured": measured,
+                     "holds": None if holds is None else bool(holds)})
+
+    leakage = json.loads(sweep_result.attrs.get("energy_model_config", "{}")).get("leakage", "?")
+    estimates = {f"ledger model ({leakage} leakage)": None,
+                 "without the Schottky bound (ohmic leakage + capacitive + switching)": "no_schottky"}
+    for label, estimate in estimates.items():
+        if estimate == "no_schottky":
+            e_pulse = sum(per_update_energy(sweep_result, c) for c in
+                          ("leakage_conductance", "capacitive", "switching"))
+        else:
+            e_pulse = per_update_energy(sweep_result)
+        e_pulse = e_pulse.mean("device").sortby("pulse_width")
+        text = ", ".join(f"{format_pulse_width(w)}: {energy.format_energy(v)}" for w, v in
+                         zip(e_pulse["pulse_width"].values, e_pulse.values))
+        add(f"Per-update energy falls with shorter pulses, {label}", "all", text,
+            bool(np.all(np.diff(e_pulse.values) > 0)) if len(widths) > 1 else None)
+
+    epochs = _by_width(conv["epochs_to_target"].where(conv["reached"], n_epochs + 1))
+    e_target = _by_width(conv["energy_to_target"].where(conv["reached"]))
+    final = _by_width(conv["final_accuracy"])
+    reached = _by_width(conv["reached"].astype(float)) == 1.0  # every seed and device reached the target
+    learned = {a: bool(reached.sel(algorithm=a).any()) for a in algorithms}
+
+    def epochs_text(algorithm: str, width: float) -> str:
+        if bool(reached.sel(algorithm=algorithm, pulse_width=width)):
+            return f"{format_pulse_width(width)}: {float(epochs.sel(algorithm=algorithm, pulse_width=width)):.3g}"
+        return f"{format_pulse_width(width)}: not reached in {n_epochs}"
+
+    for algorithm in [a for a in ("mp", "sps", "sgd") if a in algorithms]:
+        if len(widths) < 2:
+            for claim in ("Shorter pulses need more epochs to converge",
+                          "Total training energy still falls with shorter pulses",
+                          "No accuracy is lost with shorter pulses"):
+                add(claim, algorithm, "one pulse width only", None)
+            continue
+        at = {w: bool(reached.sel(algorithm=algorithm, pulse_width=w)) for w in (short, long_)}
+        ep_s, ep_l = (float(epochs.sel(algorithm=algorithm, pulse_width=w)) for w in (short, long_))
+        add("Shorter pulses need more epochs to converge", algorithm,
+            f"epochs to target {epochs_text(algorithm, short)}, {epochs_text(algorithm, long_)}",
+            ep_s > ep_l if at[long_] else None)
+        e_s, e_l = (float(e_target.sel(algorithm=algorithm, pulse_width=w)) for w in (short, long_))
+        add("Total training energy still falls with shorter pulses", algorithm,
+            f"energy to target {format_pulse_width(short)}: {energy.format_energy(e_s)}, "
+            f"{format_pulse_width(long_)}: {energy.format_energy(e_l)}" if at[short] and at[long_]
+            else "target not reached at both extreme widths", e_s < e_l if at[short] and at[long_] else None)
+        a_s, a_l = (float(final.sel(algorithm=algorithm, pulse_width=w)) for w in (short, long_))
+        add("No accuracy is lost with shorter pulses", algorithm,
+            f"final accuracy {format_pulse_width(short)}: {a_s:.4f}, {format_pulse_width(long_)}: {a_l:.4f}"
+            + ("" if at[long_] else f" (the {format_pulse_width(long_)} reference never reached the target)"),
+            a_s >= a_l - tolerance if at[long_] else None)
+
+    mean_final = {a: float(final.sel(algorithm=a).mean()) for a in algorithms}
+    reference = " (mp, the reference, never reached the target)" if not learned.get("mp", False) else ""
+    claim = "Plain analog SGD is less accurate than mixed precision"
+    if "sgd" in mean_final and "mp" in mean_final:
+        add(claim, "sgd vs mp", f"mean final accuracy sgd {mean_final['sgd']:.4f}, mp {mean_final['mp']:.4f}"
+            + reference, mean_final["sgd"] < mean_final["mp"] - tolerance if not reference else None)
+    else:
+        add(claim, "sgd vs mp", "sgd or mp not in sweep", None)
+    claim = "Symmetry-point shifting restores accuracy"
+    if {"sps", "sgd", "mp"} <= set(mean_final):
+        add(claim, "sps vs sgd, mp", f"mean final accuracy sps {mean_final['sps']:.4f}, sgd {mean_final['sgd']:.4f}, "
+            f"mp {mean_final['mp']:.4f}" + reference,
+            (mean_final["sps"] > mean_final["sgd"] + tolerance and mean_final["sps"] >= mean_final["mp"] - tolerance)
+            if not reference else None)
+    else:
+        add(claim, "sps vs sgd, mp", "sps, sgd or mp not in sweep", None)
+    table = pd.DataFrame(rows, columns=["claim", "algorithm", "measured", "holds"])
+    table.attrs = {"target": target, "relative": relative, "tolerance": tolerance}
+    return table
+
+
+def write_claims(table: pd.DataFrame, directory: str | Path, name: str, source: dict) -> tuple[Path, Path]:
+    """Write the claims table as ``<name>.csv`` and ``<name>.json`` (with provenance) atomically."""
+    directory = paths.ensure(Path(directory))
+    meta = provenance.provenance_attrs(**{k: str(v) for k, v in {**table.attrs, **source}.items()})
+    csv = provenance.atomic_write(directory / f"{name}.csv", lambda tmp: tmp.write_text(
+        "".join(f"# {k}: {v}\n" for k, v in sorted(meta.items())) + table.to_csv(index=False)))
+    js = provenance.write_json({"provenance": meta, "claims": json.loads(table.to_json(orient="records"))},
+                               directory / f"{name}.json")
+    return csv, js
