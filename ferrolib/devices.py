@@ -15,14 +15,33 @@ Conventions (SCIENCE.md section 3, aihwkit semantics):
   ``softbounds``  up = scale_up (1 - w/w_max),   down = scale_down (1 - w/w_min)
   ``powstep``     omega = (w_max - w)/(w_max - w_min):  up = scale_up omega^gamma_up,
                   down = scale_down (1 - omega)^gamma_down
+
+* ``up_down`` convention of ferrolib's configurations: the **smaller** step scale equals ``dw_min`` and the
+  larger one is ``dw_min (1 + |up_down|)``; ``up_down > 0`` makes potentiation (up) the larger step::
+
+      scale_up = dw_min (1 + max(up_down, 0)),   scale_down = dw_min (1 + max(-up_down, 0))
+
+  aihwkit keeps the **larger** step at its ``dw_min`` and shrinks the other by ``(1 - |up_down|)``;
+  ``to_aihwkit`` / ``from_aihwkit`` convert explicitly (``dw_min_aihwkit = dw_min (1 + |u|)``,
+  ``up_down_aihwkit = u / (1 + |u|)``).
+* Piecewise node vectors are relative to ``dw_min`` and spread evenly over each device's own
+  ``[w_min, w_max]``; fitted ones are zero at the bound each direction saturates at.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal, Sequence
 
+import numpy as np
 import torch
+import xarray as xr
 from torch import Tensor
+
+from . import paths, provenance
 
 ModelKind = Literal["piecewise", "softbounds", "powstep"]
 MODEL_KINDS: tuple[str, ...] = ("piecewise", "softbounds", "powstep")
@@ -57,6 +76,9 @@ class DeviceArray:
     """Power step only: exponent of the potentiation step per device."""
     gamma_down: Tensor | None = None
     """Power step only: exponent of the depression step per device."""
+    write_noise: float = 0.0
+    """Write noise: standard deviation of the read-back (visible) weight around the hidden state, in units
+    of ``dw_min``, drawn afresh at every read (aihwkit ``write_noise_std``); the hidden state is unaffected."""
     meta: dict = field(default_factory=dict, repr=False)
     """Provenance (source device id, pulse width, measurement file, fit method, ...)."""
 
@@ -125,3 +147,618 @@ class DeviceArray:
             if getattr(self, name) is not None
         }
         return replace(self, **per_device)
+
+    def visible(self, w: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The weight as read back: ``w + write_noise dw_min xi`` (xi ~ N(0, 1) per read); ``w`` if noise-free."""
+        if self.write_noise <= 0.0:
+            return w
+        noise = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device)
+        return w + self.write_noise * self.dw_min * noise
+
+    def to_dataset(self, dims: Sequence[str] | None = None) -> xr.Dataset:
+        """The per-device parameters as an xarray Dataset (for inspection and saving)."""
+        dims = tuple(dims) if dims is not None else tuple(f"dim_{i}" for i in range(len(self.shape)))
+        if len(dims) != len(self.shape):
+            raise ValueError(f"need {len(self.shape)} dimension names for shape {tuple(self.shape)}, got {dims}")
+        data: dict[str, Any] = {}
+        for name in ("w_min", "w_max", "scale_up", "scale_down", "gamma_up", "gamma_down"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = (dims, value.detach().cpu().numpy())
+        for name in ("nodes_up", "nodes_down"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = (("node",), value.detach().cpu().numpy())
+        attrs = {"kind": self.kind, "dw_min": self.dw_min, "c2c": self.c2c, "write_noise": self.write_noise}
+        attrs.update({f"meta_{k}": v if isinstance(v, str) else repr(v) for k, v in self.meta.items()})
+        return xr.Dataset(data, attrs=attrs)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Configurations and sampling
+
+
+@dataclass
+class DeviceNoise:
+    """Noise of a device model: cycle-to-cycle per pulse, device-to-device drawn once per device, write noise.
+
+    Device-to-device draws (xi ~ N(0, 1), one per device and quantity)::
+
+        gain = max(1 + dw_min_dtod xi, 0.05);  u = up_down + up_down_dtod xi
+        w_max (1 + w_max_dtod xi) (kept >= 0.05 |w_max|);  w_min (1 + w_min_dtod xi) (kept <= -0.05 |w_min|)
+        gamma (1 + gamma_dtod xi) (power step; kept >= 0.05)
+    """
+
+    c2c: float = 0.0
+    """Cycle-to-cycle: relative standard deviation of every single step (aihwkit ``dw_min_std``)."""
+    dw_min_dtod: float = 0.0
+    """Device-to-device relative spread of the step gain (both directions alike)."""
+    up_down_dtod: float = 0.0
+    """Device-to-device absolute spread of the up/down asymmetry ``up_down``."""
+    w_min_dtod: float = 0.0
+    """Device-to-device relative spread of the lower bound."""
+    w_max_dtod: float = 0.0
+    """Device-to-device relative spread of the upper bound."""
+    gamma_dtod: float = 0.0
+    """Device-to-device relative spread of the power-step exponents."""
+    write_noise: float = 0.0
+    """Write noise on the read-back weight, in units of ``dw_min``."""
+
+    __repr__ = provenance.compact_repr
+
+
+def _draw(shape: tuple[int, ...], spread: float, generator: torch.Generator | None, dtype: torch.dtype) -> Tensor:
+    """``spread * xi`` with xi ~ N(0, 1) of ``shape``; zeros (and no draw) when ``spread`` is 0."""
+    if spread == 0.0:
+        return torch.zeros(shape, dtype=dtype)
+    return spread * torch.randn(shape, generator=generator, dtype=dtype)
+
+
+def _scales(dw_min: Tensor | float, up_down: Tensor | float) -> tuple[Tensor, Tensor]:
+    """ferrolib convention: the smaller scale is ``dw_min``, the larger ``dw_min (1 + |up_down|)``."""
+    up_down = torch.as_tensor(up_down)
+    return dw_min * (1.0 + up_down.clamp_min(0.0)), dw_min * (1.0 + (-up_down).clamp_min(0.0))
+
+
+@dataclass
+class _StepConfig:
+    """Fields and sampling shared by every device model configuration."""
+
+    dw_min: float = 0.01
+    """Granularity: the smaller of the up and down step scales (weight units)."""
+    up_down: float = 0.0
+    """Asymmetry: the larger scale is ``dw_min (1 + |up_down|)``; > 0 means up is larger (ferrolib convention)."""
+    w_min: float = -1.0
+    """Lower bound of the state."""
+    w_max: float = 1.0
+    """Upper bound of the state."""
+
+    kind = "piecewise"
+
+    def _extra(self, shape: tuple[int, ...], noise: DeviceNoise, generator, dtype) -> dict[str, Any]:
+        return {}
+
+    def sample(
+        self,
+        shape: Sequence[int] = (),
+        noise: DeviceNoise | None = None,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> DeviceArray:
+        """An array of ``shape`` devices with device-to-device parameters drawn once per device."""
+        if not self.w_min < 0.0 < self.w_max:
+            raise ValueError(f"{type(self).__name__}: need w_min < 0 < w_max, got {self.w_min}, {self.w_max}")
+        if not self.dw_min > 0.0:
+            raise ValueError(f"{type(self).__name__}: dw_min must be positive, got {self.dw_min}")
+        noise = noise or DeviceNoise()
+        shape = tuple(shape)
+        gain = (1.0 + _draw(shape, noise.dw_min_dtod, generator, dtype)).clamp_min(0.05)
+        up_down = self.up_down + _draw(shape, noise.up_down_dtod, generator, dtype)
+        scale_up, scale_down = _scales(self.dw_min * gain, up_down)
+        w_max = (self.w_max * (1.0 + _draw(shape, noise.w_max_dtod, generator, dtype))).clamp_min(0.05 * self.w_max)
+        w_min = (self.w_min * (1.0 + _draw(shape, noise.w_min_dtod, generator, dtype))).clamp_max(0.05 * self.w_min)
+        return DeviceArray(
+            kind=self.kind,
+            w_min=w_min,
+            w_max=w_max,
+            scale_up=scale_up.to(dtype),
+            scale_down=scale_down.to(dtype),
+            dw_min=self.dw_min,
+            c2c=noise.c2c,
+            write_noise=noise.write_noise,
+            meta={"config": repr(self), "noise": repr(noise)},
+            **self._extra(shape, noise, generator, dtype),
+        )
+
+    def devices(self, dtype: torch.dtype = torch.float64) -> DeviceArray:
+        """The single noise-free nominal device (shape ``()``)."""
+        return self.sample((), None, None, dtype)
+
+
+@dataclass
+class PiecewiseStep(_StepConfig):
+    """Piecewise-linear step against state (aihwkit ``PiecewiseStepDevice`` semantics, ferrolib ``up_down``)."""
+
+    piecewise_up: tuple[float, ...] = (1.0, 1.0)
+    """Relative potentiation step at N evenly spread nodes over [w_min, w_max] (multiplies the up scale)."""
+    piecewise_down: tuple[float, ...] = (1.0, 1.0)
+    """Relative depression step at the same nodes."""
+
+    kind = "piecewise"
+    __repr__ = provenance.compact_repr
+
+    def __post_init__(self) -> None:
+        self.piecewise_up = tuple(float(v) for v in self.piecewise_up)
+        self.piecewise_down = tuple(float(v) for v in self.piecewise_down)
+        if len(self.piecewise_up) != len(self.piecewise_down) or len(self.piecewise_up) < 2:
+            raise ValueError("piecewise_up and piecewise_down need the same length, at least 2 nodes")
+        if min(self.piecewise_up + self.piecewise_down) < 0.0:
+            raise ValueError("piecewise node values must be non-negative (they are step magnitudes)")
+
+    def _extra(self, shape, noise, generator, dtype) -> dict[str, Any]:
+        return {
+            "nodes_up": torch.tensor(self.piecewise_up, dtype=dtype),
+            "nodes_down": torch.tensor(self.piecewise_down, dtype=dtype),
+        }
+
+
+@dataclass
+class SoftBounds(_StepConfig):
+    """Soft bounds: ``dw_up = a_up (1 - w/w_max)``, ``dw_down = a_down (1 - w/w_min)``; a = the scales at w = 0."""
+
+    kind = "softbounds"
+    __repr__ = provenance.compact_repr
+
+
+@dataclass
+class PowStep(_StepConfig):
+    """Power step: ``omega = (w_max - w)/(w_max - w_min)``, up ``a_up omega^gamma_up``, down
+    ``a_down (1 - omega)^gamma_down``; here the scales ``a`` are the steps at the far bound, not at w = 0."""
+
+    gamma_up: float = 1.0
+    """Exponent of the potentiation step."""
+    gamma_down: float = 1.0
+    """Exponent of the depression step."""
+
+    kind = "powstep"
+    __repr__ = provenance.compact_repr
+
+    def _extra(self, shape, noise, generator, dtype) -> dict[str, Any]:
+        gammas = {}
+        for name in ("gamma_up", "gamma_down"):
+            spread = _draw(shape, noise.gamma_dtod, generator, dtype)
+            gammas[name] = (getattr(self, name) * (1.0 + spread)).clamp_min(0.05)
+        return gammas
+
+
+DeviceConfig = PiecewiseStep | SoftBounds | PowStep
+CONFIG_CLASSES: dict[str, type] = {"piecewise": PiecewiseStep, "softbounds": SoftBounds, "powstep": PowStep}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Pulsing
+
+
+def apply_pulses(
+    devices: DeviceArray,
+    state: Tensor,
+    n_up: Tensor,
+    n_down: Tensor,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Apply ``n_up`` potentiation pulses, **then** ``n_down`` depression pulses, to every device.
+
+    Pulses are applied one at a time at the current state (step, c2c noise, clip to the bounds), all devices
+    at once: round k pulses every device whose count exceeds k. Counts are non-negative integers of the
+    array's shape. c2c draws are taken per round for the devices still pulsing, in flat (row-major) order,
+    all up rounds before all down rounds. Returns the new state (the input is not modified).
+    """
+    shape = devices.shape
+    state = state.reshape(shape).clone()
+    flat_devices = devices.map(lambda t: t.reshape(-1))
+    flat_state = state.reshape(-1)
+    for sign, counts in ((1.0, n_up), (-1.0, n_down)):
+        counts = torch.as_tensor(counts).expand(shape).reshape(-1)
+        if (counts < 0).any():
+            raise ValueError("pulse counts must be non-negative; pass negative updates as n_down")
+        active = torch.nonzero(counts > 0).squeeze(1)
+        remaining = counts[active]
+        while active.numel() > 0:
+            subset = flat_devices.map(lambda t: t[active])
+            noise = None
+            if devices.c2c > 0.0:
+                noise = torch.randn(active.shape, generator=generator, dtype=state.dtype)
+            direction = torch.full(active.shape, sign, dtype=state.dtype)
+            flat_state[active] = subset.pulse(flat_state[active], direction, noise)
+            remaining = remaining - 1
+            keep = remaining > 0
+            active, remaining = active[keep], remaining[keep]
+    return state
+
+
+def simulate_sequence(devices: DeviceArray, start: Tensor | float, directions: Sequence[int] | Tensor,
+                      generator: torch.Generator | None = None) -> Tensor:
+    """States after each pulse of a sequence of directions (+1 up, -1 down, 0 none) applied to every device.
+
+    Returns a tensor of shape ``(len(directions) + 1, *devices.shape)`` whose first entry is the start state.
+    """
+    state = devices.clip(torch.as_tensor(start, dtype=devices.w_min.dtype).expand(devices.shape).clone())
+    states = [state]
+    for direction in torch.as_tensor(directions).tolist():
+        noise = None
+        if devices.c2c > 0.0:
+            noise = torch.randn(devices.shape, generator=generator, dtype=state.dtype)
+        state = devices.pulse(state, torch.full(devices.shape, float(direction), dtype=state.dtype), noise)
+        states.append(state)
+    return torch.stack(states)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Symmetry point
+
+
+def _bisect_symmetry_point(devices: DeviceArray, iterations: int = 60) -> Tensor:
+    """Root of ``dw_up - dw_down`` by bisection, keeping f(lo) > 0 >= f(hi); the bound rule of
+    ``symmetry_point`` where there is no sign change. Exact for monotone f, a root otherwise."""
+    lo, hi = devices.w_min.clone(), devices.w_max.clone()
+    f_lo = devices.dw_up(lo) - devices.dw_down(lo)
+    f_hi = devices.dw_up(hi) - devices.dw_down(hi)
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        positive = devices.dw_up(mid) - devices.dw_down(mid) > 0
+        lo = torch.where(positive, mid, lo)
+        hi = torch.where(positive, hi, mid)
+    root = 0.5 * (lo + hi)
+    root = torch.where(f_lo <= 0, devices.w_min, root)
+    return torch.where((f_lo > 0) & (f_hi > 0), devices.w_max, root)
+
+
+def _piecewise_symmetry_point(devices: DeviceArray, start: Tensor) -> Tensor:
+    """Closed form per segment: both steps are linear between the shared nodes x_i, so where ``f = dw_up - dw_down``
+    goes from > 0 to <= 0 on segment i, ``w* = x_i + q (x_{i+1} - x_i)`` with ``q = f_i / (f_i - f_{i+1})``.
+    Of these stable roots it returns the one a device at ``start`` drifts to: the lowest at or above ``start`` where
+    ``f(start) > 0``, else the highest at or below ``start``; without one, the bound it drifts to."""
+    up = devices.scale_up.unsqueeze(-1) * devices.nodes_up
+    down = devices.scale_down.unsqueeze(-1) * devices.nodes_down
+    f = up - down
+    n_segments = f.shape[-1] - 1
+    crossing = (f[..., :-1] > 0) & (f[..., 1:] <= 0)
+    f_i, f_next = f[..., :-1], f[..., 1:]
+    q = f_i / torch.where(crossing, f_i - f_next, torch.ones_like(f_i))
+    width = ((devices.w_max - devices.w_min) / n_segments).unsqueeze(-1)
+    index = torch.arange(n_segments, dtype=width.dtype)
+    roots = devices.w_min.unsqueeze(-1) + (index + q) * width
+    drifts_up = (devices.dw_up(start) - devices.dw_down(start)) > 0
+    above = crossing & (roots >= start.unsqueeze(-1))
+    below = crossing & (roots <= start.unsqueeze(-1))
+    lowest_above = torch.where(above, roots, torch.full_like(roots, math.inf)).amin(dim=-1)
+    highest_below = torch.where(below, roots, torch.full_like(roots, -math.inf)).amax(dim=-1)
+    up_root = torch.where(above.any(dim=-1), lowest_above, devices.w_max)
+    down_root = torch.where(below.any(dim=-1), highest_below, devices.w_min)
+    return torch.where(drifts_up, up_root, down_root)
+
+
+def symmetry_point(devices: DeviceArray, start: Tensor | float = 0.0) -> Tensor:
+    """Analytic symmetry point ``w*`` with ``dw_up(w*) = dw_down(w*)`` per device (any array shape).
+
+    * soft bounds: closed form ``w* = (a_up - a_down) / (a_up/w_max - a_down/w_min)``;
+    * piecewise: closed form per segment; where ``dw_up - dw_down`` has several stable roots (measured devices
+      can), the one a device starting at ``start`` converges to under alternating pulses. The default, w = 0, is
+      where training starts (the reference of symmetry-point shifting); ``start=devices.w_min`` is where the
+      experimenter's protocol starts its alternating train, after its ``n`` down pulses;
+    * power step: bisection (``dw_up - dw_down`` is monotone, so ``start`` does not matter).
+
+    Devices without such a root are clamped to the bound their state drifts to under alternating pulses:
+    ``w_max`` where the up step is the larger one, ``w_min`` where the down step is. The result always lies in
+    ``[w_min, w_max]``.
+    """
+    if devices.kind == "softbounds":
+        a_up, a_down = devices.scale_up, devices.scale_down
+        root = (a_up - a_down) / (a_up / devices.w_max - a_down / devices.w_min)
+        return devices.clip(root)
+    if devices.kind == "piecewise":
+        start = torch.as_tensor(start, dtype=devices.w_min.dtype).expand(devices.shape)
+        return _piecewise_symmetry_point(devices, devices.clip(start))
+    return _bisect_symmetry_point(devices)
+
+
+def symmetry_point_protocol(
+    devices: DeviceArray,
+    n: int = 200,
+    n_alternating: int = 4000,
+    tail: int = 200,
+    start: Tensor | float = 0.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """The experimenter's symmetry point: from ``start``, ``n`` up pulses, ``n`` down pulses, then an alternating
+    train (up, down, ...) of ``n_alternating`` pulses; returns the mean state over the last ``tail`` pulses."""
+    if n < 0 or not 0 < tail <= n_alternating:
+        raise ValueError(f"need n >= 0 and tail in 1..n_alternating ({n_alternating}); got n={n}, tail={tail}")
+    state = devices.clip(torch.as_tensor(start, dtype=devices.w_min.dtype).expand(devices.shape).clone())
+    ones = torch.ones(devices.shape, dtype=torch.long)
+    state = apply_pulses(devices, state, n * ones, 0 * ones, generator)
+    state = apply_pulses(devices, state, 0 * ones, n * ones, generator)
+    total = torch.zeros_like(state)
+    for k in range(n_alternating):
+        noise = torch.randn(devices.shape, generator=generator, dtype=state.dtype) if devices.c2c > 0.0 else None
+        direction = torch.full(devices.shape, 1.0 if k % 2 == 0 else -1.0, dtype=state.dtype)
+        state = devices.pulse(state, direction, noise)
+        if k >= n_alternating - tail:
+            total += state
+    return total / tail
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Fitted devices: a model configuration with the provenance of the measurement it came from
+
+
+MEASURED_TRACE_VARIABLES: tuple[str, ...] = ("G", "w_measured", "outlier")
+"""Trace variables that hold measured values; not written to fitted-device files."""
+
+
+@dataclass
+class FittedDevice:
+    """A device model fitted to one measured (or synthetic) pulse-response ramp, with its provenance."""
+
+    config: DeviceConfig
+    """The fitted model configuration (weights normalised as ``w = 2 (G - g_mean)/(g_max - g_min)``)."""
+    device_id: str
+    """Measured device, e.g. ``ID170ZR5000``."""
+    pulse_width_s: float
+    """Programming pulse width (s)."""
+    data_kind: str = "measured"
+    """``measured`` (fitted to a measurement) or ``synthetic`` (fitted to a physics-model ramp)."""
+    source_file: str = ""
+    """Measurement file (or the synthetic model's description) the fit used."""
+    source_sha256: str = ""
+    """SHA-256 of the measurement file (empty for synthetic)."""
+    fit_method: str = ""
+    """How the parameters were found (recipe and optimiser)."""
+    r2_up: float = float("nan")
+    """R^2 of the simulated against the measured state over the up (potentiation) ramp."""
+    r2_down: float = float("nan")
+    """R^2 of the simulated against the measured state over the down (depression) ramp."""
+    residual_std_up: float = float("nan")
+    """Scatter of measured up steps around the model step at the measured state, in units of dw_min."""
+    residual_std_down: float = float("nan")
+    """Scatter of measured down steps around the model step, in units of dw_min."""
+    c2c: float = float("nan")
+    """Cycle-to-cycle estimate: rms step residual / rms model step, both directions pooled (an upper bound:
+    it also holds the systematic misfit)."""
+    amplitude_range_up: tuple[float, float] = (float("nan"), float("nan"))
+    """First and last amplitude (V) of the potentiation ramp (negative pulses)."""
+    amplitude_range_down: tuple[float, float] = (float("nan"), float("nan"))
+    """First and last amplitude (V) of the depression ramp (positive pulses)."""
+    area_m2: float = float("nan")
+    """Device area (m^2)."""
+    g_min: float = float("nan")
+    """Smallest conductance (S) of the inlier reads, used for normalisation."""
+    g_max: float = float("nan")
+    """Largest conductance (S) of the inlier reads."""
+    g_mean: float = float("nan")
+    """Mean conductance (S) of the inlier reads (maps to w = 0)."""
+    n_up: int = 0
+    """Inlier reads on the up ramp."""
+    n_down: int = 0
+    """Inlier reads on the down ramp."""
+    n_outliers: int = 0
+    """Reads flagged as outliers and excluded from the fit."""
+    trace: xr.Dataset | None = field(default=None, repr=False)
+    """Per pulse: amplitude, polarity, measured ``G``, ``outlier``, ``w_measured`` and the simulated ``w_model``
+    (for overlays; files keep only the non-measured ones)."""
+
+    __repr__ = provenance.compact_repr
+
+    @property
+    def model(self) -> str:
+        return self.config.kind
+
+    def devices(self, shape: Sequence[int] = (), noise: DeviceNoise | None = None,
+                generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32) -> DeviceArray:
+        """Sample an array of these devices (see ``PiecewiseStep.sample``), provenance in ``meta``."""
+        array = self.config.sample(shape, noise, generator, dtype)
+        array.meta.update(device_id=self.device_id, pulse_width_s=self.pulse_width_s, data_kind=self.data_kind,
+                          source_file=self.source_file, fit_method=self.fit_method)
+        return array
+
+    @property
+    def steps_at_zero(self) -> tuple[float, float]:
+        """Mean up and down step at w = 0 (weight units)."""
+        nominal = self.config.devices()
+        zero = torch.zeros((), dtype=torch.float64)
+        return float(nominal.dw_up(zero)), float(nominal.dw_down(zero))
+
+    @property
+    def n_states(self) -> float:
+        """Number of states ``(w_max - w_min) / min(step_up(0), step_down(0))``."""
+        return (self.config.w_max - self.config.w_min) / min(self.steps_at_zero)
+
+    @property
+    def symmetry_point(self) -> float:
+        """Analytic symmetry point of the nominal device, reached from w = 0 (what SP shifting programs)."""
+        return float(symmetry_point(self.config.devices()))
+
+    def symmetry_points(self, n_alternating: int = 4000) -> dict[str, float]:
+        """The nominal device's symmetry point from two starts, each analytic and by the simulated protocol.
+
+        ``analytic`` / ``protocol_from_zero``: the root reached from w = 0 and an alternating train started at
+        w = 0 (where training starts; what SP shifting programs). ``analytic_from_bottom`` / ``protocol``: the root
+        reached from w_min and the experimenter's full protocol (n up, n down, alternating train). Each pair agrees
+        within about one step, except where the discrete steps trap the protocol next to a bound (the down step
+        rising from zero at w_min by more than the up step within one step) or carry it across a narrow root.
+        """
+        devices = self.config.devices()
+        return {
+            "analytic": float(symmetry_point(devices)),
+            "protocol_from_zero": float(symmetry_point_protocol(devices, n=0, n_alternating=n_alternating)),
+            "analytic_from_bottom": float(symmetry_point(devices, start=devices.w_min)),
+            "protocol": float(symmetry_point_protocol(devices, n_alternating=n_alternating)),
+        }
+
+    def label(self) -> str:
+        """Legend text: device, pulse width, model, and 'synthetic' where it is."""
+        from .plotting import format_pulse_width
+
+        text = f"{self.device_id} {format_pulse_width(self.pulse_width_s)} {self.model}"
+        return text + (" (synthetic)" if self.data_kind != "measured" else "")
+
+    def to_dataset(self, include_measured: bool = False) -> xr.Dataset:
+        """A self-describing Dataset: node vectors and trace as variables, everything else in attributes.
+
+        Measured values (``MEASURED_TRACE_VARIABLES``) are left out unless ``include_measured``: the measurements
+        stay in their own folder, identified by ``source_file`` and ``source_sha256``.
+        """
+        data: dict[str, Any] = {}
+        if isinstance(self.config, PiecewiseStep):
+            data["piecewise_up"] = (("node",), np.asarray(self.config.piecewise_up))
+            data["piecewise_down"] = (("node",), np.asarray(self.config.piecewise_down))
+        dataset = xr.Dataset(data)
+        if self.trace is not None:
+            drop = () if include_measured else MEASURED_TRACE_VARIABLES
+            dataset = dataset.merge(self.trace.drop_vars([v for v in drop if v in self.trace]))
+        scalars = {f.name: getattr(self, f.name) for f in _fitted_fields() if f.name not in ("config", "trace")}
+        config = {k: v for k, v in provenance.config_dict(self.config).items() if not k.startswith("piecewise")}
+        dataset.attrs = provenance.provenance_attrs(
+            self.config, model=self.model, model_parameters=config, n_states=self.n_states,
+            steps_at_zero=list(self.steps_at_zero), symmetry_point=self.symmetry_point,
+            **scalars,
+        )
+        return dataset
+
+    def save(self, path: Path | str) -> Path:
+        """Write atomically to netCDF (``provenance.write_netcdf``), without the measured values."""
+        return provenance.write_netcdf(self.to_dataset(), path)
+
+    @classmethod
+    def from_dataset(cls, dataset: xr.Dataset, origin: str = "dataset") -> "FittedDevice":
+        """Inverse of ``to_dataset``; raises ValueError naming ``origin`` if it is not such a Dataset."""
+        attrs = dataset.attrs
+        try:
+            kind = attrs["model"]
+            parameters = json.loads(attrs["model_parameters"])
+            if kind == "piecewise":
+                parameters["piecewise_up"] = tuple(dataset["piecewise_up"].values.tolist())
+                parameters["piecewise_down"] = tuple(dataset["piecewise_down"].values.tolist())
+            config = CONFIG_CLASSES[kind](**parameters)
+            values: dict[str, Any] = {}
+            for f in _fitted_fields():
+                if f.name in ("config", "trace") or f.name not in attrs:
+                    continue
+                raw = attrs[f.name]
+                value = raw if f.type == "str" or not isinstance(raw, str) else json.loads(raw)
+                values[f.name] = tuple(value) if isinstance(value, list) else value
+        except (KeyError, ValueError, TypeError) as error:
+            raise ValueError(f"{origin}: not a ferrolib fitted-device file ({error!r})") from error
+        trace_vars = [name for name in dataset.data_vars if "pulse" in dataset[name].dims]
+        trace = dataset[trace_vars] if trace_vars else None
+        if trace is not None:
+            trace.attrs = {}
+        return cls(config=config, trace=trace, **values)
+
+    @classmethod
+    def load(cls, path: Path | str) -> "FittedDevice":
+        """Read a file written by ``save``."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such fitted-device file")
+        return cls.from_dataset(provenance.read_netcdf(path), origin=str(path))
+
+
+def _fitted_fields() -> tuple[dataclasses.Field, ...]:
+    return dataclasses.fields(FittedDevice)
+
+
+def pulse_width_label(pulse_width: float) -> str:
+    """File-name label of a pulse width: 2e-08 -> '20ns'."""
+    from .plotting import format_pulse_width
+
+    return format_pulse_width(pulse_width).replace(" ", "")
+
+
+def fitted_device_path(device_id: str, pulse_width: float, model: str, directory: Path | str | None = None) -> Path:
+    """Where the fitted device file lives: ``<directory>/<device>_<width>_<model>.nc`` (default ``paths.DEVICES``)."""
+    directory = Path(directory) if directory else paths.DEVICES
+    return directory / f"{device_id}_{pulse_width_label(pulse_width)}_{model}.nc"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# aihwkit interchange
+
+
+def to_aihwkit(device: FittedDevice | PiecewiseStep) -> dict[str, Any]:
+    """aihwkit ``PiecewiseStepDevice`` parameters (aihwkit's ``up_down``: the larger step is ``dw_min``).
+
+    ``dw_min_aihwkit = dw_min (1 + |u|)``, ``up_down_aihwkit = u / (1 + |u|)`` with ferrolib's ``u``.
+    """
+    config = device.config if isinstance(device, FittedDevice) else device
+    if not isinstance(config, PiecewiseStep):
+        raise ValueError(f"only piecewise devices export to aihwkit's PiecewiseStepDevice, got {config.kind!r}")
+    magnitude = abs(config.up_down)
+    return {
+        "dw_min": config.dw_min * (1.0 + magnitude),
+        "up_down": config.up_down / (1.0 + magnitude),
+        "w_min": config.w_min,
+        "w_max": config.w_max,
+        "piecewise_up": list(config.piecewise_up),
+        "piecewise_down": list(config.piecewise_down),
+    }
+
+
+def from_aihwkit(parameters: dict[str, Any]) -> PiecewiseStep:
+    """Inverse of ``to_aihwkit``: aihwkit scales ``up = dw_min (1 + min(u_a, 0))``, ``down = dw_min (1 - max(u_a, 0))``."""
+    up_down = float(parameters.get("up_down", 0.0))
+    if not -1.0 < up_down < 1.0:
+        raise ValueError(f"aihwkit up_down must lie in (-1, 1), got {up_down}")
+    magnitude = abs(up_down)
+    return PiecewiseStep(
+        dw_min=float(parameters["dw_min"]) * (1.0 - magnitude),
+        up_down=up_down / (1.0 - magnitude),
+        w_min=float(parameters.get("w_min", -1.0)),
+        w_max=float(parameters.get("w_max", 1.0)),
+        piecewise_up=tuple(parameters["piecewise_up"]),
+        piecewise_down=tuple(parameters["piecewise_down"]),
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Resolution: fitted file -> fit from measurements -> calibrated physics model (synthetic)
+
+
+def get_device(
+    device_id: str = "ID170ZR5000",
+    pulse_width: float = 2e-8,
+    model: str = "piecewise",
+    source: str | Path | None = None,
+) -> FittedDevice:
+    """The fitted device for ``device_id`` at ``pulse_width``.
+
+    Resolution order: (1) the fitted file in ``paths.DEVICES`` (only when ``source`` is None); (2) a fit of
+    the measurement now (the latest by test date when there are several); (3) a fit of a ramp simulated by the
+    calibrated physics model, labelled ``data_kind='synthetic'``. Raises ValueError when none applies.
+    """
+    from . import fitting, measurements, physics
+
+    if model not in MODEL_KINDS:
+        raise ValueError(f"unknown device model {model!r}; expected one of {MODEL_KINDS}")
+    if not (isinstance(pulse_width, (int, float)) and math.isfinite(pulse_width) and pulse_width > 0):
+        raise ValueError(f"pulse width must be a positive number of seconds, got {pulse_width!r}")
+    if source is None:
+        path = fitted_device_path(device_id, pulse_width, model)
+        if path.exists():
+            return FittedDevice.load(path)
+    files = measurements.find_measurements(device_id=device_id, pulse_width=pulse_width, source=source)
+    if files:
+        (latest,) = measurements.load_measurements(device_id, pulse_width, source, select="last")
+        return fitting.fit_ramp(latest, model)
+    calibration = physics.load_calibration(device_id)
+    if calibration is not None:
+        if not physics.PREDICTION_RANGE[0] <= pulse_width <= physics.PREDICTION_RANGE[1]:
+            raise ValueError(f"{device_id}: no measurement at {pulse_width:g} s and it lies outside the physics "
+                             f"model's range {physics.PREDICTION_RANGE} s")
+        return fitting.fit_ramp(physics.simulate_ramp(calibration, pulse_width), model)
+    known = sorted({measurements.read_summary(p).attrs["device_id"] for p in measurements.find_measurements(source=source)})
+    if device_id in known:
+        raise ValueError(f"{device_id}: no measurement at pulse width {pulse_width:g} s and no calibrated physics "
+                         "model (data/physics_calibration.json) to predict it")
+    raise ValueError(f"unknown device {device_id!r}: no fitted file, measurement or calibrated model; "
+                     f"measured devices: {', '.join(known)}")

@@ -1,0 +1,109 @@
+"""``ferrolib device``: fit device models to measured ramps and calibrate the physics model.
+
+    ferrolib device fit FILES... [--model piecewise|softbounds|powstep|all] [--json]
+    ferrolib device fit --device ID170ZR5000 [--pulse-width 2e-8] [--source DIR] [--save data/devices]
+    ferrolib device calibrate [--device ID ...] [--output data/physics_calibration.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..devices import MODEL_KINDS, FittedDevice, fitted_device_path
+
+
+def summary(fitted: FittedDevice) -> dict:
+    """The printed facts of one fit."""
+    step_up, step_down = fitted.steps_at_zero
+    return {
+        "device_id": fitted.device_id,
+        "pulse_width_s": fitted.pulse_width_s,
+        "model": fitted.model,
+        "data_kind": fitted.data_kind,
+        "dw_min": fitted.config.dw_min,
+        "step_up_at_0": step_up,
+        "step_down_at_0": step_down,
+        "w_min": fitted.config.w_min,
+        "w_max": fitted.config.w_max,
+        **{f"sp_{name}": value for name, value in fitted.symmetry_points().items()},
+        "r2_up": fitted.r2_up,
+        "r2_down": fitted.r2_down,
+        "n_states": fitted.n_states,
+        "c2c": fitted.c2c,
+        "source_file": fitted.source_file,
+    }
+
+
+_COLUMNS = ("device_id", "pulse_width_s", "model", "dw_min", "step_up_at_0", "step_down_at_0", "w_min", "w_max",
+            "sp_analytic", "sp_protocol_from_zero", "sp_analytic_from_bottom", "sp_protocol", "r2_up", "r2_down", "n_states")
+
+
+def _table(rows: list[dict]) -> str:
+    def cell(value) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    cells = [[cell(row[c]) for c in _COLUMNS] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(_COLUMNS)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
+    return "\n".join(lines)
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from .. import fitting, measurements
+
+    if bool(args.files) == bool(args.device):
+        raise ValueError("give either measurement FILES or --device (not both)")
+    if args.device:
+        datasets = measurements.load_measurements(args.device, args.pulse_width, args.source)
+    else:
+        missing = [f for f in args.files if not Path(f).is_file()]
+        if missing:
+            raise FileNotFoundError(f"no such measurement file: {', '.join(missing)}")
+        datasets = [measurements.read_summary(f) for f in args.files]
+    models = MODEL_KINDS if args.model == "all" else (args.model,)
+    fits = [fitting.fit_ramp(ds, model) for ds in datasets for model in models]
+    rows = [summary(fitted) for fitted in fits]
+    print(json.dumps(rows, indent=2) if args.json else _table(rows))
+    for fitted in fits if args.save else ():
+        path = fitted.save(fitted_device_path(fitted.device_id, fitted.pulse_width_s, fitted.model, args.save))
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from .. import measurements, physics
+
+    devices = args.device or list(measurements.MAIN_DEVICES)
+    calibrations = [physics.calibrate_device(d, args.source) for d in devices]
+    path = physics.save_calibrations(calibrations, args.output)
+    for c in calibrations:
+        worst = max(max(f["rms_residual_up"], f["rms_residual_down"]) for f in c.files)
+        print(f"{c.model.device_id}: up V_a={c.model.up.v_a:.2f} V log10 tau0={c.model.up.log10_tau0:.2f}; "
+              f"down V_a={c.model.down.v_a:.2f} V log10 tau0={c.model.down.log10_tau0:.2f}; "
+              f"worst rms residual {worst:.3f} of the G range")
+    print(f"wrote {path}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("device", help="fit device models to measured ramps; calibrate the physics model")
+    commands = parser.add_subparsers(dest="device_command", required=True)
+
+    fit = commands.add_parser("fit", help="fit a device model to measurement files or to a device's measurements")
+    fit.add_argument("files", nargs="*", help="*_Summary.dat measurement files")
+    fit.add_argument("--device", help="fit every measurement of this device id (resolved through the sources)")
+    fit.add_argument("--pulse-width", type=float, default=None, help="with --device: only this pulse width (s)")
+    fit.add_argument("--source", default=None, help="directory of measurement files (default: the shared set)")
+    fit.add_argument("--model", default="piecewise", choices=(*MODEL_KINDS, "all"))
+    fit.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    fit.add_argument("--save", default=None, help="also write each fit as <DIR>/<device>_<width>_<model>.nc")
+    fit.set_defaults(func=_fit)
+
+    calibrate = commands.add_parser("calibrate", help="calibrate the NLS physics model per device")
+    calibrate.add_argument("--device", action="append", help="device id (repeatable; default: the main devices)")
+    calibrate.add_argument("--source", default=None, help="directory of measurement files")
+    calibrate.add_argument("--output", default=None, help="JSON file (default data/physics_calibration.json)")
+    calibrate.set_defaults(func=_calibrate)

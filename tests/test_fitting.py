@@ -1,0 +1,163 @@
+"""Fitting: recovery of known parameters from simulated ramps, real LBE247 files, clear errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from ferrolib import devices as dev
+from ferrolib import fitting, paths
+from ferrolib.devices import DeviceNoise, PiecewiseStep, PowStep, SoftBounds
+
+HAVE_MEASUREMENTS = paths.SHARED_MEASUREMENTS.is_dir()
+N_RAMP = 90
+
+
+def bell_piecewise() -> PiecewiseStep:
+    """Steps zero at the saturating bound (as the recipe forces), quadratic in the state."""
+    x = np.linspace(-1, 1, 32)
+    return PiecewiseStep(dw_min=0.06, up_down=0.0, piecewise_up=tuple((1 - x) * (1.2 + 0.3 * x) / 2),
+                         piecewise_down=tuple((1 + x) * (1.0 - 0.2 * x) / 2))
+
+
+TRUE = {
+    "piecewise": bell_piecewise(),
+    "softbounds": SoftBounds(dw_min=0.02, up_down=0.5, w_min=-1.0, w_max=1.0),
+    "powstep": PowStep(dw_min=0.03, up_down=-0.3, w_min=-1.0, w_max=1.0, gamma_up=1.6, gamma_down=0.8),
+}
+
+
+def ramp_dataset(config, c2c: float = 0.0, seed: int = 0, name: str = "synthetic.dat") -> tuple[xr.Dataset, np.ndarray]:
+    """A read_summary-style file of ``config``: N_RAMP positive pulses from the top, then N_RAMP negative."""
+    devices = config.sample((), DeviceNoise(c2c=c2c), dtype=torch.float64)
+    directions = [-1] * N_RAMP + [1] * N_RAMP
+    w = dev.simulate_sequence(devices, config.w_max, directions, torch.Generator().manual_seed(seed))[1:].numpy()
+    conductance = 1e-8 * (1.2 + 0.5 * w)
+    amplitude = np.concatenate([np.linspace(0.7, 5.0, N_RAMP), -np.linspace(0.6, 3.6, N_RAMP)])
+    dataset = xr.Dataset(
+        {"amplitude": ("pulse", amplitude), "polarity": ("pulse", np.sign(amplitude).astype(np.int8)),
+         "R_low": ("pulse", 1 / conductance), "R_high": ("pulse", 1 / conductance), "G": ("pulse", conductance),
+         "outlier": ("pulse", np.zeros(len(w), bool))},
+        attrs={"device_id": "IDSYN", "pulse_width_s": 2e-8, "source_file": name, "data_kind": "synthetic",
+               "area_m2": 1e-10},
+    )
+    return dataset, w
+
+
+def mapping(w: np.ndarray) -> tuple[float, float]:
+    """The fit's normalisation u = s (w - m)."""
+    return float(np.mean(w)), 2.0 / float(np.ptp(w))
+
+
+def expected_steps(config, w: np.ndarray, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    m, s = mapping(w)
+    true = config.devices()
+    return s * true.dw_up(m + u / s), s * true.dw_down(m + u / s)
+
+
+@pytest.mark.parametrize("c2c", [0.0, 0.1])
+@pytest.mark.parametrize("model", list(TRUE))
+def test_fit_recovers_the_simulated_device(model, c2c):
+    dataset, w = ramp_dataset(TRUE[model], c2c)
+    fitted = fitting.fit_ramp(dataset, model)
+    assert fitted.model == model and fitted.data_kind == "synthetic"
+    floor = 0.999 if c2c == 0 else 0.98
+    assert fitted.r2_up > floor and fitted.r2_down > floor
+    m, s = mapping(w)
+    if model == "piecewise":
+        # steps vanish linearly at the bounds, so the ramps stop short of them: the fitted bounds enclose the
+        # visited states (normalised to [-1, 1]) and lie between them and the true bounds
+        assert 0.98 < fitted.config.w_max <= s * (TRUE[model].w_max - m) + 0.02
+        assert -0.98 > fitted.config.w_min >= s * (TRUE[model].w_min - m) - 0.02
+    else:  # the ramps saturate: the bounds in normalised units are identifiable
+        assert fitted.config.w_max == pytest.approx(s * (TRUE[model].w_max - m), abs=0.06 + 0.5 * c2c)
+        assert fitted.config.w_min == pytest.approx(s * (TRUE[model].w_min - m), abs=0.06 + 0.5 * c2c)
+    # the step against state over the visited states
+    u = torch.linspace(-0.9, 0.9, 19, dtype=torch.float64)
+    up, down = expected_steps(TRUE[model], w, u)
+    nominal = fitted.config.devices()
+    scale = float(torch.maximum(up.max(), down.max()))
+    tolerance = (0.08 if c2c == 0 else 0.2) * scale
+    assert torch.allclose(nominal.dw_up(u), up, atol=tolerance)
+    assert torch.allclose(nominal.dw_down(u), down, atol=tolerance)
+    if model == "powstep":
+        assert fitted.config.gamma_up == pytest.approx(1.6, rel=0.05 + c2c)
+        assert fitted.config.gamma_down == pytest.approx(0.8, rel=0.05 + c2c)
+    if c2c:
+        assert 0.5 * c2c < fitted.c2c < 2.0 * c2c
+    else:
+        assert fitted.c2c < 0.05
+    assert fitted.n_states == pytest.approx((fitted.config.w_max - fitted.config.w_min) / min(fitted.steps_at_zero))
+    assert fitted.n_up == N_RAMP and fitted.n_down == N_RAMP
+
+
+def test_piecewise_nodes_follow_the_recipe():
+    dataset, _ = ramp_dataset(TRUE["piecewise"])
+    config = fitting.fit_ramp(dataset, "piecewise").config
+    assert len(config.piecewise_up) == fitting.N_NODES
+    assert config.piecewise_up[-1] == 0.0 and config.piecewise_down[0] == 0.0
+    assert min(config.piecewise_up + config.piecewise_down) >= 0.0
+
+
+def test_outliers_are_excluded_and_counted():
+    dataset, _ = ramp_dataset(TRUE["softbounds"])
+    clean = fitting.fit_ramp(dataset, "softbounds")
+    spoiled = dataset.copy(deep=True)
+    spoiled["G"][30] = spoiled["G"][30] * 5.0
+    spoiled["outlier"][30] = True
+    fitted = fitting.fit_ramp(spoiled, "softbounds")
+    assert fitted.n_outliers == 1 and fitted.n_down == N_RAMP - 1
+    assert fitted.r2_down > 0.999
+    assert fitted.config.dw_min == pytest.approx(clean.config.dw_min, rel=0.02)
+
+
+def test_bad_ramps_give_clear_errors_naming_the_file():
+    dataset, _ = ramp_dataset(TRUE["softbounds"], name="bad_file.dat")
+    with pytest.raises(fitting.FitError, match="bad_file.dat: too few pulses"):
+        fitting.fit_ramp(dataset.isel(pulse=list(range(5)) + list(range(N_RAMP, N_RAMP + 5))))
+    flat = dataset.copy(deep=True)
+    flat["G"][:] = 1e-8 * (1 + 1e-6 * np.arange(2 * N_RAMP))
+    with pytest.raises(fitting.FitError, match="bad_file.dat: flat ramp"):
+        fitting.fit_ramp(flat)
+    wrong = dataset.copy(deep=True)
+    wrong["polarity"][:] = -wrong["polarity"].values
+    with pytest.raises(fitting.FitError, match="bad_file.dat: the .* ramp does not"):
+        fitting.fit_ramp(wrong)
+    one_sided = dataset.isel(pulse=slice(0, N_RAMP))
+    with pytest.raises(fitting.FitError, match="bad_file.dat: expected one contiguous ramp per polarity"):
+        fitting.fit_ramp(one_sided)
+    with pytest.raises(ValueError, match="unknown device model"):
+        fitting.fit_ramp(dataset, "linear")
+
+
+def test_fit_is_deterministic():
+    dataset, _ = ramp_dataset(TRUE["softbounds"], c2c=0.1)
+    assert fitting.fit_ramp(dataset, "softbounds").config == fitting.fit_ramp(dataset, "softbounds").config
+
+
+R2_FLOOR = {"piecewise": 0.6, "softbounds": 0.85, "powstep": 0.9}
+"""Worst-case R^2 per direction over the main devices' files (measured: piecewise 0.66 at 2 ms up on ID170ZR5000,
+where the ramp's slow start is not a function of the state; median above 0.99)."""
+
+
+@pytest.mark.skipif(not HAVE_MEASUREMENTS, reason="shared LBE247 measurements not present")
+@pytest.mark.parametrize("device_id", ["ID170ZR5000", "ID161ZR15000"])
+def test_real_measurements_fit_at_every_pulse_width(device_id):
+    from ferrolib import measurements
+
+    files = measurements.find_measurements(device_id)
+    widths = set()
+    r2_piecewise = []
+    for path in files:
+        for model in ("piecewise", "powstep"):
+            fitted = fitting.fit_file(path, model)
+            assert fitted.data_kind == "measured" and fitted.source_sha256
+            assert min(fitted.r2_up, fitted.r2_down) > R2_FLOOR[model], (path.name, model)
+            assert 10 < fitted.n_states < 500
+            assert fitted.amplitude_range_down[0] > 0 > fitted.amplitude_range_up[0]
+            if model == "piecewise":
+                r2_piecewise += [fitted.r2_up, fitted.r2_down]
+        widths.add(round(fitted.pulse_width_s, 12))
+    assert widths >= {2e-8, 2e-7, 2e-6, 2e-5, 2e-4, 2e-3}
+    assert np.median(r2_piecewise) > 0.99
