@@ -169,15 +169,19 @@ def test_epochs_to_target_on_synthetic_curves():
 
 def test_convergence_dataset_matches_the_scalar_reference():
     runs = [fake_result(FakeConfig(pulse_width=w, epochs=6)) for w in (2e-8, 2e-6, 2e-4)]
-    stacked = xr.concat([r.merge(energy.ledger(r)[["energy_cumulative"]], combine_attrs="drop") for r in runs],
+    ledgers = [energy.ledger(r)[["energy_cumulative", "programming_energy_cumulative"]] for r in runs]
+    stacked = xr.concat([r.merge(led, combine_attrs="drop") for r, led in zip(runs, ledgers)],
                         dim=xr.DataArray([2e-8, 2e-6, 2e-4], dims="pulse_width", name="pulse_width"))
     conv = energy.convergence(stacked, 0.95)
     for i, run in enumerate(runs):
         crossing = energy.epochs_to_target(run["val_acc"].values, 0.95)
         assert bool(conv["reached"][i]) == crossing.reached
         assert int(conv["epochs_to_target"][i]) == crossing.epoch
-        cumulative = stacked["energy_cumulative"].isel(pulse_width=i).values
-        assert float(conv["energy_to_target"][i]) == energy.energy_to_target(run["val_acc"].values, cumulative, 0.95)
+        for prefix, name in (("", "programming_energy_cumulative"), ("system_", "energy_cumulative")):
+            cumulative = stacked[name].isel(pulse_width=i).values
+            assert float(conv[f"{prefix}energy_to_target"][i]) == energy.energy_to_target(
+                run["val_acc"].values, cumulative, 0.95)
+    assert bool((conv["system_energy_total"] >= conv["energy_total"]).all())
     assert not bool(conv["reached"][0]) and int(conv["epochs_to_target"][0]) == NOT_REACHED
     assert bool(conv["reached"][2])
     assert not np.isnan(conv["energy_to_target"]).any()
