@@ -1,0 +1,102 @@
+"""``ferrolib train``: one cached training run of the paper's MLP on a fitted device.
+
+    ferrolib train --device ID170ZR5000 --pulse-width 20e-9 --algorithm mp --epochs 25 --seed 0 [--lr 0.5]
+                   [--profile paper|smoke|plain] [--model piecewise] [--c2c 0] [--d2d 0]
+                   [--pulse-mode stochastic] [--periphery]
+                   [--results-dir DIR] [--no-progress] [--json]
+
+Prints per-epoch accuracy and the pulse totals and writes ``<results>/runs/<config_hash>.nc``. Invalid
+combinations (unknown device, a pulse width with no measurement and no model, a saturating learning rate)
+fail before any training starts.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..devices import MODEL_KINDS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..training import ALGORITHMS, PULSE_MODES
+
+    parser = subparsers.add_parser("train", help="train the MLP with fp, sgd, mp or sps on a fitted device",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="ID170ZR5000", help="device id (or synthetic-linear, ...)")
+    parser.add_argument("--pulse-width", type=float, default=2e-8, help="programming pulse width in seconds")
+    parser.add_argument("--model", default="piecewise", choices=MODEL_KINDS, help="device model kind")
+    parser.add_argument("--algorithm", default="mp", choices=ALGORITHMS)
+    parser.add_argument("--profile", default="paper", choices=("paper", "smoke", "plain"),
+                        help="paper: 48,000 samples per epoch (sample-matched); smoke: seconds; plain: one pass")
+    parser.add_argument("--epochs", type=int, help="number of epochs (default: the profile's)")
+    parser.add_argument("--lr", type=float, help="learning rate (default per algorithm)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--c2c", type=float, default=0.0, help="cycle-to-cycle noise (relative)")
+    parser.add_argument("--d2d", type=float, default=0.0, help="device-to-device spread (relative)")
+    parser.add_argument("--pulse-mode", default="stochastic", choices=PULSE_MODES)
+    parser.add_argument("--periphery", action="store_true", help="7-bit inputs, 9-bit outputs, output noise")
+    parser.add_argument("--data", default="auto", help="MNIST source (auto) or 'synthetic'")
+    parser.add_argument("--results-dir", help="results directory (default: the repository's results/)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    parser.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace):
+    """The TrainConfig the arguments describe."""
+    from ..training import TrainConfig
+
+    values: dict[str, Any] = dict(
+        device_id=args.device, pulse_width=args.pulse_width, device_model=args.model, lr=args.lr, seed=args.seed,
+        batch_size=args.batch_size, c2c=args.c2c, d2d=args.d2d, pulse_mode=args.pulse_mode, data=args.data,
+        periphery=args.periphery,
+    )
+    if args.epochs is not None:
+        values["epochs"] = args.epochs
+    if args.profile == "paper":
+        return TrainConfig.paper(args.algorithm, **values)
+    if args.profile == "smoke":
+        return TrainConfig.smoke(args.algorithm, **values)
+    return TrainConfig(algorithm=args.algorithm, **values)
+
+
+def summary(result) -> dict[str, Any]:
+    """Per-epoch accuracies and pulse totals of a result Dataset."""
+    pulses = result.pulses.sum("layer")
+    return {
+        "config_hash": result.attrs["config_hash"],
+        "config": json.loads(result.attrs["config"]),
+        "data": result.attrs["data_label"],
+        "epochs": [
+            {"epoch": int(e), "samples_seen": int(result.samples_seen.sel(epoch=e)),
+             "train_loss": float(result.train_loss.sel(epoch=e)), "val_acc": float(result.val_acc.sel(epoch=e)),
+             "test_acc": float(result.test_acc.sel(epoch=e)),
+             "pulses_up": int(pulses.sel(epoch=e, polarity="up")),
+             "pulses_down": int(pulses.sel(epoch=e, polarity="down")),
+             "wall_time_s": float(result.wall_time.sel(epoch=e))}
+            for e in result.epoch.values
+        ],
+        "pulses_total": {p: int(pulses.sel(polarity=p).sum()) for p in ("up", "down")},
+        "final_test_acc": float(result.test_acc[-1]),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..training import result_path, train
+
+    config = config_from_args(args)
+    result = train(config, args.results_dir, progress=not (args.no_progress or args.json))
+    facts = summary(result)
+    if args.json:
+        print(json.dumps(facts, sort_keys=True))
+        return 0
+    print(f"{config!r}\ndata: {facts['data']}")
+    print(f"{'epoch':>5} {'samples':>9} {'loss':>7} {'val':>7} {'test':>7} {'pulses up':>12} {'pulses down':>12}")
+    for row in facts["epochs"]:
+        print(f"{row['epoch']:>5} {row['samples_seen']:>9} {row['train_loss']:>7.4f} {row['val_acc']:>7.4f} "
+              f"{row['test_acc']:>7.4f} {row['pulses_up']:>12} {row['pulses_down']:>12}")
+    print(f"total pulses: up {facts['pulses_total']['up']}, down {facts['pulses_total']['down']}")
+    print(f"result: {result_path(config, args.results_dir)}")
+    return 0

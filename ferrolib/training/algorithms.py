@@ -1,0 +1,224 @@
+"""Training rules, one layer class each behind the same small interface (``Layer``).
+
+* ``fp``  floating-point SGD: ``W -= lr D^T [X; 1]`` (D already carries the 1/B of the mean loss).
+* ``sgd`` plain analog SGD: one stochastic pulse-train rank-one update per sample (``pulsed``), no reference.
+* ``sps`` the same, with every device paired with a static reference programmed to its own symmetry point,
+  so ``w_eff = w_device - w_sp`` and the implicit decay of plain SGD pulls toward ``w_eff = 0``.
+* ``mp``  mixed precision (Nandakumar 2020): a float64 matrix chi accumulates ``-lr d x^T`` per sample (summed
+  over the batch in one product, which equals the per-sample sum); after every mini-batch
+  ``n = trunc(chi / eps)`` pulses are applied one at a time through the device model and ``chi -= n eps``.
+  ``eps`` is per device: the mean of its up and down step at ``w_device = 0`` (the paper's threshold; without
+  device-to-device variation it is the same for every device). Large counts are applied in full; with
+  ``max_pulses`` set, ``|n|`` is capped and the excess stays in chi (never silently dropped).
+
+A new rule (e.g. Tiki-Taka) is one more ``Layer`` subclass plus an entry in ``make_layer``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..devices import DeviceArray
+from ..provenance import compact_repr
+from . import pulsed
+from .tile import AnalogTile, Periphery, read
+
+ALGORITHMS: tuple[str, ...] = ("fp", "sgd", "mp", "sps")
+"""Training rules by name."""
+
+PULSE_MODES: tuple[str, ...] = ("stochastic", "implicit", "expected")
+"""Update modes of the pulsed rules: the paper's stochastic trains (default) and two deterministic variants."""
+
+
+@dataclass
+class UpdateSettings:
+    """How pulsed and mixed-precision layers program their devices."""
+
+    pulse_mode: str = "stochastic"
+    """``stochastic`` pulse trains (aihwkit), ``implicit`` rounded counts or ``expected`` mean change."""
+    desired_bl: int = 31
+    """Longest pulse train (slots per sample)."""
+    update_management: bool = True
+    """Balance the x and d firing probabilities (aihwkit ``update_management``)."""
+    bl_management: bool = True
+    """Shorten trains to ``ceil(lr max|x| max|d| / dw_min)`` slots (aihwkit ``update_bl_management``)."""
+    max_pulses: int | None = None
+    """Mixed precision: cap on |pulses| per device and update (excess stays in chi); None applies all."""
+    seed: int = 0
+    """Key of the counter-based random streams (pulse-train bits, cycle-to-cycle noise); one per layer."""
+
+    __repr__ = compact_repr
+
+
+class Layer:
+    """A fully connected layer (out, in + 1 with the bias column) and its update rule."""
+
+    name: str = ""
+    digital_macs: int = 0
+    """Digital multiply-accumulates spent on weight updates so far (mixed precision only)."""
+    tile: AnalogTile | None = None
+    periphery: Periphery | None = None
+    """Read periphery of an analog layer (None: exact reads)."""
+    reader: torch.Generator | None = None
+    """Source of the periphery's output noise."""
+
+    def weight(self) -> Tensor:
+        """Effective weight (out, in + 1) used by forward and backward passes."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``W [x; 1]`` for inputs with bias ``x`` (B, in + 1): one read per row."""
+        return read(self.weight(), x, self.periphery, self.reader)
+
+    def backward(self, d: Tensor) -> Tensor:
+        """``W[:, :-1]^T d`` for errors ``d`` (B, out): one transposed read per row."""
+        return read(self.weight()[:, :-1].T, d, self.periphery, self.reader)
+
+    def reader_state(self) -> dict:
+        return {} if self.reader is None else {"reader": self.reader.get_state()}
+
+    def load_reader_state(self, saved: dict) -> None:
+        if self.reader is not None:
+            self.reader.set_state(saved["reader"])
+
+    def update(self, x: Tensor, d: Tensor, lr: float, step: int) -> None:
+        """Apply one mini-batch: inputs with bias ``x`` (B, in + 1), errors ``d`` (B, out); ``step`` numbers it."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        raise NotImplementedError
+
+    def load_state_dict(self, saved: dict) -> None:
+        raise NotImplementedError
+
+
+class FloatingPointLayer(Layer):
+    """Digital float32 weights and plain SGD (the baseline)."""
+
+    name = "fp"
+
+    def __init__(self, weight: Tensor) -> None:
+        self._weight = weight.clone().float()
+
+    def weight(self) -> Tensor:
+        return self._weight
+
+    def update(self, x: Tensor, d: Tensor, lr: float, step: int) -> None:
+        self._weight -= lr * (d.T @ x)
+
+    def state_dict(self) -> dict:
+        return {"weight": self._weight.clone()}
+
+    def load_state_dict(self, saved: dict) -> None:
+        self._weight = saved["weight"].clone()
+
+
+class PulsedSGDLayer(Layer):
+    """Plain analog SGD through pulse trains (``sgd``), or with symmetry-point references (``sps``)."""
+
+    def __init__(self, tile: AnalogTile, settings: UpdateSettings, name: str = "sgd") -> None:
+        if settings.pulse_mode not in PULSE_MODES:
+            raise ValueError(f"unknown pulse mode {settings.pulse_mode!r}; expected one of {PULSE_MODES}")
+        self.tile = tile
+        self.settings = settings
+        self.name = name
+
+    def weight(self) -> Tensor:
+        return self.tile.weight()
+
+    def update(self, x: Tensor, d: Tensor, lr: float, step: int) -> None:
+        s, tile = self.settings, self.tile
+        event0 = step * x.shape[0]
+        if s.pulse_mode == "stochastic":
+            trains = pulsed.draw_pulse_trains(x, d, lr, tile.dw_min, s.desired_bl, s.seed, event0,
+                                              s.update_management, s.bl_management)
+            pulsed.apply_pulse_trains(tile.state, trains, tile.params, s.seed, event0, tile.count_up,
+                                      tile.count_down)
+        else:
+            pulsed.apply_deterministic(tile.state, x, d, lr, tile.dw_min, s.desired_bl, tile.params, s.pulse_mode,
+                                       s.seed, event0, tile.count_up, tile.count_down, s.update_management,
+                                       s.bl_management)
+        tile.invalidate()
+
+    def state_dict(self) -> dict:
+        return {**self.tile.state_dict(), **self.reader_state()}
+
+    def load_state_dict(self, saved: dict) -> None:
+        self.tile.load_state_dict(saved)
+        self.load_reader_state(saved)
+
+
+class MixedPrecisionLayer(Layer):
+    """Mixed-precision SGD: digital accumulator chi, integer pulse transfers after each mini-batch."""
+
+    name = "mp"
+
+    def __init__(self, tile: AnalogTile, settings: UpdateSettings) -> None:
+        self.tile = tile
+        self.settings = settings
+        self.eps = tile.step_at_zero()
+        """Transfer threshold per device (weight units)."""
+        if not np.all(self.eps > 0):
+            raise ValueError("mixed precision needs a positive mean step at w = 0 on every device")
+        self.chi = np.zeros(tile.shape)
+        """Digital accumulator (float64)."""
+
+    def weight(self) -> Tensor:
+        return self.tile.weight()
+
+    def transfer(self, step: int, increment: np.ndarray | None = None, scale: float = 0.0) -> np.ndarray:
+        """``chi += scale * increment``; pulse ``n = trunc(chi/eps)`` (capped at ``max_pulses`` if set) and keep
+        the remainder in chi; returns n."""
+        counts = pulsed.transfer_counts(self.chi, self.eps, self.settings.max_pulses, increment, scale)
+        pulsed.apply_pulse_counts(self.tile.state, counts, self.tile.params, self.settings.seed, step,
+                                  self.tile.count_up, self.tile.count_down)
+        self.tile.invalidate()
+        return counts
+
+    def update(self, x: Tensor, d: Tensor, lr: float, step: int) -> None:
+        """``chi -= lr sum_b d_b x_b^T`` (the per-sample accumulation as one product), then transfer."""
+        self.digital_macs += x.shape[0] * self.chi.size
+        self.transfer(step, (d.T @ x).numpy(), -lr)
+
+    def state_dict(self) -> dict:
+        return {**self.tile.state_dict(), **self.reader_state(), "chi": self.chi.copy(),
+                "digital_macs": self.digital_macs}
+
+    def load_state_dict(self, saved: dict) -> None:
+        self.tile.load_state_dict(saved)
+        self.load_reader_state(saved)
+        self.chi[...] = saved["chi"]
+        self.digital_macs = int(saved["digital_macs"])
+
+
+def make_layer(algorithm: str, weight: Tensor, devices: DeviceArray | None, settings: UpdateSettings,
+               periphery: Periphery | None = None) -> Layer:
+    """A layer of ``algorithm`` with initial effective ``weight`` (out, in + 1) on ``devices`` of that shape.
+
+    Analog layers read through ``periphery`` if given (its noise seeded from ``settings.seed``); fp reads exactly.
+    """
+    layer = _make_layer(algorithm, weight, devices, settings)
+    if periphery is not None and layer.tile is not None:
+        layer.periphery = periphery
+        layer.reader = torch.Generator().manual_seed(1_000_003 + settings.seed)
+    return layer
+
+
+def _make_layer(algorithm: str, weight: Tensor, devices: DeviceArray | None, settings: UpdateSettings) -> Layer:
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {ALGORITHMS}")
+    if algorithm == "fp":
+        return FloatingPointLayer(weight)
+    if devices is None:
+        raise ValueError(f"algorithm {algorithm!r} needs devices")
+    if algorithm == "mp":
+        return MixedPrecisionLayer(AnalogTile(devices, weight), settings)
+    reference = None
+    if algorithm == "sps":
+        from ..devices import symmetry_point
+
+        reference = symmetry_point(devices.map(lambda v: v.to(torch.float64)))
+    return PulsedSGDLayer(AnalogTile(devices, weight, reference), settings, name=algorithm)

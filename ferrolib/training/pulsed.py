@@ -1,0 +1,496 @@
+"""Pulsed update engine: stochastic pulse trains (aihwkit semantics), deterministic variants and
+integer pulse counts, each with a numba fast path and a naive reference (SCIENCE.md sections 3, 5, 6).
+
+Conventions
+-----------
+* A rank-one update ``dW = -lr d x^T`` per sample: column j fires in each of BL slots with probability
+  ``p_j = min(B |x_j|, 1)``, row i with ``q_i = min(A |d_i|, 1)``; every coincidence applies one device
+  step at the current state in direction ``-sign(x_j d_i)`` (up when ``x_j d_i < 0``), then clips.
+* Update-BL management: ``k = lr max|x| max|d| / dw_min``, ``BL = min(ceil k, desired_bl)``;
+  ``A B = lr / (dw_min BL)``. Update management rebalances A and B so that ``B max|x| = A max|d| = sqrt(k/BL)``.
+  Both are computed per sample (aihwkit CPU semantics).
+* The bits of one sample's BL slots are packed into an int64 word per line (bit t = slot t), so the number of
+  coincidences of row i and column j is ``popcount(dbits[b, i] & xbits[b, j])``.
+* Cycle-to-cycle noise is drawn from a counter-based hash (splitmix64 of ``(seed, event, i, j, k)`` followed by
+  Box-Muller), so any loop order, and the naive reference, get identical draws. ``event`` is a global sample
+  index for pulse trains and a global update index for pulse counts; ``k`` numbers the pulses of one event on
+  one device.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from numba import njit, prange
+from torch import Tensor
+
+from ..devices import MODEL_KINDS, DeviceArray
+
+MAX_BL = 63
+"""Longest pulse train that fits in one packed int64 word."""
+
+KIND_CODES = {kind: code for code, kind in enumerate(MODEL_KINDS)}
+"""Integer code of every device model kind inside the numba kernels."""
+
+_PIECEWISE, _SOFTBOUNDS, _POWSTEP = (KIND_CODES[k] for k in ("piecewise", "softbounds", "powstep"))
+
+
+# --------------------------------------------------------------------------------------------- device steps
+class KernelDevice(NamedTuple):
+    """A DeviceArray as contiguous float64 numpy arrays of the tile's shape, ready for the kernels."""
+
+    kind: int
+    w_min: np.ndarray
+    w_max: np.ndarray
+    scale_up: np.ndarray
+    scale_down: np.ndarray
+    nodes_up: np.ndarray
+    nodes_down: np.ndarray
+    gamma_up: np.ndarray
+    gamma_down: np.ndarray
+    c2c: float
+
+
+def kernel_device(devices: DeviceArray, shape: tuple[int, int]) -> KernelDevice:
+    """Broadcast every per-device parameter of ``devices`` to ``shape`` (float64, C-contiguous)."""
+
+    def full(value: Tensor | None) -> np.ndarray:
+        if value is None:
+            return np.zeros(shape)
+        array = value.detach().to("cpu", torch.float64).numpy()
+        return np.ascontiguousarray(np.broadcast_to(array, shape))
+
+    def nodes(value: Tensor | None) -> np.ndarray:
+        if value is None:
+            return np.zeros(2)
+        return np.ascontiguousarray(value.detach().to("cpu", torch.float64).numpy().ravel())
+
+    return KernelDevice(
+        KIND_CODES[devices.kind], full(devices.w_min), full(devices.w_max), full(devices.scale_up),
+        full(devices.scale_down), nodes(devices.nodes_up), nodes(devices.nodes_down), full(devices.gamma_up),
+        full(devices.gamma_down), float(devices.c2c),
+    )
+
+
+@njit(cache=True, inline="always")
+def step_piecewise(w: float, w_min: float, w_max: float, scale: float, nodes: np.ndarray) -> float:
+    """``scale ((1-q) v_i + q v_{i+1})`` with ``t = N (w - w_min)/(w_max - w_min)``, ``i = min(floor t, N-1)``."""
+    n_segments = nodes.shape[0] - 1
+    t = n_segments * (w - w_min) / (w_max - w_min)
+    t = min(max(t, 0.0), float(n_segments))
+    index = min(int(math.floor(t)), n_segments - 1)
+    q = t - index
+    return max(scale * ((1.0 - q) * nodes[index] + q * nodes[index + 1]), 0.0)
+
+
+@njit(cache=True, inline="always")
+def step_softbounds(w: float, bound: float, scale: float) -> float:
+    """``scale (1 - w/bound)``: bound is w_max for up steps and w_min for down steps."""
+    return max(scale * (1.0 - w / bound), 0.0)
+
+
+@njit(cache=True, inline="always")
+def step_powstep(w: float, w_min: float, w_max: float, scale: float, gamma: float, up: bool) -> float:
+    """``omega = (w_max - w)/(w_max - w_min)``; up ``scale omega^gamma``, down ``scale (1 - omega)^gamma``."""
+    omega = min(max((w_max - w) / (w_max - w_min), 0.0), 1.0)
+    base = omega if up else 1.0 - omega
+    return max(scale * base**gamma, 0.0)
+
+
+@njit(cache=True, inline="always")
+def device_step(kind: int, up: bool, w: float, i: int, j: int, p: KernelDevice) -> float:
+    """Mean magnitude of one step of device (i, j) at state ``w`` in direction ``up``."""
+    w_min = p.w_min[i, j]
+    w_max = p.w_max[i, j]
+    if kind == 0:
+        if up:
+            return step_piecewise(w, w_min, w_max, p.scale_up[i, j], p.nodes_up)
+        return step_piecewise(w, w_min, w_max, p.scale_down[i, j], p.nodes_down)
+    if kind == 1:
+        if up:
+            return step_softbounds(w, w_max, p.scale_up[i, j])
+        return step_softbounds(w, w_min, p.scale_down[i, j])
+    if up:
+        return step_powstep(w, w_min, w_max, p.scale_up[i, j], p.gamma_up[i, j], True)
+    return step_powstep(w, w_min, w_max, p.scale_down[i, j], p.gamma_down[i, j], False)
+
+
+assert (_PIECEWISE, _SOFTBOUNDS, _POWSTEP) == (0, 1, 2), "kernel kind codes out of sync with MODEL_KINDS"
+
+
+@njit(cache=True)
+def device_step_array(kind: int, up: bool, w: np.ndarray, p: KernelDevice) -> np.ndarray:
+    """``device_step`` on every device of a state array (to test the numba steps against DeviceArray)."""
+    out = np.empty_like(w)
+    for i in range(w.shape[0]):
+        for j in range(w.shape[1]):
+            out[i, j] = device_step(kind, up, w[i, j], i, j, p)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- noise
+@njit(cache=True, inline="always")
+def _mix(z: np.uint64) -> np.uint64:
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True)
+def c2c_normal(seed: int, event: int, i: int, j: int, k: int) -> float:
+    """Standard normal draw keyed by ``(seed, event, i, j, k)``: splitmix64 hashing, then Box-Muller."""
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    h = _mix(np.uint64(seed) + golden)
+    h = _mix(h ^ (np.uint64(event) + golden))
+    h = _mix(h ^ (np.uint64(i) + golden))
+    h = _mix(h ^ (np.uint64(j) + golden))
+    h = _mix(h ^ (np.uint64(k) + golden))
+    h2 = _mix(h + golden)
+    u1 = (float(h >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
+    u2 = float(h2 >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+    return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+
+@njit(cache=True, inline="always")
+def _apply_steps(w: float, n: int, up: bool, i: int, j: int, p: KernelDevice, seed: int, event: int) -> float:
+    """Apply ``n`` pulses to device (i, j) one at a time at the current state, with c2c noise, clipping."""
+    w_min = p.w_min[i, j]
+    w_max = p.w_max[i, j]
+    for k in range(n):
+        step = device_step(p.kind, up, w, i, j, p)
+        if p.c2c > 0.0:
+            step *= 1.0 + p.c2c * c2c_normal(seed, event, i, j, k)
+        w = w + step if up else w - step
+        w = min(max(w, w_min), w_max)
+    return w
+
+
+@njit(cache=True, inline="always")
+def _popcount(x: np.int64) -> np.int64:
+    x = x - ((x >> 1) & 0x5555555555555555)
+    x = (x & 0x3333333333333333) + ((x >> 2) & 0x3333333333333333)
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0F
+    return ((x * 0x0101010101010101) >> 56) & 0xFF
+
+
+# ------------------------------------------------------------------------------------ stochastic pulse trains
+@dataclass
+class PulseTrains:
+    """Packed stochastic pulse trains of a mini-batch for one tile."""
+
+    x_bits: np.ndarray
+    """(B, n_in) int64: bit t set when column j fires in slot t."""
+    d_bits: np.ndarray
+    """(B, n_out) int64: bit t set when row i fires in slot t."""
+    x_negative: np.ndarray
+    """(B, n_in) bool: x_j < 0."""
+    d_negative: np.ndarray
+    """(B, n_out) bool: d_i < 0."""
+    bl: np.ndarray
+    """(B,) int64 pulse-train length of every sample (0 where x or d is all zero)."""
+
+
+def pulse_probabilities(
+    x: Tensor, d: Tensor, lr: float, dw_min: float, desired_bl: int,
+    update_management: bool = True, bl_management: bool = True,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-sample firing probabilities ``p = min(B|x|, 1)``, ``q = min(A|d|, 1)`` and train lengths BL.
+
+    ``k = lr max|x| max|d| / dw_min``; ``BL = min(ceil k, desired_bl)`` with BL management, else desired_bl;
+    ``A B = lr/(dw_min BL)``; with update management ``B max|x| = A max|d| = sqrt(k/BL)``, else ``A = B``.
+    """
+    if not 1 <= desired_bl <= MAX_BL:
+        raise ValueError(f"desired_bl must be in 1..{MAX_BL}, got {desired_bl}")
+    x_max = x.abs().amax(dim=1)
+    d_max = d.abs().amax(dim=1)
+    k = lr * x_max * d_max / dw_min
+    active = k > 0
+    if bl_management:
+        bl = torch.clamp(torch.ceil(k), 1, desired_bl).long()
+    else:
+        bl = torch.full_like(x_max, desired_bl, dtype=torch.long)
+    bl = torch.where(active, bl, torch.zeros_like(bl))
+    product = lr / (dw_min * bl.clamp_min(1).to(x.dtype))
+    if update_management:
+        ratio = torch.where(active, d_max / x_max.clamp_min(1e-30), torch.ones_like(x_max))
+        scale_x = torch.sqrt(product * ratio)
+        scale_d = torch.sqrt(product / ratio)
+    else:
+        scale_x = scale_d = torch.sqrt(product)
+    p = (scale_x[:, None] * x.abs()).clamp_max(1.0)
+    q = (scale_d[:, None] * d.abs()).clamp_max(1.0)
+    return p, q, bl
+
+
+@njit(cache=True)
+def _line_hash(seed: int, event: int, tag: int, line: int) -> np.uint64:
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    h = _mix(np.uint64(seed) + golden)
+    h = _mix(h ^ (np.uint64(event) + golden))
+    h = _mix(h ^ (np.uint64(tag) + golden))
+    return _mix(h ^ (np.uint64(line) + golden))
+
+
+@njit(parallel=True, cache=True)
+def _bits_kernel(probability, bl, seed, event0, tag):
+    batch, lines = probability.shape
+    bits = np.zeros((batch, lines), dtype=np.int64)
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    for b in prange(batch):
+        for line in range(lines):
+            p = probability[b, line]
+            if p <= 0.0:
+                continue
+            h = _line_hash(seed, event0 + b, tag, line)
+            word = 0
+            for t in range(bl[b]):
+                h = h + golden
+                u = float(_mix(h) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+                if u < p:
+                    word |= 1 << t
+            bits[b, line] = word
+    return bits
+
+
+def bernoulli_bits(probability: np.ndarray, bl: np.ndarray, seed: int, event0: int, tag: int) -> np.ndarray:
+    """Packed Bernoulli trains (B, n) int64: bit t (t < BL_b) set with probability ``probability[b, n]``.
+
+    Uniforms come from a counter-based hash of ``(seed, event0 + b, tag, line)`` followed by a splitmix64
+    sequence over the slots, so the trains depend only on these keys (deterministic, any thread count).
+    """
+    return _bits_kernel(np.ascontiguousarray(probability, dtype=np.float64), np.ascontiguousarray(bl, dtype=np.int64),
+                        seed, event0, tag)
+
+
+def draw_pulse_trains(
+    x: Tensor, d: Tensor, lr: float, dw_min: float, desired_bl: int, seed: int, event0: int,
+    update_management: bool = True, bl_management: bool = True,
+) -> PulseTrains:
+    """Stochastic pulse trains of a mini-batch (x: (B, n_in), d: (B, n_out)) for one tile.
+
+    Sample b draws its bits with the keys ``(seed, event0 + b)``: tag 0 for the columns, 1 for the rows.
+    """
+    p, q, bl = pulse_probabilities(x, d, lr, dw_min, desired_bl, update_management, bl_management)
+    bl_np = bl.numpy()
+    return PulseTrains(
+        bernoulli_bits(p.double().numpy(), bl_np, seed, event0, 0),
+        bernoulli_bits(q.double().numpy(), bl_np, seed, event0, 1),
+        (x < 0).numpy(), (d < 0).numpy(), bl_np,
+    )
+
+
+@njit(parallel=True, cache=True)
+def _train_kernel(state, x_bits, d_bits, x_negative, d_negative, p, seed, event0, count_up, count_down):
+    n_out = state.shape[0]
+    batch, n_in = x_bits.shape
+    # Active columns per sample (MNIST inputs are mostly zero).
+    columns = np.empty((batch, n_in), dtype=np.int64)
+    n_columns = np.zeros(batch, dtype=np.int64)
+    for b in range(batch):
+        for j in range(n_in):
+            if x_bits[b, j] != 0:
+                columns[b, n_columns[b]] = j
+                n_columns[b] += 1
+    for i in prange(n_out):
+        for b in range(batch):
+            d_word = d_bits[b, i]
+            if d_word == 0:
+                continue
+            for c in range(n_columns[b]):
+                j = columns[b, c]
+                n = _popcount(d_word & x_bits[b, j])
+                if n == 0:
+                    continue
+                up = x_negative[b, j] != d_negative[b, i]
+                state[i, j] = _apply_steps(state[i, j], n, up, i, j, p, seed, event0 + b)
+                if up:
+                    count_up[i, j] += n
+                else:
+                    count_down[i, j] += n
+
+
+def apply_pulse_trains(
+    state: np.ndarray, trains: PulseTrains, devices: KernelDevice, seed: int, event0: int,
+    count_up: np.ndarray, count_down: np.ndarray,
+) -> None:
+    """Fast path: apply the coincidences of every sample in order, in place on ``state`` and the counters.
+
+    Rows are independent, so the kernel runs rows in parallel and keeps the per-sample order within a row.
+    Sample b of the batch uses noise event ``event0 + b``.
+    """
+    _train_kernel(state, trains.x_bits, trains.d_bits, trains.x_negative, trains.d_negative, devices, seed,
+                  event0, count_up, count_down)
+
+
+def apply_pulse_trains_reference(
+    state: Tensor, trains: PulseTrains, devices: DeviceArray, seed: int, event0: int,
+    count_up: np.ndarray, count_down: np.ndarray,
+) -> Tensor:
+    """Naive reference: loops over samples, slots, rows, columns; one ``DeviceArray.pulse`` per coincidence."""
+    state = state.clone()
+    batch, n_in = trains.x_bits.shape
+    n_out = trains.d_bits.shape[1]
+    for b in range(batch):
+        pulses_so_far = np.zeros((n_out, n_in), dtype=np.int64)
+        for t in range(MAX_BL):
+            for i in range(n_out):
+                if not (int(trains.d_bits[b, i]) >> t) & 1:
+                    continue
+                for j in range(n_in):
+                    if not (int(trains.x_bits[b, j]) >> t) & 1:
+                        continue
+                    up = bool(trains.x_negative[b, j]) != bool(trains.d_negative[b, i])
+                    k = pulses_so_far[i, j]
+                    device = devices.map(lambda v, i=i, j=j: v[i : i + 1, j : j + 1])
+                    noise = torch.tensor([[c2c_normal(seed, event0 + b, i, j, k)]], dtype=state.dtype)
+                    direction = torch.tensor([[1.0 if up else -1.0]], dtype=state.dtype)
+                    state[i, j] = device.pulse(state[i : i + 1, j : j + 1], direction, noise)[0, 0]
+                    pulses_so_far[i, j] += 1
+                    (count_up if up else count_down)[i, j] += 1
+    return state
+
+
+# --------------------------------------------------------------------------- deterministic per-sample modes
+@njit(parallel=True, cache=True)
+def _deterministic_kernel(state, p_x, q_d, x_negative, d_negative, bl, rounded, p, seed, event0, count_up,
+                          count_down):
+    n_out, n_in = state.shape
+    batch = p_x.shape[0]
+    for i in prange(n_out):
+        for b in range(batch):
+            if bl[b] == 0 or q_d[b, i] == 0.0:
+                continue
+            for j in range(n_in):
+                if p_x[b, j] == 0.0:
+                    continue
+                up = x_negative[b, j] != d_negative[b, i]
+                expected = bl[b] * p_x[b, j] * q_d[b, i]
+                if rounded:
+                    n = int(math.floor(expected + 0.5))
+                    if n == 0:
+                        continue
+                    state[i, j] = _apply_steps(state[i, j], n, up, i, j, p, seed, event0 + b)
+                else:
+                    w = state[i, j]
+                    step = device_step(p.kind, up, w, i, j, p) * expected
+                    w = w + step if up else w - step
+                    state[i, j] = min(max(w, p.w_min[i, j]), p.w_max[i, j])
+                    n = 0
+                if up:
+                    count_up[i, j] += n
+                else:
+                    count_down[i, j] += n
+
+
+def apply_deterministic(
+    state: np.ndarray, x: Tensor, d: Tensor, lr: float, dw_min: float, desired_bl: int, devices: KernelDevice,
+    mode: str, seed: int, event0: int, count_up: np.ndarray, count_down: np.ndarray,
+    update_management: bool = True, bl_management: bool = True,
+) -> None:
+    """The two deterministic per-sample update modes (same probabilities as the stochastic trains).
+
+    ``implicit``: probabilities quantised to multiples of 1/BL, ``n_ij = round(BL p^_j q^_i)`` pulses applied
+    one at a time (counted). ``expected``: the expected change of one stochastic train, ``BL p_j q_i`` times
+    the step at the current state, in one move (no pulses are counted: it is not a pulse model).
+    """
+    if mode not in ("implicit", "expected"):
+        raise ValueError(f"unknown deterministic update mode {mode!r}; expected 'implicit' or 'expected'")
+    p_x, q_d, bl = pulse_probabilities(x, d, lr, dw_min, desired_bl, update_management, bl_management)
+    p_x, q_d = p_x.double(), q_d.double()
+    if mode == "implicit":
+        blf = bl.clamp_min(1).double()[:, None]
+        p_x = torch.round(p_x * blf) / blf
+        q_d = torch.round(q_d * blf) / blf
+    _deterministic_kernel(state, p_x.numpy(), q_d.numpy(), (x < 0).numpy(), (d < 0).numpy(), bl.numpy(),
+                          mode == "implicit", devices, seed, event0, count_up, count_down)
+
+
+# ------------------------------------------------------------------------------------------ pulse counts
+@njit(parallel=True, cache=True)
+def _counts_kernel(state, counts, p, seed, event, count_up, count_down):
+    n_out, n_in = state.shape
+    for i in prange(n_out):
+        for j in range(n_in):
+            n = counts[i, j]
+            if n == 0:
+                continue
+            up = n > 0
+            state[i, j] = _apply_steps(state[i, j], abs(n), up, i, j, p, seed, event)
+            if up:
+                count_up[i, j] += n
+            else:
+                count_down[i, j] -= n
+
+
+def apply_pulse_counts(
+    state: np.ndarray, counts: np.ndarray, devices: KernelDevice, seed: int, event: int,
+    count_up: np.ndarray, count_down: np.ndarray,
+) -> None:
+    """Apply ``|n_ij|`` pulses of sign ``n_ij`` to every device, one at a time at the current state (in place)."""
+    _counts_kernel(state, np.ascontiguousarray(counts, dtype=np.int64), devices, seed, event, count_up,
+                   count_down)
+
+
+@njit(parallel=True, cache=True)
+def _transfer_kernel(chi, increment, scale, eps, max_pulses):
+    n_out, n_in = chi.shape
+    counts = np.zeros((n_out, n_in), dtype=np.int64)
+    for i in prange(n_out):
+        for j in range(n_in):
+            value = chi[i, j] + scale * increment[i, j]
+            n = int(value / eps[i, j])  # truncation toward zero
+            if max_pulses >= 0:
+                n = min(max(n, -max_pulses), max_pulses)
+            chi[i, j] = value - n * eps[i, j]
+            counts[i, j] = n
+    return counts
+
+
+def transfer_counts(chi: np.ndarray, eps: np.ndarray, max_pulses: int | None = None,
+                    increment: np.ndarray | None = None, scale: float = 0.0) -> np.ndarray:
+    """Mixed-precision accumulate and transfer, in place on chi: ``chi += scale * increment``, then
+    ``n = trunc(chi/eps)`` (capped at ``max_pulses`` if given) and ``chi -= n eps``; returns n.
+    Capped counts leave their excess in chi."""
+    if increment is None:
+        increment, scale = np.zeros(chi.shape, dtype=np.float32), 0.0
+    return _transfer_kernel(chi, increment, float(scale), eps, -1 if max_pulses is None else int(max_pulses))
+
+
+@njit(parallel=True, cache=True)
+def _difference_kernel(state, reference, out):
+    for i in prange(state.shape[0]):
+        for j in range(state.shape[1]):
+            out[i, j] = state[i, j] - reference[i, j]
+
+
+def effective_weight(state: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``state - reference`` as float32 (the tile's read-out weight)."""
+    out = np.empty(state.shape, dtype=np.float32)
+    _difference_kernel(state, reference, out)
+    return out
+
+
+def apply_pulse_counts_reference(state: Tensor, counts: np.ndarray, devices: DeviceArray, seed: int,
+                                 event: int) -> Tensor:
+    """Naive reference of ``apply_pulse_counts``: pulse k of every device in turn through ``DeviceArray.pulse``."""
+    state = state.clone()
+    counts_t = torch.as_tensor(counts)
+    for k in range(int(counts_t.abs().max()) if counts_t.numel() else 0):
+        direction = torch.where(counts_t.abs() > k, counts_t.sign(), torch.zeros_like(counts_t)).to(state.dtype)
+        noise = torch.tensor(
+            [[c2c_normal(seed, event, i, j, k) for j in range(state.shape[1])] for i in range(state.shape[0])],
+            dtype=state.dtype,
+        )
+        state = torch.where(direction != 0, devices.pulse(state, direction, noise), state)
+    return state
+
+
+__all__ = [
+    "MAX_BL", "KernelDevice", "PulseTrains", "kernel_device", "device_step_array", "c2c_normal",
+    "pulse_probabilities", "bernoulli_bits", "draw_pulse_trains", "apply_pulse_trains", "apply_pulse_trains_reference",
+    "apply_deterministic", "apply_pulse_counts", "apply_pulse_counts_reference",
+    "transfer_counts", "effective_weight",
+]

@@ -1,0 +1,469 @@
+"""Training runs: configuration, the paper and smoke profiles, cached and resumable ``train``.
+
+Epochs and data size. The offline MNIST subset has 6,400 training images, 1/7.5 of the paper's 48,000.
+``TrainConfig.paper`` keeps the paper's hyperparameters and trains on the same number of samples: an
+"epoch" is ``samples_per_epoch = 48,000`` samples drawn from reshuffled passes over whatever training set is
+loaded (7.5 passes per epoch on the subset, exactly one on the paper's split), 25 epochs, lr halved every 10.
+Every result reports ``samples_seen`` beside the epoch. Without ``samples_per_epoch`` an epoch is one pass.
+
+Default learning rates (``DEFAULT_LR``): 0.5 for mp (paper) and fp (the same SGD in floating point), 0.1 for
+sgd and sps (paper: 0.05 to 0.1).
+
+Counted events per epoch and layer (the energy ledger's inputs): ``pulses`` are device programming pulses
+applied during training; ``forward_reads`` one analog MVM per training sample; ``backward_reads`` one transposed
+MVM per training sample for fc2 and fc3 (fc1's input error is never needed, so it is not read);
+``eval_reads`` the forward MVMs of the validation and test evaluations; ``digital_macs`` the mixed-precision
+accumulate operations (B n_out (n_in + 1) per batch). fp counts reads the same way though it has no devices.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from .. import paths, provenance
+from ..devices import DeviceNoise, FittedDevice, PiecewiseStep, SoftBounds
+from .algorithms import ALGORITHMS, PULSE_MODES, Layer, UpdateSettings, make_layer
+from .network import MLP
+from .tile import Periphery
+
+PAPER_TRAIN_SAMPLES = 48_000
+"""Training images per epoch in the paper (48k train / 12k validation split of MNIST)."""
+
+DEFAULT_LR: dict[str, float] = {"fp": 0.5, "mp": 0.5, "sgd": 0.1, "sps": 0.1}
+"""Learning rate per algorithm when ``TrainConfig.lr`` is None."""
+
+LAYER_NAMES: tuple[str, ...] = ("fc1", "fc2", "fc3")
+
+HIST_EDGES = np.linspace(-2.0, 2.0, 401)
+"""Bin edges of the weight and symmetry-point histograms (device units; out-of-range values go to the end bins)."""
+
+SYNTHETIC_DEVICES: dict[str, Any] = {
+    "synthetic-linear": PiecewiseStep(dw_min=0.002),
+    "synthetic-softbounds": SoftBounds(dw_min=0.002),
+    "synthetic-asymmetric": SoftBounds(dw_min=0.002, up_down=0.5),
+}
+"""Well-understood model devices for tests and method checks (labelled synthetic): a linear device, symmetric
+soft bounds (symmetry point 0) and soft bounds with a 1.5x larger up step (symmetry point 0.2). Their model kind
+is fixed (``TrainConfig.device_model`` does not apply) and they are sampled like fitted devices (d2d, c2c)."""
+
+
+@dataclass
+class TrainConfig:
+    """One training run: device, algorithm, hyperparameters, noise and data (its hash keys the result file)."""
+
+    device_id: str = "ID170ZR5000"
+    """Device whose fitted model programs the tiles (or one of ``SYNTHETIC_DEVICES``)."""
+    pulse_width: float = 2e-8
+    """Programming pulse width (s)."""
+    device_model: str = "piecewise"
+    """Device model kind: piecewise, softbounds or powstep."""
+    algorithm: str = "mp"
+    """Training rule: fp, sgd, mp or sps."""
+    lr: float | None = None
+    """Learning rate; None takes ``DEFAULT_LR[algorithm]`` (resolved on construction)."""
+    epochs: int = 25
+    """Number of epochs."""
+    lr_decay_every: int = 10
+    """Multiply the learning rate by ``lr_decay_factor`` every this many epochs."""
+    lr_decay_factor: float = 0.5
+    """Learning-rate decay factor."""
+    batch_size: int = 64
+    """Mini-batch size."""
+    seed: int = 0
+    """Seed of initial weights, data order, device sampling, pulse trains and noise."""
+    data: str = "auto"
+    """MNIST source for ``ferrolib.mnist.load_mnist`` ('synthetic' builds a small labelled synthetic task)."""
+    samples_per_epoch: int | None = None
+    """Training samples per epoch (reshuffled passes); None means one pass over the training set."""
+    train_limit: int | None = None
+    """Use only the first this many training images (smoke runs)."""
+    eval_limit: int | None = None
+    """Use only the first this many validation and test images."""
+    hidden: tuple[int, ...] = (256, 128)
+    """Hidden layer sizes."""
+    c2c: float = 0.0
+    """Cycle-to-cycle noise: relative standard deviation of every step (0 = off, the paper's main comparison)."""
+    d2d: float = 0.0
+    """Device-to-device spread applied to step gain, asymmetry and both bounds (0 = off)."""
+    pulse_mode: str = "stochastic"
+    """sgd/sps update: stochastic pulse trains (paper), implicit (rounded counts) or expected (mean change)."""
+    desired_bl: int = 31
+    """Longest pulse train."""
+    update_management: bool = True
+    """aihwkit update management."""
+    bl_management: bool = True
+    """aihwkit update-BL management."""
+    mp_max_pulses: int | None = None
+    """Mixed precision: cap on pulses per device and transfer (the excess stays in chi); None = no cap."""
+    snapshot_epochs: tuple[int, ...] = (0, 1, 10, 25)
+    """Epochs after which weight histograms are stored (0 = initial; epochs beyond ``epochs`` are skipped)."""
+    eval_batch_size: int = 1000
+    """Batch size of the evaluation passes."""
+    periphery: bool = False
+    """Analog reads through ``tile.Periphery()`` (7-bit inputs, 9-bit outputs, output noise); False: exact."""
+
+    __repr__ = provenance.compact_repr
+
+    def __post_init__(self) -> None:
+        if self.lr is None and self.algorithm in DEFAULT_LR:
+            self.lr = DEFAULT_LR[self.algorithm]
+        self.hidden = tuple(int(h) for h in self.hidden)
+        self.snapshot_epochs = tuple(int(e) for e in self.snapshot_epochs)
+
+    @classmethod
+    def paper(cls, algorithm: str, **overrides: Any) -> "TrainConfig":
+        """The paper profile, sample-matched: 25 epochs of 48,000 samples, lr halved every 10 epochs."""
+        values = dict(algorithm=algorithm, epochs=25, lr_decay_every=10, samples_per_epoch=PAPER_TRAIN_SAMPLES)
+        return cls(**{**values, **overrides})
+
+    @classmethod
+    def smoke(cls, algorithm: str, **overrides: Any) -> "TrainConfig":
+        """A seconds-long profile: 2 epochs over 512 images, 500 validation and test images."""
+        values = dict(algorithm=algorithm, epochs=2, train_limit=512, eval_limit=500, snapshot_epochs=(0, 1, 2))
+        return cls(**{**values, **overrides})
+
+    def update_settings(self) -> UpdateSettings:
+        return UpdateSettings(self.pulse_mode, self.desired_bl, self.update_management, self.bl_management,
+                              self.mp_max_pulses, self.seed)
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+def resolve_device(config: TrainConfig) -> FittedDevice:
+    """The fitted device of the configuration (synthetic model devices included)."""
+    if config.device_id in SYNTHETIC_DEVICES:
+        model = SYNTHETIC_DEVICES[config.device_id]
+        return FittedDevice(config=model, device_id=config.device_id, pulse_width_s=config.pulse_width,
+                            data_kind="synthetic", source_file=f"ferrolib.training.run.SYNTHETIC_DEVICES: {model!r}",
+                            fit_method="none (model device)")
+    from ..devices import get_device
+
+    return get_device(config.device_id, config.pulse_width, config.device_model)
+
+
+def _synthetic_digits(seed: int) -> SimpleNamespace:
+    """A small labelled synthetic 10-class task shaped like MNIST (784 pixels in [0, 1], ~80 % zeros)."""
+    generator = torch.Generator().manual_seed(1_000 + seed)
+    prototypes = (torch.rand(10, 784, generator=generator) < 0.2).float()
+
+    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.randint(0, 10, (n,), generator=generator)
+        flips = torch.rand(n, 784, generator=generator) < 0.05
+        x = torch.where(flips, 1.0 - prototypes[y], prototypes[y]) * torch.rand(n, 784, generator=generator).sqrt()
+        return x, y
+
+    (train_x, train_y), (val_x, val_y), (test_x, test_y) = split(2000), split(500), split(500)
+    return SimpleNamespace(train_x=train_x, train_y=train_y, val_x=val_x, val_y=val_y, test_x=test_x, test_y=test_y,
+                           source={"kind": "synthetic", "generator": "ferrolib.training.run._synthetic_digits",
+                                   "seed": seed},
+                           label="synthetic 10-class digits-like task (not MNIST)")
+
+
+def load_data(config: TrainConfig) -> Any:
+    """MNIST (``ferrolib.mnist.load_mnist``) or the synthetic task, cut to the configured limits."""
+    if config.data == "synthetic":
+        data = _synthetic_digits(config.seed)
+    else:
+        from ..mnist import load_mnist
+
+        data = load_mnist(source=config.data)
+    from ..mnist import stratified_split
+
+    out = SimpleNamespace(source=data.source, label=data.label)
+    for split, limit in (("train", config.train_limit), ("val", config.eval_limit), ("test", config.eval_limit)):
+        x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
+        if limit is not None and limit < len(y):
+            # a stratified, seed-independent subset: the stored splits may be ordered by class
+            _, keep = stratified_split(y.numpy(), limit / len(y), seed=0)
+            x, y = x[torch.from_numpy(keep)], y[torch.from_numpy(keep)]
+        setattr(out, f"{split}_x", x)
+        setattr(out, f"{split}_y", y)
+    return out
+
+
+def validate(config: TrainConfig, device: FittedDevice | None = None) -> FittedDevice | None:
+    """Raise ValueError for an invalid configuration before any training; returns the resolved device."""
+    if config.algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {config.algorithm!r}; expected one of {ALGORITHMS}")
+    if config.pulse_mode not in PULSE_MODES:
+        raise ValueError(f"unknown pulse mode {config.pulse_mode!r}; expected one of {PULSE_MODES}")
+    if not (config.lr is not None and math.isfinite(config.lr) and config.lr > 0):
+        raise ValueError(f"learning rate must be a positive number, got {config.lr!r}")
+    for name in ("epochs", "batch_size", "eval_batch_size", "lr_decay_every"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
+    if not 1 <= config.desired_bl <= 63:
+        raise ValueError(f"desired_bl must be in 1..63 (one packed word), got {config.desired_bl}")
+    if config.c2c < 0 or config.d2d < 0:
+        raise ValueError("noise levels c2c and d2d must be non-negative")
+    if config.algorithm == "fp":
+        return None
+    device = device or resolve_device(config)
+    dw_min = float(device.config.dw_min)
+    # At the start the output error of a sample is about 0.9/B (softmax near uniform), inputs reach 1: the
+    # pulse train is asked for k = lr 0.9 / (B dw_min) steps. Above desired_bl every such train saturates.
+    if config.algorithm in ("sgd", "sps"):
+        k_start = config.lr * 0.9 / (config.batch_size * dw_min)
+        if k_start > config.desired_bl:
+            raise ValueError(
+                f"learning rate {config.lr} saturates every pulse train on {device.device_id} (dw_min {dw_min:.3g}): "
+                f"an initial output error asks for {k_start:.0f} steps per sample > desired_bl {config.desired_bl}")
+    return device
+
+
+# ----------------------------------------------------------------------------------------------- training
+def _init_weights(sizes: list[int], generator: torch.Generator) -> list[torch.Tensor]:
+    """torch/aihwkit Linear init: weight and bias ~ U(-1/sqrt(n_in), 1/sqrt(n_in)), shape (out, in + 1)."""
+    weights = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        bound = 1.0 / math.sqrt(n_in)
+        weights.append((torch.rand(n_out, n_in + 1, generator=generator) * 2.0 - 1.0) * bound)
+    return weights
+
+
+def _histogram(values: np.ndarray) -> np.ndarray:
+    return np.histogram(np.clip(values, HIST_EDGES[0], HIST_EDGES[-1]), HIST_EDGES)[0]
+
+
+def _snapshot(layers: list[Layer]) -> np.ndarray:
+    """Histograms (layer, quantity [w_device, w_eff], bin) of the current weights; NaN for fp's device weights."""
+    hist = np.full((len(layers), 2, len(HIST_EDGES) - 1), np.nan)
+    for index, layer in enumerate(layers):
+        hist[index, 1] = _histogram(layer.weight().numpy())
+        if layer.tile is not None:
+            hist[index, 0] = _histogram(layer.tile.state)
+    return hist
+
+
+def _lr(config: TrainConfig, epoch: int) -> float:
+    """Learning rate of (1-based) ``epoch``: halved (``lr_decay_factor``) every ``lr_decay_every`` epochs."""
+    return config.lr * config.lr_decay_factor ** ((epoch - 1) // config.lr_decay_every)
+
+
+class _Stream:
+    """Training indices as an endless sequence of seeded reshuffled passes (state saved in checkpoints)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = n
+        self.generator = torch.Generator().manual_seed(seed + 7)
+        self.order = torch.randperm(n, generator=self.generator)
+        self.position = 0
+
+    def take(self, count: int) -> torch.Tensor:
+        parts = []
+        while count > 0:
+            if self.position == self.n:
+                self.order = torch.randperm(self.n, generator=self.generator)
+                self.position = 0
+            chunk = self.order[self.position : self.position + count]
+            self.position += len(chunk)
+            count -= len(chunk)
+            parts.append(chunk)
+        return torch.cat(parts)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "order": self.order.clone(), "position": self.position}
+
+    def load_state_dict(self, saved: dict) -> None:
+        self.generator.set_state(saved["generator"])
+        self.order = saved["order"].clone()
+        self.position = int(saved["position"])
+
+
+def result_path(config: TrainConfig, results_dir: Path | str | None = None) -> Path:
+    """``<results_dir>/runs/<config_hash>.nc`` (default ``paths.RESULTS``)."""
+    return Path(results_dir or paths.RESULTS) / "runs" / f"{provenance.config_hash(config)}.nc"
+
+
+def _device_provenance(device: FittedDevice | None) -> dict[str, Any]:
+    if device is None:
+        return {"device_used": False}
+    fields = ("device_id", "pulse_width_s", "data_kind", "source_file", "source_sha256", "fit_method", "area_m2",
+              "amplitude_range_up", "amplitude_range_down", "c2c")
+    facts = {name: getattr(device, name) for name in fields}
+    facts.update(model=device.model, model_config=repr(device.config), dw_min=float(device.config.dw_min),
+                 symmetry_point_nominal=device.symmetry_point)
+    return facts
+
+
+def build_network(config: TrainConfig, device: FittedDevice | None, n_inputs: int = 784) -> tuple[MLP, list[int]]:
+    """The initialised network of ``config`` (weights, then device sampling, from one seeded generator)."""
+    generator = torch.Generator().manual_seed(config.seed)
+    sizes = [n_inputs, *config.hidden, 10]
+    weights = _init_weights(sizes, generator)
+    settings = config.update_settings()
+    noise = DeviceNoise(c2c=config.c2c, dw_min_dtod=config.d2d, up_down_dtod=config.d2d, w_min_dtod=config.d2d,
+                        w_max_dtod=config.d2d)
+    layers = []
+    for index, weight in enumerate(weights):
+        devices = None if device is None else device.devices(tuple(weight.shape), noise, generator, torch.float64)
+        layer_settings = dataclasses.replace(settings, seed=config.seed * 16 + index)
+        periphery = Periphery() if config.periphery else None
+        layers.append(make_layer(config.algorithm, weight, devices, layer_settings, periphery))
+    return MLP(layers), sizes
+
+
+def train(config: TrainConfig, results_dir: Path | str | None = None, progress: bool = True) -> xr.Dataset:
+    """Train (or load the cached result of) ``config``; returns the result Dataset (see module docstring).
+
+    The result is written atomically to ``result_path(config, results_dir)``; a per-epoch checkpoint beside it
+    (``<hash>.ckpt.pt``) lets an interrupted run resume with identical numbers, and is removed on completion.
+    """
+    from tqdm.auto import tqdm
+
+    path = result_path(config, results_dir)
+    if path.exists():
+        cached = provenance.read_netcdf(path)
+        if cached.attrs.get("config_hash") != provenance.config_hash(config):
+            raise ValueError(f"{path}: stored config_hash {cached.attrs.get('config_hash')!r} does not match its name")
+        return cached
+    device = validate(config)
+    data = load_data(config)
+    network, sizes = build_network(config, device, data.train_x.shape[1])
+    layers = network.layers
+    n_layers = len(layers)
+    samples_per_epoch = config.samples_per_epoch or len(data.train_y)
+    stream = _Stream(len(data.train_y), config.seed)
+    snapshots = [e for e in sorted(set(config.snapshot_epochs)) if 0 <= e <= config.epochs]
+    history: dict[str, list] = {name: [] for name in ("train_loss", "val_acc", "test_acc", "lr", "wall_time",
+                                                      "pulses", "digital_macs")}
+    histograms: dict[int, np.ndarray] = {}
+    if 0 in snapshots:
+        histograms[0] = _snapshot(layers)
+    step = 0
+    checkpoint = path.with_suffix(".ckpt.pt")
+    if checkpoint.exists():
+        try:
+            saved = torch.load(checkpoint, weights_only=False)
+        except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
+            raise RuntimeError(
+                f"{checkpoint}: unreadable checkpoint ({error}); delete it to restart the run") from error
+        if saved.get("config_hash") != provenance.config_hash(config):
+            raise RuntimeError(f"{checkpoint}: checkpoint of another configuration; delete it to restart the run")
+        for layer, layer_state in zip(layers, saved["layers"]):
+            layer.load_state_dict(layer_state)
+        stream.load_state_dict(saved["stream"])
+        history, histograms, step = saved["history"], saved["histograms"], saved["step"]
+    start_epoch = len(history["val_acc"]) + 1
+
+    def counters() -> tuple[np.ndarray, np.ndarray]:
+        pulses = np.zeros((n_layers, 2), dtype=np.int64)
+        macs = np.zeros(n_layers, dtype=np.int64)
+        for index, layer in enumerate(layers):
+            if layer.tile is not None:
+                pulses[index] = layer.tile.count_up.sum(), layer.tile.count_down.sum()
+            macs[index] = layer.digital_macs
+        return pulses, macs
+
+    batches_per_epoch = math.ceil(samples_per_epoch / config.batch_size)
+    bar = tqdm(total=config.epochs * batches_per_epoch, initial=(start_epoch - 1) * batches_per_epoch,
+               disable=not progress, desc=f"{config.algorithm} {config.device_id}", unit="batch")
+    for epoch in range(start_epoch, config.epochs + 1):
+        started = time.perf_counter()
+        lr = _lr(config, epoch)
+        pulses_before, macs_before = counters()
+        losses = []
+        remaining = samples_per_epoch
+        while remaining > 0:
+            index = stream.take(min(config.batch_size, remaining))
+            remaining -= len(index)
+            losses.append(network.train_step(data.train_x[index], data.train_y[index], lr, step) * len(index))
+            step += 1
+            bar.update()
+        val_acc = _accuracy(network, data.val_x, data.val_y, config.eval_batch_size)
+        test_acc = _accuracy(network, data.test_x, data.test_y, config.eval_batch_size)
+        pulses_after, macs_after = counters()
+        history["train_loss"].append(sum(losses) / samples_per_epoch)
+        history["val_acc"].append(val_acc)
+        history["test_acc"].append(test_acc)
+        history["lr"].append(lr)
+        history["pulses"].append(pulses_after - pulses_before)
+        history["digital_macs"].append(macs_after - macs_before)
+        history["wall_time"].append(time.perf_counter() - started)
+        if epoch in snapshots:
+            histograms[epoch] = _snapshot(layers)
+        bar.set_postfix(epoch=epoch, val_acc=f"{val_acc:.4f}")
+        if epoch < config.epochs:
+            state = {"config_hash": provenance.config_hash(config),
+                     "layers": [layer.state_dict() for layer in layers], "stream": stream.state_dict(),
+                     "history": history, "histograms": histograms, "step": step}
+            provenance.atomic_write(checkpoint, lambda tmp: torch.save(state, tmp))
+    bar.close()
+    result = _dataset(config, data, device, layers, sizes, history, histograms, samples_per_epoch)
+    provenance.write_netcdf(result, path)
+    checkpoint.unlink(missing_ok=True)
+    return result
+
+
+def _accuracy(network: MLP, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+    return float((network.predict(x, batch_size) == y).float().mean())
+
+
+def _dataset(config: TrainConfig, data: Any, device: FittedDevice | None, layers: list[Layer], sizes: list[int],
+             history: dict[str, list], histograms: dict[int, np.ndarray], samples_per_epoch: int) -> xr.Dataset:
+    epochs = np.arange(1, len(history["val_acc"]) + 1)
+    names = list(LAYER_NAMES[: len(layers)])
+    n_train_fwd = samples_per_epoch
+    n_eval = len(data.val_y) + len(data.test_y)
+    forward = np.full((len(epochs), len(layers)), n_train_fwd, dtype=np.int64)
+    backward = np.zeros_like(forward)
+    backward[:, 1:] = n_train_fwd
+    eval_reads = np.full_like(forward, n_eval)
+    snap = sorted(histograms)
+    centers = 0.5 * (HIST_EDGES[1:] + HIST_EDGES[:-1])
+    variables: dict[str, Any] = {
+        "train_loss": ("epoch", np.asarray(history["train_loss"]), {"units": "nats", "long_name": "mean training NLL"}),
+        "val_acc": ("epoch", np.asarray(history["val_acc"]), {"units": "1"}),
+        "test_acc": ("epoch", np.asarray(history["test_acc"]), {"units": "1"}),
+        "samples_seen": ("epoch", epochs * samples_per_epoch, {"units": "samples", "long_name": "cumulative"}),
+        "data_passes": ("epoch", epochs * samples_per_epoch / len(data.train_y), {"units": "1"}),
+        "lr": ("epoch", np.asarray(history["lr"])),
+        "wall_time": ("epoch", np.asarray(history["wall_time"]), {"units": "s"}),
+        "pulses": (("epoch", "layer", "polarity"),
+                   np.asarray(history["pulses"], dtype=np.int64).reshape(len(epochs), len(layers), 2),
+                   {"long_name": "device programming pulses applied during the epoch"}),
+        "forward_reads": (("epoch", "layer"), forward, {"long_name": "training forward MVMs (one per sample)"}),
+        "backward_reads": (("epoch", "layer"), backward, {"long_name": "training transposed MVMs (none for fc1)"}),
+        "eval_reads": (("epoch", "layer"), eval_reads, {"long_name": "validation + test forward MVMs"}),
+        "digital_macs": (("epoch", "layer"),
+                         np.asarray(history["digital_macs"], dtype=np.int64).reshape(len(epochs), len(layers)),
+                         {"long_name": "mixed-precision digital accumulate operations"}),
+        "layer_devices": ("layer", np.array([(o * (i + 1)) for i, o in zip(sizes[:-1], sizes[1:])], dtype=np.int64),
+                          {"long_name": "devices per tile including the bias column"}),
+        "layer_inputs": ("layer", np.array(sizes[:-1], dtype=np.int64)),
+        "layer_outputs": ("layer", np.array(sizes[1:], dtype=np.int64)),
+        "weight_hist": (("snapshot", "layer", "quantity", "bin"),
+                        np.stack([histograms[e] for e in snap]) if snap
+                        else np.zeros((0, len(layers), 2, len(centers))),
+                        {"long_name": "weight histogram (device state and effective weight)"}),
+    }
+    sp_hist = np.full((len(layers), len(centers)), np.nan)
+    for index, layer in enumerate(layers):
+        if layer.tile is not None:
+            sp_hist[index] = _histogram(layer.tile.symmetry_points())
+            name = names[index]
+            counts = np.stack([layer.tile.count_up, layer.tile.count_down]).astype(np.int32)
+            variables[f"device_pulses_{name}"] = (("polarity", f"row_{name}", f"col_{name}"), counts,
+                                                  {"long_name": f"pulses per device of {name} over the run"})
+    variables["symmetry_point_hist"] = (("layer", "bin"), sp_hist, {"long_name": "histogram of device symmetry points"})
+    coords = {"epoch": epochs, "layer": names, "polarity": ["up", "down"], "snapshot": np.array(snap),
+              "quantity": ["w_device", "w_eff"], "bin": np.arange(len(centers)), "bin_center": ("bin", centers)}
+    dataset = xr.Dataset({k: (v[0], v[1], v[2] if len(v) > 2 else {}) for k, v in variables.items()}, coords=coords)
+    dataset.attrs = provenance.provenance_attrs(
+        config, algorithm=config.algorithm, seed=config.seed, data_source=data.source, data_label=data.label,
+        device=_device_provenance(device), samples_per_epoch=samples_per_epoch, n_train=len(data.train_y),
+        units={"weights": "device units (w = 2 (G - mean G)/(max G - min G))", "wall_time": "s", "acc": "fraction"},
+    )
+    return dataset
+
+
+__all__ = ["TrainConfig", "train", "validate", "resolve_device", "load_data", "result_path", "DEFAULT_LR",
+           "PAPER_TRAIN_SAMPLES", "SYNTHETIC_DEVICES", "LAYER_NAMES"]

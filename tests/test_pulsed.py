@@ -1,0 +1,185 @@
+"""The pulsed update engine: numba steps, fast paths against naive references, expectation, counters."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ferrolib.devices import DeviceArray
+from ferrolib.training import pulsed
+
+SHAPE = (5, 6)
+
+
+def make_devices(kind: str, c2c: float = 0.0, seed: int = 0) -> DeviceArray:
+    """Small arrays of every model kind with per-device variation (float64)."""
+    g = torch.Generator().manual_seed(seed)
+    spread = lambda: 1.0 + 0.2 * torch.rand(SHAPE, generator=g, dtype=torch.float64)  # noqa: E731
+    extra = {}
+    if kind == "piecewise":
+        extra = {"nodes_up": torch.tensor([1.2, 1.0, 0.7, 0.3, 0.0], dtype=torch.float64),
+                 "nodes_down": torch.tensor([0.0, 0.5, 0.9, 1.0, 1.3], dtype=torch.float64)}
+    if kind == "powstep":
+        extra = {"gamma_up": 1.5 * spread(), "gamma_down": 0.8 * spread()}
+    return DeviceArray(kind, -0.9 * spread(), 1.0 * spread(), 0.03 * spread(), 0.02 * spread(), dw_min=0.02,
+                       c2c=c2c, **extra)
+
+
+def random_state(devices: DeviceArray, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    u = torch.rand(SHAPE, generator=g, dtype=torch.float64)
+    return devices.w_min + u * (devices.w_max - devices.w_min)
+
+
+@pytest.mark.parametrize("kind", ["piecewise", "softbounds", "powstep"])
+def test_numba_steps_match_device_array(kind: str) -> None:
+    devices = make_devices(kind)
+    params = pulsed.kernel_device(devices, SHAPE)
+    w = random_state(devices)
+    for up, reference in ((True, devices.dw_up(w)), (False, devices.dw_down(w))):
+        np.testing.assert_allclose(pulsed.device_step_array(params.kind, up, w.numpy(), params), reference.numpy(),
+                                   rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("kind", ["piecewise", "softbounds", "powstep"])
+@pytest.mark.parametrize("c2c", [0.0, 0.3])
+def test_pulse_trains_fast_path_equals_reference(kind: str, c2c: float) -> None:
+    devices = make_devices(kind, c2c)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(4, SHAPE[1], generator=g, dtype=torch.float64)
+    x[:, 0] = 0.0  # a silent column
+    d = torch.randn(4, SHAPE[0], generator=g, dtype=torch.float64)
+    trains = pulsed.draw_pulse_trains(x, d, lr=0.5, dw_min=0.02, desired_bl=31, seed=5, event0=100)
+    assert trains.bl.max() == 31 and (trains.x_bits[:, 0] == 0).all()
+    state = random_state(devices)
+    fast = state.numpy().copy()
+    up, down = np.zeros(SHAPE, np.int64), np.zeros(SHAPE, np.int64)
+    pulsed.apply_pulse_trains(fast, trains, pulsed.kernel_device(devices, SHAPE), 7, 100, up, down)
+    ref_up, ref_down = np.zeros(SHAPE, np.int64), np.zeros(SHAPE, np.int64)
+    reference = pulsed.apply_pulse_trains_reference(state, trains, devices, 7, 100, ref_up, ref_down)
+    np.testing.assert_array_equal(up, ref_up)
+    np.testing.assert_array_equal(down, ref_down)
+    assert up.sum() + down.sum() > 100
+    np.testing.assert_allclose(fast, reference.numpy(), rtol=1e-12, atol=1e-14)
+    # Pulse counts equal the coincidences: sum over samples of popcount(d & x).
+    coincidences = sum(bin(int(db) & int(xb)).count("1") for b in range(4)
+                       for db in trains.d_bits[b] for xb in trains.x_bits[b])
+    assert up.sum() + down.sum() == coincidences
+
+
+@pytest.mark.parametrize("kind", ["piecewise", "softbounds", "powstep"])
+def test_pulse_counts_fast_path_equals_reference(kind: str) -> None:
+    devices = make_devices(kind, c2c=0.2)
+    counts = np.random.default_rng(3).integers(-40, 41, SHAPE)
+    state = random_state(devices)
+    fast = state.numpy().copy()
+    up, down = np.zeros(SHAPE, np.int64), np.zeros(SHAPE, np.int64)
+    pulsed.apply_pulse_counts(fast, counts, pulsed.kernel_device(devices, SHAPE), 11, 3, up, down)
+    reference = pulsed.apply_pulse_counts_reference(state, counts, devices, 11, 3)
+    np.testing.assert_allclose(fast, reference.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(up, np.clip(counts, 0, None))
+    np.testing.assert_array_equal(down, np.clip(-counts, 0, None))
+
+
+def test_pulse_counts_match_devices_apply_pulses_without_noise() -> None:
+    from ferrolib.devices import apply_pulses
+
+    devices = make_devices("piecewise")
+    counts = np.random.default_rng(4).integers(-30, 31, SHAPE)
+    state = random_state(devices)
+    fast = state.numpy().copy()
+    pulsed.apply_pulse_counts(fast, counts, pulsed.kernel_device(devices, SHAPE), 0, 0,
+                              np.zeros(SHAPE, np.int64), np.zeros(SHAPE, np.int64))
+    counts_t = torch.as_tensor(counts)
+    expected = apply_pulses(devices, state, counts_t.clamp_min(0), (-counts_t).clamp_min(0))
+    np.testing.assert_allclose(fast, expected.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def linear_devices(shape: tuple[int, int], dw_min: float) -> DeviceArray:
+    ones = torch.ones(shape, dtype=torch.float64)
+    nodes = torch.ones(2, dtype=torch.float64)
+    return DeviceArray("piecewise", -100 * ones, 100 * ones, dw_min * ones, dw_min * ones, dw_min=dw_min,
+                       nodes_up=nodes, nodes_down=nodes)
+
+
+@pytest.mark.parametrize("bl_management", [True, False])
+def test_stochastic_update_matches_rank_one_in_expectation(bl_management: bool) -> None:
+    """Mean change of many independent trains on a linear noise-free device equals -lr d x^T."""
+    shape, dw_min, lr, repeats = (3, 4), 0.001, 0.05, 4000
+    devices = linear_devices(shape, dw_min)
+    x = torch.tensor([[0.9, -0.4, 0.0, 0.2]], dtype=torch.float64).repeat(repeats, 1)
+    d = torch.tensor([[0.3, -0.05, 0.12]], dtype=torch.float64).repeat(repeats, 1)
+    trains = pulsed.draw_pulse_trains(x, d, lr, dw_min, 31, seed=1, event0=0, bl_management=bl_management)
+    state = np.zeros(shape)
+    up, down = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+    pulsed.apply_pulse_trains(state, trains, pulsed.kernel_device(devices, shape), 0, 0, up, down)
+    expected = -lr * torch.outer(d[0], x[0]).numpy()
+    mean = state / repeats
+    # Binomial standard error of the mean per device: dw_min sqrt(BL p q (1 - p q) / repeats).
+    p, q, bl = pulsed.pulse_probabilities(x[:1], d[:1], lr, dw_min, 31, True, bl_management)
+    pq = torch.outer(q[0], p[0]).numpy()
+    stderr = dw_min * np.sqrt(int(bl[0]) * pq * (1 - pq) / repeats) + 1e-12
+    assert np.all(np.abs(mean - expected) <= 5 * stderr)
+    np.testing.assert_allclose(state, dw_min * (up - down), atol=1e-9)  # counters add up to the change
+
+
+def test_update_management_balances_probabilities_and_caps_bl() -> None:
+    x = torch.tensor([[1.0, 0.5]])
+    d = torch.tensor([[0.0095, -0.002]])
+    p, q, bl = pulsed.pulse_probabilities(x, d, lr=0.1, dw_min=0.0001, desired_bl=31)
+    k = 0.1 * 1.0 * 0.0095 / 0.0001  # = 9.5
+    assert int(bl) == 10
+    assert p.max().item() == pytest.approx(np.sqrt(k / 10), rel=1e-5)
+    assert q.max().item() == pytest.approx(np.sqrt(k / 10), rel=1e-5)
+    p, q, bl = pulsed.pulse_probabilities(x, d, lr=10.0, dw_min=0.0001, desired_bl=31)
+    assert int(bl) == 31 and p.max() == 1.0 and q.max() == 1.0  # saturated, capped at desired_bl
+    _, _, bl = pulsed.pulse_probabilities(torch.zeros(1, 2), d, lr=0.1, dw_min=0.0001, desired_bl=31)
+    assert int(bl) == 0
+    with pytest.raises(ValueError, match="desired_bl"):
+        pulsed.pulse_probabilities(x, d, 0.1, 0.001, 64)
+
+
+def test_bits_are_deterministic_and_have_the_right_rate() -> None:
+    probability = np.full((200, 50), 0.3)
+    bl = np.full(200, 20)
+    bits = pulsed.bernoulli_bits(probability, bl, 3, 0, 0)
+    np.testing.assert_array_equal(bits, pulsed.bernoulli_bits(probability, bl, 3, 0, 0))
+    assert not np.array_equal(bits, pulsed.bernoulli_bits(probability, bl, 4, 0, 0))
+    assert (bits >> 20 == 0).all()  # no bit beyond BL
+    rate = np.vectorize(lambda v: bin(int(v)).count("1"))(bits).sum() / (200 * 50 * 20)
+    assert rate == pytest.approx(0.3, abs=0.01)
+
+
+def test_c2c_noise_is_standard_normal() -> None:
+    draws = np.array([pulsed.c2c_normal(1, 2, i, 3, k) for i in range(100) for k in range(100)])
+    assert abs(draws.mean()) < 0.03 and abs(draws.std() - 1.0) < 0.03
+
+
+@pytest.mark.parametrize("mode", ["implicit", "expected"])
+def test_deterministic_modes_track_rank_one_update(mode: str) -> None:
+    shape, dw_min, lr = (3, 4), 0.001, 0.05
+    devices = linear_devices(shape, dw_min)
+    x = torch.tensor([[0.9, -0.4, 0.0, 0.2]], dtype=torch.float64)
+    d = torch.tensor([[0.3, -0.05, 0.12]], dtype=torch.float64)
+    state = np.zeros(shape)
+    up, down = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+    pulsed.apply_deterministic(state, x, d, lr, dw_min, 31, pulsed.kernel_device(devices, shape), mode, 0, 0, up, down)
+    expected = -lr * torch.outer(d[0], x[0]).numpy()
+    tolerance = 0.0 if mode == "expected" else dw_min * 2.0
+    np.testing.assert_allclose(state, expected, atol=tolerance + 1e-12)
+    if mode == "implicit":
+        np.testing.assert_allclose(state, dw_min * (up - down), atol=1e-12)
+    with pytest.raises(ValueError, match="update mode"):
+        pulsed.apply_deterministic(state, x, d, lr, dw_min, 31, pulsed.kernel_device(devices, shape), "bogus", 0,
+                                   0, up, down)
+
+
+def test_transfer_counts_keep_remainder_and_cap() -> None:
+    chi = np.array([[0.35, -0.35, 0.09, -0.09, 123.456]])
+    eps = np.full(chi.shape, 0.1)
+    counts = pulsed.transfer_counts(chi.copy(), eps)
+    np.testing.assert_array_equal(counts, [[3, -3, 0, 0, 1234]])
+    capped_chi = chi.copy()
+    capped = pulsed.transfer_counts(capped_chi, eps, max_pulses=10)
+    np.testing.assert_array_equal(capped, [[3, -3, 0, 0, 10]])
+    np.testing.assert_allclose(capped_chi + capped * eps, chi)  # nothing lost
