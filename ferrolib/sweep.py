@@ -328,6 +328,14 @@ def load_sweep_config(path: str | Path, base_factory: Callable[..., Any] | None 
     return sweep, options
 
 
+def notebook_sweep(sweep_config: str, smoke: bool, n_seeds: int = 1) -> tuple[Sweep, dict, Path]:
+    """The sweep a notebook runs: ``smoke`` (the smoke profile) or ``sweep_config`` (a name in ``sweeps/`` or a
+    path), with seeds ``0..n_seeds-1``. Returns ``(Sweep, run_options, config_path)``."""
+    config_path = resolve_sweep_config("smoke" if smoke else sweep_config)
+    spec, options = load_sweep_config(config_path)
+    return dataclasses.replace(spec, seeds=list(range(n_seeds))), options, config_path
+
+
 def energy_model_from_options(options: dict, origin: str = "energy options") -> energy.EnergyModel:
     """EnergyModel from flat options (``amplitude_rule``, ``leakage``, ``read_duration_s``, ...)."""
     nested = {"read_voltage_V": ("read", "voltage_V"), "read_duration_s": ("read", "duration_s"),

@@ -158,7 +158,7 @@ for ax, device_id in zip(axes[0], device_ids):
         ax.semilogx(part.pulse_width_s, part.SP_protocol, "d", mfc="none", color=colour, ms=7, label=f"{model} full protocol")
     ax.axhline(0, color="k", lw=0.5)
     ax.set(xlabel="pulse width (s)", ylabel="symmetry point w*", title=device_id)
-axes[0, 0].legend(fontsize=6)
+fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right upper", fontsize=7)
 plotting.save(fig, "02_symmetry_point", output_dir, provenance=measured_line + "; fitted models")
 plt.show()
 step = table[["step_up(0)", "step_down(0)"]].max(axis=1)

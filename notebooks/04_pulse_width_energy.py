@@ -49,9 +49,7 @@ from ferrolib import energy, measurements, paths, plotting, provenance, sweep
 
 plotting.style()
 profile = "smoke" if smoke else "full"
-config_path = sweep.resolve_sweep_config("smoke" if smoke else sweep_config)
-spec, options = sweep.load_sweep_config(config_path)
-spec = dataclasses.replace(spec, seeds=list(range(n_seeds)))
+spec, options, config_path = sweep.notebook_sweep(sweep_config, smoke, n_seeds)
 energy_model = options["energy_model"]
 device_id = spec.axes()["device"][0]
 results = Path(results_dir) if results_dir else paths.RESULTS

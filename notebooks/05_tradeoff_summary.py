@@ -33,7 +33,6 @@ tolerance: float = 0.01
 n_workers: int = 2
 
 # %%
-import dataclasses
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -43,9 +42,7 @@ from ferrolib import energy, paths, plotting, sweep
 
 plotting.style()
 profile = "smoke" if smoke else "full"
-config_path = sweep.resolve_sweep_config("smoke" if smoke else sweep_config)
-spec, options = sweep.load_sweep_config(config_path)
-spec = dataclasses.replace(spec, seeds=list(range(n_seeds)))
+spec, options, config_path = sweep.notebook_sweep(sweep_config, smoke, n_seeds)
 results = Path(results_dir) if results_dir else paths.RESULTS
 result = sweep.run_sweep(spec, results, n_workers=n_workers, energy_model=options["energy_model"])
 conv = sweep.sweep_convergence(result, target, relative=relative_target)

@@ -198,3 +198,11 @@ def test_cli_runs_a_sweep_file_and_resumes(tmp_path: Path, capsys):
     config.write_text("[sweep]\n[oops]\n")
     assert main(["sweep", str(config)]) == 2
     assert "unknown table" in capsys.readouterr().err
+
+
+def test_notebook_sweep_picks_the_profile_and_the_seeds():
+    smoke, _, smoke_path = sweep.notebook_sweep("paper", smoke=True, n_seeds=2)
+    paper, options, paper_path = sweep.notebook_sweep("paper", smoke=False)
+    assert smoke_path.name == "smoke.toml" and paper_path.name == "paper.toml"
+    assert smoke.seeds == [0, 1] and paper.seeds == [0]
+    assert paper.base.samples_per_epoch == 48_000 and "energy_model" in options

@@ -178,6 +178,10 @@ def test_cli_trains_prints_json_and_rejects_bad_input(tmp_path, capsys) -> None:
     assert summary["config"]["algorithm"] == "sps" and len(summary["epochs"]) == 1
     assert summary["pulses_total"]["up"] + summary["pulses_total"]["down"] > 0
     assert (tmp_path / "runs" / f"{summary['config_hash']}.nc").exists()
+    assert summary["device"]["data_kind"] == "synthetic"
+    assert main([*common, "--algorithm", "sps", "--epochs", "1"]) == 0  # cached: the table, device labelled
+    printed = capsys.readouterr().out
+    assert "device: synthetic-asymmetric at" in printed and "SYNTHETIC" in printed
     assert main([*common, "--algorithm", "sgd", "--lr", "100"]) == 2
     assert "saturates every pulse train" in capsys.readouterr().err
 

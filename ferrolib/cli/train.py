@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from ..devices import MODEL_KINDS
@@ -69,6 +70,7 @@ def summary(result) -> dict[str, Any]:
         "config_hash": result.attrs["config_hash"],
         "config": json.loads(result.attrs["config"]),
         "data": result.attrs["data_label"],
+        "device": json.loads(result.attrs.get("device", "null")),
         "epochs": [
             {"epoch": int(e), "samples_seen": int(result.samples_seen.sel(epoch=e)),
              "train_loss": float(result.train_loss.sel(epoch=e)), "val_acc": float(result.val_acc.sel(epoch=e)),
@@ -93,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(facts, sort_keys=True))
         return 0
     print(f"{config!r}\ndata: {facts['data']}")
+    if facts["device"]:
+        device = facts["device"]
+        print(f"device: {device['device_id']} at {device['pulse_width_s']:g} s, {device['data_kind'].upper()} "
+              f"({Path(device['source_file']).name or device['source_file']})")
     print(f"{'epoch':>5} {'samples':>9} {'loss':>7} {'val':>7} {'test':>7} {'pulses up':>12} {'pulses down':>12}")
     for row in facts["epochs"]:
         print(f"{row['epoch']:>5} {row['samples_seen']:>9} {row['train_loss']:>7.4f} {row['val_acc']:>7.4f} "
