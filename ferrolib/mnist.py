@@ -298,6 +298,20 @@ def cached_source(cache_dir: str | Path | None = None) -> MnistSource | None:
     return None
 
 
+def resolve_auto(cache_dir: str | Path | None = None) -> str:
+    """What ``load_mnist("auto")`` will load, as an explicit source: ``"full"`` or ``"subset"`` from the cache.
+
+    Stays ``"auto"`` where ``FERROLIB_MNIST`` names a directory or nothing is cached yet. Run configurations
+    store the resolved name, so results keyed by configuration never mix the subset with full MNIST.
+    """
+    if os.environ.get(paths.MNIST_ENV):
+        return "auto"
+    cached = cached_source(cache_dir)
+    if cached is None:
+        return "auto"
+    return "subset" if cached.name == SUBSET_NAME else "full"
+
+
 # ----------------------------------------------------------------------------------------- splits
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split indices into (kept, held out) with ``round(fraction N)`` held out, class proportions kept.

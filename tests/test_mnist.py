@@ -8,6 +8,7 @@ import json
 import tarfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -245,3 +246,14 @@ def test_real_mnist_has_the_expected_splits_and_is_fast_to_reload(real_mnist: mn
     again = mnist.load_mnist()
     assert time.perf_counter() - start < 1.0
     torch.testing.assert_close(again.val_x, real_mnist.val_x)
+
+
+def test_auto_source_resolves_to_what_is_cached(tmp_path, monkeypatch):
+    """Run configurations store the concrete source, so cached results never mix the subset and full MNIST."""
+    assert mnist.resolve_auto(tmp_path) == "auto"  # nothing cached yet
+    monkeypatch.setattr(mnist, "cached_source", lambda cache_dir=None: SimpleNamespace(name=mnist.SUBSET_NAME))
+    assert mnist.resolve_auto(tmp_path) == "subset"
+    monkeypatch.setattr(mnist, "cached_source", lambda cache_dir=None: SimpleNamespace(name=mnist.FULL_NAME))
+    assert mnist.resolve_auto(tmp_path) == "full"
+    monkeypatch.setenv(paths.MNIST_ENV, str(tmp_path))
+    assert mnist.resolve_auto(tmp_path) == "auto"

@@ -219,3 +219,15 @@ def test_limited_data_is_a_stratified_subset():
         assert len(labels) == limit
         counts = torch.bincount(labels, minlength=10)
         assert counts.min() >= 0.07 * limit, f"{split}: class counts {counts.tolist()}"
+
+
+def test_auto_data_is_resolved_into_the_result_key(monkeypatch):
+    from ferrolib import mnist
+
+    monkeypatch.setattr(mnist, "resolve_auto", lambda cache_dir=None: "subset")
+    subset = TrainConfig.paper("mp")
+    monkeypatch.setattr(mnist, "resolve_auto", lambda cache_dir=None: "full")
+    full = TrainConfig.paper("mp")
+    assert (subset.data, full.data) == ("subset", "full")
+    assert result_path(subset) != result_path(full)
+    assert TrainConfig.paper("mp", data="synthetic").data == "synthetic"

@@ -81,7 +81,8 @@ class TrainConfig:
     seed: int = 0
     """Seed of initial weights, data order, device sampling, pulse trains and noise."""
     data: str = "auto"
-    """MNIST source for ``ferrolib.mnist.load_mnist`` ('synthetic' builds a small labelled synthetic task)."""
+    """MNIST source for ``ferrolib.mnist.load_mnist``: 'full', 'subset', or 'auto', which is resolved to what is
+    cached when the configuration is made, so the result key names the data ('synthetic': a small synthetic task)."""
     samples_per_epoch: int | None = None
     """Training samples per epoch (reshuffled passes); None means one pass over the training set."""
     train_limit: int | None = None
@@ -118,6 +119,10 @@ class TrainConfig:
             self.lr = DEFAULT_LR[self.algorithm]
         self.hidden = tuple(int(h) for h in self.hidden)
         self.snapshot_epochs = tuple(int(e) for e in self.snapshot_epochs)
+        if self.data == "auto":
+            from ..mnist import resolve_auto
+
+            self.data = resolve_auto()
 
     @classmethod
     def paper(cls, algorithm: str, **overrides: Any) -> "TrainConfig":
