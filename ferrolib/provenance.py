@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import xarray as xr
 
-from . import __version__
+from . import __version__, paths
 
 
 def config_dict(config: Any) -> dict[str, Any]:
@@ -27,6 +27,12 @@ def config_hash(config: Any, length: int = 12) -> str:
     """Stable short SHA-256 of a configuration; the key under which its results are stored."""
     text = json.dumps(config_dict(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def run_path(config: Any, results_dir: Path | str | None = None) -> Path:
+    """Where the finished run of ``config`` is stored: ``<results_dir>/runs/<config_hash>.nc`` (default
+    ``paths.RESULTS``). Training and sweeps both use this key, so they share runs."""
+    return Path(results_dir or paths.RESULTS) / "runs" / f"{config_hash(config)}.nc"
 
 
 def versions() -> dict[str, str]:

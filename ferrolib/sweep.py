@@ -2,7 +2,7 @@
 base configuration, run in parallel (local processes or a dask.distributed cluster), cached per run, combined
 into one xarray Dataset with the energy ledger of every run, and the paper's claims checked on it.
 
-Every run is stored as ``<results_dir>/runs/<config_hash>.nc``, the same key the training module uses, so a
+Every run is stored as ``provenance.run_path`` (``<results_dir>/runs/<config_hash>.nc``), the key training uses too, so a
 sweep reuses runs from notebooks and other sweeps, and an interrupted sweep runs only what is missing.
 """
 from __future__ import annotations
@@ -115,14 +115,9 @@ class Sweep:
 
 
 # ----------------------------------------------------------------------------------------------- caching
-def run_path(config: Any, results_dir: Path) -> Path:
-    """Where the finished run of ``config`` is stored."""
-    return Path(results_dir) / "runs" / f"{provenance.config_hash(config)}.nc"
-
-
 def load_cached(config: Any, results_dir: Path) -> xr.Dataset | None:
     """The finished run of ``config`` if it is on disk and complete (all epochs, matching hash), else None."""
-    path = run_path(config, results_dir)
+    path = provenance.run_path(config, results_dir)
     if not path.exists():
         return None
     result = provenance.read_netcdf(path)
@@ -152,7 +147,7 @@ def _store(result: xr.Dataset, config: Any, results_dir: Path) -> xr.Dataset:
     if result.attrs.get("config_hash") != expected:
         raise RuntimeError(f"run function returned config_hash {result.attrs.get('config_hash')!r} "
                            f"for a configuration hashing to {expected!r}")
-    path = run_path(config, results_dir)
+    path = provenance.run_path(config, results_dir)
     if not path.exists():
         provenance.write_netcdf(result, path)
     return result

@@ -63,9 +63,9 @@ def test_interrupted_sweep_resumes_without_recomputing(tmp_path: Path):
 def test_incomplete_cached_run_is_not_reused(tmp_path: Path):
     config = FakeConfig(epochs=5)
     partial = fake_runs.fake_result(config).isel(epoch=slice(0, 2))
-    provenance.write_netcdf(partial, sweep.run_path(config, tmp_path))
+    provenance.write_netcdf(partial, provenance.run_path(config, tmp_path))
     assert sweep.load_cached(config, tmp_path) is None
-    provenance.write_netcdf(partial.assign_attrs(config_hash="0000"), sweep.run_path(config, tmp_path))
+    provenance.write_netcdf(partial.assign_attrs(config_hash="0000"), provenance.run_path(config, tmp_path))
     with pytest.raises(ValueError, match="does not match"):
         sweep.load_cached(config, tmp_path)
 
@@ -167,8 +167,8 @@ def test_real_tiny_training_runs_through_the_sweep(tmp_path: Path):
     assert [c.lr for _, c in s.points()] == [0.5, 0.1]  # each algorithm's default, not the base's
     ds = run_sweep(s, tmp_path, n_workers=1, progress=False)
     for _, config in s.points():
-        assert sweep.run_path(config, tmp_path) == result_path(config, tmp_path)  # one cache for both
-        assert sweep.run_path(config, tmp_path).exists()
+        assert provenance.run_path(config, tmp_path) == result_path(config, tmp_path)  # one cache for both
+        assert provenance.run_path(config, tmp_path).exists()
     assert ds["data_kind"].values.ravel().tolist() == ["measured", "measured"]
     assert float(ds["energy_term"].sel(algorithm="mp", term="digital").sum()) > 0
     assert float(ds["energy_term"].sel(algorithm="sgd", term="digital").sum()) == 0

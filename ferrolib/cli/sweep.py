@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
         root = results_dir or paths.RESULTS
         for key, config in spec.points():
-            cached = sweep.run_path(config, root).exists()
+            cached = provenance.run_path(config, root).exists()
             print(f"{'cached ' if cached else 'to run '} {provenance.config_hash(config)}  "
                   + ", ".join(f"{d}={v}" for d, v in zip(spec.axes(), key)))
         return 0

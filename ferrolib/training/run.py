@@ -29,7 +29,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .. import paths, provenance
+from .. import provenance
+from ..provenance import run_path as result_path
 from ..devices import DeviceNoise, FittedDevice, PiecewiseStep, SoftBounds
 from .algorithms import ALGORITHMS, PULSE_MODES, Layer, UpdateSettings, make_layer
 from .network import MLP
@@ -281,11 +282,6 @@ class _Stream:
         self.generator.set_state(saved["generator"])
         self.order = saved["order"].clone()
         self.position = int(saved["position"])
-
-
-def result_path(config: TrainConfig, results_dir: Path | str | None = None) -> Path:
-    """``<results_dir>/runs/<config_hash>.nc`` (default ``paths.RESULTS``)."""
-    return Path(results_dir or paths.RESULTS) / "runs" / f"{provenance.config_hash(config)}.nc"
 
 
 def _device_provenance(device: FittedDevice | None) -> dict[str, Any]:
