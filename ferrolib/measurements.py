@@ -26,6 +26,7 @@ import hashlib
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -87,10 +88,17 @@ _RAMP_COLUMNS = {
 }
 _SUMMARY_PULSE_WIDTH = "twidth (s)"
 _PULSE_COLUMNS = ("Pulse Number", "Pulse Amplitude (V)", "R_low (ohm)", "R_high (ohm)")
+_PULSE_COUNT_COLUMNS = {"num_LTP": (1, "positive"), "num_LTD": (-1, "negative")}
+"""Summary-block pulse counts: the earlier analysis calls the positive-pulse ramp LTP and the negative one LTD
+(checked on all 44 LBE247 files: num_LTP = positive pulses, num_LTD = negative pulses), whatever G does."""
 
 
 class MeasurementError(ValueError):
     """A measurement file or source that cannot be used; the message names the file and the problem."""
+
+
+class MeasurementWarning(UserWarning):
+    """A file in a measurement folder that was skipped; the message names the file and the reason."""
 
 
 # --------------------------------------------------------------------------------------------- area
@@ -173,15 +181,22 @@ class _Header:
     pulse_width_s: float
 
 
+def _decode(path: Path, data: bytes) -> str:
+    """The text of a measurement file's bytes: UTF-8 with or without a byte-order mark; a file holding NUL bytes or
+    invalid UTF-8 is not a measurement (MeasurementError naming the file)."""
+    if b"\x00" in data:
+        raise MeasurementError(f"{path}: not a text file (binary content: NUL byte at offset {data.index(0)})")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise MeasurementError(f"{path}: not a text file (invalid UTF-8 at byte {error.start})") from None
+
+
 def _read_lines(path: Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise MeasurementError(f"{path}: no such measurement file")
-    try:
-        text = path.read_text()
-    except UnicodeDecodeError:
-        raise MeasurementError(f"{path}: not a text file") from None
-    return [line for line in text.splitlines() if line.strip()]
+    return [line for line in _decode(path, path.read_bytes()).splitlines() if line.strip()]
 
 
 def _parse_header(path: Path, lines: list[str]) -> _Header:
@@ -222,15 +237,12 @@ def _pulse_table(path: Path, lines: list[str]) -> np.ndarray:
     if missing:
         raise MeasurementError(f"{path}: pulse table header at line {header_line + 1} lacks column(s) {missing}")
     columns = [header.index(column) for column in _PULSE_COLUMNS]
-    rows = []
-    for offset, line in enumerate(lines[header_line + 1 :], start=header_line + 2):
-        cells = _split(line)
-        if len(cells) != len(header):
-            raise MeasurementError(f"{path}: line {offset} has {len(cells)} values, the pulse table has {len(header)}")
-        rows.append([_number(path, cells[c], f"line {offset}, column '{header[c]}'") for c in columns])
-    if not rows:
+    body = lines[header_line + 1 :]
+    if not body:
         raise MeasurementError(f"{path}: the pulse table has no rows")
-    table = np.asarray(rows, dtype=float)
+    table = _parse_rows_fast(body, len(header), columns)
+    if table is None:
+        table = _parse_rows(path, body, header, columns, first_line=header_line + 2)
     resistances = table[:, 2:4]
     bad = ~(np.isfinite(resistances) & (resistances > 0))
     if bad.any():
@@ -246,6 +258,45 @@ def _pulse_table(path: Path, lines: list[str]) -> np.ndarray:
         if not (np.sign(amplitude) == sign).any():
             raise MeasurementError(f"{path}: empty ramp: no {ramp} pulses")
     return table
+
+
+def _parse_rows(path: Path, body: list[str], header: list[str], columns: list[int], first_line: int) -> np.ndarray:
+    """Reference parser of the pulse rows: one line at a time, the first bad cell named with its line number."""
+    rows = []
+    for offset, line in enumerate(body, start=first_line):
+        cells = _split(line)
+        if len(cells) != len(header):
+            raise MeasurementError(f"{path}: line {offset} has {len(cells)} values, the pulse table has {len(header)}")
+        rows.append([_number(path, cells[c], f"line {offset}, column '{header[c]}'") for c in columns])
+    return np.asarray(rows, dtype=float)
+
+
+def _parse_rows_fast(body: list[str], n_columns: int, columns: list[int]) -> np.ndarray | None:
+    """The pulse rows parsed at once (numpy's C parser, same values as ``_parse_rows``), or None when any row is
+    irregular (quotes, a wrong number of cells, a cell that is not a number): then ``_parse_rows`` finds and names
+    the problem."""
+    if any('"' in line or line.count(",") != n_columns - 1 for line in body):
+        return None
+    try:
+        return np.loadtxt(body, delimiter=",", usecols=columns, dtype=float, ndmin=2, comments=None)
+    except ValueError:
+        return None
+
+
+def _check_pulse_counts(path: Path, summary: dict[str, str], polarity: np.ndarray) -> None:
+    """The pulses per polarity must match the counts the file's summary block states (``num_LTP``: positive
+    pulses, ``num_LTD``: negative pulses, see ``_PULSE_COUNT_COLUMNS``), where it states them: a file cut short
+    at a line boundary parses cleanly otherwise."""
+    for column, (sign, ramp) in _PULSE_COUNT_COLUMNS.items():
+        if column not in summary:
+            continue
+        stated = _number(path, summary[column], f"summary block {column}")
+        found = int(np.count_nonzero(polarity == sign))
+        if stated != found:
+            raise MeasurementError(
+                f"{path}: {found} {ramp} pulses in the pulse table but the summary block states {column} = "
+                f"{summary[column]} (file truncated or edited?)"
+            )
 
 
 def flag_outliers(conductance: np.ndarray, z_threshold: float = OUTLIER_Z, isolation: float = OUTLIER_ISOLATION) -> np.ndarray:
@@ -273,19 +324,44 @@ def flag_outliers(conductance: np.ndarray, z_threshold: float = OUTLIER_Z, isola
     return (np.abs(spike - centre) / scale > z_threshold) & (np.abs(spike) > isolation * across)
 
 
-def read_summary(path: str | Path) -> xr.Dataset:
+def measurement_name(path: str | Path, root: str | Path | None = None) -> tuple[str, str]:
+    """``(root label, name relative to the root)`` of a measurement file, e.g. ``('LBE247',
+    'ID170ZR5000/ID170ZR5000_20241024132232_Summary.dat')``: what provenance records instead of a machine's path.
+
+    The root is ``root`` when given (the file must lie under it), else the folder above the device folder in the
+    LBE247 layout ``<root>/<device id>/<file>`` (a parent folder named like an LBE247 device id), else the
+    file's own folder. The label is the root folder's name.
+    """
+    path = Path(path).resolve()
+    if root is None:
+        parent = path.parent
+        root = parent.parent if _DEVICE_ID.match(parent.name) else parent
+    root = Path(root).resolve()
+    try:
+        relative = path.relative_to(root)
+    except ValueError:
+        raise MeasurementError(f"{path}: not inside the measurement root {root}") from None
+    return root.name, relative.as_posix()
+
+
+def read_summary(path: str | Path, root: str | Path | None = None) -> xr.Dataset:
     """Read and validate one ``*_Summary.dat`` file into a Dataset with dim ``pulse``.
 
     Variables: ``amplitude`` (V), ``polarity`` (+1 depression / -1 potentiation), ``R_low``, ``R_high``
     (ohm), ``G = (1/R_low + 1/R_high) / 2`` (S), ``outlier`` (see ``flag_outliers``). Attributes carry the
-    device id, area, pulse width, ramp settings, the earlier analysis' row (``summary_*``) and the source.
-    Raises ``MeasurementError`` naming the file and the problem.
+    device id, area, pulse width, ramp settings, the earlier analysis' row (``summary_*``) and the source:
+    ``source_root`` (label of the measurement root, see ``measurement_name``), ``source_file`` (the name relative
+    to it) and ``source_sha256``; the absolute path of this machine is not recorded. The file may start with a
+    UTF-8 byte-order mark; its pulse counts per polarity must match the ``num_LTP``/``num_LTD`` of its summary
+    block. Raises ``MeasurementError`` naming the file and the problem.
     """
     path = Path(path).resolve()
     lines = _read_lines(path)
     header = _parse_header(path, lines)
     table = _pulse_table(path, lines)
     pulse_number, amplitude, r_low, r_high = table.T
+    _check_pulse_counts(path, header.summary, np.sign(amplitude))
+    source_root, source_name = measurement_name(path, root)
     conductance = (1.0 / r_low + 1.0 / r_high) / 2.0
     device_id = header.identity["device_id"]
     attrs: dict[str, Any] = {
@@ -295,7 +371,8 @@ def read_summary(path: str | Path) -> xr.Dataset:
         "area_note": area_note(device_id),
         "test_date": _test_datetime(path, header.identity),
         "data_kind": "measured",
-        "source_file": str(path),
+        "source_root": source_root,
+        "source_file": source_name,
         "source_sha256": _sha256(path),
         "outlier_rule": (
             f"robust z of s_k = lnG_k - (lnG_(k-1) + lnG_(k+1))/2 above {OUTLIER_Z} and "
@@ -409,9 +486,10 @@ def resolve_source(source: str | Path | None = None) -> Path:
 
 # ------------------------------------------------------------------------------------------ finding
 def _quick_header(path: Path) -> _Header:
-    with open(path) as handle:
-        lines = [line for _, line in zip(range(8), handle) if line.strip()]
-    return _parse_header(path, lines)
+    """The header blocks of a file, read from its first lines only."""
+    with open(path, "rb") as handle:
+        head = b"".join(line for _, line in zip(range(8), handle))
+    return _parse_header(path, [line for line in _decode(path, head).splitlines() if line.strip()])
 
 
 def _width_matches(width: float, wanted: float | None) -> bool:
@@ -423,12 +501,21 @@ def find_measurements(
 ) -> list[Path]:
     """Sorted paths of the measurement files for a device and/or pulse width (relative tolerance 1e-3).
 
-    The device id and pulse width are read from each file's header, so file names do not matter.
+    The device id and pulse width are read from each file's header, so file names do not matter. A file that
+    is not text (binary content, invalid UTF-8) is skipped with a ``MeasurementWarning`` naming it: it cannot be
+    a measurement, and one stray file should not hide the others. A text file whose header is malformed raises
+    ``MeasurementError`` naming the file and the problem (it looks like a measurement, so it must be fixed).
     """
     directory = resolve_source(source)
     found = []
     for path in sorted(directory.rglob(SUMMARY_GLOB)):
-        header = _quick_header(path)
+        try:
+            header = _quick_header(path)
+        except MeasurementError as error:
+            if "not a text file" not in str(error):
+                raise
+            warnings.warn(f"skipped {error}", MeasurementWarning, stacklevel=2)
+            continue
         if (device_id is None or header.identity["device_id"] == device_id) and _width_matches(
             header.pulse_width_s, pulse_width
         ):
@@ -453,7 +540,8 @@ def load_measurements(
     if not paths_found:
         width = "" if pulse_width is None else f" at pulse width {pulse_width:g} s"
         raise MeasurementError(f"{resolve_source(source)}: no measurement of device {device_id!r}{width}")
-    datasets = sorted((read_summary(p) for p in paths_found), key=lambda d: (d.attrs["pulse_width_s"], d.attrs["test_date"]))
+    root = resolve_source(source)
+    datasets = sorted((read_summary(p, root) for p in paths_found), key=lambda d: (d.attrs["pulse_width_s"], d.attrs["test_date"]))
     if select == "all":
         return datasets
     chosen: dict[float, xr.Dataset] = {}

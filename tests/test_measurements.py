@@ -24,6 +24,12 @@ Pulse Number,index,Pulse Amplitude (V),R_low (ohm),R_high (ohm)
 ROWS = ["1,1,0.742,1.0e8,1.2e8", "2,2,0.784,1.1e8,1.3e8", "3,3,-0.6,1.05e8,1.25e8", "4,4,-0.642,0.9e8,1.0e8"]
 
 
+def counted(header: str, n_pos: object = 2, n_neg: object = 2) -> str:
+    """``header`` whose summary block states the pulse counts (``num_LTP`` positive, ``num_LTD`` negative)."""
+    return header.replace("twidth (s),onOffRatio", "twidth (s),onOffRatio,num_LTP,num_LTD").replace(
+        "2e-08,4.5", f"2e-08,4.5,{n_pos},{n_neg}")
+
+
 def write_summary(directory: Path, text: str, name: str = "ID999ZR2000_1_Summary.dat") -> Path:
     path = directory / name
     path.write_text(text)
@@ -62,6 +68,11 @@ def test_a_small_valid_file_parses_with_polarity_conductance_and_area(tmp_path: 
         (lambda h, r: h.replace("0.6,5.0,-0.5,-3.7,2e-08", "0.6,5.0,-0.5,-3.7,2e-07") + "\n".join(r), "pulse width disagrees"),
         (lambda h, r: h + "\n".join(r[:3] + ["4,4,-0.642,0.9e8"]), "has 4 values"),
         (lambda h, r: h + "\n".join(r[:3] + ["4,4,0,0.9e8,1e8"]), "no polarity"),
+        # truncated at a line boundary: the summary block states 2 positive and 2 negative pulses
+        (lambda h, r: counted(h) + "\n".join(r[:3]) + "\n", "1 negative pulses in the pulse table but the "
+                                                             "summary block states num_LTD = 2"),
+        (lambda h, r: counted(h, n_pos=3) + "\n".join(r) + "\n", "num_LTP = 3"),
+        (lambda h, r: counted(h, n_pos="x") + "\n".join(r) + "\n", "summary block num_LTP is not a number"),
     ],
 )
 def test_each_malformed_file_raises_an_error_naming_the_file_and_the_problem(tmp_path: Path, mutate, problem):
@@ -70,6 +81,68 @@ def test_each_malformed_file_raises_an_error_naming_the_file_and_the_problem(tmp
         measurements.read_summary(path)
     assert str(path) in str(error.value)
     assert problem in str(error.value)
+
+
+def test_stated_pulse_counts_that_match_are_accepted(tmp_path: Path):
+    ds = measurements.read_summary(write_summary(tmp_path, counted(HEADER) + "\n".join(ROWS) + "\n"))
+    assert ds.attrs["summary_num_LTP"] == 2 and ds.sizes["pulse"] == 4
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path):
+    text = HEADER + "\n".join(ROWS) + "\n"
+    plain = measurements.read_summary(write_summary(tmp_path, text))
+    marked = tmp_path / "marked" / "ID999ZR2000_1_Summary.dat"
+    marked.parent.mkdir()
+    marked.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    with_bom = measurements.read_summary(marked)
+    assert with_bom.attrs["device_id"] == "ID999ZR2000" and with_bom.attrs["test_date"] == plain.attrs["test_date"]
+    np.testing.assert_array_equal(with_bom["G"].values, plain["G"].values)
+    assert measurements.find_measurements(source=marked.parent) == [marked]
+
+
+@pytest.mark.parametrize("content, problem", [(b"\x89HDF\r\n\x1a\n\x00\x00\x01", "NUL byte"),
+                                              (b"test_date,\xff\xfe\n", "invalid UTF-8")])
+def test_a_binary_file_is_named_when_read_and_skipped_with_a_warning_in_a_folder_scan(tmp_path: Path, content, problem):
+    valid = write_summary(tmp_path, HEADER + "\n".join(ROWS) + "\n")
+    binary = tmp_path / "ID999ZR2000_2_Summary.dat"
+    binary.write_bytes(content)
+    with pytest.raises(MeasurementError, match="not a text file") as error:
+        measurements.read_summary(binary)
+    assert str(binary) in str(error.value) and problem in str(error.value)
+    with pytest.warns(measurements.MeasurementWarning, match=f"skipped {binary}: not a text file"):
+        assert measurements.find_measurements(source=tmp_path) == [valid]
+
+
+def test_a_malformed_text_header_in_a_folder_scan_is_an_error_naming_the_file(tmp_path: Path):
+    write_summary(tmp_path, HEADER + "\n".join(ROWS) + "\n")
+    broken = write_summary(tmp_path, HEADER.replace("pulseWidth,", "pulseWidthX,"), "ID999ZR2000_2_Summary.dat")
+    with pytest.raises(MeasurementError, match="pulseWidth") as error:
+        measurements.find_measurements(source=tmp_path)
+    assert str(broken) in str(error.value)
+
+
+def test_the_fast_row_parser_gives_the_reference_values_on_every_real_file(shared_measurements: Path):
+    for path in measurements.find_measurements(source=shared_measurements):
+        lines = measurements._read_lines(path)
+        header = measurements._split(lines[6])
+        columns = [header.index(c) for c in measurements._PULSE_COLUMNS]
+        fast = measurements._parse_rows_fast(lines[7:], len(header), columns)
+        assert fast is not None, path
+        np.testing.assert_array_equal(fast, measurements._parse_rows(path, lines[7:], header, columns, 8))
+
+
+def test_provenance_names_the_file_relative_to_its_root_without_a_machine_path(tmp_path: Path):
+    device_folder = tmp_path / "MYROOT" / "ID999ZR2000"
+    device_folder.mkdir(parents=True)
+    path = write_summary(device_folder, HEADER + "\n".join(ROWS) + "\n")
+    ds = measurements.read_summary(path)
+    assert (ds.attrs["source_root"], ds.attrs["source_file"]) == ("MYROOT", "ID999ZR2000/ID999ZR2000_1_Summary.dat")
+    assert str(tmp_path) not in " ".join(str(v) for v in ds.attrs.values())
+    assert measurements.measurement_name(path, device_folder) == (device_folder.name, path.name)
+    (loaded,) = measurements.load_measurements("ID999ZR2000", source=device_folder)
+    assert loaded.attrs["source_file"] == path.name
+    with pytest.raises(MeasurementError, match="not inside the measurement root"):
+        measurements.measurement_name(path, tmp_path / "elsewhere")
 
 
 def test_a_missing_file_is_a_measurement_error(tmp_path: Path):
