@@ -41,10 +41,11 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from . import paths, provenance
+from . import provenance
+from .kernels import MODEL_KINDS
+from .units import format_pulse_width
 
 ModelKind = Literal["piecewise", "softbounds", "powstep"]
-MODEL_KINDS: tuple[str, ...] = ("piecewise", "softbounds", "powstep")
 
 
 @dataclass
@@ -509,9 +510,12 @@ class FittedDevice:
     data_kind: str = "measured"
     """``measured`` (fitted to a measurement) or ``synthetic`` (fitted to a physics-model ramp)."""
     source_file: str = ""
-    """Measurement file (or the synthetic model's description) the fit used."""
+    """Measurement file the fit used, relative to its measurement root ``source_root`` (never an absolute path),
+    or the synthetic model's description."""
     source_sha256: str = ""
     """SHA-256 of the measurement file (empty for synthetic)."""
+    source_root: str = ""
+    """Label of the measurement root that ``source_file`` is relative to (e.g. ``LBE247``; empty for synthetic)."""
     fit_method: str = ""
     """How the parameters were found (recipe and optimiser)."""
     r2_up: float = float("nan")
@@ -595,10 +599,32 @@ class FittedDevice:
             "protocol": float(symmetry_point_protocol(devices, n_alternating=n_alternating)),
         }
 
+    def summary(self, n_alternating: int = 4000) -> dict[str, Any]:
+        """The reported facts of one fit (``ferrolib device fit`` and notebook 02): model, steps at w = 0, bounds,
+        symmetry points (``symmetry_points``), R^2, number of states, c2c, outliers and the source."""
+        step_up, step_down = self.steps_at_zero
+        return {
+            "device_id": self.device_id,
+            "pulse_width_s": self.pulse_width_s,
+            "model": self.model,
+            "data_kind": self.data_kind,
+            "dw_min": self.config.dw_min,
+            "step_up_at_0": step_up,
+            "step_down_at_0": step_down,
+            "w_min": self.config.w_min,
+            "w_max": self.config.w_max,
+            **{f"sp_{name}": value for name, value in self.symmetry_points(n_alternating).items()},
+            "r2_up": self.r2_up,
+            "r2_down": self.r2_down,
+            "n_states": self.n_states,
+            "c2c": self.c2c,
+            "n_outliers": self.n_outliers,
+            "source_root": self.source_root,
+            "source_file": self.source_file,
+        }
+
     def label(self) -> str:
         """Legend text: device, pulse width, model, and 'synthetic' where it is."""
-        from .plotting import format_pulse_width
-
         text = f"{self.device_id} {format_pulse_width(self.pulse_width_s)} {self.model}"
         return text + (" (synthetic)" if self.data_kind != "measured" else "")
 
@@ -668,19 +694,6 @@ def _fitted_fields() -> tuple[dataclasses.Field, ...]:
     return dataclasses.fields(FittedDevice)
 
 
-def pulse_width_label(pulse_width: float) -> str:
-    """File-name label of a pulse width: 2e-08 -> '20ns'."""
-    from .plotting import format_pulse_width
-
-    return format_pulse_width(pulse_width).replace(" ", "")
-
-
-def fitted_device_path(device_id: str, pulse_width: float, model: str, directory: Path | str | None = None) -> Path:
-    """Where the fitted device file lives: ``<directory>/<device>_<width>_<model>.nc`` (default ``paths.DEVICES``)."""
-    directory = Path(directory) if directory else paths.DEVICES
-    return directory / f"{device_id}_{pulse_width_label(pulse_width)}_{model}.nc"
-
-
 # --------------------------------------------------------------------------------------------------------------
 # aihwkit interchange
 
@@ -718,47 +731,3 @@ def from_aihwkit(parameters: dict[str, Any]) -> PiecewiseStep:
         piecewise_up=tuple(parameters["piecewise_up"]),
         piecewise_down=tuple(parameters["piecewise_down"]),
     )
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Resolution: fitted file -> fit from measurements -> calibrated physics model (synthetic)
-
-
-def get_device(
-    device_id: str = "ID170ZR5000",
-    pulse_width: float = 2e-8,
-    model: str = "piecewise",
-    source: str | Path | None = None,
-) -> FittedDevice:
-    """The fitted device for ``device_id`` at ``pulse_width``.
-
-    Resolution order: (1) the fitted file in ``paths.DEVICES`` (only when ``source`` is None); (2) a fit of
-    the measurement now (the latest by test date when there are several); (3) a fit of a ramp simulated by the
-    calibrated physics model, labelled ``data_kind='synthetic'``. Raises ValueError when none applies.
-    """
-    from . import fitting, measurements, physics
-
-    if model not in MODEL_KINDS:
-        raise ValueError(f"unknown device model {model!r}; expected one of {MODEL_KINDS}")
-    if not (isinstance(pulse_width, (int, float)) and math.isfinite(pulse_width) and pulse_width > 0):
-        raise ValueError(f"pulse width must be a positive number of seconds, got {pulse_width!r}")
-    if source is None:
-        path = fitted_device_path(device_id, pulse_width, model)
-        if path.exists():
-            return FittedDevice.load(path)
-    files = measurements.find_measurements(device_id=device_id, pulse_width=pulse_width, source=source)
-    if files:
-        (latest,) = measurements.load_measurements(device_id, pulse_width, source, select="last")
-        return fitting.fit_ramp(latest, model)
-    calibration = physics.load_calibration(device_id)
-    if calibration is not None:
-        if not physics.PREDICTION_RANGE[0] <= pulse_width <= physics.PREDICTION_RANGE[1]:
-            raise ValueError(f"{device_id}: no measurement at {pulse_width:g} s and it lies outside the physics "
-                             f"model's range {physics.PREDICTION_RANGE} s")
-        return fitting.fit_ramp(physics.simulate_ramp(calibration, pulse_width), model)
-    known = sorted({measurements.read_summary(p).attrs["device_id"] for p in measurements.find_measurements(source=source)})
-    if device_id in known:
-        raise ValueError(f"{device_id}: no measurement at pulse width {pulse_width:g} s and no calibrated physics "
-                         "model (data/physics_calibration.json) to predict it")
-    raise ValueError(f"unknown device {device_id!r}: no fitted file, measurement or calibrated model; "
-                     f"measured devices: {', '.join(known)}")

@@ -38,7 +38,9 @@ from .devices import (
     PowStep,
     SoftBounds,
     _scales,
+    simulate_sequence,
 )
+from .kernels import kernel_device, pulse_train_states
 
 POLY_DEGREE = 5
 """Degree of the step-against-state polynomial per direction (the paper's)."""
@@ -177,11 +179,19 @@ def _batch(kind: str, params: np.ndarray, nodes: tuple[np.ndarray, np.ndarray] |
                        dw_min=dw_min, gamma_up=p[:, 2], gamma_down=p[:, 3])
 
 
-def simulate_ramp_states(devices: DeviceArray, ramp: Ramp) -> torch.Tensor:
-    """States after each pulse of ``ramp`` simulated from its start (noise off): shape (len(after), *shape)."""
-    from .devices import simulate_sequence
-
+def simulate_ramp_states_reference(devices: DeviceArray, ramp: Ramp) -> torch.Tensor:
+    """Reference: states after each pulse of ``ramp`` simulated pulse by pulse in torch from its start (noise off),
+    shape (len(after), *shape). Slow (one torch call per pulse); ``simulate_ramp_states`` is the fast path."""
     return simulate_sequence(devices, ramp.start, [ramp.direction] * len(ramp.after))[1:]
+
+
+def simulate_ramp_states(devices: DeviceArray, ramp: Ramp) -> np.ndarray:
+    """States after each pulse of ``ramp`` from its start (noise off): ``w_{k+1} = clip(w_k +- dw(w_k))`` by the
+    compiled loop ``kernels.pulse_train_states``, shape (B, len(after)) for a (B,) or () device array (B = 1).
+    Same arithmetic, in the same order, as ``simulate_ramp_states_reference``."""
+    flat = devices.map(lambda t: t.reshape(1, -1))
+    kernel = kernel_device(flat, (1, int(np.prod(devices.shape, dtype=np.int64))))
+    return pulse_train_states(kernel, float(ramp.start), bool(ramp.direction > 0), len(ramp.after))
 
 
 def _residuals(data: PreparedData, make: Callable[[np.ndarray], DeviceArray], params: np.ndarray) -> np.ndarray:
@@ -189,7 +199,7 @@ def _residuals(data: PreparedData, make: Callable[[np.ndarray], DeviceArray], pa
     devices = make(params)
     rows = []
     for ramp in (data.down, data.up):
-        simulated = simulate_ramp_states(devices, ramp).T.numpy()  # (B, n)
+        simulated = simulate_ramp_states(devices, ramp)  # (B, n)
         valid = np.isfinite(ramp.after)
         rows.append(simulated[:, valid] - ramp.after[valid])
     return np.concatenate(rows, axis=1)
@@ -304,7 +314,7 @@ def fit_ramp(dataset: xr.Dataset, model: str = "piecewise") -> FittedDevice:
     residuals, model_steps = [], []
     w_model = np.full(len(data.w), np.nan)
     for name, ramp in (("up", data.up), ("down", data.down)):
-        simulated = simulate_ramp_states(nominal, ramp).numpy()
+        simulated = simulate_ramp_states(nominal, ramp)[0]
         w_model[ramp.indices] = simulated
         quality[f"r2_{name}"] = _r2(simulated, ramp.after)
         state = torch.as_tensor(ramp.step_state)
@@ -333,6 +343,7 @@ def fit_ramp(dataset: xr.Dataset, model: str = "piecewise") -> FittedDevice:
         data_kind=str(attrs.get("data_kind", "measured")),
         source_file=str(attrs.get("source_file", "")),
         source_sha256=str(attrs.get("source_sha256", "")),
+        source_root=str(attrs.get("source_root", "")),
         fit_method=method,
         c2c=float(np.sqrt(np.mean(pooled**2) / np.mean(steps**2))),
         amplitude_range_up=data.up.amplitudes,

@@ -7,6 +7,7 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 
 from . import paths
+from .units import format_pulse_width  # noqa: F401  (re-exported for the notebooks)
 
 PULSE_WIDTH_COLORS = {2e-8: "#1b9e77", 2e-7: "#d95f02", 2e-6: "#7570b3", 2e-5: "#e7298a", 2e-4: "#66a61e", 2e-3: "#a6761d"}
 """One colour per measured pulse width (s), used by every notebook."""
@@ -33,15 +34,6 @@ def style() -> None:
             "axes.spines.right": False,
         }
     )
-
-
-def format_pulse_width(seconds: float) -> str:
-    """Human label of a pulse width: 2e-08 -> '20 ns'."""
-    for unit, factor in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
-        if seconds >= factor * 0.999:
-            value = seconds / factor
-            return f"{value:.3g} {unit}"
-    return f"{seconds:.3g} s"
 
 
 def pulse_width_color(seconds: float) -> str:

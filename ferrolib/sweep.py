@@ -391,7 +391,7 @@ def claims(sweep_result: xr.Dataset, target: float = 0.95, relative: bool = Fals
     reached the target: accuracies of runs that never learned prove nothing. ``tolerance`` is the accuracy
     difference (fraction) below which two accuracies count as equal.
     """
-    from .plotting import format_pulse_width
+    from .units import format_pulse_width
 
     conv = sweep_convergence(sweep_result, target, relative)
     widths = sorted(float(w) for w in sweep_result["pulse_width"].values)

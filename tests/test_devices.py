@@ -9,6 +9,7 @@ import torch
 
 from ferrolib import devices as dev
 from ferrolib import paths
+from ferrolib.catalog import fitted_device_path
 from ferrolib.devices import DeviceNoise, PiecewiseStep, PowStep, SoftBounds
 
 HAVE_MEASUREMENTS = paths.SHARED_MEASUREMENTS.is_dir()
@@ -189,7 +190,7 @@ def test_aihwkit_export_round_trips_and_keeps_the_steps(up_down):
 def test_fitted_device_file_round_trip(tmp_path):
     fitted = dev.FittedDevice(config=monotone_piecewise(), device_id="IDTEST", pulse_width_s=2e-8,
                               data_kind="synthetic", r2_up=0.9, amplitude_range_up=(-0.6, -3.6), n_up=10)
-    path = fitted.save(dev.fitted_device_path("IDTEST", 2e-8, "piecewise", tmp_path))
+    path = fitted.save(fitted_device_path("IDTEST", 2e-8, "piecewise", tmp_path))
     assert path.name == "IDTEST_20ns_piecewise.nc"
     loaded = dev.FittedDevice.load(path)
     assert loaded.config == fitted.config
@@ -200,32 +201,6 @@ def test_fitted_device_file_round_trip(tmp_path):
     assert set(array.to_dataset(("out", "in")).data_vars) >= {"w_min", "scale_up", "nodes_up"}
     with pytest.raises(FileNotFoundError):
         dev.FittedDevice.load(tmp_path / "missing.nc")
-
-
-@pytest.mark.skipif(not HAVE_MEASUREMENTS, reason="shared LBE247 measurements not present")
-def test_get_device_resolution_order(tmp_path, monkeypatch):
-    from ferrolib import physics
-
-    monkeypatch.setattr(paths, "DEVICES", tmp_path / "devices")
-    monkeypatch.setattr(paths, "DATA", tmp_path)
-    # (2) no fitted file: fitted from the measurement now
-    fitted = dev.get_device("ID170ZR5000", 2e-7, "softbounds")
-    assert fitted.data_kind == "measured" and fitted.source_file.endswith("_Summary.dat")
-    # (1) a fitted file takes precedence
-    marked = dev.FittedDevice(config=monotone_piecewise(), device_id="ID170ZR5000", pulse_width_s=2e-7,
-                              fit_method="marker")
-    marked.save(dev.fitted_device_path("ID170ZR5000", 2e-7, "piecewise"))
-    assert dev.get_device("ID170ZR5000", 2e-7).fit_method == "marker"
-    # (3) an unmeasured width: no calibration -> clear error; with a calibration -> synthetic fit
-    with pytest.raises(ValueError, match="no measurement at pulse width 5e-07"):
-        dev.get_device("ID170ZR5000", 5e-7)
-    physics.save_calibrations([physics.calibrate_device("ID170ZR5000")])
-    synthetic = dev.get_device("ID170ZR5000", 5e-7)
-    assert synthetic.data_kind == "synthetic" and "synthetic" in synthetic.label()
-    with pytest.raises(ValueError, match="unknown device 'ID999'"):
-        dev.get_device("ID999")
-    with pytest.raises(ValueError, match="unknown device model"):
-        dev.get_device(model="linear")
 
 
 @pytest.mark.skipif(not HAVE_MEASUREMENTS, reason="shared LBE247 measurements not present")

@@ -161,3 +161,50 @@ def test_real_measurements_fit_at_every_pulse_width(device_id):
         widths.add(round(fitted.pulse_width_s, 12))
     assert widths >= {2e-8, 2e-7, 2e-6, 2e-5, 2e-4, 2e-3}
     assert np.median(r2_piecewise) > 0.99
+
+
+FAST_CASES = {
+    "piecewise": lambda rng: fitting._batch("piecewise", np.column_stack([rng.uniform(-0.5, 3.0, 5),
+                                                                          rng.uniform(-1.5, -0.5, 5),
+                                                                          rng.uniform(0.5, 1.5, 5)]),
+                                            (rng.uniform(0.05, 3.0, 32), rng.uniform(0.05, 3.0, 32)), 0.03),
+    "softbounds": lambda rng: fitting._batch("softbounds", np.column_stack([np.log(rng.uniform(0.005, 0.1, (5, 2))),
+                                                                            rng.uniform(-1.5, -0.5, 5),
+                                                                            rng.uniform(0.5, 1.5, 5)]), None, 1.0),
+    "powstep": lambda rng: fitting._batch("powstep", np.column_stack([np.log(rng.uniform(0.005, 0.1, (5, 2))),
+                                                                      rng.uniform(0.05, 4.0, (5, 2)),
+                                                                      rng.uniform(-1.5, -0.5, 5),
+                                                                      rng.uniform(0.5, 1.5, 5)]), None, 1.0),
+}
+
+
+@pytest.mark.parametrize("model", list(FAST_CASES))
+def test_compiled_ramp_response_equals_the_torch_reference(model):
+    """Same random parameter draws (5 devices, steps large enough to reach the bounds), both ramps of a file."""
+    data = fitting.prepare(ramp_dataset(TRUE[model], c2c=0.05, seed=3)[0])
+    devices = FAST_CASES[model](np.random.default_rng(7))
+    for ramp in (data.up, data.down):
+        reference = fitting.simulate_ramp_states_reference(devices, ramp).T.numpy()
+        fast = fitting.simulate_ramp_states(devices, ramp)
+        assert fast.shape == reference.shape == (5, len(ramp.after))
+        np.testing.assert_allclose(fast, reference, rtol=1e-13, atol=1e-15)
+        assert (np.ptp(fast, axis=1) > 0.1).all()  # the devices move: the comparison is not of constants
+    single = fitting.simulate_ramp_states(devices.map(lambda t: t[0]), data.up)
+    np.testing.assert_allclose(single[0], fitting.simulate_ramp_states(devices, data.up)[0], rtol=0, atol=0)
+
+
+@pytest.mark.skipif(not HAVE_MEASUREMENTS, reason="shared LBE247 measurements not present")
+@pytest.mark.parametrize("width", [2e-8, 2e-4])
+def test_refits_reproduce_the_committed_device_files(width):
+    """The committed data/devices files (fitted on this platform) come back within 1e-9 relative."""
+    import dataclasses
+
+    from ferrolib import catalog, measurements
+
+    (latest,) = measurements.load_measurements("ID170ZR5000", width, select="last")
+    for model in dev.MODEL_KINDS:
+        committed = dev.FittedDevice.load(catalog.fitted_device_path("ID170ZR5000", width, model, paths.ROOT / "data" / "devices"))
+        refit = fitting.fit_ramp(latest, model)
+        assert (committed.source_root, committed.source_file) == (latest.attrs["source_root"], latest.attrs["source_file"])
+        for name, value in dataclasses.asdict(committed.config).items():
+            np.testing.assert_allclose(getattr(refit.config, name), value, rtol=1e-9, err_msg=f"{model} {name}")

@@ -11,29 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..devices import MODEL_KINDS, FittedDevice, fitted_device_path
-
-
-def summary(fitted: FittedDevice) -> dict:
-    """The printed facts of one fit."""
-    step_up, step_down = fitted.steps_at_zero
-    return {
-        "device_id": fitted.device_id,
-        "pulse_width_s": fitted.pulse_width_s,
-        "model": fitted.model,
-        "data_kind": fitted.data_kind,
-        "dw_min": fitted.config.dw_min,
-        "step_up_at_0": step_up,
-        "step_down_at_0": step_down,
-        "w_min": fitted.config.w_min,
-        "w_max": fitted.config.w_max,
-        **{f"sp_{name}": value for name, value in fitted.symmetry_points().items()},
-        "r2_up": fitted.r2_up,
-        "r2_down": fitted.r2_down,
-        "n_states": fitted.n_states,
-        "c2c": fitted.c2c,
-        "source_file": fitted.source_file,
-    }
+from ..catalog import fitted_device_path
+from ..devices import MODEL_KINDS
 
 
 _COLUMNS = ("device_id", "pulse_width_s", "model", "dw_min", "step_up_at_0", "step_down_at_0", "w_min", "w_max",
@@ -56,6 +35,8 @@ def _fit(args: argparse.Namespace) -> int:
 
     if bool(args.files) == bool(args.device):
         raise ValueError("give either measurement FILES or --device (not both)")
+    if args.save:
+        _check_folder(Path(args.save))
     if args.device:
         datasets = measurements.load_measurements(args.device, args.pulse_width, args.source)
     else:
@@ -64,13 +45,25 @@ def _fit(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"no such measurement file: {', '.join(missing)}")
         datasets = [measurements.read_summary(f) for f in args.files]
     models = MODEL_KINDS if args.model == "all" else (args.model,)
-    fits = [fitting.fit_ramp(ds, model) for ds in datasets for model in models]
-    rows = [summary(fitted) for fitted in fits]
+    jobs = [(ds, model) for ds in datasets for model in models]
+    targets = [fitted_device_path(ds.attrs["device_id"], ds.attrs["pulse_width_s"], model, args.save)
+               for ds, model in jobs] if args.save else []  # ids checked before any fit
+    fits = [fitting.fit_ramp(ds, model) for ds, model in jobs]
+    rows = [fitted.summary() for fitted in fits]
     print(json.dumps(rows, indent=2) if args.json else _table(rows))
-    for fitted in fits if args.save else ():
-        path = fitted.save(fitted_device_path(fitted.device_id, fitted.pulse_width_s, fitted.model, args.save))
-        print(f"wrote {path}", file=sys.stderr)
+    for fitted, target in zip(fits, targets):
+        print(f"wrote {fitted.save(target)}", file=sys.stderr)
     return 0
+
+
+def _check_folder(folder: Path) -> None:
+    """Raise ValueError unless ``folder`` is a directory or can be created as one (no file in the way)."""
+    for part in (folder, *folder.parents):
+        if part.exists():
+            if not part.is_dir():
+                what = "exists and is not a directory" if part == folder else f"lies under the file {part}"
+                raise ValueError(f"--save {folder}: {what}; give a folder for the .nc files")
+            return
 
 
 def _calibrate(args: argparse.Namespace) -> int:

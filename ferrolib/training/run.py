@@ -150,7 +150,7 @@ def resolve_device(config: TrainConfig) -> FittedDevice:
         return FittedDevice(config=model, device_id=config.device_id, pulse_width_s=config.pulse_width,
                             data_kind="synthetic", source_file=f"ferrolib.training.run.SYNTHETIC_DEVICES: {model!r}",
                             fit_method="none (model device)")
-    from ..devices import get_device
+    from ..catalog import get_device
 
     return get_device(config.device_id, config.pulse_width, config.device_model)
 
