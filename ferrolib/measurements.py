@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Mapping, Sequence
 from urllib.parse import quote
 
 import numpy as np
@@ -549,6 +549,25 @@ def load_measurements(
         key = next((w for w in chosen if _width_matches(dataset.attrs["pulse_width_s"], w)), dataset.attrs["pulse_width_s"])
         chosen[key] = dataset
     return sorted(chosen.values(), key=lambda d: d.attrs["pulse_width_s"])
+
+
+def load_ramps(device_ids: Sequence[str], source: str | Path | None = None, smoke: bool = False) -> dict[str, list[xr.Dataset]]:
+    """The latest measurement per pulse width of every device (``load_measurements(select="last")``, ordered by
+    width), keyed by device id: the ramps notebooks 01 and 02 plot and fit. ``smoke`` keeps the first device and
+    its shortest and longest width."""
+    chosen = list(device_ids)[:1] if smoke else list(device_ids)
+    ramps = {}
+    for device_id in chosen:
+        loaded = load_measurements(device_id, source=source, select="last")
+        ramps[device_id] = [loaded[0], loaded[-1]] if smoke else loaded
+    return ramps
+
+
+def describe_ramps(ramps: Mapping[str, Sequence[xr.Dataset]]) -> str:
+    """One provenance line for ``load_ramps``' result, naming the measurement root by its label (no machine path):
+    ``'measured LBE247 ramps (ID170ZR5000, ID161ZR15000; latest file per pulse width)'``."""
+    roots = sorted({str(ds.attrs.get("source_root", "")) or "unlabelled" for sets in ramps.values() for ds in sets})
+    return f"measured {', '.join(roots)} ramps ({', '.join(ramps)}; latest file per pulse width)"
 
 
 def inventory(source: str | Path | None = None) -> pandas.DataFrame:

@@ -39,15 +39,10 @@ from ferrolib import fitting, measurements, physics, plotting
 
 plotting.style()
 profile = "smoke" if smoke else "full"
-device_ids = devices.split(",")[:1] if smoke else devices.split(",")
-source = measurement_source or None
-ramps = {}
-for device_id in device_ids:
-    loaded = measurements.load_measurements(device_id, source=source, select="last")
-    ramps[device_id] = [loaded[0], loaded[-1]] if smoke else loaded
+ramps = measurements.load_ramps(devices.split(","), measurement_source or None, smoke)
+device_ids = list(ramps)
 widths = sorted({ds.attrs["pulse_width_s"] for sets in ramps.values() for ds in sets})
-provenance_line = (f"data: measured LBE247 ramps ({', '.join(device_ids)}; latest file per pulse width) from "
-                   f"{measurements.resolve_source(source)}; profile: {profile}")
+provenance_line = f"data: {measurements.describe_ramps(ramps)}; profile: {profile}"
 display(Markdown(f"Devices {', '.join(device_ids)}; pulse widths "
                  f"{', '.join(plotting.format_pulse_width(w) for w in widths)}; one file per width (the latest)."))
 

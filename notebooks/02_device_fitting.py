@@ -44,21 +44,17 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from ferrolib import devices as dev
-from ferrolib import fitting, measurements, paths, physics, plotting
+from ferrolib import catalog, fitting, measurements, paths, physics, plotting
 
 plotting.style()
 profile = "smoke" if smoke else "full"
-device_ids = devices.split(",")[:1] if smoke else devices.split(",")
 source = measurement_source or None
 results = paths.ensure(Path(results_dir) if results_dir else paths.RESULTS / "02_device_fitting")
 device_dir = paths.ensure(results / "devices") if smoke else paths.ensure(paths.DEVICES)
 calibration_file = results / physics.CALIBRATION_FILE if smoke else physics.calibration_path()
-ramps = {}
-for device_id in device_ids:
-    loaded = measurements.load_measurements(device_id, source=source, select="last")
-    ramps[device_id] = [loaded[0], loaded[-1]] if smoke else loaded
-measured_line = (f"data: measured LBE247 ramps ({', '.join(device_ids)}, latest file per width) from "
-                 f"{measurements.resolve_source(source)}; profile: {profile}")
+ramps = measurements.load_ramps(devices.split(","), source, smoke)
+device_ids = list(ramps)
+measured_line = f"data: {measurements.describe_ramps(ramps)}; profile: {profile}"
 MODEL_STYLE = {"piecewise": ("C0", "-"), "softbounds": ("C1", "--"), "powstep": ("C2", ":")}
 
 # %% [markdown]
@@ -67,22 +63,16 @@ MODEL_STYLE = {"piecewise": ("C0", "-"), "softbounds": ("C1", "--"), "powstep": 
 # %%
 fits = {(d, ds.attrs["pulse_width_s"], model): fitting.fit_ramp(ds, model)
         for d in device_ids for ds in ramps[d] for model in dev.MODEL_KINDS}
-rows = []
-for (device_id, width, model), fitted in fits.items():
-    up0, down0 = fitted.steps_at_zero
-    rows.append({
-        "device": device_id, "width": plotting.format_pulse_width(width), "pulse_width_s": width, "model": model,
-        "step_up(0)": up0, "step_down(0)": down0, "w_min": fitted.config.w_min, "w_max": fitted.config.w_max,
-        "n_states": fitted.n_states, "R2_up": fitted.r2_up, "R2_down": fitted.r2_down, "c2c": fitted.c2c,
-        **{f"SP_{name}": value for name, value in fitted.symmetry_points(n_alternating=1000 if smoke else 4000).items()},
-        "outliers": fitted.n_outliers,
-    })
+rows = [{**fitted.summary(n_alternating=1000 if smoke else 4000), "width": plotting.format_pulse_width(width)}
+        for (_, width, _), fitted in fits.items()]
 table = pd.DataFrame(rows)
-display(table.drop(columns="pulse_width_s").style.format(precision=3).hide(axis="index"))
-r2 = table.groupby("model")[["R2_up", "R2_down"]].agg(["min", "median"])
+display(table[["device_id", "width", "model", "step_up_at_0", "step_down_at_0", "w_min", "w_max", "n_states", "r2_up",
+               "r2_down", "c2c", "sp_analytic", "sp_protocol_from_zero", "sp_analytic_from_bottom", "sp_protocol",
+               "n_outliers"]].style.format(precision=3).hide(axis="index"))
+r2 = table.groupby("model")[["r2_up", "r2_down"]].agg(["min", "median"])
 display(Markdown("R² of the simulated pulse response (min / median over ramps): " + "; ".join(
-    f"**{m}** up {r2.loc[m, ('R2_up', 'min')]:.3f} / {r2.loc[m, ('R2_up', 'median')]:.3f}, down "
-    f"{r2.loc[m, ('R2_down', 'min')]:.3f} / {r2.loc[m, ('R2_down', 'median')]:.3f}" for m in r2.index)
+    f"**{m}** up {r2.loc[m, ('r2_up', 'min')]:.3f} / {r2.loc[m, ('r2_up', 'median')]:.3f}, down "
+    f"{r2.loc[m, ('r2_down', 'min')]:.3f} / {r2.loc[m, ('r2_down', 'median')]:.3f}" for m in r2.index)
     + ". The piecewise model follows the bell-shaped step of the ramps; the monotone soft-bounds and power-step "
       "steps cannot, and the slow start of the long-pulse up ramps (small amplitudes) is not a function of the "
       "state at all, which is where the piecewise R² is lowest."))
@@ -121,13 +111,13 @@ for device_id in device_ids:
 fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), layout="constrained")
 for device_id, marker in zip(device_ids, "os"):
     for model in dev.MODEL_KINDS:
-        part = table[(table.device == device_id) & (table.model == model)].sort_values("pulse_width_s")
+        part = table[(table.device_id == device_id) & (table.model == model)].sort_values("pulse_width_s")
         colour, style = MODEL_STYLE[model]
         kwargs = dict(color=colour, ls=style, marker=marker, mfc="none" if marker == "s" else colour, ms=4)
-        axes[0, 0].semilogx(part.pulse_width_s, part["step_up(0)"], label=f"{device_id} {model}", **kwargs)
-        axes[0, 1].semilogx(part.pulse_width_s, part["step_up(0)"] / part["step_down(0)"], **kwargs)
+        axes[0, 0].semilogx(part.pulse_width_s, part.step_up_at_0, label=f"{device_id} {model}", **kwargs)
+        axes[0, 1].semilogx(part.pulse_width_s, part.step_up_at_0 / part.step_down_at_0, **kwargs)
         axes[1, 0].semilogx(part.pulse_width_s, part.n_states, **kwargs)
-        axes[1, 1].semilogx(part.pulse_width_s, np.minimum(part.R2_up, part.R2_down), **kwargs)
+        axes[1, 1].semilogx(part.pulse_width_s, np.minimum(part.r2_up, part.r2_down), **kwargs)
 axes[0, 0].set(ylabel="up step at w = 0", title="step size at w = 0 (up)")
 axes[0, 1].set(ylabel="step_up(0) / step_down(0)", title="up/down asymmetry at w = 0")
 axes[1, 0].set(ylabel="(w_max - w_min) / dw_min", title="number of states", yscale="log")
@@ -150,23 +140,23 @@ plt.show()
 fig, axes = plt.subplots(1, len(device_ids), figsize=(5 * len(device_ids), 3.6), squeeze=False, sharey=True, layout="constrained")
 for ax, device_id in zip(axes[0], device_ids):
     for model in dev.MODEL_KINDS:
-        part = table[(table.device == device_id) & (table.model == model)].sort_values("pulse_width_s")
+        part = table[(table.device_id == device_id) & (table.model == model)].sort_values("pulse_width_s")
         colour, style = MODEL_STYLE[model]
-        ax.semilogx(part.pulse_width_s, part.SP_analytic, "o" + style, color=colour, label=f"{model} analytic (from 0)")
-        ax.semilogx(part.pulse_width_s, part.SP_protocol_from_zero, "o", mfc="none", color=colour, ms=10, label=f"{model} train from 0")
-        ax.semilogx(part.pulse_width_s, part.SP_analytic_from_bottom, "x", color=colour, ms=7, label=f"{model} analytic (from w_min)")
-        ax.semilogx(part.pulse_width_s, part.SP_protocol, "d", mfc="none", color=colour, ms=7, label=f"{model} full protocol")
+        ax.semilogx(part.pulse_width_s, part.sp_analytic, "o" + style, color=colour, label=f"{model} analytic (from 0)")
+        ax.semilogx(part.pulse_width_s, part.sp_protocol_from_zero, "o", mfc="none", color=colour, ms=10, label=f"{model} train from 0")
+        ax.semilogx(part.pulse_width_s, part.sp_analytic_from_bottom, "x", color=colour, ms=7, label=f"{model} analytic (from w_min)")
+        ax.semilogx(part.pulse_width_s, part.sp_protocol, "d", mfc="none", color=colour, ms=7, label=f"{model} full protocol")
     ax.axhline(0, color="k", lw=0.5)
     ax.set(xlabel="pulse width (s)", ylabel="symmetry point w*", title=device_id)
 fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right upper", fontsize=7)
 plotting.save(fig, "02_symmetry_point", output_dir, provenance=measured_line + "; fitted models")
 plt.show()
-step = table[["step_up(0)", "step_down(0)"]].max(axis=1)
+step = table[["step_up_at_0", "step_down_at_0"]].max(axis=1)
 def fit_names(mask: pd.Series) -> str:
-    return ", ".join(table[mask].device + " " + table[mask].width + " " + table[mask].model) or "none"
-from_zero = (table.SP_analytic - table.SP_protocol_from_zero).abs() <= step
-from_bottom = (table.SP_analytic_from_bottom - table.SP_protocol).abs() <= step
-several = (table.SP_analytic - table.SP_analytic_from_bottom).abs() > step
+    return ", ".join(table[mask].device_id + " " + table[mask].width + " " + table[mask].model) or "none"
+from_zero = (table.sp_analytic - table.sp_protocol_from_zero).abs() <= step
+from_bottom = (table.sp_analytic_from_bottom - table.sp_protocol).abs() <= step
+several = (table.sp_analytic - table.sp_analytic_from_bottom).abs() > step
 display(Markdown(
     f"From w = 0, analytic and simulated symmetry points agree within one step at w = 0 for {int(from_zero.sum())} of "
     f"{len(table)} fits (not: {fit_names(~from_zero)}). From the bottom bound they agree for {int(from_bottom.sum())} "
@@ -214,7 +204,7 @@ for calibration in calibrations:
 
 # %% [markdown]
 # Predicted ramps at untested pulse widths **(synthetic)**, next to the measured neighbours, and the piecewise
-# device fitted to each prediction (this is what `devices.get_device` returns for a width without a measurement).
+# device fitted to each prediction (this is what `catalog.get_device` returns for a width without a measurement).
 
 # %%
 predicted_widths = [float(w) for w in predict_widths.split(",")]
@@ -249,7 +239,7 @@ display(pd.DataFrame(predicted_rows).style.format(precision=3).hide(axis="index"
 # fit quality and provenance (measurement file and its SHA-256), and the measured and simulated trace.
 
 # %%
-written = [fitted.save(dev.fitted_device_path(d, w, m, device_dir)) for (d, w, m), fitted in fits.items()]
+written = [fitted.save(catalog.fitted_device_path(d, w, m, device_dir)) for (d, w, m), fitted in fits.items()]
 check = dev.FittedDevice.load(written[0])
 assert check.config == fits[next(iter(fits))].config
 display(Markdown(f"Wrote {len(written)} fitted device files to `{device_dir}` and the calibration to "

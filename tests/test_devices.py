@@ -217,6 +217,8 @@ def test_cli_device_fit_prints_json_and_saves(tmp_path, capsys):
     assert abs(row["sp_analytic"] - row["sp_protocol"]) < 2 * max(row["step_up_at_0"], row["step_down_at_0"])
     loaded = dev.FittedDevice.load(tmp_path / "ID170ZR5000_20us_softbounds.nc")
     assert loaded.n_states == pytest.approx(row["n_states"])
+    assert (row["source_root"], row["source_file"]) == ("LBE247", f"ID170ZR5000/{path.name}")
+    assert list(row) == list(loaded.summary(n_alternating=200))  # the CLI prints FittedDevice.summary
     assert main(["device", "fit", str(tmp_path / "missing_Summary.dat")]) == 2
     assert "missing_Summary.dat" in capsys.readouterr().err
 

@@ -303,6 +303,20 @@ def test_find_and_load_select_one_of_the_two_20ns_files(shared_measurements: Pat
         measurements.load_measurements("ID000", source=shared_measurements)
 
 
+def test_load_ramps_keeps_the_latest_file_per_width_and_smoke_the_extremes(shared_measurements: Path):
+    ramps = measurements.load_ramps(["ID161ZR15000", "ID170ZR5000"], shared_measurements)
+    assert list(ramps) == ["ID161ZR15000", "ID170ZR5000"]
+    assert [d.attrs["test_date"] for d in ramps["ID161ZR15000"]] == [
+        d.attrs["test_date"] for d in measurements.load_measurements("ID161ZR15000", source=shared_measurements,
+                                                                     select="last")]
+    smoke = measurements.load_ramps(["ID161ZR15000", "ID170ZR5000"], shared_measurements, smoke=True)
+    assert list(smoke) == ["ID161ZR15000"]
+    assert [d.attrs["pulse_width_s"] for d in smoke["ID161ZR15000"]] == [2e-8, 2e-3]
+    line = measurements.describe_ramps(ramps)
+    assert line == "measured LBE247 ramps (ID161ZR15000, ID170ZR5000; latest file per pulse width)"
+    assert str(shared_measurements) not in line
+
+
 def test_cli_data_info_json_lists_the_inventory(shared_measurements: Path, capsys):
     import json
 
