@@ -351,10 +351,10 @@ def conditions_from_attrs(attrs: Mapping[str, Any], origin: str = "result") -> P
     if "g_mean" in facts and "g_max" in facts:
         g_mean, g_max = float(facts["g_mean"]), float(facts["g_max"])
         g_min = float(facts["g_min"]) if "g_min" in facts else None
-    elif Path(str(facts.get("source_file", ""))).is_file():
+    elif (measured_file := _measurement_file(facts)) is not None:
         from . import measurements
 
-        measured = conditions_from_measurement(measurements.read_summary(facts["source_file"]))
+        measured = conditions_from_measurement(measurements.read_summary(measured_file))
         g_mean, g_max, g_min = measured.conductance_S, measured.conductance_max_S, measured.conductance_min_S
     else:
         raise ValueError(f"{origin}: no conductance in the device provenance (g_mean and g_max) and no readable "
@@ -369,6 +369,13 @@ def conditions_from_attrs(attrs: Mapping[str, Any], origin: str = "result") -> P
         conductance_min_S=g_min,
         source=f"{facts.get('data_kind', 'unknown')} {facts.get('device_id', '?')}",
     )
+
+
+def _measurement_file(facts: Mapping[str, Any]) -> Path | None:
+    """The measurement named by ``source_file`` (relative to the measurement root, SHA-256 checked), if found."""
+    from . import measurements
+
+    return measurements.locate(str(facts.get("source_file", "")), str(facts.get("source_sha256", "")))
 
 
 def conditions_from_measurement(measurement: xr.Dataset) -> PulseConditions:

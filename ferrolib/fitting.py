@@ -10,8 +10,9 @@
    from the saturating bound, at least ``NODE_FLOOR`` (so that no state traps the device).
 5. Refine by least squares (scipy ``least_squares``, trust-region reflective) of the simulated against the
    measured states, each ramp simulated from the state before its first pulse with one model pulse per measured
-   pulse, noise off: piecewise refines (up_down, w_min, w_max) with the nodes fixed (they stretch with the
-   bounds, aihwkit semantics); soft bounds and power step fit all their parameters this way.
+   pulse, noise off (compiled: ``kernels.pulse_train_states``; the torch loop ``simulate_ramp_states_reference``
+   is the reference it is tested against): piecewise refines (up_down, w_min, w_max) with the nodes fixed
+   (they stretch with the bounds, aihwkit semantics); soft bounds and power step fit all their parameters this way.
 6. Report R^2 of the simulated states per direction, the scatter of measured steps around the model step
    (units of the smaller step at w = 0), the cycle-to-cycle estimate and the number of states.
 
