@@ -342,23 +342,17 @@ def device_facts(attrs: Mapping[str, Any]) -> dict[str, Any]:
 
 def conditions_from_attrs(attrs: Mapping[str, Any], origin: str = "result") -> PulseConditions:
     """PulseConditions from device provenance (``area_m2``, ``pulse_width_s``, ``amplitude_range_up`` and
-    ``_down`` as [first, last] V, conductance ``g_mean``/``g_max`` in S).
+    ``_down`` as [first, last] V, conductance ``g_mean``/``g_max``/``g_min`` in S).
 
-    Amplitude ranges contribute their largest magnitude. Without conductance entries the conductance is read
-    from the measurement named by ``source_file`` (inlier reads), if that file exists.
+    Amplitude ranges contribute their largest magnitude. Everything is read from the attributes alone (a result
+    file is self-contained; no measurement is opened), so a result copied anywhere can be accounted for.
     """
     facts = device_facts(attrs)
-    if "g_mean" in facts and "g_max" in facts:
-        g_mean, g_max = float(facts["g_mean"]), float(facts["g_max"])
-        g_min = float(facts["g_min"]) if "g_min" in facts else None
-    elif (measured_file := _measurement_file(facts)) is not None:
-        from . import measurements
-
-        measured = conditions_from_measurement(measurements.read_summary(measured_file))
-        g_mean, g_max, g_min = measured.conductance_S, measured.conductance_max_S, measured.conductance_min_S
-    else:
-        raise ValueError(f"{origin}: no conductance in the device provenance (g_mean and g_max) and no readable "
-                         f"source_file measurement; pass PulseConditions explicitly")
+    if not ("g_mean" in facts and "g_max" in facts):
+        raise ValueError(f"{origin}: no conductance in the device provenance (g_mean and g_max; results of "
+                         f"older ferrolib versions lack them: re-run); pass PulseConditions explicitly")
+    g_mean, g_max = float(facts["g_mean"]), float(facts["g_max"])
+    g_min = float(facts["g_min"]) if "g_min" in facts else None
     return PulseConditions(
         area_m2=float(_lookup(facts, ("area_m2",), "device area", origin)),
         pulse_width_s=float(_lookup(facts, ("pulse_width_s",), "pulse width", origin)),
@@ -369,13 +363,6 @@ def conditions_from_attrs(attrs: Mapping[str, Any], origin: str = "result") -> P
         conductance_min_S=g_min,
         source=f"{facts.get('data_kind', 'unknown')} {facts.get('device_id', '?')}",
     )
-
-
-def _measurement_file(facts: Mapping[str, Any]) -> Path | None:
-    """The measurement named by ``source_file`` (relative to the measurement root, SHA-256 checked), if found."""
-    from . import measurements
-
-    return measurements.locate(str(facts.get("source_file", "")), str(facts.get("source_sha256", "")))
 
 
 def conditions_from_measurement(measurement: xr.Dataset) -> PulseConditions:

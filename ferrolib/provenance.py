@@ -1,16 +1,21 @@
-"""Provenance and safe persistence shared by every module: configuration hashes, atomic writes,
-package versions and compact dataclass reprs."""
+"""Provenance and safe persistence shared by every module: configuration and content hashes, atomic writes,
+moving stale files aside, per-key locks, package versions and compact dataclass reprs."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
 import platform
+import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Mapping
 
+import numpy as np
 import xarray as xr
 
 from . import __version__, paths
@@ -27,6 +32,93 @@ def config_hash(config: Any, length: int = 12) -> str:
     """Stable short SHA-256 of a configuration; the key under which its results are stored."""
     text = json.dumps(config_dict(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def content_hash(value: Any, length: int = 16) -> str:
+    """SHA-256 of a JSON-able value (dataclasses, dicts, numbers; floats by ``repr``, so bit-exact), shortened."""
+    text = json.dumps(config_dict(value), sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def array_hash(arrays: Mapping[str, Any], length: int = 16) -> str:
+    """SHA-256 over named arrays (name, dtype, shape and bytes of each, in name order), shortened."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = arrays[name]
+        array = np.ascontiguousarray(array.detach().cpu().numpy() if hasattr(array, "detach") else array)
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:length]
+
+
+def key_mismatch(stored: Mapping[str, Any] | None, expected: Mapping[str, Any]) -> str | None:
+    """Why a stored run key (dict of parts) differs from the expected one, e.g. ``device changed (a -> b)``;
+    None when they agree."""
+    if not isinstance(stored, Mapping):
+        return "no run key stored (written by an older ferrolib)"
+    changed = [f"{name} changed ({stored.get(name)!r} -> {value!r})"
+               for name, value in expected.items() if stored.get(name) != value]
+    return "; ".join(changed) or None
+
+
+def move_aside(path: Path | str, reason: str) -> Path:
+    """Rename ``path`` to ``<stem>.stale-<UTC time><suffix>`` beside it (never delete a result) and print one
+    line saying why; returns the new path."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.stem}.stale-{stamp}{path.suffix}")
+    counter = 1
+    while target.exists():
+        target = path.with_name(f"{path.stem}.stale-{stamp}-{counter}{path.suffix}")
+        counter += 1
+    os.replace(path, target)
+    print(f"ferrolib: {path.name}: {reason}; moved aside to {target.name}, recomputing", file=sys.stderr)
+    return target
+
+
+@contextlib.contextmanager
+def key_lock(path: Path | str) -> Iterator[None]:
+    """Hold an exclusive ``fcntl.flock`` on ``<path>.lock`` (blocking): one process computes a key at a time,
+    the next one waits and then finds its result. Also removes orphan ``.<name>.*.tmp`` files of interrupted
+    atomic writes of ``path`` and of files named ``<stem>.*`` beside it (safe: nobody else writes them while
+    the lock is held). The lock file itself stays (removing it would race with a waiting process)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            stem = path.name.split(".")[0]
+            for orphan in path.parent.glob(f".{stem}.*.tmp"):
+                orphan.unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def check_writable_dir(directory: Path | str, what: str) -> Path:
+    """Create ``directory`` if needed and prove it writable (a probe file); ValueError naming ``what``."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"{what} {directory}: exists and is not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise ValueError(f"{what} {directory}: not writable ({error.strerror or error})") from error
+    return directory
+
+
+def portable_name(path: str, roots: list[Path]) -> str:
+    """``path`` relative to the first of ``roots`` that holds it; else, for an absolute path, its last two
+    components (``<device folder>/<file>``); a relative path or a description is kept. Never an absolute path."""
+    if not path or not os.path.isabs(path):
+        return path
+    resolved = Path(path)
+    for root in roots:
+        with contextlib.suppress(ValueError):
+            return resolved.relative_to(root).as_posix()
+    return Path(*resolved.parts[-2:]).as_posix()
 
 
 def run_path(config: Any, results_dir: Path | str | None = None) -> Path:
@@ -92,6 +184,43 @@ def read_netcdf(path: Path | str) -> xr.Dataset:
     """Read a netCDF file fully into memory (h5netcdf engine) and close it."""
     with xr.open_dataset(path, engine="h5netcdf") as ds:
         return ds.load()
+
+
+def check_cached_netcdf(path: Path | str, key: Mapping[str, Any] | None, config_hash: str,
+                        epochs: int | None = None) -> tuple[xr.Dataset | None, str | None]:
+    """``(result, None)`` if the cached run result at ``path`` is readable, of ``config_hash``, complete
+    (``epochs`` entries, when given) and of run ``key`` (its ``run_key`` attribute, when ``key`` is given);
+    ``(None, why not)`` otherwise; ``(None, None)`` if there is no file. Changes nothing on disk."""
+    path = Path(path)
+    if not path.exists():
+        return None, None
+    try:
+        result = read_netcdf(path)
+    except Exception as error:  # noqa: BLE001 - h5py/xarray raise many types for truncated or garbage files
+        return None, f"unreadable result ({type(error).__name__})"
+    if result.attrs.get("config_hash") != config_hash:
+        return None, f"stored config_hash {result.attrs.get('config_hash')!r} does not match its name {config_hash!r}"
+    if epochs is not None and result.sizes.get("epoch", 0) != epochs:
+        return None, f"incomplete ({result.sizes.get('epoch', 0)} of {epochs} epochs)"
+    if key is not None:
+        try:
+            stored = json.loads(result.attrs.get("run_key", "null"))
+        except json.JSONDecodeError:
+            stored = None
+        reason = key_mismatch(stored, key)
+        if reason:
+            return None, reason
+    return result, None
+
+
+def load_checked_netcdf(path: Path | str, key: Mapping[str, Any] | None, config_hash: str,
+                        epochs: int | None = None) -> xr.Dataset | None:
+    """The cached run result at ``path`` if ``check_cached_netcdf`` accepts it; any other file is moved aside
+    (``move_aside``, one line saying why) and None returned, so the run is recomputed."""
+    result, reason = check_cached_netcdf(path, key, config_hash, epochs)
+    if reason:
+        move_aside(path, reason)
+    return result
 
 
 def write_json(obj: Any, path: Path | str) -> Path:

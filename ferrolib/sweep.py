@@ -8,6 +8,7 @@ sweep reuses runs from notebooks and other sweeps, and an interrupted sweep runs
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import itertools
 import json
 import math
@@ -115,18 +116,48 @@ class Sweep:
 
 
 # ----------------------------------------------------------------------------------------------- caching
-def load_cached(config: Any, results_dir: Path) -> xr.Dataset | None:
-    """The finished run of ``config`` if it is on disk and complete (all epochs, matching hash), else None."""
-    path = provenance.run_path(config, results_dir)
-    if not path.exists():
+KeyFunction = Callable[[Any], dict]
+"""``key_of(config) -> run key`` (e.g. ``ferrolib.training.run.expected_key``): validates a configuration
+(ValueError if invalid) and returns everything that determines its numbers, checked against cached runs."""
+
+
+def load_cached(config: Any, results_dir: Path, key: dict | None = None) -> xr.Dataset | None:
+    """The finished run of ``config`` if it is on disk, complete (all epochs), of its config hash and (when
+    ``key`` is given) of that run key; a stale, incomplete or unreadable file is moved aside and None returned."""
+    return provenance.load_checked_netcdf(provenance.run_path(config, results_dir), key,
+                                          provenance.config_hash(config), getattr(config, "epochs", None))
+
+
+def default_key_function(run: RunFunction | None) -> KeyFunction | None:
+    """The run key function of the default run function (``ferrolib.training.train``); None for others."""
+    if run is not None:
         return None
-    result = provenance.read_netcdf(path)
-    if result.attrs.get("config_hash") != provenance.config_hash(config):
-        raise ValueError(f"{path}: stored config_hash {result.attrs.get('config_hash')!r} does not match its name")
-    epochs = getattr(config, "epochs", None)
-    if epochs is not None and result.sizes.get("epoch", 0) != epochs:
-        return None  # an interrupted run; the run function resumes it
-    return result
+    from .training.run import expected_key
+
+    return expected_key
+
+
+def plan(sweep: Sweep, results_dir: Path, key_of: KeyFunction | None) -> list[tuple[tuple, Any, dict | None, str]]:
+    """``(grid key, config, run key, status)`` of every point, changing nothing: status ``cached``, ``to run``,
+    ``stale: why`` (recomputed) or ``invalid: why`` (the configuration is rejected before any run)."""
+    rows = []
+    for point, config in sweep.points():
+        try:
+            key = key_of(config) if key_of else None
+        except ValueError as error:
+            rows.append((point, config, None, f"invalid: {error}"))
+            continue
+        cached, reason = provenance.check_cached_netcdf(provenance.run_path(config, results_dir), key,
+                                                        provenance.config_hash(config),
+                                                        getattr(config, "epochs", None))
+        status = "cached" if cached is not None else f"stale: {reason}" if reason else "to run"
+        rows.append((point, config, key, status))
+    return rows
+
+
+def point_label(sweep: Sweep, point: tuple) -> str:
+    """``device=..., pulse_width=..., ...`` of a grid point."""
+    return ", ".join(f"{dim}={value}" for dim, value in zip(sweep.axes(), point))
 
 
 def _execute(run: RunFunction | None, config: Any, results_dir: str, torch_threads: int | None) -> xr.Dataset:
@@ -162,25 +193,35 @@ def run_sweep(
     scheduler: str | Any | None = None,
     energy_model: energy.EnergyModel | None = None,
     progress: bool = True,
+    key_of: KeyFunction | None = None,
 ) -> xr.Dataset:
     """Run every missing point of ``sweep`` and return the combined Dataset (with ledgers).
 
+    Every grid point is validated first (``key_of``; default: ``training.run.expected_key`` when ``run`` is the
+    default): one invalid point fails the sweep with one line listing them before any run starts. Cached runs
+    are reused only when their run key matches (stale ones are moved aside and recomputed).
     ``run`` defaults to ``ferrolib.training.train``; it must be a module-level function for process pools.
     ``n_workers`` local processes (spawn; default: CPU count; 1 runs in this process); torch threads per
     worker = CPUs // workers. ``scheduler``: a dask.distributed scheduler address or ``Client`` instead.
     ``energy_model`` None uses ``EnergyModel()``.
     """
-    results_dir = Path(results_dir) if results_dir else paths.RESULTS
-    points = list(sweep.points())
+    results_dir = provenance.check_writable_dir(Path(results_dir) if results_dir else paths.RESULTS,
+                                                "results directory")
+    rows = plan(sweep, results_dir, key_of or default_key_function(run))
+    invalid = [f"{point_label(sweep, point)}: {status.removeprefix('invalid: ')}"
+               for point, _, _, status in rows if status.startswith("invalid")]
+    if invalid:
+        raise ValueError(f"sweep {sweep.name!r}: {len(invalid)} of {len(rows)} grid points are invalid, nothing "
+                         f"was run: {'; '.join(invalid)}")
     results: dict[tuple, xr.Dataset] = {}
     pending = []
-    for key, config in points:
-        cached = load_cached(config, results_dir)
+    for key, config, run_key, _ in rows:
+        cached = load_cached(config, results_dir, run_key)
         if cached is None:
             pending.append((key, config))
         else:
             results[key] = cached
-    bar = tqdm(total=len(points), initial=len(results), desc=f"sweep {sweep.name}", unit="run", disable=not progress)
+    bar = tqdm(total=len(rows), initial=len(results), desc=f"sweep {sweep.name}", unit="run", disable=not progress)
     try:
         for key, config, result in _dispatch(pending, run, results_dir, n_workers, scheduler):
             results[key] = _store(result, config, results_dir)
@@ -303,24 +344,52 @@ def load_sweep_config(path: str | Path, base_factory: Callable[..., Any] | None 
         raise ValueError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {error}") from error
     if not isinstance(data, dict) or "sweep" not in data:
         raise ValueError(f"{path}: expected a [sweep] table (and [base] with TrainConfig fields)")
-    unknown = set(data) - {"sweep", "base", "run", "energy"}
-    if unknown:
-        raise ValueError(f"{path}: unknown table(s) {sorted(unknown)}; expected sweep, base, run, energy")
+    _check_keys(data, SECTIONS, "table", path)
     if base_factory is None:
         from .training import TrainConfig as base_factory
+    base_values = _table(data, "base", path)
+    _check_keys(base_values, [f.name for f in dataclasses.fields(base_factory)], "[base] key", path)
     try:
-        base = base_factory(**data.get("base", {}))
+        base = base_factory(**base_values)
     except TypeError as error:
         raise ValueError(f"{path}: [base] does not fit {getattr(base_factory, '__name__', 'the config')}: "
                          f"{error}") from error
-    grid = dict(data["sweep"])
-    allowed = {f.name for f in dataclasses.fields(Sweep)} - {"base"}
-    if set(grid) - allowed:
-        raise ValueError(f"{path}: unknown [sweep] key(s) {sorted(set(grid) - allowed)}; allowed: {sorted(allowed)}")
+    grid = _table(data, "sweep", path)
+    _check_keys(grid, [f.name for f in dataclasses.fields(Sweep) if f.name != "base"], "[sweep] key", path)
     sweep = Sweep(base=base, **grid)
-    options = dict(data.get("run", {}))
-    options["energy_model"] = energy_model_from_options(data.get("energy", {}), origin=str(path))
+    _check_keys(sweep.lr_by_algorithm, sweep.axes()["algorithm"], "[sweep.lr_by_algorithm] algorithm", path)
+    options = _table(data, "run", path)
+    _check_keys(options, RUN_OPTIONS, "[run] key", path)
+    options["energy_model"] = energy_model_from_options(_table(data, "energy", path), origin=str(path))
     return sweep, options
+
+
+SECTIONS: tuple[str, ...] = ("sweep", "base", "run", "energy")
+"""Tables of a sweep file."""
+
+RUN_OPTIONS: tuple[str, ...] = ("n_workers", "scheduler", "results_dir")
+"""Keys of a sweep file's ``[run]`` table."""
+
+
+def _table(data: dict, name: str, path: Path) -> dict:
+    """Table ``name`` of a sweep file as a dict (empty if absent); ValueError if it is not a table."""
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: [{name}] must be a table, got {type(value).__name__}")
+    return dict(value)
+
+
+def _check_keys(given: Any, allowed: Any, what: str, path: Path | str) -> None:
+    """ValueError naming every unknown key of ``given``, with the nearest allowed name (difflib) suggested."""
+    allowed = [str(a) for a in allowed]
+    unknown = [str(k) for k in given if str(k) not in allowed]
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, allowed, n=1)
+        hints.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+    raise ValueError(f"{path}: unknown {what}(s) {', '.join(hints)}; allowed: {', '.join(sorted(allowed))}")
 
 
 def notebook_sweep(sweep_config: str, smoke: bool, n_seeds: int = 1) -> tuple[Sweep, dict, Path]:
@@ -338,10 +407,7 @@ def energy_model_from_options(options: dict, origin: str = "energy options") -> 
               "switched_fraction": ("switching", "switched_fraction"),
               "remanent_polarization_C_per_m2": ("switching", "remanent_polarization_C_per_m2")}
     top = {k: v for k, v in options.items() if k in ("amplitude_rule", "leakage")}
-    unknown = set(options) - set(top) - set(nested)
-    if unknown:
-        raise ValueError(f"{origin}: unknown [energy] option(s) {sorted(unknown)}; "
-                         f"allowed: amplitude_rule, leakage, {', '.join(nested)}")
+    _check_keys(options, ["amplitude_rule", "leakage", *nested], "[energy] option", origin)
     model = energy.EnergyModel(**top)
     for key, (part, attr) in nested.items():
         if key in options:

@@ -133,20 +133,26 @@ def test_ledger_doubles_reads_for_the_sps_reference_and_zero_for_fp():
     assert float(energy.ledger(fp)["energy_term"].sel(term=["program_leakage", "read_forward"]).sum()) == 0.0
 
 
-def test_conductance_falls_back_to_the_measurement_named_in_the_provenance():
+def test_conditions_come_from_the_attributes_alone_never_from_a_measurement(monkeypatch):
+    """A result is self-contained: without its conductances the ledger refuses clearly instead of opening the
+    measurement that ``source_file`` names (which a copied result cannot reach)."""
     measured = energy.conditions_for_device("ID170ZR5000", 2e-8)
+    assert 1e-9 < measured.conductance_S < 1e-7  # ~1e8 ohm reads of a 94 um^2 device
+    assert measured.amplitude_up_V == pytest.approx(3.582) and measured.amplitude_down_V == pytest.approx(4.984)
     from ferrolib import measurements
 
-    (path,) = measurements.find_measurements("ID170ZR5000", 2e-8)[-1:]
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the ledger opened a measurement")
+
+    monkeypatch.setattr(measurements, "read_summary", no_reading)
     result = fake_result(FakeConfig())
+    assert energy.conditions_from_attrs(result.attrs).conductance_S == pytest.approx(7.5e-9)
     facts = json.loads(result.attrs["device"])
     for key in ("g_min", "g_max", "g_mean"):
         del facts[key]
-    facts["source_file"] = str(path)
-    cond = energy.conditions_from_attrs(result.assign_attrs(device=json.dumps(facts)).attrs)
-    assert cond.conductance_S == pytest.approx(measured.conductance_S)
-    assert 1e-9 < cond.conductance_S < 1e-7  # ~1e8 ohm reads of a 94 um^2 device
-    assert measured.amplitude_up_V == pytest.approx(3.582) and measured.amplitude_down_V == pytest.approx(4.984)
+    facts["source_file"] = "ID170ZR5000/ID170ZR5000_20241024132232_Summary.dat"
+    with pytest.raises(ValueError, match="no conductance"):
+        energy.conditions_from_attrs(result.assign_attrs(device=json.dumps(facts)).attrs)
 
 
 def test_epochs_to_target_on_synthetic_curves():

@@ -60,14 +60,16 @@ def test_interrupted_sweep_resumes_without_recomputing(tmp_path: Path):
     xr.testing.assert_identical(first.drop_attrs(), again.drop_attrs())
 
 
-def test_incomplete_cached_run_is_not_reused(tmp_path: Path):
+def test_incomplete_or_foreign_cached_run_is_moved_aside(tmp_path: Path):
     config = FakeConfig(epochs=5)
     partial = fake_runs.fake_result(config).isel(epoch=slice(0, 2))
     provenance.write_netcdf(partial, provenance.run_path(config, tmp_path))
     assert sweep.load_cached(config, tmp_path) is None
     provenance.write_netcdf(partial.assign_attrs(config_hash="0000"), provenance.run_path(config, tmp_path))
-    with pytest.raises(ValueError, match="does not match"):
-        sweep.load_cached(config, tmp_path)
+    assert sweep.load_cached(config, tmp_path) is None
+    aside = sorted((tmp_path / "runs").glob("*.stale-*.nc"))
+    assert len(aside) == 2 and not provenance.run_path(config, tmp_path).exists()  # moved aside, never deleted
+    assert {provenance.read_netcdf(a).attrs["config_hash"] for a in aside} == {"0000", provenance.config_hash(config)}
 
 
 def test_dask_gives_the_same_dataset_as_in_process(tmp_path: Path):

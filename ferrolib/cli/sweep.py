@@ -1,10 +1,14 @@
 """``ferrolib sweep CONFIG``: run a sweep described in TOML or YAML (see ``sweeps/``) and write its Dataset.
 
     ferrolib sweep paper|sweeps/paper.toml [--workers 2] [--scheduler tcp://host:8786] [--results-dir DIR] [--dry-run]
+
+Every key of the file and every grid point is validated before any run; ``--dry-run`` marks each point
+``cached``, ``to run``, ``stale`` (its cached file no longer matches its device, data or numerics) or ``invalid``.
 """
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ferrolib import provenance, sweep
 
@@ -30,11 +34,11 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         from ferrolib import paths
 
-        root = results_dir or paths.RESULTS
-        for key, config in spec.points():
-            cached = provenance.run_path(config, root).exists()
-            print(f"{'cached ' if cached else 'to run '} {provenance.config_hash(config)}  "
-                  + ", ".join(f"{d}={v}" for d, v in zip(spec.axes(), key)))
+        root = Path(results_dir) if results_dir else paths.RESULTS
+        for point, config, _, status in sweep.plan(spec, root, sweep.default_key_function(None)):
+            state, _, why = status.partition(": ")
+            print(f"{state:<8} {provenance.config_hash(config)}  {sweep.point_label(spec, point)}"
+                  + (f"  ({why})" if why else ""))
         return 0
     result = sweep.run_sweep(spec, results_dir, n_workers=workers, scheduler=scheduler,
                              energy_model=options["energy_model"])

@@ -6,14 +6,14 @@
                    [--results-dir DIR] [--no-progress] [--json]
 
 Prints per-epoch accuracy and the pulse totals and writes ``<results>/runs/<config_hash>.nc``. Invalid
-combinations (unknown device, a pulse width with no measurement and no model, a saturating learning rate)
-fail before any training starts.
+input (unknown device, a pulse width with no measurement and no model, a learning rate outside the stable
+range or saturating every pulse train, non-finite or negative noise, a results directory that is a file or
+not writable) fails with one line before any training starts; a diverging run stops with one line.
 """
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from ..devices import MODEL_KINDS
@@ -95,10 +95,12 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(facts, sort_keys=True))
         return 0
     print(f"{config!r}\ndata: {facts['data']}")
-    if facts["device"]:
-        device = facts["device"]
+    device = facts["device"] or {}
+    if device.get("device_used", True) and "device_id" in device:
         print(f"device: {device['device_id']} at {device['pulse_width_s']:g} s, {device['data_kind'].upper()} "
-              f"({Path(device['source_file']).name or device['source_file']})")
+              f"({device.get('source_file', '')})")
+    else:
+        print("device: none (floating-point reference)")
     print(f"{'epoch':>5} {'samples':>9} {'loss':>7} {'val':>7} {'test':>7} {'pulses up':>12} {'pulses down':>12}")
     for row in facts["epochs"]:
         print(f"{row['epoch']:>5} {row['samples_seen']:>9} {row['train_loss']:>7.4f} {row['val_acc']:>7.4f} "

@@ -14,11 +14,21 @@ applied during training; ``forward_reads`` one analog MVM per training sample; `
 MVM per training sample for fc2 and fc3 (fc1's input error is never needed, so it is not read);
 ``eval_reads`` the forward MVMs of the validation and test evaluations; ``digital_macs`` the mixed-precision
 accumulate operations (B n_out (n_in + 1) per batch). fp counts reads the same way though it has no devices.
+
+The result cache. A result is stored as ``<results>/runs/<config_hash>.nc`` (found without resolving the device
+or loading data) and carries its full ``run_key`` (``run_key``): the configuration hash, a content hash of the
+device model actually used, a hash of the training/validation/test arrays actually used, ``NUMERICS_VERSION``
+and ferrolib's version. Every cached load and every checkpoint resume checks the whole key; a mismatch or an
+unreadable file is moved aside (``<name>.stale-<UTC time>.nc``, never deleted) with one line saying why, and
+the run is recomputed. One process at a time computes a key (``provenance.key_lock``); a second waits and
+reuses the result. A run whose loss or weights diverge stops with ``TrainingDiverged``, keeps its last good
+checkpoint and caches nothing.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +39,28 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .. import provenance
+from .. import __version__, paths, provenance
 from ..provenance import run_path as result_path
 from ..devices import DeviceNoise, FittedDevice, PiecewiseStep, SoftBounds
 from .algorithms import ALGORITHMS, PULSE_MODES, Layer, UpdateSettings, make_layer
 from .network import MLP
 from .tile import Periphery
+
+NUMERICS_VERSION = 1
+"""Version of the training numerics (update rules, pulse trains, noise draws, event ids, transfers, counters).
+Rule: bump it in the same commit as any change that alters the numbers a fixed configuration, device and data
+produce. It is part of every result's ``run_key``, so all cached results and checkpoints of the older numerics
+are then moved aside and recomputed instead of being served."""
+
+MAX_LR: dict[str, float] = {"fp": 2.0, "mp": 2.0, "sgd": 2.0, "sps": 2.0}
+"""Largest accepted learning rate per rule. Reason: D carries the 1/B of the mean loss and |softmax error| <= 1,
+inputs lie in [0, 1], so one batch moves a weight by up to lr; beyond lr = 2 (the full device weight range
+w_max - w_min = 2 in device units, and 4x the paper's largest rate 0.5) a single batch can throw a weight across
+the whole range and training diverges (mp and fp at lr 1e6 reach losses of 55 and 1.6e7)."""
+
+DIVERGED_LOSS = 20.0
+"""Mean batch loss (nats) above which a run counts as diverged: chance level is ln 10 = 2.3; 20 nats means the
+true class gets probability e^-20 on average, which no converging run reaches."""
 
 PAPER_TRAIN_SAMPLES = 48_000
 """Training images per epoch in the paper (48k train / 12k validation split of MNIST)."""
@@ -203,13 +229,21 @@ def validate(config: TrainConfig, device: FittedDevice | None = None) -> FittedD
         raise ValueError(f"unknown pulse mode {config.pulse_mode!r}; expected one of {PULSE_MODES}")
     if not (config.lr is not None and math.isfinite(config.lr) and config.lr > 0):
         raise ValueError(f"learning rate must be a positive number, got {config.lr!r}")
+    if config.lr > MAX_LR[config.algorithm]:
+        raise ValueError(f"learning rate {config.lr:g} is above the stable range of {config.algorithm} "
+                         f"(at most {MAX_LR[config.algorithm]:g}: one batch may move a weight by up to lr, "
+                         "and beyond 2 a step crosses the whole device range)")
+    if not (math.isfinite(config.pulse_width) and config.pulse_width > 0):
+        raise ValueError(f"pulse_width must be a positive number of seconds, got {config.pulse_width!r}")
     for name in ("epochs", "batch_size", "eval_batch_size", "lr_decay_every"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
     if not 1 <= config.desired_bl <= 63:
         raise ValueError(f"desired_bl must be in 1..63 (one packed word), got {config.desired_bl}")
-    if config.c2c < 0 or config.d2d < 0:
-        raise ValueError("noise levels c2c and d2d must be non-negative")
+    for name in ("c2c", "d2d"):
+        value = getattr(config, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"noise level {name} must be a finite number >= 0, got {value!r}")
     if config.algorithm == "fp":
         return None
     device = device or resolve_device(config)
@@ -285,14 +319,71 @@ class _Stream:
 
 
 def _device_provenance(device: FittedDevice | None) -> dict[str, Any]:
+    """Everything the ledger and plots need about the device, so a result file stands alone: conductance range
+    and mean, model kind and parameters, area, amplitudes, and the measurement's name relative to its
+    measurement root with its SHA-256 (never an absolute path)."""
     if device is None:
         return {"device_used": False}
-    fields = ("device_id", "pulse_width_s", "data_kind", "source_file", "source_sha256", "fit_method", "area_m2",
-              "amplitude_range_up", "amplitude_range_down", "c2c")
+    fields = ("device_id", "pulse_width_s", "data_kind", "source_sha256", "fit_method", "area_m2",
+              "amplitude_range_up", "amplitude_range_down", "c2c", "g_min", "g_max", "g_mean")
     facts = {name: getattr(device, name) for name in fields}
-    facts.update(model=device.model, model_config=repr(device.config), dw_min=float(device.config.dw_min),
-                 symmetry_point_nominal=device.symmetry_point)
+    roots = [Path(p) for p in (os.environ.get(paths.MEASUREMENTS_ENV), paths.SHARED_MEASUREMENTS) if p]
+    facts.update(model=device.model, model_config=repr(device.config),
+                 model_parameters=provenance.config_dict(device.config), dw_min=float(device.config.dw_min),
+                 symmetry_point_nominal=device.symmetry_point,
+                 source_file=provenance.portable_name(device.source_file, roots),
+                 device_hash=device_hash(device))
     return facts
+
+
+# ------------------------------------------------------------------------------------------------ run key
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights of a run left the stable range (NaN, inf, or above ``DIVERGED_LOSS``)."""
+
+
+def device_hash(device: FittedDevice | None) -> str:
+    """Content hash of the device model a run uses: its kind and parameters and every fitted fact (conductances,
+    area, amplitudes, source SHA-256), not the file path or the stored trace; "none" for fp."""
+    if device is None:
+        return "none"
+    facts = {f.name: getattr(device, f.name) for f in dataclasses.fields(device)
+             if f.name not in ("trace", "source_file")}
+    facts["config"] = {"kind": type(device.config).__name__, **provenance.config_dict(device.config)}
+    return provenance.content_hash(facts)
+
+
+def data_hash(data: Any) -> str:
+    """Hash of the training, validation and test arrays a run actually uses (after the limits)."""
+    return provenance.array_hash({f"{split}_{part}": getattr(data, f"{split}_{part}")
+                                  for split in ("train", "val", "test") for part in ("x", "y")})
+
+
+def run_key(config: TrainConfig, device: FittedDevice | None, data: Any) -> dict[str, str]:
+    """Everything that determines a run's numbers: configuration, device model, data, numerics version."""
+    return {"config": provenance.config_hash(config), "device": device_hash(device), "data": data_hash(data),
+            "numerics": str(NUMERICS_VERSION), "ferrolib": __version__}
+
+
+def expected_key(config: TrainConfig) -> dict[str, str]:
+    """The ``run_key`` ``config`` would have now (validates it, resolves its device, loads its data)."""
+    return run_key(config, validate(config), load_data(config))
+
+
+def _load_checkpoint(path: Path, key: dict[str, str]) -> dict | None:
+    """The checkpoint at ``path`` if it is readable and of this run key; otherwise it is moved aside."""
+    if not path.exists():
+        return None
+    try:
+        saved = torch.load(path, weights_only=False)
+        stored = saved.get("run_key") if isinstance(saved, dict) else None
+    except Exception as error:  # noqa: BLE001 - any unreadable file is moved aside the same way
+        provenance.move_aside(path, f"unreadable checkpoint ({type(error).__name__})")
+        return None
+    reason = provenance.key_mismatch(stored, key)
+    if reason:
+        provenance.move_aside(path, f"checkpoint of another run key: {reason}")
+        return None
+    return saved
 
 
 def build_network(config: TrainConfig, device: FittedDevice | None, n_inputs: int = 784) -> tuple[MLP, list[int]]:
@@ -315,19 +406,32 @@ def build_network(config: TrainConfig, device: FittedDevice | None, n_inputs: in
 def train(config: TrainConfig, results_dir: Path | str | None = None, progress: bool = True) -> xr.Dataset:
     """Train (or load the cached result of) ``config``; returns the result Dataset (see module docstring).
 
-    The result is written atomically to ``result_path(config, results_dir)``; a per-epoch checkpoint beside it
+    The configuration, the results directory, the device and the data are checked before any work. The result
+    is written atomically to ``result_path(config, results_dir)``; a per-epoch checkpoint beside it
     (``<hash>.ckpt.pt``) lets an interrupted run resume with identical numbers, and is removed on completion.
+    Cached results and checkpoints are used only when their full ``run_key`` matches (module docstring).
     """
-    from tqdm.auto import tqdm
-
-    path = result_path(config, results_dir)
-    if path.exists():
-        cached = provenance.read_netcdf(path)
-        if cached.attrs.get("config_hash") != provenance.config_hash(config):
-            raise ValueError(f"{path}: stored config_hash {cached.attrs.get('config_hash')!r} does not match its name")
-        return cached
+    root = provenance.check_writable_dir(Path(results_dir or paths.RESULTS), "results directory")
     device = validate(config)
     data = load_data(config)
+    key = run_key(config, device, data)
+    path = result_path(config, root)
+    provenance.check_writable_dir(path.parent, "results directory")
+    with provenance.key_lock(path):
+        cached = provenance.load_checked_netcdf(path, key, config_hash=key["config"], epochs=config.epochs)
+        if cached is not None:
+            return cached
+        result = _train(config, device, data, key, path, progress)
+        provenance.write_netcdf(result, path)
+        path.with_suffix(".ckpt.pt").unlink(missing_ok=True)
+    return result
+
+
+def _train(config: TrainConfig, device: FittedDevice | None, data: Any, key: dict[str, str], path: Path,
+           progress: bool) -> xr.Dataset:
+    """The training loop of ``train`` (resuming from a checkpoint of the same key); returns the result."""
+    from tqdm.auto import tqdm
+
     network, sizes = build_network(config, device, data.train_x.shape[1])
     layers = network.layers
     n_layers = len(layers)
@@ -341,14 +445,8 @@ def train(config: TrainConfig, results_dir: Path | str | None = None, progress: 
         histograms[0] = _snapshot(layers)
     step = 0
     checkpoint = path.with_suffix(".ckpt.pt")
-    if checkpoint.exists():
-        try:
-            saved = torch.load(checkpoint, weights_only=False)
-        except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
-            raise RuntimeError(
-                f"{checkpoint}: unreadable checkpoint ({error}); delete it to restart the run") from error
-        if saved.get("config_hash") != provenance.config_hash(config):
-            raise RuntimeError(f"{checkpoint}: checkpoint of another configuration; delete it to restart the run")
+    saved = _load_checkpoint(checkpoint, key)
+    if saved is not None:
         for layer, layer_state in zip(layers, saved["layers"]):
             layer.load_state_dict(layer_state)
         stream.load_state_dict(saved["stream"])
@@ -376,9 +474,14 @@ def train(config: TrainConfig, results_dir: Path | str | None = None, progress: 
         while remaining > 0:
             index = stream.take(min(config.batch_size, remaining))
             remaining -= len(index)
-            losses.append(network.train_step(data.train_x[index], data.train_y[index], lr, step) * len(index))
+            loss = network.train_step(data.train_x[index], data.train_y[index], lr, step)
+            if not (math.isfinite(loss) and loss <= DIVERGED_LOSS):
+                _diverged(config, checkpoint, epoch, f"batch loss {loss:.4g} nats (bound {DIVERGED_LOSS:g})")
+            losses.append(loss * len(index))
             step += 1
             bar.update()
+        if not all(bool(torch.isfinite(layer.weight()).all()) for layer in layers):
+            _diverged(config, checkpoint, epoch, "non-finite weights")
         val_acc = _accuracy(network, data.val_x, data.val_y, config.eval_batch_size)
         test_acc = _accuracy(network, data.test_x, data.test_y, config.eval_batch_size)
         pulses_after, macs_after = counters()
@@ -393,15 +496,19 @@ def train(config: TrainConfig, results_dir: Path | str | None = None, progress: 
             histograms[epoch] = _snapshot(layers)
         bar.set_postfix(epoch=epoch, val_acc=f"{val_acc:.4f}")
         if epoch < config.epochs:
-            state = {"config_hash": provenance.config_hash(config),
-                     "layers": [layer.state_dict() for layer in layers], "stream": stream.state_dict(),
+            state = {"run_key": key, "layers": [layer.state_dict() for layer in layers], "stream": stream.state_dict(),
                      "history": history, "histograms": histograms, "step": step}
             provenance.atomic_write(checkpoint, lambda tmp: torch.save(state, tmp))
     bar.close()
-    result = _dataset(config, data, device, layers, sizes, history, histograms, samples_per_epoch)
-    provenance.write_netcdf(result, path)
-    checkpoint.unlink(missing_ok=True)
-    return result
+    return _dataset(config, data, device, layers, sizes, history, histograms, samples_per_epoch, key)
+
+
+def _diverged(config: TrainConfig, checkpoint: Path, epoch: int, what: str) -> None:
+    """Stop a diverged run: nothing is cached, the last good checkpoint (if any) stays."""
+    kept = (f"the last good checkpoint {checkpoint.name} is kept" if checkpoint.exists()
+            else "no checkpoint was written yet")
+    raise TrainingDiverged(f"run {provenance.config_hash(config)} ({config!r}) diverged in epoch {epoch}: {what}; "
+                           f"nothing cached, {kept}; lower the learning rate (lr {config.lr:g})")
 
 
 def _accuracy(network: MLP, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
@@ -409,7 +516,8 @@ def _accuracy(network: MLP, x: torch.Tensor, y: torch.Tensor, batch_size: int) -
 
 
 def _dataset(config: TrainConfig, data: Any, device: FittedDevice | None, layers: list[Layer], sizes: list[int],
-             history: dict[str, list], histograms: dict[int, np.ndarray], samples_per_epoch: int) -> xr.Dataset:
+             history: dict[str, list], histograms: dict[int, np.ndarray], samples_per_epoch: int,
+             key: dict[str, str]) -> xr.Dataset:
     epochs = np.arange(1, len(history["val_acc"]) + 1)
     names = list(LAYER_NAMES[: len(layers)])
     n_train_fwd = samples_per_epoch
@@ -459,12 +567,13 @@ def _dataset(config: TrainConfig, data: Any, device: FittedDevice | None, layers
               "quantity": ["w_device", "w_eff"], "bin": np.arange(len(centers)), "bin_center": ("bin", centers)}
     dataset = xr.Dataset({k: (v[0], v[1], v[2] if len(v) > 2 else {}) for k, v in variables.items()}, coords=coords)
     dataset.attrs = provenance.provenance_attrs(
-        config, algorithm=config.algorithm, seed=config.seed, data_source=data.source, data_label=data.label,
+        config, run_key=key, algorithm=config.algorithm, seed=config.seed, data_source=data.source, data_label=data.label,
         device=_device_provenance(device), samples_per_epoch=samples_per_epoch, n_train=len(data.train_y),
         units={"weights": "device units (w = 2 (G - mean G)/(max G - min G))", "wall_time": "s", "acc": "fraction"},
     )
     return dataset
 
 
-__all__ = ["TrainConfig", "train", "validate", "resolve_device", "load_data", "result_path", "DEFAULT_LR",
+__all__ = ["TrainConfig", "train", "validate", "run_key", "expected_key", "TrainingDiverged", "NUMERICS_VERSION",
+           "MAX_LR", "DIVERGED_LOSS", "resolve_device", "load_data", "result_path", "DEFAULT_LR",
            "PAPER_TRAIN_SAMPLES", "SYNTHETIC_DEVICES", "LAYER_NAMES"]
