@@ -273,3 +273,27 @@ def test_transfer_counts_keep_remainder_and_cap() -> None:
     capped = pulsed.transfer_counts(capped_chi, eps, max_pulses=10)
     np.testing.assert_array_equal(capped, [[3, -3, 0, 0, 10]])
     np.testing.assert_allclose(capped_chi + capped * eps, chi)  # nothing lost
+
+
+def test_compile_kernels_covers_every_signature_training_uses() -> None:
+    """After ``compile_kernels`` (what ``make env`` runs), training with every rule, pulse mode, per-device
+    variation on and off, a piecewise and a soft-bounds device compiles nothing new."""
+    from numba.core.registry import CPUDispatcher
+
+    from ferrolib.training import TrainConfig
+    from ferrolib.training.run import build_network, load_data, validate
+
+    pulsed.compile_kernels()
+    kernels = {name: k for name, k in vars(pulsed).items() if isinstance(k, CPUDispatcher)}
+    before = {name: len(k.signatures) for name, k in kernels.items()}
+    runs = [("sgd", "stochastic", 0.0), ("sps", "stochastic", 0.1), ("mp", "stochastic", 0.1), ("sgd", "implicit", 0.1),
+            ("sps", "expected", 0.0), ("sps", "stochastic", 0.0), ("sgd", "stochastic", 0.1), ("mp", "stochastic", 0.0)]
+    for index, (algorithm, mode, d2d) in enumerate(runs):
+        device_id = "synthetic-asymmetric" if index % 2 else "synthetic-linear"
+        config = TrainConfig(algorithm=algorithm, device_id=device_id, data="synthetic", train_limit=64, eval_limit=64,
+                             hidden=(8,), pulse_mode=mode, d2d=d2d, c2c=0.1)
+        data = load_data(config)
+        network, _ = build_network(config, validate(config), data.train_x.shape[1])
+        network.train_step(data.train_x[:16], data.train_y[:16], 0.1, 0)
+        network.predict(data.val_x[:16], 16)
+    assert {name: len(k.signatures) for name, k in kernels.items()} == before

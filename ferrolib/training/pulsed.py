@@ -562,9 +562,43 @@ def apply_pulse_counts_reference(state: Tensor, counts: np.ndarray, devices: Dev
     return state
 
 
+def compile_kernels() -> None:
+    """Call every kernel once with each argument type training uses, so numba compiles them into its on-disk
+    cache (``make env`` runs this; a fresh clone's first run then loads instead of compiling).
+
+    Types: float32 layer inputs and errors, float64 states, int64 counters; device parameters broadcast from
+    scalars (writable copies) or given per device (read-only views, with device-to-device variation); the
+    reference of ``sps`` writable or read-only likewise.
+    """
+    from ..devices import DeviceArray
+
+    shape = (3, 4)
+    x = torch.linspace(-1.0, 1.0, 2 * shape[1], dtype=torch.float32).reshape(2, shape[1])
+    d = torch.linspace(-0.5, 0.5, 2 * shape[0], dtype=torch.float32).reshape(2, shape[0])
+    for per_device in (False, True):
+        ones = torch.ones(shape if per_device else (), dtype=torch.float64)
+        devices = DeviceArray("softbounds", -ones, ones, 0.01 * ones, 0.01 * ones, dw_min=0.01, c2c=0.1)
+        params = kernel_device(devices, shape)
+        state = np.zeros(shape)
+        up, down = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64)
+        trains = draw_pulse_trains(x, d, 0.1, 0.01, 31, 0, 0)
+        apply_pulse_trains(state, trains, params, 0, 0, up, down)
+        for reference in (np.zeros(shape), np.broadcast_to(np.zeros(shape), shape)):
+            weight = effective_weight(state, reference)
+            apply_pulse_trains(state, trains, params, 0, 0, up, down, weight, reference)
+        for mode in ("implicit", "expected"):
+            apply_deterministic(state, x, d, 0.1, 0.01, 31, params, mode, 0, 0, up, down)
+        counts = transfer_counts(np.ones(shape), np.ascontiguousarray(params.scale_up), None,
+                                 (d.T @ x).numpy(), -0.1)
+        transfer_counts(np.ones(shape), params.scale_up, 2)
+        apply_pulse_counts(state, counts, params, 0, 0, up, down)
+        device_step_array(params.kind, True, state, params)
+    c2c_normal(0, 0, 0, 0, 0)
+
+
 __all__ = [
     "MAX_BL", "KernelDevice", "PulseTrains", "kernel_device", "device_step_array", "c2c_normal",
     "pulse_probabilities", "bernoulli_bits", "draw_pulse_trains", "apply_pulse_trains", "apply_pulse_trains_reference",
     "apply_deterministic", "apply_pulse_counts", "apply_pulse_counts_reference",
-    "transfer_counts", "effective_weight",
+    "transfer_counts", "effective_weight", "compile_kernels",
 ]
