@@ -30,6 +30,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[notebooks,test]'
+	@# Compile the numba kernels into their on-disk cache now, so no run starts with a compile stall.
+	$(BIN)/python -c 'from ferrolib.training.pulsed import compile_kernels; compile_kernels()'
 	touch $@
 
 data: $(STAMP) ## fetch MNIST (full, or the offline subset) and resolve the device measurements

@@ -1,70 +1,218 @@
 """Training throughput (samples/s) of fp, sgd, mp and sps on the paper's network and batch size.
 
-    python benchmarks/train_throughput.py [--batches 150] [--device ID170ZR5000] [--pulse-width 2e-8] [--json]
+    python benchmarks/train_throughput.py [--threads 1 2] [--repeats 3] [--batches 150] [--device ID170ZR5000]
+                                          [--pulse-width 2e-8] [--memory-samples 4800] [--json]
 
-All four are measured in the same run on the same MNIST batches (the machine may be shared, so compare the
-ratios to fp rather than absolute numbers). Each algorithm runs a few warm-up batches first (JIT compilation),
-then ``--batches`` timed mini-batches; the paper profile's run time is extrapolated to its 1.2 M samples.
+Every algorithm and thread count is measured in the same run on the same MNIST batches, interleaved: repeat r
+times every thread count, every algorithm (in a rotated order) ``--batches`` timed mini-batches after a
+warm-up. Reported: the median, min and max samples/s over the repeats, the spread ``(max - min)/median``, the
+median of the per-repeat ratios to fp (same repeat, same thread count), and each thread count's median over
+the one-thread median. On a shared machine compare ratios rather than absolute numbers.
+
+Also measured: the share of a smoke-profile epoch spent in its evaluation passes, and (``--memory-samples``)
+the peak resident memory of a paper-profile run shortened to one epoch of that many samples (a fresh process
+per algorithm, ``resource.getrusage`` maxrss). aihwkit peer columns are added when ``aihwkit`` imports
+(through ``--peers``, the scripts of ``../shared/peers/aihwkit``), otherwise skipped with a note.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from ferrolib.threads import available_cores, default_threads, set_threads
 from ferrolib.training import ALGORITHMS, PAPER_TRAIN_SAMPLES, TrainConfig
+from ferrolib.training.network import MLP
 from ferrolib.training.run import build_network, load_data, validate
 
+PEERS = Path(__file__).resolve().parents[1].parent / "shared" / "peers" / "aihwkit"
+"""The aihwkit peer scripts beside the checkout (``../shared/peers/aihwkit``)."""
 
-def measure(algorithm: str, device_id: str, pulse_width: float, batches: int, warmup: int = 5) -> dict:
-    """Samples per second of ``batches`` paper-profile mini-batches of ``algorithm``."""
-    config = TrainConfig.paper(algorithm, device_id=device_id, pulse_width=pulse_width)
-    device = validate(config)
-    data = load_data(config)
-    network, _ = build_network(config, device, data.train_x.shape[1])
-    order = torch.randperm(len(data.train_y), generator=torch.Generator().manual_seed(0))
-    b = config.batch_size
 
-    def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        index = order[(step * b) % (len(order) - b):][:b]
-        return data.train_x[index], data.train_y[index]
+@dataclass
+class Runner:
+    """One network of one algorithm and the batch stream it trains on (continues across measurements)."""
 
-    for step in range(warmup):
-        network.train_step(*batch(step), config.lr, step)
-    started = time.perf_counter()
-    for step in range(warmup, warmup + batches):
-        network.train_step(*batch(step), config.lr, step)
-    elapsed = time.perf_counter() - started
-    rate = batches * b / elapsed
-    samples = config.epochs * (config.samples_per_epoch or PAPER_TRAIN_SAMPLES)
-    return {"samples_per_s": rate, "paper_run_s": samples / rate}
+    config: TrainConfig
+    network: MLP
+    data: object
+    order: torch.Tensor
+    step: int = 0
+
+    @classmethod
+    def build(cls, config: TrainConfig) -> "Runner":
+        data = load_data(config)
+        network, _ = build_network(config, validate(config), data.train_x.shape[1])
+        order = torch.randperm(len(data.train_y), generator=torch.Generator().manual_seed(0))
+        return cls(config, network, data, order)
+
+    def train(self, batches: int) -> float:
+        """Train ``batches`` mini-batches; returns samples per second."""
+        b = self.config.batch_size
+        started = time.perf_counter()
+        for _ in range(batches):
+            index = self.order[(self.step * b) % (len(self.order) - b):][:b]
+            self.network.train_step(self.data.train_x[index], self.data.train_y[index], self.config.lr, self.step)
+            self.step += 1
+        return batches * b / (time.perf_counter() - started)
+
+
+def summarize(values: list[float]) -> dict:
+    """Median, min, max and spread ``(max - min)/median`` of repeated measurements."""
+    median = statistics.median(values)
+    return {"median": median, "min": min(values), "max": max(values),
+            "spread": (max(values) - min(values)) / median if median else float("nan"), "values": values}
+
+
+def throughput(device: str, pulse_width: float, threads: list[int], repeats: int, batches: int) -> dict:
+    """Interleaved repeats of every thread count and algorithm; per thread count and algorithm a summary."""
+    runners = {alg: Runner.build(TrainConfig.paper(alg, device_id=device, pulse_width=pulse_width))
+               for alg in ALGORITHMS}
+    rates = {n: {alg: [] for alg in ALGORITHMS} for n in threads}
+    for n in threads:  # warm-up: compiled kernels loaded, thread pools started
+        set_threads(n)
+        for runner in runners.values():
+            runner.train(5)
+    for repeat in range(repeats):
+        for n in threads:
+            set_threads(n)
+            shift = repeat % len(ALGORITHMS)
+            for alg in ALGORITHMS[shift:] + ALGORITHMS[:shift]:
+                rates[n][alg].append(runners[alg].train(batches))
+    result = {}
+    for n in threads:
+        result[n] = {}
+        for alg in ALGORITHMS:
+            row = summarize(rates[n][alg])
+            row["ratio_to_fp"] = statistics.median(a / f for a, f in zip(rates[n][alg], rates[n]["fp"]))
+            if threads[0] == 1:
+                row["speedup_vs_1_thread"] = row["median"] / statistics.median(rates[1][alg])
+            row["paper_run_s"] = PAPER_TRAIN_SAMPLES * TrainConfig.paper(alg).epochs / row["median"]
+            result[n][alg] = row
+    return result
+
+
+def evaluation_share(device: str, pulse_width: float) -> dict:
+    """Share of one smoke-profile epoch (train + its validation and test passes) spent evaluating."""
+    shares = {}
+    for alg in ALGORITHMS:
+        config = TrainConfig.smoke(alg, device_id=device, pulse_width=pulse_width)
+        runner = Runner.build(config)
+        runner.train(2)
+        batches = -(-len(runner.data.train_y) // config.batch_size)
+        train_s = batches * config.batch_size / runner.train(batches)
+        started = time.perf_counter()
+        for x in (runner.data.val_x, runner.data.test_x):
+            runner.network.predict(x, config.eval_batch_size)
+        eval_s = time.perf_counter() - started
+        shares[alg] = {"train_s": train_s, "eval_s": eval_s, "eval_share": eval_s / (train_s + eval_s)}
+    return shares
+
+
+_MEMORY_CHILD = """
+import json, resource, sys, tempfile
+from ferrolib.training import TrainConfig, train
+alg, device, width, samples = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+with tempfile.TemporaryDirectory() as results:
+    config = TrainConfig.paper(alg, device_id=device, pulse_width=width, epochs=1, samples_per_epoch=samples)
+    train(config, results, progress=False)
+print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+"""
+
+
+def peak_memory(device: str, pulse_width: float, samples: int, threads: int) -> dict:
+    """Peak resident bytes of a fresh process running one paper-profile epoch of ``samples`` samples."""
+    env = {**os.environ, "FERROLIB_THREADS": str(threads)}
+    return {alg: int(subprocess.run([sys.executable, "-c", _MEMORY_CHILD, alg, device, str(pulse_width),
+                                     str(samples)], check=True, capture_output=True, text=True, env=env)
+                     .stdout.split()[-1]) for alg in ALGORITHMS}
+
+
+def peer_columns(peers: Path, threads: list[int], batches: int, pulse_width: float) -> dict:
+    """aihwkit samples/s per thread count (its own scripts), or a note saying why there are none."""
+    if importlib.util.find_spec("aihwkit") is None:
+        return {"note": "aihwkit does not import here: peer columns skipped"}
+    if not (peers / "bench_same_device.py").is_file():
+        return {"note": f"{peers}: no bench_same_device.py: peer columns skipped"}
+    with tempfile.TemporaryDirectory() as folder:
+        subprocess.run([sys.executable, str(peers / "export_from_ferrolib.py"), folder], check=True,
+                       capture_output=True)
+        return {n: json.loads(subprocess.run(
+            [sys.executable, str(peers / "bench_same_device.py"), "--devices", f"{folder}/devices.json", "--data",
+             f"{folder}/data.npz", "--batches", str(batches), "--threads", str(n), "--width", str(pulse_width)],
+            check=True, capture_output=True, text=True).stdout) for n in threads}
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batches", type=int, default=150)
+    parser.add_argument("--threads", type=int, nargs="+", help="thread counts to compare (default: the cores "
+                        "available, or FERROLIB_THREADS); include 1 for the speedup column")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (at least 3)")
+    parser.add_argument("--batches", type=int, default=150, help="timed mini-batches per measurement")
     parser.add_argument("--device", default="ID170ZR5000")
     parser.add_argument("--pulse-width", type=float, default=2e-8)
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--memory-samples", type=int, default=0,
+                        help="also measure the peak memory of one paper-profile epoch of this many samples")
+    parser.add_argument("--peers", type=Path, default=PEERS, help="folder of the aihwkit peer scripts")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args(argv)
-    results = {alg: measure(alg, args.device, args.pulse_width, args.batches) for alg in ALGORITHMS}
-    for alg in ALGORITHMS:
-        results[alg]["ratio_to_fp"] = results[alg]["samples_per_s"] / results["fp"]["samples_per_s"]
+    threads = sorted(set(args.threads or [default_threads()]))
+    if threads[0] < 1:
+        parser.error(f"--threads: thread counts must be positive, got {threads[0]}")
+    if args.repeats < 3:
+        parser.error(f"--repeats: at least 3 interleaved repeats, got {args.repeats}")
+    if args.batches < 1:
+        parser.error(f"--batches: must be positive, got {args.batches}")
+    load_average = os.getloadavg()
     report = {
         "device": args.device, "pulse_width_s": args.pulse_width, "batch_size": 64, "network": "784-256-128-10",
-        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "algorithms": results,
+        "cores_available": available_cores(), "repeats": args.repeats, "batches": args.batches,
+        "load_average_before": load_average,
+        "throughput": throughput(args.device, args.pulse_width, threads, args.repeats, args.batches),
     }
+    set_threads(threads[-1])
+    report["smoke_evaluation"] = evaluation_share(args.device, args.pulse_width)
+    report["peers"] = peer_columns(args.peers, threads, args.batches, args.pulse_width)
+    if args.memory_samples:
+        report["peak_memory_bytes"] = peak_memory(args.device, args.pulse_width, args.memory_samples, threads[-1])
+        report["peak_memory_samples"] = args.memory_samples
+    report["load_average_after"] = os.getloadavg()
     if args.json:
         print(json.dumps(report, sort_keys=True))
     else:
-        print(f"{args.device} {args.pulse_width:g} s, batch 64, {report['torch_threads']} torch threads")
-        print(f"{'algorithm':>9} {'samples/s':>10} {'ratio to fp':>12} {'paper run (s)':>14}")
-        for alg, row in results.items():
-            print(f"{alg:>9} {row['samples_per_s']:>10.0f} {row['ratio_to_fp']:>12.2f} {row['paper_run_s']:>14.0f}")
+        print_table(report)
     return report
+
+
+def print_table(report: dict) -> None:
+    print(f"{report['device']} {report['pulse_width_s']:g} s, batch 64, {report['repeats']} interleaved repeats of "
+          f"{report['batches']} batches; load average {report['load_average_before'][0]:.1f} before, "
+          f"{report['load_average_after'][0]:.1f} after, {report['cores_available']} cores")
+    print(f"{'threads':>7} {'algorithm':>9} {'median/s':>9} {'min':>7} {'max':>7} {'spread':>7} {'vs fp':>6} "
+          f"{'vs 1 thr':>8} {'paper run':>10}")
+    for n, rows in report["throughput"].items():
+        for alg, row in rows.items():
+            speedup = f"{row['speedup_vs_1_thread']:>8.2f}" if "speedup_vs_1_thread" in row else f"{'':>8}"
+            print(f"{n:>7} {alg:>9} {row['median']:>9.0f} {row['min']:>7.0f} {row['max']:>7.0f} "
+                  f"{row['spread']:>7.0%} {row['ratio_to_fp']:>6.2f} {speedup} {row['paper_run_s'] / 60:>8.1f} m")
+    print("smoke epoch: " + ", ".join(f"{alg} eval {row['eval_share']:.0%} ({row['eval_s']:.2f} of "
+                                      f"{row['train_s'] + row['eval_s']:.2f} s)"
+                                      for alg, row in report["smoke_evaluation"].items()))
+    peers = report["peers"]
+    print("aihwkit: " + (peers["note"] if "note" in peers else json.dumps(peers)))
+    if "peak_memory_bytes" in report:
+        print(f"peak memory, one paper-profile epoch of {report['peak_memory_samples']} samples: " + ", ".join(
+            f"{alg} {size / 2**20:.0f} MiB" for alg, size in report["peak_memory_bytes"].items()))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from . import energy, paths, provenance
+from .threads import default_threads, set_threads
 
 RunFunction = Callable[..., xr.Dataset]
 """``run(config, results_dir=..., progress=False) -> xr.Dataset``, e.g. ``ferrolib.training.train``."""
@@ -162,11 +163,9 @@ def point_label(sweep: Sweep, point: tuple) -> str:
 
 def _execute(run: RunFunction | None, config: Any, results_dir: str, torch_threads: int | None) -> xr.Dataset:
     """Run one configuration (in a worker process or dask worker) and return its result in memory;
-    ``torch_threads`` None leaves the calling process's thread setting alone."""
+    ``torch_threads`` (torch and numba) None leaves the calling process's thread setting alone."""
     if torch_threads is not None:
-        import torch
-
-        torch.set_num_threads(torch_threads)
+        set_threads(torch_threads)
     if run is None:
         from .training import train as run
     return run(config, results_dir=results_dir, progress=False).load()
@@ -201,8 +200,8 @@ def run_sweep(
     default): one invalid point fails the sweep with one line listing them before any run starts. Cached runs
     are reused only when their run key matches (stale ones are moved aside and recomputed).
     ``run`` defaults to ``ferrolib.training.train``; it must be a module-level function for process pools.
-    ``n_workers`` local processes (spawn; default: CPU count; 1 runs in this process); torch threads per
-    worker = CPUs // workers. ``scheduler``: a dask.distributed scheduler address or ``Client`` instead.
+    ``n_workers`` local processes (spawn; default: CPU count; 1 runs in this process); threads per
+    worker = ``threads.default_threads()`` // workers (``FERROLIB_THREADS``, else the cores available). ``scheduler``: a dask.distributed scheduler address or ``Client`` instead.
     ``energy_model`` None uses ``EnergyModel()``.
     """
     results_dir = provenance.check_writable_dir(Path(results_dir) if results_dir else paths.RESULTS,
@@ -252,7 +251,7 @@ def _dispatch(pending: list, run: RunFunction | None, results_dir: Path, n_worke
                 client.close()
         return
     workers = max(1, min(n_workers or cpus, len(pending)))
-    threads = max(1, cpus // workers)
+    threads = max(1, default_threads() // workers)
     if workers == 1:
         for key, cfg in pending:
             yield key, cfg, _execute(run, cfg, str(results_dir), None)

@@ -68,6 +68,96 @@ def test_pulse_trains_fast_path_equals_reference(kind: str, c2c: float) -> None:
 
 
 @pytest.mark.parametrize("kind", ["piecewise", "softbounds", "powstep"])
+@pytest.mark.parametrize("c2c", [0.0, 0.3])
+def test_coincidence_engine_equals_reference_on_sparse_managed_trains(kind: str, c2c: float) -> None:
+    """Update- and BL-managed trains (short, sparse, varying BL per sample, silent rows and samples), with the
+    read-out weight kept current in place: states, counters and weights equal the naive reference."""
+    devices = make_devices(kind, c2c)
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(12, SHAPE[1], generator=g, dtype=torch.float64) * torch.rand(12, 1, generator=g)
+    d = torch.randn(12, SHAPE[0], generator=g, dtype=torch.float64) * torch.rand(12, 1, generator=g)
+    x[3] = 0.0  # a silent sample
+    d[:, 2] = 0.0  # a silent row
+    trains = pulsed.draw_pulse_trains(x, d, lr=0.05, dw_min=0.02, desired_bl=31, seed=4, event0=9)
+    assert len(set(trains.bl.tolist())) > 2 and trains.bl[3] == 0 and (trains.d_bits[:, 2] == 0).all()
+    state = random_state(devices)
+    reference_weight = 0.1 * torch.ones(SHAPE, dtype=torch.float64)
+    fast = state.numpy().copy()
+    weight = (fast - reference_weight.numpy()).astype(np.float32)
+    up, down = np.zeros(SHAPE, np.int64), np.zeros(SHAPE, np.int64)
+    pulsed.apply_pulse_trains(fast, trains, pulsed.kernel_device(devices, SHAPE), 3, 9, up, down, weight,
+                              reference_weight.numpy())
+    ref_up, ref_down = np.zeros(SHAPE, np.int64), np.zeros(SHAPE, np.int64)
+    reference = pulsed.apply_pulse_trains_reference(state, trains, devices, 3, 9, ref_up, ref_down)
+    np.testing.assert_array_equal(up, ref_up)
+    np.testing.assert_array_equal(down, ref_down)
+    assert 10 < up.sum() + down.sum() and (up + down == 0).any()  # some devices pulsed, some not
+    np.testing.assert_allclose(fast, reference.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(weight, (fast - reference_weight.numpy()).astype(np.float32))
+
+
+def test_bits_kernel_equals_a_scalar_reference() -> None:
+    """Packed bits equal a plain-Python evaluation of the documented key scheme (including p >= 1 and BL 0)."""
+    rng = np.random.default_rng(5)
+    probability = rng.uniform(-0.2, 1.2, (6, 7)).clip(0.0, 1.0)
+    bl = np.array([0, 1, 5, 31, 63, 2])
+    bits = pulsed.bernoulli_bits(probability, bl, 11, 40, 1)
+    golden, mask = 0x9E3779B97F4A7C15, (1 << 64) - 1
+
+    def mix(z: int) -> int:
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+
+    for b in range(6):
+        for line in range(7):
+            h = mix(mix(mix(mix(11 + golden) ^ (40 + b + golden)) ^ (1 + golden)) ^ (line + golden))
+            word = 0
+            for t in range(bl[b]):
+                h = (h + golden) & mask
+                if probability[b, line] > 0 and (mix(h) >> 11) / 2.0**53 < probability[b, line]:
+                    word |= 1 << t
+            assert int(bits[b, line]) & mask == word, (b, line)
+
+
+def test_event_ids_follow_the_samples_applied_and_resume_bit_identically(monkeypatch) -> None:
+    """Issue 8 item 7: batches of 64 then 10 get events [0, 64) and [64, 74) (never an earlier batch's keys);
+    a layer restored from ``state_dict`` continues exactly as the uninterrupted one."""
+    from ferrolib.training.algorithms import UpdateSettings, make_layer
+
+    devices = make_devices("softbounds", c2c=0.2)
+    weight = torch.zeros(SHAPE, dtype=torch.float32)
+    g = torch.Generator().manual_seed(3)
+    batches = [(torch.randn(n, SHAPE[1], generator=g), torch.randn(n, SHAPE[0], generator=g))
+               for n in (64, 10, 64, 7)]
+    events: list[range] = []
+    draw = pulsed.draw_pulse_trains
+
+    def recording(x, d, lr, dw_min, desired_bl, seed, event0, *args):
+        events.append(range(event0, event0 + x.shape[0]))
+        return draw(x, d, lr, dw_min, desired_bl, seed, event0, *args)
+
+    monkeypatch.setattr(pulsed, "draw_pulse_trains", recording)
+    settings = UpdateSettings(seed=2)
+    whole = make_layer("sgd", weight, devices, settings)
+    for step, (x, d) in enumerate(batches):
+        whole.update(x, d, 0.5, step)
+    assert events[:2] == [range(0, 64), range(64, 74)]
+    assert sum(len(e) for e in events) == len(set().union(*map(set, events)))  # no event id used twice
+    resumed = make_layer("sgd", weight, devices, settings)
+    for step, (x, d) in enumerate(batches[:2]):
+        resumed.update(x, d, 0.5, step)
+    saved = resumed.state_dict()
+    resumed = make_layer("sgd", weight, devices, settings)
+    resumed.load_state_dict(saved)
+    for step, (x, d) in enumerate(batches[2:], start=2):
+        resumed.update(x, d, 0.5, step)
+    np.testing.assert_array_equal(resumed.tile.state, whole.tile.state)
+    np.testing.assert_array_equal(resumed.tile.count_up, whole.tile.count_up)
+    torch.testing.assert_close(resumed.weight(), whole.weight(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kind", ["piecewise", "softbounds", "powstep"])
 def test_pulse_counts_fast_path_equals_reference(kind: str) -> None:
     devices = make_devices(kind, c2c=0.2)
     counts = np.random.default_rng(3).integers(-40, 41, SHAPE)
@@ -183,3 +273,27 @@ def test_transfer_counts_keep_remainder_and_cap() -> None:
     capped = pulsed.transfer_counts(capped_chi, eps, max_pulses=10)
     np.testing.assert_array_equal(capped, [[3, -3, 0, 0, 10]])
     np.testing.assert_allclose(capped_chi + capped * eps, chi)  # nothing lost
+
+
+def test_compile_kernels_covers_every_signature_training_uses() -> None:
+    """After ``compile_kernels`` (what ``make env`` runs), training with every rule, pulse mode, per-device
+    variation on and off, a piecewise and a soft-bounds device compiles nothing new."""
+    from numba.core.registry import CPUDispatcher
+
+    from ferrolib.training import TrainConfig
+    from ferrolib.training.run import build_network, load_data, validate
+
+    pulsed.compile_kernels()
+    kernels = {name: k for name, k in vars(pulsed).items() if isinstance(k, CPUDispatcher)}
+    before = {name: len(k.signatures) for name, k in kernels.items()}
+    runs = [("sgd", "stochastic", 0.0), ("sps", "stochastic", 0.1), ("mp", "stochastic", 0.1), ("sgd", "implicit", 0.1),
+            ("sps", "expected", 0.0), ("sps", "stochastic", 0.0), ("sgd", "stochastic", 0.1), ("mp", "stochastic", 0.0)]
+    for index, (algorithm, mode, d2d) in enumerate(runs):
+        device_id = "synthetic-asymmetric" if index % 2 else "synthetic-linear"
+        config = TrainConfig(algorithm=algorithm, device_id=device_id, data="synthetic", train_limit=64, eval_limit=64,
+                             hidden=(8,), pulse_mode=mode, d2d=d2d, c2c=0.1)
+        data = load_data(config)
+        network, _ = build_network(config, validate(config), data.train_x.shape[1])
+        network.train_step(data.train_x[:16], data.train_y[:16], 0.1, 0)
+        network.predict(data.val_x[:16], 16)
+    assert {name: len(k.signatures) for name, k in kernels.items()} == before

@@ -1,6 +1,7 @@
 """``ferrolib sweep CONFIG``: run a sweep described in TOML or YAML (see ``sweeps/``) and write its Dataset.
 
-    ferrolib sweep paper|sweeps/paper.toml [--workers 2] [--scheduler tcp://host:8786] [--results-dir DIR] [--dry-run]
+    ferrolib sweep paper|sweeps/paper.toml [--workers 2] [--scheduler tcp://host:8786] [--results-dir DIR]
+                                           [--threads N] [--dry-run]
 
 Every key of the file and every grid point is validated before any run; ``--dry-run`` marks each point
 ``cached``, ``to run``, ``stale`` (its cached file no longer matches its device, data or numerics) or ``invalid``.
@@ -8,9 +9,11 @@ Every key of the file and every grid point is validated before any run; ``--dry-
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
-from ferrolib import provenance, sweep
+from ferrolib import provenance, sweep, threads
+from ferrolib.cli.train import add_threads_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, help="local worker processes (overrides [run] n_workers)")
     parser.add_argument("--scheduler", help="dask.distributed scheduler address (overrides [run] scheduler)")
     parser.add_argument("--results-dir", help="where runs and sweeps are cached (default: results/)")
+    add_threads_option(parser)
     parser.add_argument("--dry-run", action="store_true", help="list the runs and which are cached; run nothing")
     parser.set_defaults(func=run)
 
@@ -40,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{state:<8} {provenance.config_hash(config)}  {sweep.point_label(spec, point)}"
                   + (f"  ({why})" if why else ""))
         return 0
+    if args.threads is not None:  # all workers together use this many (each gets its share)
+        threads.set_threads(args.threads)
+        os.environ[threads.THREADS_ENV] = str(args.threads)
     result = sweep.run_sweep(spec, results_dir, n_workers=workers, scheduler=scheduler,
                              energy_model=options["energy_model"])
     path = provenance.write_netcdf(result, sweep.sweep_path(spec, results_dir))

@@ -3,7 +3,7 @@
     ferrolib train --device ID170ZR5000 --pulse-width 20e-9 --algorithm mp --epochs 25 --seed 0 [--lr 0.5]
                    [--profile paper|smoke|plain] [--model piecewise] [--c2c 0] [--d2d 0]
                    [--pulse-mode stochastic] [--periphery]
-                   [--results-dir DIR] [--no-progress] [--json]
+                   [--results-dir DIR] [--threads N] [--no-progress] [--json]
 
 Prints per-epoch accuracy and the pulse totals and writes ``<results>/runs/<config_hash>.nc``. Invalid
 input (unknown device, a pulse width with no measurement and no model, a learning rate outside the stable
@@ -40,9 +40,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--periphery", action="store_true", help="7-bit inputs, 9-bit outputs, output noise")
     parser.add_argument("--data", default="auto", help="MNIST source (auto) or 'synthetic'")
     parser.add_argument("--results-dir", help="results directory (default: the repository's results/)")
+    add_threads_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     parser.set_defaults(func=run)
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: torch and numba threads (default: FERROLIB_THREADS, else the cores available)."""
+    parser.add_argument("--threads", type=int, help="torch and numba threads (default: $FERROLIB_THREADS, "
+                                                    "else the cores available); results do not depend on it")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -86,9 +93,11 @@ def summary(result) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..threads import set_threads
     from ..training import result_path, train
 
     config = config_from_args(args)
+    set_threads(args.threads)
     result = train(config, args.results_dir, progress=not (args.no_progress or args.json))
     facts = summary(result)
     if args.json:

@@ -125,30 +125,35 @@ class PulsedSGDLayer(Layer):
         self.tile = tile
         self.settings = settings
         self.name = name
+        self.samples_seen = 0
+        """Samples applied so far: sample b of the next update draws its bits and noise with event
+        ``samples_seen + b``, so no two samples of a run share a random key (whatever the batch sizes)."""
 
     def weight(self) -> Tensor:
         return self.tile.weight()
 
     def update(self, x: Tensor, d: Tensor, lr: float, step: int) -> None:
         s, tile = self.settings, self.tile
-        event0 = step * x.shape[0]
+        event0 = self.samples_seen
         if s.pulse_mode == "stochastic":
             trains = pulsed.draw_pulse_trains(x, d, lr, tile.dw_min, s.desired_bl, s.seed, event0,
                                               s.update_management, s.bl_management)
             pulsed.apply_pulse_trains(tile.state, trains, tile.params, s.seed, event0, tile.count_up,
-                                      tile.count_down)
+                                      tile.count_down, tile.live_weight(), tile.reference)
         else:
             pulsed.apply_deterministic(tile.state, x, d, lr, tile.dw_min, s.desired_bl, tile.params, s.pulse_mode,
                                        s.seed, event0, tile.count_up, tile.count_down, s.update_management,
                                        s.bl_management)
-        tile.invalidate()
+            tile.invalidate()
+        self.samples_seen += x.shape[0]
 
     def state_dict(self) -> dict:
-        return {**self.tile.state_dict(), **self.reader_state()}
+        return {**self.tile.state_dict(), **self.reader_state(), "samples_seen": self.samples_seen}
 
     def load_state_dict(self, saved: dict) -> None:
         self.tile.load_state_dict(saved)
         self.load_reader_state(saved)
+        self.samples_seen = int(saved["samples_seen"])
 
 
 class MixedPrecisionLayer(Layer):

@@ -149,28 +149,43 @@ def pulse_probabilities(
     return p, q, bl
 
 
-@njit(cache=True)
-def _line_hash(seed: int, event: int, tag: int, line: int) -> np.uint64:
+@njit(cache=True, inline="always")
+def _sample_hash(seed: int, event: int) -> np.uint64:
+    """The part of a line's key shared by every line of one sample: ``mix(mix(seed) ^ event)``."""
     golden = np.uint64(0x9E3779B97F4A7C15)
-    h = _mix(np.uint64(seed) + golden)
-    h = _mix(h ^ (np.uint64(event) + golden))
-    h = _mix(h ^ (np.uint64(tag) + golden))
-    return _mix(h ^ (np.uint64(line) + golden))
+    return _mix(_mix(np.uint64(seed) + golden) ^ (np.uint64(event) + golden))
+
+
+@njit(cache=True, inline="always")
+def _line_hash(sample: np.uint64, tag: int, line: int) -> np.uint64:
+    """Key of one line's slot sequence: ``mix(mix(sample ^ tag) ^ line)`` (``sample`` from ``_sample_hash``)."""
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    return _mix(_mix(sample ^ (np.uint64(tag) + golden)) ^ (np.uint64(line) + golden))
 
 
 @njit(parallel=True, cache=True)
 def _bits_kernel(probability, bl, seed, event0, tag):
+    """Slot t of line n of sample b fires when ``u_t < p``, ``u_t`` the top 53 bits of ``mix(h + (t+1) golden)``,
+    ``h`` the line hash; ``p >= 1`` fires every slot (``u < 1`` always) without hashing."""
     batch, lines = probability.shape
     bits = np.zeros((batch, lines), dtype=np.int64)
     golden = np.uint64(0x9E3779B97F4A7C15)
     for b in prange(batch):
+        n_slots = bl[b]
+        if n_slots == 0:
+            continue
+        full = (1 << n_slots) - 1
+        sample = _sample_hash(seed, event0 + b)
         for line in range(lines):
             p = probability[b, line]
             if p <= 0.0:
                 continue
-            h = _line_hash(seed, event0 + b, tag, line)
+            if p >= 1.0:
+                bits[b, line] = full
+                continue
+            h = _line_hash(sample, tag, line)
             word = 0
-            for t in range(bl[b]):
+            for t in range(n_slots):
                 h = h + golden
                 u = float(_mix(h) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
                 if u < p:
@@ -206,47 +221,106 @@ def draw_pulse_trains(
     )
 
 
-@njit(parallel=True, cache=True)
-def _train_kernel(state, x_bits, d_bits, x_negative, d_negative, p, seed, event0, count_up, count_down):
-    n_out = state.shape[0]
+@njit(cache=True)
+def _slot_columns(x_bits):
+    """Firing columns of every (sample, slot) in CSR form: ``columns[offsets[b, t]:offsets[b, t + 1]]``."""
     batch, n_in = x_bits.shape
-    # Active columns per sample (MNIST inputs are mostly zero).
-    columns = np.empty((batch, n_in), dtype=np.int64)
-    n_columns = np.zeros(batch, dtype=np.int64)
+    slots = MAX_BL + 1
+    offsets = np.zeros((batch, slots + 1), dtype=np.int64)
+    active = np.empty(batch * n_in, dtype=np.int64)
+    n_active = 0
     for b in range(batch):
+        row = offsets[b]
         for j in range(n_in):
-            if x_bits[b, j] != 0:
-                columns[b, n_columns[b]] = j
-                n_columns[b] += 1
+            word = x_bits[b, j]
+            if word == 0:
+                continue
+            active[n_active] = b * n_in + j
+            n_active += 1
+            while word != 0:
+                row[_popcount((word & -word) - 1) + 1] += 1
+                word &= word - 1
+    total = 0
+    for b in range(batch):
+        row = offsets[b]
+        for t in range(slots):
+            count = row[t + 1]
+            row[t] = total
+            total += count
+        row[slots] = total
+    columns = np.empty(total, dtype=np.int64)
+    for a in range(n_active):
+        b, j = divmod(active[a], n_in)
+        word = x_bits[b, j]
+        while word != 0:
+            t = _popcount((word & -word) - 1)
+            columns[offsets[b, t]] = j
+            offsets[b, t] += 1
+            word &= word - 1
+    for b in range(batch):  # the fill advanced every start to the next slot's start
+        for t in range(slots - 1, 0, -1):
+            offsets[b, t] = offsets[b, t - 1]
+        offsets[b, 0] = offsets[b - 1, slots] if b > 0 else 0
+    return offsets, columns
+
+
+@njit(parallel=True, cache=True)
+def _coincidence_kernel(state, x_bits, d_bits, x_negative, d_negative, p, seed, event0, count_up, count_down,
+                        weight, reference):
+    """Visit only the coincidences: for every row i (in parallel), sample b, firing slot t of row i, the
+    columns firing in slot t. Pulse k of device (i, j) within sample b is ``popcount(d & x & (2^t - 1))``,
+    so the noise keys, the per-device order and the states equal the pairwise kernel's. With a non-empty
+    ``weight``, ``weight[i, j] = float32(state - reference)`` is kept current at every touched device."""
+    n_out = state.shape[0]
+    batch = x_bits.shape[0]
+    offsets, columns = _slot_columns(x_bits)
+    keep_weight = weight.size > 0
     for i in prange(n_out):
         for b in range(batch):
             d_word = d_bits[b, i]
-            if d_word == 0:
-                continue
-            for c in range(n_columns[b]):
-                j = columns[b, c]
-                n = _popcount(d_word & x_bits[b, j])
-                if n == 0:
-                    continue
-                up = x_negative[b, j] != d_negative[b, i]
-                state[i, j] = _apply_steps(state[i, j], n, up, i, j, p, seed, event0 + b)
-                if up:
-                    count_up[i, j] += n
-                else:
-                    count_down[i, j] += n
+            remaining = d_word
+            while remaining != 0:
+                below = (remaining & -remaining) - 1
+                t = _popcount(below)
+                remaining &= remaining - 1
+                for c in range(offsets[b, t], offsets[b, t + 1]):
+                    j = columns[c]
+                    up = x_negative[b, j] != d_negative[b, i]
+                    k = _popcount(d_word & x_bits[b, j] & below)
+                    w = state[i, j]
+                    step = device_step(p.kind, up, w, i, j, p)
+                    if p.c2c > 0.0:
+                        step *= 1.0 + p.c2c * c2c_normal(seed, event0 + b, i, j, k)
+                    w = w + step if up else w - step
+                    w = min(max(w, p.w_min[i, j]), p.w_max[i, j])
+                    state[i, j] = w
+                    if keep_weight:
+                        weight[i, j] = w - reference[i, j]
+                    if up:
+                        count_up[i, j] += 1
+                    else:
+                        count_down[i, j] += 1
+
+
+_NO_WEIGHT = np.zeros((0, 0), dtype=np.float32)
 
 
 def apply_pulse_trains(
     state: np.ndarray, trains: PulseTrains, devices: KernelDevice, seed: int, event0: int,
-    count_up: np.ndarray, count_down: np.ndarray,
+    count_up: np.ndarray, count_down: np.ndarray, weight: np.ndarray | None = None,
+    reference: np.ndarray | None = None,
 ) -> None:
     """Fast path: apply the coincidences of every sample in order, in place on ``state`` and the counters.
 
-    Rows are independent, so the kernel runs rows in parallel and keeps the per-sample order within a row.
-    Sample b of the batch uses noise event ``event0 + b``.
+    Cost grows with the number of coincidences (not active rows x active columns). Rows are independent, so
+    the kernel runs rows in parallel and keeps the per-sample, per-slot order within a row. Sample b of the
+    batch uses noise event ``event0 + b``. Given ``weight`` (float32) and ``reference``, the read-out weight
+    ``state - reference`` of every pulsed device is updated in place too.
     """
-    _train_kernel(state, trains.x_bits, trains.d_bits, trains.x_negative, trains.d_negative, devices, seed,
-                  event0, count_up, count_down)
+    if weight is None:
+        weight, reference = _NO_WEIGHT, np.zeros((0, 0))
+    _coincidence_kernel(state, trains.x_bits, trains.d_bits, trains.x_negative, trains.d_negative, devices, seed,
+                        event0, count_up, count_down, weight, reference)
 
 
 def apply_pulse_trains_reference(
@@ -412,9 +486,43 @@ def apply_pulse_counts_reference(state: Tensor, counts: np.ndarray, devices: Dev
     return state
 
 
+def compile_kernels() -> None:
+    """Call every kernel once with each argument type training uses, so numba compiles them into its on-disk
+    cache (``make env`` runs this; a fresh clone's first run then loads instead of compiling).
+
+    Types: float32 layer inputs and errors, float64 states, int64 counters; device parameters broadcast from
+    scalars (writable copies) or given per device (read-only views, with device-to-device variation); the
+    reference of ``sps`` writable or read-only likewise.
+    """
+    from ..devices import DeviceArray
+
+    shape = (3, 4)
+    x = torch.linspace(-1.0, 1.0, 2 * shape[1], dtype=torch.float32).reshape(2, shape[1])
+    d = torch.linspace(-0.5, 0.5, 2 * shape[0], dtype=torch.float32).reshape(2, shape[0])
+    for per_device in (False, True):
+        ones = torch.ones(shape if per_device else (), dtype=torch.float64)
+        devices = DeviceArray("softbounds", -ones, ones, 0.01 * ones, 0.01 * ones, dw_min=0.01, c2c=0.1)
+        params = kernel_device(devices, shape)
+        state = np.zeros(shape)
+        up, down = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64)
+        trains = draw_pulse_trains(x, d, 0.1, 0.01, 31, 0, 0)
+        apply_pulse_trains(state, trains, params, 0, 0, up, down)
+        for reference in (np.zeros(shape), np.broadcast_to(np.zeros(shape), shape)):
+            weight = effective_weight(state, reference)
+            apply_pulse_trains(state, trains, params, 0, 0, up, down, weight, reference)
+        for mode in ("implicit", "expected"):
+            apply_deterministic(state, x, d, 0.1, 0.01, 31, params, mode, 0, 0, up, down)
+        counts = transfer_counts(np.ones(shape), np.ascontiguousarray(params.scale_up), None,
+                                 (d.T @ x).numpy(), -0.1)
+        transfer_counts(np.ones(shape), params.scale_up, 2)
+        apply_pulse_counts(state, counts, params, 0, 0, up, down)
+        device_step_array(params.kind, True, state, params)
+    c2c_normal(0, 0, 0, 0, 0)
+
+
 __all__ = [
     "MAX_BL", "KernelDevice", "PulseTrains", "kernel_device", "device_step_array", "c2c_normal",
     "pulse_probabilities", "bernoulli_bits", "draw_pulse_trains", "apply_pulse_trains", "apply_pulse_trains_reference",
     "apply_deterministic", "apply_pulse_counts", "apply_pulse_counts_reference",
-    "transfer_counts", "effective_weight",
+    "transfer_counts", "effective_weight", "compile_kernels",
 ]

@@ -96,6 +96,11 @@ class AnalogTile:
             self._weight = torch.from_numpy(pulsed.effective_weight(self.state, self.reference))
         return self._weight
 
+    def live_weight(self) -> np.ndarray:
+        """The float32 array behind ``weight()``, for kernels that keep it current in place at every device they
+        pulse (so no full recomputation is needed after a sparse update)."""
+        return self.weight().numpy()
+
     def invalidate(self) -> None:
         """Drop the cached effective weight: call after every in-place change of ``state``."""
         self._weight = None

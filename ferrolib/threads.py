@@ -1,0 +1,79 @@
+"""One thread setting for torch (OpenMP) and numba, and thread pools that sleep instead of spinning.
+
+Two halves, because OpenMP and numba read their settings when they load:
+
+* ``prepare_environment()`` runs when ``ferrolib`` is imported (``ferrolib/__init__.py``), before this package
+  imports torch or numba. It sets, only where the user has not: ``OMP_WAIT_POLICY=PASSIVE`` (idle OpenMP
+  workers of torch and of numba's ``omp`` layer block instead of spin-waiting, so a neighbour that takes a
+  core does not make every parallel region wait for a spinning thread), numba's layer priority ``omp`` first
+  (it honours the same policy; ``workqueue`` is the fallback everywhere), and with ``FERROLIB_THREADS`` set,
+  the pool sizes ``OMP_NUM_THREADS`` / ``NUMBA_NUM_THREADS``. Importing torch before ferrolib keeps torch's
+  own (spinning) defaults.
+* ``set_threads(n)`` sets the number of threads of both libraries at run time (``--threads`` of
+  ``ferrolib train``, ``ferrolib sweep`` and the benchmark). ``None`` means ``FERROLIB_THREADS`` if set, else
+  the cores this process may run on (``os.sched_getaffinity``).
+
+Thread count never changes a result: every numba kernel gives each row to one thread in a fixed order, and the
+counter-based random keys do not depend on the schedule (tested with 1 and 2 threads).
+"""
+from __future__ import annotations
+
+import os
+
+THREADS_ENV = "FERROLIB_THREADS"
+"""Environment variable with the default number of threads (a positive integer)."""
+
+_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "NUMBA_THREADING_LAYER_PRIORITY": "omp tbb workqueue"}
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # platforms without sched_getaffinity
+        return max(1, os.cpu_count() or 1)
+
+
+def _parse(value: int | str, source: str) -> int:
+    try:
+        threads = int(value)
+    except (TypeError, ValueError):
+        threads = 0
+    if threads < 1:
+        raise ValueError(f"{source}: number of threads must be a positive integer, got {value!r}")
+    return threads
+
+
+def default_threads() -> int:
+    """``FERROLIB_THREADS`` if set, else ``available_cores()``."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    return _parse(value, THREADS_ENV) if value else available_cores()
+
+
+def prepare_environment() -> None:
+    """Set the load-time defaults above (never overriding a variable the user set)."""
+    for name, value in _DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if value:
+        threads = str(_parse(value, THREADS_ENV))
+        os.environ.setdefault("OMP_NUM_THREADS", threads)
+        os.environ.setdefault("NUMBA_NUM_THREADS", threads)
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Use ``threads`` (None: ``default_threads()``) in torch and numba; returns the number set.
+
+    numba's pool cannot grow past the size it was created with (``NUMBA_NUM_THREADS``), so it gets at most that.
+    """
+    import numba
+    import torch
+
+    count = default_threads() if threads is None else _parse(threads, "--threads")
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+    return count
+
+
+__all__ = ["THREADS_ENV", "available_cores", "default_threads", "prepare_environment", "set_threads"]

@@ -1,0 +1,73 @@
+"""Thread settings: one count for torch and numba, sleeping pools, and results independent of the count."""
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+import torch
+
+from ferrolib import threads
+from ferrolib.cli import main
+from ferrolib.training import TrainConfig, train
+
+
+@pytest.fixture
+def restore_threads():
+    before = torch.get_num_threads(), numba.get_num_threads()
+    yield
+    torch.set_num_threads(before[0])
+    numba.set_num_threads(before[1])
+
+
+def test_default_is_the_environment_else_the_available_cores(monkeypatch) -> None:
+    monkeypatch.delenv(threads.THREADS_ENV, raising=False)
+    assert threads.default_threads() == threads.available_cores() >= 1
+    monkeypatch.setenv(threads.THREADS_ENV, "3")
+    assert threads.default_threads() == 3
+    for bad in ("0", "-2", "two"):
+        monkeypatch.setenv(threads.THREADS_ENV, bad)
+        with pytest.raises(ValueError, match=f"FERROLIB_THREADS: .*positive integer, got '{bad}'"):
+            threads.default_threads()
+
+
+def test_environment_defaults_never_override_the_user(monkeypatch) -> None:
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    monkeypatch.delenv("NUMBA_THREADING_LAYER_PRIORITY", raising=False)
+    monkeypatch.setenv(threads.THREADS_ENV, "2")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "1")
+    threads.prepare_environment()
+    import os
+
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    assert os.environ["NUMBA_THREADING_LAYER_PRIORITY"].startswith("omp")
+    assert os.environ["OMP_NUM_THREADS"] == "2" and os.environ["NUMBA_NUM_THREADS"] == "1"
+
+
+def test_set_threads_sets_torch_and_numba(restore_threads) -> None:
+    assert threads.set_threads(1) == 1
+    assert torch.get_num_threads() == 1 and numba.get_num_threads() == 1
+    with pytest.raises(ValueError, match="--threads: .*got 0"):
+        threads.set_threads(0)
+
+
+def test_cli_rejects_a_bad_thread_count_before_training(tmp_path, capsys) -> None:
+    status = main(["train", "--profile", "smoke", "--threads", "0", "--results-dir", str(tmp_path), "--json"])
+    assert status == 2
+    assert "--threads: number of threads must be a positive integer, got 0" in capsys.readouterr().err
+    assert not any(tmp_path.rglob("*.nc"))
+
+
+@pytest.mark.skipif(threads.available_cores() < 2 or numba.config.NUMBA_NUM_THREADS < 2,
+                    reason="needs two cores")
+@pytest.mark.parametrize("algorithm", ["sgd", "mp"])
+def test_one_and_two_threads_give_identical_results(tmp_path, restore_threads, algorithm: str) -> None:
+    """The paper's network (its matrices are big enough for torch to split) on 256 MNIST images."""
+    config = TrainConfig.smoke(algorithm, device_id="synthetic-asymmetric", epochs=1, train_limit=256,
+                               eval_limit=200, c2c=0.1, snapshot_epochs=(1,))
+    results = []
+    for count in (1, 2):
+        threads.set_threads(count)
+        results.append(train(config, tmp_path / str(count), progress=False))
+    for name in ("train_loss", "val_acc", "pulses", "device_pulses_fc1", "weight_hist"):
+        np.testing.assert_array_equal(results[0][name], results[1][name])
