@@ -2,6 +2,9 @@
 granularity, and (only where aihwkit is importable, as under ``make crosscheck``) single-device round trips."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -120,27 +123,7 @@ def test_mp_transfer_mode_is_validated() -> None:
 
 
 # --------------------------------------------------------------------- against aihwkit itself (optional)
-def aihwkit_trace(parameters: dict, directions: list[int], start: float) -> np.ndarray:
-    """State after each single pulse in aihwkit: one coincidence per update (BL 1, p = q = 1 via
-    lr = the device's weight granularity), W -= lr d x with x = -1, d = direction."""
-    from aihwkit.simulator.configs import PiecewiseStepDevice, SingleRPUConfig
-    from aihwkit.simulator.tiles import AnalogTile
-
-    device = PiecewiseStepDevice(**parameters, dw_min_dtod=0.0, dw_min_std=0.0, w_min_dtod=0.0, w_max_dtod=0.0,
-                                 up_down_dtod=0.0, write_noise_std=0.0)
-    config = SingleRPUConfig(device=device)
-    config.update.desired_bl = 1
-    config.update.update_management = False
-    config.update.update_bl_management = False
-    tile = AnalogTile(1, 1, config)
-    granularity = parameters["dw_min"] * parameters["piecewise_up"][len(parameters["piecewise_up"]) // 2]
-    tile.set_learning_rate(granularity)
-    tile.set_weights(torch.full((1, 1), start))
-    states = []
-    for direction in directions:
-        tile.update(-torch.ones(1, 1), torch.full((1, 1), float(direction)))
-        states.append(float(tile.get_weights()[0][0, 0]))
-    return np.array(states)
+TRAINS = {"up": [1] * 60, "down": [-1] * 60, "alternating": [1, -1] * 30}
 
 
 def ferrolib_trace(config: PiecewiseStep, directions: list[int], start: float) -> np.ndarray:
@@ -153,12 +136,13 @@ def ferrolib_trace(config: PiecewiseStep, directions: list[int], start: float) -
     return np.array(states)
 
 
-TRAINS = {"up": [1] * 60, "down": [-1] * 60, "alternating": [1, -1] * 30}
-
-
 @pytest.mark.parametrize("pulse_width", [2e-8, 2e-7, 2e-6, 2e-5, 2e-4])
 def test_to_aihwkit_pulse_responses_match_state_by_state(pulse_width: float) -> None:
+    """Exported fitted devices step identically in aihwkit (one pulse per update, crosscheck/aihwkit_peer.py)."""
     pytest.importorskip("aihwkit", reason="aihwkit is not installed (run `make crosscheck`)")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "crosscheck"))
+    import aihwkit_peer
+
     from ferrolib.devices import get_device
 
     config = get_device("ID170ZR5000", pulse_width, "piecewise").config
@@ -167,6 +151,6 @@ def test_to_aihwkit_pulse_responses_match_state_by_state(pulse_width: float) -> 
     for name, directions in TRAINS.items():
         for start in (0.0, config.w_min * 0.5, config.w_max * 0.5):
             ours = ferrolib_trace(back, directions, start)
-            theirs = aihwkit_trace(parameters, directions, start)
+            theirs = aihwkit_peer.pulse_response(parameters, directions, start)
             # aihwkit computes in float32: agree to float32 rounding accumulated over 60 pulses
             np.testing.assert_allclose(theirs, ours, atol=2e-5, err_msg=f"{pulse_width} {name} from {start}")
