@@ -70,6 +70,22 @@ def test_aihwkit_granularity_is_the_larger_scale_times_the_middle_up_node() -> N
     assert to_aihwkit(config)["dw_min"] * config.piecewise_up[2] == pytest.approx(0.03)
 
 
+def test_pulsed_sgd_divides_by_aihwkits_granularity() -> None:
+    """x = (0.5, 1), d = 0.25, lr = 0.25 on steps 1/64 up / 0.01 down: k = lr |x| |d| / g = 4 with g = 1/64
+    (not 6.25, as with the smaller step): BL = 4, p = (0.5, 1), q = 1, both columns step down (x d > 0):
+    column 1 gets exactly 4 pulses per sample, column 0 Binomial(4, 0.5)."""
+    samples = 2000
+    layer = make_layer("sgd", torch.zeros(1, 2), linear_piecewise((1, 2), up=1 / 64, down=0.01),
+                       UpdateSettings(seed=3))
+    assert layer.granularity == 1 / 64
+    x = torch.tensor([[0.5, 1.0]]).repeat(samples, 1)  # dyadic values: k is exactly 4 in float32
+    d = torch.full((samples, 1), 0.25)
+    layer.update(x, d, lr=0.25, step=0)
+    assert layer.tile.count_up.sum() == 0
+    assert layer.tile.count_down[0, 1] == 4 * samples
+    assert abs(layer.tile.count_down[0, 0] - 2 * samples) < 4 * np.sqrt(samples)  # variance 1 per sample
+
+
 CHI_ROW = (3.7, -1.2, 0.4, 40.0)
 """Requested transfer per row, in units of eps: n = (3, -1, 0, 40)."""
 

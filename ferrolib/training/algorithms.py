@@ -1,7 +1,8 @@
 """Training rules, one layer class each behind the same small interface (``Layer``).
 
 * ``fp``  floating-point SGD: ``W -= lr D^T [X; 1]`` (D already carries the 1/B of the mean loss).
-* ``sgd`` plain analog SGD: one stochastic pulse-train rank-one update per sample (``pulsed``), no reference.
+* ``sgd`` plain analog SGD: one stochastic pulse-train rank-one update per sample (``pulsed``), no reference;
+  the train length divides by aihwkit's weight granularity of the device (``pulsed.aihwkit_granularity``).
 * ``sps`` the same, with every device paired with a static reference programmed to its own symmetry point,
   so ``w_eff = w_device - w_sp`` and the implicit decay of plain SGD pulls toward ``w_eff = 0``.
 * ``mp``  mixed precision (Nandakumar 2020): a float64 matrix chi accumulates ``-lr d x^T`` per sample (summed
@@ -132,6 +133,8 @@ class PulsedSGDLayer(Layer):
         self.tile = tile
         self.settings = settings
         self.name = name
+        self.granularity = pulsed.aihwkit_granularity(tile.devices)
+        """The ``dw_min`` of ``k = lr max|x| max|d| / dw_min``: aihwkit's weight granularity of the device."""
 
     def weight(self) -> Tensor:
         return self.tile.weight()
@@ -140,12 +143,12 @@ class PulsedSGDLayer(Layer):
         s, tile = self.settings, self.tile
         event0 = step * x.shape[0]
         if s.pulse_mode == "stochastic":
-            trains = pulsed.draw_pulse_trains(x, d, lr, tile.dw_min, s.desired_bl, s.seed, event0,
+            trains = pulsed.draw_pulse_trains(x, d, lr, self.granularity, s.desired_bl, s.seed, event0,
                                               s.update_management, s.bl_management)
             pulsed.apply_pulse_trains(tile.state, trains, tile.params, s.seed, event0, tile.count_up,
                                       tile.count_down)
         else:
-            pulsed.apply_deterministic(tile.state, x, d, lr, tile.dw_min, s.desired_bl, tile.params, s.pulse_mode,
+            pulsed.apply_deterministic(tile.state, x, d, lr, self.granularity, s.desired_bl, tile.params, s.pulse_mode,
                                        s.seed, event0, tile.count_up, tile.count_down, s.update_management,
                                        s.bl_management)
         tile.invalidate()
