@@ -19,7 +19,7 @@ SMOKED := $(NOTEBOOKS:notebooks/%.py=$(SMOKE)/notebooks/%.ipynb)
 LIBRARY := $(shell find ferrolib -name '*.py' -o -name '*.tsv') pyproject.toml
 PAPERMILL := $(BIN)/papermill --cwd notebooks --log-level WARNING --request-save-on-cell-execute
 
-.PHONY: help env data figures test smoke lab sync bench clean distclean
+.PHONY: help env data figures test smoke lab sync bench crosscheck clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -70,6 +70,14 @@ lab: sync ## open JupyterLab on the notebooks
 
 bench: data ## print training throughput of fp, sgd, mp and sps (and their ratios to fp)
 	$(BIN)/python benchmarks/train_throughput.py
+
+CROSSCHECK_VENV ?= .crosscheck-venv
+CROSSCHECK_ARGS ?=
+
+crosscheck: data ## build aihwkit 1.2.0 (own env, ~10 min) and compare it with ferrolib (CROSSCHECK_ARGS="--seeds 0")
+	crosscheck/build_env.sh $(CROSSCHECK_VENV)
+	$(CROSSCHECK_VENV)/bin/python -m pytest -q tests/test_parity.py
+	nice -n 15 $(CROSSCHECK_VENV)/bin/python crosscheck/run_crosscheck.py $(CROSSCHECK_ARGS)
 
 clean: ## remove executed notebooks and smoke outputs (keeps results/, figures/ and the data cache)
 	rm -rf $(BUILD) $(SMOKE) notebooks/*.ipynb

@@ -1,7 +1,8 @@
 """Training rules, one layer class each behind the same small interface (``Layer``).
 
 * ``fp``  floating-point SGD: ``W -= lr D^T [X; 1]`` (D already carries the 1/B of the mean loss).
-* ``sgd`` plain analog SGD: one stochastic pulse-train rank-one update per sample (``pulsed``), no reference.
+* ``sgd`` plain analog SGD: one stochastic pulse-train rank-one update per sample (``pulsed``), no reference;
+  the train length divides by aihwkit's weight granularity of the device (``pulsed.aihwkit_granularity``).
 * ``sps`` the same, with every device paired with a static reference programmed to its own symmetry point,
   so ``w_eff = w_device - w_sp`` and the implicit decay of plain SGD pulls toward ``w_eff = 0``.
 * ``mp``  mixed precision (Nandakumar 2020): a float64 matrix chi accumulates ``-lr d x^T`` per sample (summed
@@ -9,7 +10,8 @@
   ``n = trunc(chi / eps)`` pulses are applied one at a time through the device model and ``chi -= n eps``.
   ``eps`` is per device: the mean of its up and down step at ``w_device = 0`` (the paper's threshold; without
   device-to-device variation it is the same for every device). Large counts are applied in full; with
-  ``max_pulses`` set, ``|n|`` is capped and the excess stays in chi (never silently dropped).
+  ``max_pulses`` set, ``|n|`` is capped and the excess stays in chi (never silently dropped). With
+  ``mp_transfer = "pulsed"`` (aihwkit, the paper profile) n is sent as a stochastic pulse train per row instead.
 
 A new rule (e.g. Tiki-Taka) is one more ``Layer`` subclass plus an entry in ``make_layer``.
 """
@@ -32,6 +34,10 @@ ALGORITHMS: tuple[str, ...] = ("fp", "sgd", "mp", "sps")
 PULSE_MODES: tuple[str, ...] = ("stochastic", "implicit", "expected")
 """Update modes of the pulsed rules: the paper's stochastic trains (default) and two deterministic variants."""
 
+MP_TRANSFERS: tuple[str, ...] = ("exact", "pulsed")
+"""How mixed precision applies a transfer of ``n = trunc(chi/eps)``: ``exact`` applies exactly n pulses,
+``pulsed`` sends n through a stochastic pulse train per row as aihwkit does (at most desired_bl pulses)."""
+
 
 @dataclass
 class UpdateSettings:
@@ -49,6 +55,8 @@ class UpdateSettings:
     """Mixed precision: cap on |pulses| per device and update (excess stays in chi); None applies all."""
     seed: int = 0
     """Key of the counter-based random streams (pulse-train bits, cycle-to-cycle noise); one per layer."""
+    mp_transfer: str = "exact"
+    """Mixed precision: ``exact`` (n pulses per device) or ``pulsed`` (aihwkit's stochastic transfer trains)."""
 
     __repr__ = compact_repr
 
@@ -125,6 +133,8 @@ class PulsedSGDLayer(Layer):
         self.tile = tile
         self.settings = settings
         self.name = name
+        self.granularity = pulsed.aihwkit_granularity(tile.devices)
+        """The ``dw_min`` of ``k = lr max|x| max|d| / dw_min``: aihwkit's weight granularity of the device."""
         self.samples_seen = 0
         """Samples applied so far: sample b of the next update draws its bits and noise with event
         ``samples_seen + b``, so no two samples of a run share a random key (whatever the batch sizes)."""
@@ -136,12 +146,12 @@ class PulsedSGDLayer(Layer):
         s, tile = self.settings, self.tile
         event0 = self.samples_seen
         if s.pulse_mode == "stochastic":
-            trains = pulsed.draw_pulse_trains(x, d, lr, tile.dw_min, s.desired_bl, s.seed, event0,
+            trains = pulsed.draw_pulse_trains(x, d, lr, self.granularity, s.desired_bl, s.seed, event0,
                                               s.update_management, s.bl_management)
             pulsed.apply_pulse_trains(tile.state, trains, tile.params, s.seed, event0, tile.count_up,
                                       tile.count_down, tile.live_weight(), tile.reference)
         else:
-            pulsed.apply_deterministic(tile.state, x, d, lr, tile.dw_min, s.desired_bl, tile.params, s.pulse_mode,
+            pulsed.apply_deterministic(tile.state, x, d, lr, self.granularity, s.desired_bl, tile.params, s.pulse_mode,
                                        s.seed, event0, tile.count_up, tile.count_down, s.update_management,
                                        s.bl_management)
             tile.invalidate()
@@ -157,11 +167,22 @@ class PulsedSGDLayer(Layer):
 
 
 class MixedPrecisionLayer(Layer):
-    """Mixed-precision SGD: digital accumulator chi, integer pulse transfers after each mini-batch."""
+    """Mixed-precision SGD: digital accumulator chi, integer pulse transfers after each mini-batch.
+
+    ``mp_transfer = "exact"`` applies the requested ``n = trunc(chi/eps)`` pulses one at a time (capped at
+    ``max_pulses`` if set, the excess kept in chi). ``"pulsed"`` is aihwkit's ``MixedPrecisionCompound``: row i
+    is one stochastic pulsed update of the requested change ``n_i eps_i`` with one-hot d, update and BL
+    management forced on (``pulsed.transfer_pulse_trains``), so device (i, j) receives a
+    ``Binomial(BL_i, p_j q_i)`` count with mean ``|n_ij| eps_ij / g`` (g: ``pulsed.aihwkit_granularity``),
+    at most ``desired_bl``; chi keeps ``chi - n eps`` whatever was applied, as aihwkit's ``forwardUpdate``
+    (src/rpucuda/rpu_mixedprec_device.cpp: ``chi_row[i] = value - dw * granularity_``).
+    """
 
     name = "mp"
 
     def __init__(self, tile: AnalogTile, settings: UpdateSettings) -> None:
+        if settings.mp_transfer not in MP_TRANSFERS:
+            raise ValueError(f"unknown mp_transfer {settings.mp_transfer!r}; expected one of {MP_TRANSFERS}")
         self.tile = tile
         self.settings = settings
         self.eps = tile.step_at_zero()
@@ -170,17 +191,25 @@ class MixedPrecisionLayer(Layer):
             raise ValueError("mixed precision needs a positive mean step at w = 0 on every device")
         self.chi = np.zeros(tile.shape)
         """Digital accumulator (float64)."""
+        self.granularity = pulsed.aihwkit_granularity(tile.devices) if settings.mp_transfer == "pulsed" else 0.0
+        """Pulsed transfer: the device granularity the transfer trains are scaled by (weight units)."""
 
     def weight(self) -> Tensor:
         return self.tile.weight()
 
     def transfer(self, step: int, increment: np.ndarray | None = None, scale: float = 0.0) -> np.ndarray:
-        """``chi += scale * increment``; pulse ``n = trunc(chi/eps)`` (capped at ``max_pulses`` if set) and keep
-        the remainder in chi; returns n."""
-        counts = pulsed.transfer_counts(self.chi, self.eps, self.settings.max_pulses, increment, scale)
-        pulsed.apply_pulse_counts(self.tile.state, counts, self.tile.params, self.settings.seed, step,
-                                  self.tile.count_up, self.tile.count_down)
-        self.tile.invalidate()
+        """``chi += scale * increment``; request ``n = trunc(chi/eps)`` (capped at ``max_pulses`` if set), keep
+        ``chi - n eps`` and apply n exactly or as aihwkit's pulsed transfer; returns the requested n."""
+        s, tile = self.settings, self.tile
+        counts = pulsed.transfer_counts(self.chi, self.eps, s.max_pulses, increment, scale)
+        if s.mp_transfer == "exact":
+            pulsed.apply_pulse_counts(tile.state, counts, tile.params, s.seed, step, tile.count_up, tile.count_down)
+        else:
+            event0 = step * tile.shape[0]
+            trains = pulsed.transfer_pulse_trains(counts, self.eps, self.granularity, s.desired_bl, s.seed, event0)
+            pulsed.apply_pulse_trains(tile.state, trains, tile.params, s.seed, event0, tile.count_up,
+                                      tile.count_down)
+        tile.invalidate()
         return counts
 
     def update(self, x: Tensor, d: Tensor, lr: float, step: int) -> None:

@@ -7,8 +7,9 @@ Conventions
   ``p_j = min(B |x_j|, 1)``, row i with ``q_i = min(A |d_i|, 1)``; every coincidence applies one device
   step at the current state in direction ``-sign(x_j d_i)`` (up when ``x_j d_i < 0``), then clips.
 * Update-BL management: ``k = lr max|x| max|d| / dw_min``, ``BL = min(ceil k, desired_bl)``;
-  ``A B = lr / (dw_min BL)``. Update management rebalances A and B so that ``B max|x| = A max|d| = sqrt(k/BL)``.
-  Both are computed per sample (aihwkit CPU semantics).
+  ``A B = lr / (dw_min BL)``. Update management rebalances A and B so that ``B max|x| = A max|d| = sqrt(k/BL)``;
+  when ``k > desired_bl`` it gives ``p = |x|/max|x|`` and ``q = min(k/BL |d|/max|d|, 1)`` instead.
+  Both are computed per sample (aihwkit CPU semantics; see ``pulse_probabilities``).
 * The bits of one sample's BL slots are packed into an int64 word per line (bit t = slot t), so the number of
   coincidences of row i and column j is ``popcount(dbits[b, i] & xbits[b, j])``.
 * Cycle-to-cycle noise is drawn from a counter-based hash (splitmix64 of ``(seed, event, i, j, k)`` followed by
@@ -124,7 +125,11 @@ def pulse_probabilities(
     """Per-sample firing probabilities ``p = min(B|x|, 1)``, ``q = min(A|d|, 1)`` and train lengths BL.
 
     ``k = lr max|x| max|d| / dw_min``; ``BL = min(ceil k, desired_bl)`` with BL management, else desired_bl;
-    ``A B = lr/(dw_min BL)``; with update management ``B max|x| = A max|d| = sqrt(k/BL)``, else ``A = B``.
+    ``A B = lr/(dw_min BL)``. Without update management ``A = B``. With update management (always on with BL
+    management, as aihwkit forces it) ``B max|x| = A max|d| = sqrt(k/BL)`` while ``k <= desired_bl``; a
+    saturated train (``k > desired_bl``) keeps x unclipped: ``p = |x|/max|x|``, ``q = min(k/BL |d|/max|d|, 1)``
+    (aihwkit ``PulsedUpdateMetaParameter::performUpdateManagement``, src/rpucuda/rpu_pulsed_meta_parameter.cpp:
+    ``d_val *= max_BL / k_val`` before balancing).
     """
     if not 1 <= desired_bl <= MAX_BL:
         raise ValueError(f"desired_bl must be in 1..{MAX_BL}, got {desired_bl}")
@@ -138,8 +143,10 @@ def pulse_probabilities(
         bl = torch.full_like(x_max, desired_bl, dtype=torch.long)
     bl = torch.where(active, bl, torch.zeros_like(bl))
     product = lr / (dw_min * bl.clamp_min(1).to(x.dtype))
-    if update_management:
-        ratio = torch.where(active, d_max / x_max.clamp_min(1e-30), torch.ones_like(x_max))
+    if update_management or bl_management:
+        # aihwkit shrinks d's maximum by desired_bl/k when saturated, so that x fires at most with p = 1.
+        d_balanced = d_max * torch.clamp(desired_bl / k.clamp_min(1e-30), max=1.0)
+        ratio = torch.where(active, d_balanced / x_max.clamp_min(1e-30), torch.ones_like(x_max))
         scale_x = torch.sqrt(product * ratio)
         scale_d = torch.sqrt(product / ratio)
     else:
@@ -526,3 +533,42 @@ __all__ = [
     "apply_deterministic", "apply_pulse_counts", "apply_pulse_counts_reference",
     "transfer_counts", "effective_weight", "compile_kernels",
 ]
+
+
+# ------------------------------------------------------------------------- aihwkit parity (issue 9)
+def aihwkit_granularity(devices: DeviceArray) -> float:
+    """The weight granularity aihwkit's pulsed updater divides by (its ``dw_min`` in ``k = lr |x| |d| / dw_min``).
+
+    aihwkit keeps the larger step scale as its ``dw_min``; a piecewise device multiplies it by the up node at
+    index ``N // 2`` (``calcWeightGranularity`` of ``PiecewiseStepRPUDeviceMetaParameter``,
+    src/rpucuda/rpu_piecewisestep_device.h): ``g = max(scale_up, scale_down) nodes_up[N // 2]``, averaged over
+    the devices (exact without device-to-device spread, where aihwkit takes the nominal value).
+    """
+    larger = torch.maximum(devices.scale_up, devices.scale_down).to(torch.float64).mean()
+    if devices.kind == "piecewise":
+        larger = larger * devices.nodes_up[devices.nodes_up.numel() // 2].to(torch.float64)
+    granularity = float(larger)
+    if not granularity > 0:
+        raise ValueError(f"aihwkit granularity of this {devices.kind} device is {granularity}: it cannot be pulsed")
+    return granularity
+
+
+def transfer_pulse_trains(counts: np.ndarray, eps: np.ndarray, granularity: float, desired_bl: int, seed: int,
+                          event0: int) -> PulseTrains:
+    """aihwkit's pulsed mixed-precision transfer of the requested counts ``n`` (out, in) as stochastic trains.
+
+    Row i is one pulsed update with ``x = n_i eps_i`` (the requested change, weight units), one-hot ``d = e_i``,
+    ``lr = 1``, update and BL management on (``MixedPrecRPUDevice::forwardUpdate``, src/rpucuda/
+    rpu_mixedprec_device.cpp; ``setUpPar`` of rpu_mixedprec_device_base.cpp forces both managements). With
+    ``k_i = max_j |n_ij eps_ij| / granularity``: column j fires with ``p = |x_j| / max|x|`` scaled as in
+    ``pulse_probabilities``, so its pulse count is ``Binomial(BL_i, p_j q_i)`` with mean
+    ``|n_ij| eps_ij / granularity`` while ``k_i <= desired_bl``, and at most ``desired_bl``.
+    Row i uses the random keys ``(seed, event0 + i)``.
+    """
+    n_out = counts.shape[0]
+    x = -torch.from_numpy(counts * eps)
+    d = torch.eye(n_out, dtype=x.dtype)
+    return draw_pulse_trains(x, d, 1.0, granularity, desired_bl, seed, event0, True, True)
+
+
+__all__ += ["aihwkit_granularity", "transfer_pulse_trains"]

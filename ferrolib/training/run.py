@@ -42,7 +42,7 @@ import xarray as xr
 from .. import __version__, paths, provenance
 from ..provenance import run_path as result_path
 from ..devices import DeviceNoise, FittedDevice, PiecewiseStep, SoftBounds
-from .algorithms import ALGORITHMS, PULSE_MODES, Layer, UpdateSettings, make_layer
+from .algorithms import ALGORITHMS, MP_TRANSFERS, PULSE_MODES, Layer, UpdateSettings, make_layer
 from .network import MLP
 from .tile import Periphery
 
@@ -132,6 +132,8 @@ class TrainConfig:
     """aihwkit update-BL management."""
     mp_max_pulses: int | None = None
     """Mixed precision: cap on pulses per device and transfer (the excess stays in chi); None = no cap."""
+    mp_transfer: str = "exact"
+    """Mixed precision: 'exact' (n pulses) or 'pulsed' (aihwkit's stochastic transfer; the paper profile's)."""
     snapshot_epochs: tuple[int, ...] = (0, 1, 10, 25)
     """Epochs after which weight histograms are stored (0 = initial; epochs beyond ``epochs`` are skipped)."""
     eval_batch_size: int = 1000
@@ -153,8 +155,10 @@ class TrainConfig:
 
     @classmethod
     def paper(cls, algorithm: str, **overrides: Any) -> "TrainConfig":
-        """The paper profile, sample-matched: 25 epochs of 48,000 samples, lr halved every 10 epochs."""
-        values = dict(algorithm=algorithm, epochs=25, lr_decay_every=10, samples_per_epoch=PAPER_TRAIN_SAMPLES)
+        """The paper profile, sample-matched: 25 epochs of 48,000 samples, lr halved every 10 epochs, aihwkit's pulsed
+        mixed-precision transfer."""
+        values = dict(algorithm=algorithm, epochs=25, lr_decay_every=10, samples_per_epoch=PAPER_TRAIN_SAMPLES,
+                      mp_transfer="pulsed")
         return cls(**{**values, **overrides})
 
     @classmethod
@@ -165,7 +169,7 @@ class TrainConfig:
 
     def update_settings(self) -> UpdateSettings:
         return UpdateSettings(self.pulse_mode, self.desired_bl, self.update_management, self.bl_management,
-                              self.mp_max_pulses, self.seed)
+                              self.mp_max_pulses, self.seed, mp_transfer=self.mp_transfer)
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -227,6 +231,8 @@ def validate(config: TrainConfig, device: FittedDevice | None = None) -> FittedD
         raise ValueError(f"unknown algorithm {config.algorithm!r}; expected one of {ALGORITHMS}")
     if config.pulse_mode not in PULSE_MODES:
         raise ValueError(f"unknown pulse mode {config.pulse_mode!r}; expected one of {PULSE_MODES}")
+    if config.mp_transfer not in MP_TRANSFERS:
+        raise ValueError(f"unknown mp_transfer {config.mp_transfer!r}; expected one of {MP_TRANSFERS}")
     if not (config.lr is not None and math.isfinite(config.lr) and config.lr > 0):
         raise ValueError(f"learning rate must be a positive number, got {config.lr!r}")
     if config.lr > MAX_LR[config.algorithm]:

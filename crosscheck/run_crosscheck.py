@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Cross-check ferrolib against aihwkit 1.2 on the same exported devices, data split, initial weights and sample
+order (issue 9). Run by ``make crosscheck`` with the cross-check environment (ferrolib + aihwkit).
+
+Every run is cached (ferrolib: its result file; aihwkit: one JSON per run), so an interrupted cross-check resumes
+where it stopped and a reduced grid (``--seeds``, ``--widths``, ``--algos``, ``--epochs``) can be extended later.
+Writes ``data/crosscheck/{accuracy,pulses,responses}.csv`` + ``meta.json`` and ``figures/crosscheck_*.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "crosscheck"))
+
+import aihwkit_peer  # noqa: E402
+
+from ferrolib.devices import get_device, to_aihwkit  # noqa: E402
+from ferrolib.training.run import TrainConfig, load_data, train  # noqa: E402
+
+DEVICE_ID = "ID170ZR5000"
+WIDTHS = (2e-8, 2e-7, 2e-6, 2e-5, 2e-4)
+TRAINS = {"up": [1] * 60, "down": [-1] * 60, "alternating": [1, -1] * 30}
+"""Single-device pulse trains of the response check (60 pulses each, from w = 0)."""
+
+
+def exported_device(pulse_width: float) -> dict:
+    """aihwkit parameters of the fitted piecewise device, the MP granularity (ferrolib's eps, the mean step at
+    w = 0) and the symmetry point sps programs."""
+    device = get_device(DEVICE_ID, pulse_width, "piecewise")
+    up, down = device.steps_at_zero
+    return {"pulse_width": pulse_width, "params": to_aihwkit(device), "granularity": (abs(up) + abs(down)) / 2,
+            "symmetry_point": device.symmetry_point, "config": device.config}
+
+
+def ferrolib_run(algo: str, pulse_width: float, seed: int, epochs: int, out: Path) -> dict:
+    config = TrainConfig.paper(algo, pulse_width=pulse_width, seed=seed, epochs=epochs, device_id=DEVICE_ID,
+                               snapshot_epochs=())
+    result = train(config, out / "ferrolib", progress=False)
+    pulses = result["pulses"].values if "pulses" in result else np.zeros((epochs, 0, 2))
+    return {"val_acc": [float(v) for v in result["val_acc"].values], "pulses": pulses.tolist()}
+
+
+def aihwkit_run(algo: str, device: dict, seed: int, epochs: int, data, out: Path) -> dict:
+    path = out / "aihwkit" / f"{algo}_{device['pulse_width']:g}_seed{seed}_epochs{epochs}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    history = aihwkit_peer.train(algo, device, data, seed, epochs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(history))
+    tmp.replace(path)
+    return history
+
+
+def responses(device: dict) -> list[dict]:
+    """State after every pulse of up, down and alternating trains from 0, in both simulators."""
+    nominal = device["config"].devices()
+    rows = []
+    for name, directions in TRAINS.items():
+        theirs = aihwkit_peer.pulse_response(device["params"], directions, 0.0)
+        w, ours = torch.tensor(0.0, dtype=torch.float64), []
+        for direction in directions:
+            w = nominal.pulse(w, torch.tensor(float(direction)))
+            ours.append(float(w))
+        for index, (a, b) in enumerate(zip(ours, theirs)):
+            rows.append({"pulse_width": device["pulse_width"], "train": name, "pulse": index + 1, "ferrolib": a,
+                         "aihwkit": b})
+    return rows
+
+
+def summarise(runs: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-epoch accuracy (mean, min, max over seeds) and pulses per layer and polarity (mean over seeds)."""
+    accuracy, pulses = [], []
+    for run in runs:
+        for epoch, value in enumerate(run["val_acc"], start=1):
+            accuracy.append({**run["key"], "epoch": epoch, "val_acc": value})
+        for epoch, layers in enumerate(run["pulses"], start=1):
+            for layer, (up, down) in enumerate(layers):
+                pulses.append({**run["key"], "epoch": epoch, "layer": f"fc{layer + 1}", "up": up, "down": down})
+    keys = ["algorithm", "pulse_width", "simulator", "epoch"]
+    acc = pd.DataFrame(accuracy).groupby(keys)["val_acc"].agg(["mean", "min", "max", "count"]).reset_index()
+    wide = acc.pivot_table(index=["algorithm", "pulse_width", "epoch"], columns="simulator",
+                           values=["mean", "min", "max", "count"])
+    wide.columns = [f"{sim}_{stat}" for stat, sim in wide.columns]
+    wide = wide.reset_index()
+    if {"ferrolib_mean", "aihwkit_mean"} <= set(wide.columns):
+        spread = (wide["aihwkit_max"] - wide["aihwkit_min"]).clip(lower=0.03)
+        wide["within"] = (wide["ferrolib_mean"] - wide["aihwkit_mean"]).abs() <= spread
+    total = pd.DataFrame(pulses)
+    if not total.empty:
+        total = (total.groupby(["algorithm", "pulse_width", "simulator", "layer", "seed"])[["up", "down"]].sum()
+                 .groupby(["algorithm", "pulse_width", "simulator", "layer"]).mean().reset_index())
+        total = total.pivot_table(index=["algorithm", "pulse_width", "layer"], columns="simulator",
+                                  values=["up", "down"])
+        total.columns = [f"{sim}_{polarity}" for polarity, sim in total.columns]
+        total = total.reset_index()
+        if {"ferrolib_up", "aihwkit_up"} <= set(total.columns):
+            for polarity in ("up", "down"):
+                total[f"ratio_{polarity}"] = total[f"ferrolib_{polarity}"] / total[f"aihwkit_{polarity}"]
+    return wide, total
+
+
+def figures(accuracy: pd.DataFrame, response: pd.DataFrame, figures_dir: Path, stamp: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    algos = sorted(accuracy["algorithm"].unique())
+    widths = sorted(accuracy["pulse_width"].unique())
+    fig, axes = plt.subplots(len(algos), len(widths), figsize=(3 * len(widths), 2.4 * len(algos)), squeeze=False,
+                             sharex=True, sharey=True)
+    for row, algo in enumerate(algos):
+        for col, width in enumerate(widths):
+            ax = axes[row, col]
+            part = accuracy[(accuracy.algorithm == algo) & (accuracy.pulse_width == width)]
+            for sim, colour in (("ferrolib", "C0"), ("aihwkit", "C3")):
+                if f"{sim}_mean" not in part or part[f"{sim}_mean"].isna().all():
+                    continue
+                ax.plot(part.epoch, part[f"{sim}_mean"], color=colour, label=sim)
+                ax.fill_between(part.epoch, part[f"{sim}_min"], part[f"{sim}_max"], color=colour, alpha=0.25)
+            ax.set_title(f"{algo}, {width * 1e9:g} ns", fontsize=9)
+            ax.set_ylim(0, 1)
+    axes[0, 0].legend(fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("validation accuracy")
+    fig.suptitle(f"ferrolib vs aihwkit, {DEVICE_ID} (mean and seed range) - {stamp}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(figures_dir / "crosscheck_accuracy.png", dpi=110)
+    plt.close(fig)
+    if response.empty:
+        return
+    trains = list(TRAINS)
+    widths = sorted(response["pulse_width"].unique())
+    fig, axes = plt.subplots(len(trains), len(widths), figsize=(3 * len(widths), 2.2 * len(trains)), squeeze=False,
+                             sharey=True)
+    for row, name in enumerate(trains):
+        for col, width in enumerate(widths):
+            part = response[(response.train == name) & (response.pulse_width == width)]
+            ax = axes[row, col]
+            ax.plot(part.pulse, part.ferrolib, "C0-", label="ferrolib")
+            ax.plot(part.pulse, part.aihwkit, "C3.", ms=3, label="aihwkit")
+            ax.set_title(f"{name}, {width * 1e9:g} ns", fontsize=9)
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle(f"single-device pulse responses from w = 0 - {stamp}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(figures_dir / "crosscheck_responses.png", dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    parser.add_argument("--widths", default=",".join(f"{w:g}" for w in WIDTHS), help="pulse widths (s)")
+    parser.add_argument("--algos", default="fp,sgd,mp,sps")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--work", type=Path, default=ROOT / "build" / "crosscheck", help="run cache")
+    parser.add_argument("--table", type=Path, default=ROOT / "data" / "crosscheck")
+    parser.add_argument("--figures", type=Path, default=ROOT / "figures")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    widths = [float(w) for w in args.widths.split(",") if w]
+    algos = [a for a in args.algos.split(",") if a]
+    unknown = sorted(set(algos) - set(aihwkit_peer.LR))
+    if unknown or not seeds or not widths or args.epochs < 1:
+        parser.error(f"need known algorithms (got unknown {unknown}), seeds, widths and epochs >= 1")
+    torch.set_num_threads(args.threads)
+    devices = {w: exported_device(w) for w in widths}
+    data = load_data(TrainConfig.paper("fp", device_id=DEVICE_ID))
+    runs = []
+    for seed in seeds:
+        for width in widths:
+            for algo in algos:
+                for simulator in ("ferrolib", "aihwkit"):
+                    if simulator == "ferrolib":
+                        history = ferrolib_run(algo, width, seed, args.epochs, args.work)
+                    else:
+                        history = aihwkit_run(algo, devices[width], seed, args.epochs, data, args.work)
+                    key = {"algorithm": algo, "pulse_width": width, "simulator": simulator, "seed": seed}
+                    runs.append({"key": key, **history})
+                    print(json.dumps({**key, "val_acc": [round(v, 4) for v in history["val_acc"]]}), flush=True)
+    response = pd.DataFrame([row for w in widths for row in responses(devices[w])])
+    accuracy, pulses = summarise(runs)
+    stamp = f"aihwkit {aihwkit_peer.version()}, {datetime.date.today().isoformat()}"
+    args.table.mkdir(parents=True, exist_ok=True)
+    accuracy.round(4).to_csv(args.table / "accuracy.csv", index=False)
+    pulses.round(3).to_csv(args.table / "pulses.csv", index=False)
+    response.round(6).to_csv(args.table / "responses.csv", index=False)
+    meta = {"aihwkit": aihwkit_peer.version(), "date": datetime.date.today().isoformat(), "device": DEVICE_ID,
+            "seeds": seeds, "widths": widths, "algorithms": algos, "epochs": args.epochs,
+            "max_response_difference": float((response.ferrolib - response.aihwkit).abs().max())}
+    (args.table / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    figures(accuracy, response, args.figures, stamp)
+    print(json.dumps(meta))
+
+
+if __name__ == "__main__":
+    main()
