@@ -112,13 +112,17 @@ def all_cached(spec: sweep.Sweep, results_dir: str | Path) -> bool:
 
 def sweep_results(spec: sweep.Sweep, options: dict, results_dir: str | Path | None = None,
                   summary: str | Path | None = None, n_workers: int | None = None,
-                  write: bool = False, run: sweep.RunFunction | None = None) -> tuple[xr.Dataset, str]:
-    """The combined results of ``spec`` and where they came from, in order of preference: the cached runs in
-    ``results_dir``; else the committed ``summary`` if it covers the sweep; else a fresh run of the sweep.
-    ``write`` stores the summary of results computed from runs (``make figures``); ``run`` as in ``run_sweep``."""
+                  write: bool = False, run: sweep.RunFunction | None = None,
+                  results_source: str = "auto") -> tuple[xr.Dataset, str]:
+    """The combined results of ``spec`` and where they came from. ``results_source`` "auto": the cached runs in
+    ``results_dir``; else the committed ``summary`` if it covers the sweep; else a fresh run of the sweep. "runs":
+    never the summary (``make figures RESULTS_SOURCE=runs`` after a change of the numerics). ``write`` stores the
+    summary of results computed from runs (``make figures``); ``run`` as in ``run_sweep``."""
+    if results_source not in ("auto", "runs"):
+        raise ValueError(f"results_source must be 'auto' or 'runs', got {results_source!r}")
     results_dir = Path(results_dir or paths.RESULTS)
     summary = Path(summary) if summary else summary_path(spec.name)
-    if not all_cached(spec, results_dir) and summary.exists():
+    if results_source == "auto" and not all_cached(spec, results_dir) and summary.exists():
         stored = provenance.read_netcdf(summary)
         reason = covers(stored, spec)
         if reason is None:

@@ -35,6 +35,7 @@ smoke: bool = False
 output_dir: str = ""
 results_dir: str = ""
 summary_dir: str = ""
+results_source: str = "auto"  # "runs": never render from the committed summary
 sweep_config: str = "paper"
 target: float = 0.95
 n_workers: int = 2
@@ -54,7 +55,8 @@ profile = "smoke" if smoke else "paper"
 spec, options, config_path = sweep.notebook_sweep(sweep_config, smoke)
 summary = sourcedata.summary_path(spec.name, summary_dir or None)
 result, used = sourcedata.sweep_results(spec, options, Path(results_dir) if results_dir else paths.RESULTS, summary,
-                                        n_workers, write=not smoke)
+                                        n_workers, write=not smoke,
+                                        results_source=results_source)
 table = analysis.claims(result, analysis.ClaimThresholds(target=target))
 device_id = str(result["device"].values[0])
 widths = [float(w) for w in result["pulse_width"].values]

@@ -35,6 +35,7 @@ smoke: bool = False
 output_dir: str = ""
 results_dir: str = ""
 summary_dir: str = ""
+results_source: str = "auto"  # "runs": never render from the committed summary
 sweep_config: str = "paper"
 target: float = 0.95
 n_workers: int = 2
@@ -130,7 +131,8 @@ display(Markdown(
 
 # %%
 result, used = sourcedata.sweep_results(spec, options, results, sourcedata.summary_path(spec.name, summary_dir or None),
-                                        n_workers, write=not smoke)
+                                        n_workers, write=not smoke,
+                                        results_source=results_source)
 display(Markdown(f"Results: {used}."))
 conv = analysis.sweep_convergence(result, target)
 summary = analysis.convergence_summary(conv).isel(device=0)

@@ -27,6 +27,7 @@ smoke: bool = False
 output_dir: str = ""
 results_dir: str = ""
 summary_dir: str = ""
+results_source: str = "auto"  # "runs": never render from the committed summary
 sweep_config: str = "paper"
 target: float = 0.95
 relative_target: bool = False
@@ -47,7 +48,8 @@ profile = "smoke" if smoke else "full"
 spec, options, config_path = sweep.notebook_sweep(sweep_config, smoke)
 results = Path(results_dir) if results_dir else paths.RESULTS
 result, used = sourcedata.sweep_results(spec, options, results, sourcedata.summary_path(spec.name, summary_dir or None),
-                                        n_workers, write=not smoke)
+                                        n_workers, write=not smoke,
+                                        results_source=results_source)
 thresholds = analysis.ClaimThresholds(target=target, relative=relative_target, accuracy_margin=accuracy_margin,
                                       confidence=confidence)
 conv = analysis.sweep_convergence(result, target, relative=relative_target)

@@ -49,15 +49,21 @@ def test_notebook_results_come_from_the_cache_then_the_summary_then_training(tmp
     result, source = sourcedata.sweep_results(SPEC, OPTIONS, cache, summary_file, n_workers=1, run=counting_train)
     assert "committed summary fake.nc" in source and calls(cache) == []  # rendered without training
     assert np.array_equal(result["val_acc"].values, provenance.read_netcdf(summary_file)["val_acc"].values)
-    other = dataclasses.replace(SPEC, seeds=[0, 5])  # not covered: says why and trains
+    with pytest.raises(ValueError, match="results_source"):
+        sourcedata.sweep_results(SPEC, OPTIONS, cache, summary_file, results_source="summary")
+    forced = dataclasses.replace(SPEC, seeds=[0])  # covered by the summary, but "runs" trains it
+    result, source = sourcedata.sweep_results(forced, OPTIONS, cache, summary_file, n_workers=1, run=counting_train,
+                                              results_source="runs")
+    assert len(calls(cache)) == len(forced) and "trained where missing" in source
+    other = dataclasses.replace(SPEC, seeds=[0, 5])  # not covered: says why and trains (seed 0 is cached)
     result, source = sourcedata.sweep_results(other, OPTIONS, cache, summary_file, n_workers=1, run=counting_train)
     assert len(calls(cache)) == len(other) and "trained where missing" in source
-    assert "not using" in capsys.readouterr().out
+    assert "seed': 5} is not in the summary" in capsys.readouterr().out
     result, source = sourcedata.sweep_results(other, OPTIONS, cache, tmp_path / "other.nc", run=counting_train,
                                               write=True)
     assert len(calls(cache)) == len(other) and "summary written to other.nc" in source
     assert sourcedata.covers(provenance.read_netcdf(tmp_path / "other.nc"), other) is None
-    cached_only = dataclasses.replace(SPEC, seeds=[0])  # every run cached now: the cache wins over the summary
+    cached_only = forced  # every run cached now: the cache wins over the summary
     count = len(calls(cache))
     result, source = sourcedata.sweep_results(cached_only, OPTIONS, cache, summary_file, n_workers=1,
                                               run=counting_train)
