@@ -19,7 +19,7 @@ SMOKED := $(NOTEBOOKS:notebooks/%.py=$(SMOKE)/notebooks/%.ipynb)
 LIBRARY := $(shell find ferrolib -name '*.py' -o -name '*.tsv') pyproject.toml
 PAPERMILL := $(BIN)/papermill --cwd notebooks --log-level WARNING --request-save-on-cell-execute
 
-.PHONY: help env data figures test smoke lab sync bench crosscheck clean distclean
+.PHONY: help env data figures check study test smoke lab sync bench crosscheck clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -37,7 +37,23 @@ $(STAMP): pyproject.toml
 data: $(STAMP) ## fetch MNIST (full, or the offline subset) and resolve the device measurements
 	$(BIN)/ferrolib data fetch
 
-figures: data $(EXECUTED) ## run every notebook in order with papermill: figures/ and results/
+figures: data $(EXECUTED) ## run every notebook in order with papermill: figures/, results/ and data/results/ (source data)
+
+# Notebooks 03-05 take their runs from results/, else from the committed summary (no training), else train.
+# RESULTS_SOURCE=runs never uses the summary: after a change of the numerics, to regenerate it.
+RESULTS_SOURCE ?= auto
+
+# `make check`: a reduced paper profile (CHECK_ARGS: pulse widths, seeds, algorithms of sweeps/paper.toml) re-run
+# into build/check and compared with the committed data/results/paper.nc; tolerances from the committed seed spread.
+CHECK_ARGS ?= --pulse-widths 2e-8 --seeds 0
+check: data ## re-run a reduced paper profile (minutes) and compare it with the committed source data
+	$(BIN)/python -m ferrolib.sourcedata check paper $(CHECK_ARGS)
+
+# `make study`: every measured device and width, and the paper profile with measured noise (sweeps/study*.toml).
+# Resumes from the run cache; SCHEDULER=tcp://host:8786 runs it on a dask.distributed cluster; STUDY_ARGS=--dry-run
+# lists the grid and how every device resolves.
+study: data ## the full study (all devices and widths, noise), summaries into data/results/; SCHEDULER=, STUDY_ARGS=
+	$(BIN)/python -m ferrolib.study run $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(STUDY_ARGS)
 
 # Notebooks run in order: each one's executed copy depends on the previous one (02 writes data/devices for 03).
 $(foreach i,$(shell seq 2 $(words $(EXECUTED))),\
@@ -48,7 +64,7 @@ $(foreach i,$(shell seq 2 $(words $(SMOKED))),\
 $(BUILD)/notebooks/%.ipynb: notebooks/%.py $(LIBRARY) | $(STAMP)
 	@mkdir -p $(@D)
 	$(BIN)/jupytext --quiet --to ipynb --output $(@D)/$*.source.ipynb $<
-	$(PAPERMILL) $(@D)/$*.source.ipynb $@
+	$(PAPERMILL) $(@D)/$*.source.ipynb $@ $(if $(filter 03_% 04_% 05_%,$*),-p results_source $(RESULTS_SOURCE))
 
 smoke: data $(SMOKED) ## run every notebook with its smoke parameters (outputs under .smoke/, never figures/)
 

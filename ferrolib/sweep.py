@@ -1,6 +1,6 @@
 """Sweeps: a grid of training runs (devices x pulse widths x algorithms x seeds [x learning rates]) from one
 base configuration, run in parallel (local processes or a dask.distributed cluster), cached per run, combined
-into one xarray Dataset with the energy ledger of every run, and the paper's claims checked on it.
+into one xarray Dataset with the energy ledger of every run (its claims and metrics: ``ferrolib.analysis``).
 
 Every run is stored as ``provenance.run_path`` (``<results_dir>/runs/<config_hash>.nc``), the key training uses too, so a
 sweep reuses runs from notebooks and other sweeps, and an interrupted sweep runs only what is missing.
@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import itertools
-import json
 import math
 import multiprocessing
 import os
@@ -20,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import numpy as np
-import pandas as pd
 import xarray as xr
 import yaml
 from tqdm.auto import tqdm
@@ -391,12 +388,15 @@ def _check_keys(given: Any, allowed: Any, what: str, path: Path | str) -> None:
     raise ValueError(f"{path}: unknown {what}(s) {', '.join(hints)}; allowed: {', '.join(sorted(allowed))}")
 
 
-def notebook_sweep(sweep_config: str, smoke: bool, n_seeds: int = 1) -> tuple[Sweep, dict, Path]:
+def notebook_sweep(sweep_config: str, smoke: bool, n_seeds: int | None = None) -> tuple[Sweep, dict, Path]:
     """The sweep a notebook runs: ``smoke`` (the smoke profile) or ``sweep_config`` (a name in ``sweeps/`` or a
-    path), with seeds ``0..n_seeds-1``. Returns ``(Sweep, run_options, config_path)``."""
+    path), with the file's seeds or, given ``n_seeds``, seeds ``0..n_seeds-1``. Returns
+    ``(Sweep, run_options, config_path)``."""
     config_path = resolve_sweep_config("smoke" if smoke else sweep_config)
     spec, options = load_sweep_config(config_path)
-    return dataclasses.replace(spec, seeds=list(range(n_seeds))), options, config_path
+    if n_seeds is not None:
+        spec = dataclasses.replace(spec, seeds=list(range(n_seeds)))
+    return spec, options, config_path
 
 
 def energy_model_from_options(options: dict, origin: str = "energy options") -> energy.EnergyModel:
@@ -412,142 +412,3 @@ def energy_model_from_options(options: dict, origin: str = "energy options") -> 
         if key in options:
             setattr(getattr(model, part), attr, float(options[key]))
     return model
-
-
-# --------------------------------------------------------------------------------------------- analysis
-def sweep_convergence(sweep_result: xr.Dataset, target: float, relative: bool = False,
-                      accuracy: str = "val_acc") -> xr.Dataset:
-    """Convergence metrics of every run; ``relative`` makes ``target`` a fraction of fp's final accuracy
-    (the ``fp`` entry of the ``algorithm`` dimension, per device, pulse width and seed)."""
-    reference = None
-    if relative:
-        if "fp" not in sweep_result["algorithm"].values:
-            raise ValueError("a relative target needs an 'fp' run in the sweep's algorithm dimension")
-        reference = sweep_result[accuracy].sel(algorithm="fp", drop=True).isel(epoch=-1, drop=True)
-        reference = reference.drop_vars([c for c in reference.coords if c not in reference.dims])
-    return energy.convergence(sweep_result, target, relative_to=reference, accuracy=accuracy)
-
-
-def per_update_energy(sweep_result: xr.Dataset, estimate: str | None = None) -> xr.DataArray:
-    """Energy of one programming pulse (J), mean of both polarities, per device and pulse width: the ledger's
-    components summed, or one entry of ``energy.TABLE_COMPONENTS`` (e.g. ``"leakage_conductance"``)."""
-    if estimate is None:
-        pulse = sweep_result["energy_per_pulse"].sum("component")
-    else:
-        pulse = sweep_result["energy_per_pulse_estimates"].sel(estimate=estimate, drop=True)
-    pulse = pulse.mean("polarity")
-    devices = sweep_result["data_kind"] != "none"  # fp runs carry no device: leave them out
-    pulse = pulse.where(devices).max([d for d in pulse.dims if d not in ("device", "pulse_width")])
-    return pulse
-
-
-def _by_width(values: xr.DataArray) -> xr.DataArray:
-    """Mean over every dimension except pulse_width (and algorithm)."""
-    return values.mean([d for d in values.dims if d not in ("pulse_width", "algorithm")])
-
-
-def claims(sweep_result: xr.Dataset, target: float = 0.95, relative: bool = False,
-           tolerance: float = 0.01) -> pd.DataFrame:
-    """The paper's claims, each with what this sweep measured and whether it holds (None: not testable).
-
-    Values are means over devices and seeds; "shortest"/"longest" are the extreme pulse widths of the sweep;
-    a width counts as reaching the target only if all its runs did, and one that never did counts as needing
-    more epochs than any that did. A comparison is testable only when its reference (the longest width, or mp)
-    reached the target: accuracies of runs that never learned prove nothing. ``tolerance`` is the accuracy
-    difference (fraction) below which two accuracies count as equal.
-    """
-    from .units import format_pulse_width
-
-    conv = sweep_convergence(sweep_result, target, relative)
-    widths = sorted(float(w) for w in sweep_result["pulse_width"].values)
-    algorithms = [str(a) for a in sweep_result["algorithm"].values]
-    short, long_ = widths[0], widths[-1]
-    n_epochs = sweep_result.sizes["epoch"]
-    rows: list[dict] = []
-
-    def add(claim: str, algorithm: str, measured: str, holds: bool | None) -> None:
-        rows.append({"claim": claim, "algorithm": algorithm, "measured": measured,
-                     "holds": None if holds is None else bool(holds)})
-
-    leakage = json.loads(sweep_result.attrs.get("energy_model_config", "{}")).get("leakage", "?")
-    estimates = {f"ledger model ({leakage} leakage)": None,
-                 "without the Schottky bound (ohmic leakage + capacitive + switching)": "no_schottky"}
-    for label, estimate in estimates.items():
-        if estimate == "no_schottky":
-            e_pulse = sum(per_update_energy(sweep_result, c) for c in
-                          ("leakage_conductance", "capacitive", "switching"))
-        else:
-            e_pulse = per_update_energy(sweep_result)
-        e_pulse = e_pulse.mean("device").sortby("pulse_width")
-        text = ", ".join(f"{format_pulse_width(w)}: {energy.format_energy(v)}" for w, v in
-                         zip(e_pulse["pulse_width"].values, e_pulse.values))
-        add(f"Per-update energy falls with shorter pulses, {label}", "all", text,
-            bool(np.all(np.diff(e_pulse.values) > 0)) if len(widths) > 1 else None)
-
-    epochs = _by_width(conv["epochs_to_target"].where(conv["reached"], n_epochs + 1))
-    e_target = _by_width(conv["energy_to_target"].where(conv["reached"]))
-    e_system = _by_width(conv["system_energy_to_target"].where(conv["reached"]))
-    final = _by_width(conv["final_accuracy"])
-    reached = _by_width(conv["reached"].astype(float)) == 1.0  # every seed and device reached the target
-    learned = {a: bool(reached.sel(algorithm=a).any()) for a in algorithms}
-
-    def epochs_text(algorithm: str, width: float) -> str:
-        if bool(reached.sel(algorithm=algorithm, pulse_width=width)):
-            return f"{format_pulse_width(width)}: {float(epochs.sel(algorithm=algorithm, pulse_width=width)):.3g}"
-        return f"{format_pulse_width(width)}: not reached in {n_epochs}"
-
-    for algorithm in [a for a in ("mp", "sps", "sgd") if a in algorithms]:
-        if len(widths) < 2:
-            for claim in ("Shorter pulses need more epochs to converge",
-                          "Total training energy still falls with shorter pulses",
-                          "No accuracy is lost with shorter pulses"):
-                add(claim, algorithm, "one pulse width only", None)
-            continue
-        at = {w: bool(reached.sel(algorithm=algorithm, pulse_width=w)) for w in (short, long_)}
-        ep_s, ep_l = (float(epochs.sel(algorithm=algorithm, pulse_width=w)) for w in (short, long_))
-        add("Shorter pulses need more epochs to converge", algorithm,
-            f"epochs to target {epochs_text(algorithm, short)}, {epochs_text(algorithm, long_)}",
-            ep_s > ep_l if at[long_] else None)
-        for label, table in (("programming pulses, the paper's ledger", e_target),
-                             ("whole system: programming, reads and digital work", e_system)):
-            e_s, e_l = (float(table.sel(algorithm=algorithm, pulse_width=w)) for w in (short, long_))
-            add(f"Total training energy still falls with shorter pulses ({label})", algorithm,
-                f"energy to target {format_pulse_width(short)}: {energy.format_energy(e_s)}, "
-                f"{format_pulse_width(long_)}: {energy.format_energy(e_l)}" if at[short] and at[long_]
-                else "target not reached at both extreme widths", e_s < e_l if at[short] and at[long_] else None)
-        a_s, a_l = (float(final.sel(algorithm=algorithm, pulse_width=w)) for w in (short, long_))
-        add("No accuracy is lost with shorter pulses", algorithm,
-            f"final accuracy {format_pulse_width(short)}: {a_s:.4f}, {format_pulse_width(long_)}: {a_l:.4f}"
-            + ("" if at[long_] else f" (the {format_pulse_width(long_)} reference never reached the target)"),
-            a_s >= a_l - tolerance if at[long_] else None)
-
-    mean_final = {a: float(final.sel(algorithm=a).mean()) for a in algorithms}
-    reference = " (mp, the reference, never reached the target)" if not learned.get("mp", False) else ""
-    claim = "Plain analog SGD is less accurate than mixed precision"
-    if "sgd" in mean_final and "mp" in mean_final:
-        add(claim, "sgd vs mp", f"mean final accuracy sgd {mean_final['sgd']:.4f}, mp {mean_final['mp']:.4f}"
-            + reference, mean_final["sgd"] < mean_final["mp"] - tolerance if not reference else None)
-    else:
-        add(claim, "sgd vs mp", "sgd or mp not in sweep", None)
-    claim = "Symmetry-point shifting restores accuracy"
-    if {"sps", "sgd", "mp"} <= set(mean_final):
-        add(claim, "sps vs sgd, mp", f"mean final accuracy sps {mean_final['sps']:.4f}, sgd {mean_final['sgd']:.4f}, "
-            f"mp {mean_final['mp']:.4f}" + reference,
-            (mean_final["sps"] > mean_final["sgd"] + tolerance and mean_final["sps"] >= mean_final["mp"] - tolerance)
-            if not reference else None)
-    else:
-        add(claim, "sps vs sgd, mp", "sps, sgd or mp not in sweep", None)
-    table = pd.DataFrame(rows, columns=["claim", "algorithm", "measured", "holds"])
-    table.attrs = {"target": target, "relative": relative, "tolerance": tolerance}
-    return table
-
-
-def write_claims(table: pd.DataFrame, directory: str | Path, name: str, source: dict) -> tuple[Path, Path]:
-    """Write the claims table as ``<name>.csv`` and ``<name>.json`` (with provenance) atomically."""
-    directory = paths.ensure(Path(directory))
-    meta = provenance.provenance_attrs(**{k: str(v) for k, v in {**table.attrs, **source}.items()})
-    csv = provenance.atomic_write(directory / f"{name}.csv", lambda tmp: tmp.write_text(
-        "".join(f"# {k}: {v}\n" for k, v in sorted(meta.items())) + table.to_csv(index=False)))
-    js = provenance.write_json({"provenance": meta, "claims": json.loads(table.to_json(orient="records"))},
-                               directory / f"{name}.json")
-    return csv, js

@@ -25,56 +25,51 @@
 # * `mp`: mixed precision, a digital accumulator whose integer multiples of the device step become pulses;
 # * `sps`: plain analog SGD with every device paired with a reference at its own symmetry point.
 #
-# The paper profile is sample-matched: 25 epochs of 48,000 samples (the paper's training split), drawn from
-# reshuffled passes over whatever training set is loaded, learning rate halved every 10 epochs. Runs are cached
-# by configuration hash under the results folder, so notebooks 04 and 05 reuse them.
+# The runs are the sweep `sweeps/paper.toml` (the one source of the paper profile, shared with notebooks 04 and
+# 05): 25 epochs of 48,000 samples, learning rate halved every 10 epochs, three seeds. Curves and bars are means
+# over the seeds with their spread; verdicts come from `ferrolib.analysis`. Without the runs in `results/`, the
+# notebook renders from the committed summary in `data/results/`.
 
 # %% tags=["parameters"]
 smoke: bool = False
 output_dir: str = ""
 results_dir: str = ""
-device_id: str = "ID170ZR5000"
-pulse_widths: list = [2e-8, 2e-7, 2e-6, 2e-5, 2e-4]
-seed: int = 0
+summary_dir: str = ""
+results_source: str = "auto"  # "runs": never render from the committed summary
+sweep_config: str = "paper"
+target: float = 0.95
+n_workers: int = 2
 
 # %%
-import json
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ferrolib import plotting
-from ferrolib.training import TrainConfig, train
+from ferrolib import analysis, paths, plotting, sourcedata, sweep
 
 plotting.style()
 profile = "smoke" if smoke else "paper"
-widths = pulse_widths[:1] if smoke else pulse_widths
-analog = ["sgd", "mp", "sps"]
-make_config = TrainConfig.smoke if smoke else TrainConfig.paper
-results = results_dir or None
-
-
-def run(algorithm: str, width: float):
-    return train(make_config(algorithm, device_id=device_id, pulse_width=width, seed=seed), results, progress=False)
-
-
-runs = {("fp", None): run("fp", widths[0])}
-for width in widths:
-    for algorithm in analog:
-        runs[(algorithm, width)] = run(algorithm, width)
-
-reference = runs[("fp", None)]
-device_facts = {w: json.loads(runs[("mp", w)].attrs["device"]) for w in widths}
-data_label = reference.attrs["data_label"]
-kinds = sorted({facts["data_kind"] for facts in device_facts.values()})
-files = sorted({facts["source_file"].split("/")[-1] for facts in device_facts.values()})
-source = (f"{device_id} {', '.join(kinds)} fits ({', '.join(files)})"
-          f"; {data_label}; profile {profile}, seed {seed}")
-display(Markdown(f"Profile **{profile}**: {len(runs)} runs, {int(reference.samples_seen[-1]):,} training samples each "
-                 f"({float(reference.data_passes[-1]):.1f} passes over {reference.attrs['n_train']} images). "
-                 f"Device models: {', '.join(kinds)}. Data: {data_label}."))
+spec, options, config_path = sweep.notebook_sweep(sweep_config, smoke)
+summary = sourcedata.summary_path(spec.name, summary_dir or None)
+result, used = sourcedata.sweep_results(spec, options, Path(results_dir) if results_dir else paths.RESULTS, summary,
+                                        n_workers, write=not smoke,
+                                        results_source=results_source)
+table = analysis.claims(result, analysis.ClaimThresholds(target=target))
+device_id = str(result["device"].values[0])
+widths = [float(w) for w in result["pulse_width"].values]
+analog = [a for a in ("sgd", "mp", "sps") if a in result["algorithm"].values]
+seeds = [int(s) for s in result["seed"].values]
+kinds = sorted(set(result["data_kind"].values.ravel()) - {"none"})
+run = result.sel(device=device_id)
+source = (f"{device_id} {', '.join(kinds)} fits; {result.attrs['data_label']}; profile {profile}, "
+          f"{len(seeds)} seed(s), bands = min..max over seeds")
+passes = float(run["data_passes"].isel(epoch=-1).max())
+display(Markdown(f"Profile **{profile}** (`{config_path.name}`): {int(result.attrs['n_runs'])} runs, "
+                 f"{int(run['samples_seen'].isel(epoch=-1).max()):,} training samples each ({passes:.1f} passes); "
+                 f"seeds {seeds}. Results: {used}."))
 
 
 def label(algorithm: str) -> str:
@@ -86,17 +81,20 @@ def label(algorithm: str) -> str:
 # ## 1 · Accuracy during training
 #
 # Validation accuracy after every epoch (top) and against the number of training samples seen (bottom), one
-# column per pulse width. The floating-point reference is the same in every column.
+# column per pulse width: the mean over seeds, the band from the lowest to the highest seed.
 
 # %%
 fig, axes = plt.subplots(2, len(widths), figsize=(3.2 * len(widths) + 0.5, 5.8), sharey=True, squeeze=False,
                          layout="constrained")
 for column, width in enumerate(widths):
     for algorithm in ["fp", *analog]:
-        result = runs[(algorithm, None if algorithm == "fp" else width)]
+        acc = 100 * run["val_acc"].sel(pulse_width=width, algorithm=algorithm)
+        samples = run["samples_seen"].sel(pulse_width=width, algorithm=algorithm).mean("seed")
         color = plotting.ALGORITHM_COLORS[algorithm]
-        axes[0, column].plot(result.epoch, 100 * result.val_acc, "-o", ms=2.5, color=color, label=label(algorithm))
-        axes[1, column].plot(result.samples_seen, 100 * result.val_acc, "-", color=color, label=label(algorithm))
+        for row, x in enumerate((acc["epoch"], samples)):
+            axes[row, column].plot(x, acc.mean("seed"), "-o" if row == 0 else "-", ms=2.5, color=color,
+                                   label=label(algorithm))
+            axes[row, column].fill_between(x, acc.min("seed"), acc.max("seed"), color=color, alpha=0.2, lw=0)
     axes[0, column].set_title(f"{plotting.format_pulse_width(width)} pulses")
     axes[0, column].set_xlabel("epoch")
     axes[0, column].xaxis.get_major_locator().set_params(integer=True)
@@ -112,82 +110,67 @@ plt.show()
 # %% [markdown]
 # ## 2 · Final accuracy
 #
-# Test accuracy after the last epoch (the paper reports test accuracy at the end), in percent.
+# Test accuracy after the last epoch (the paper reports test accuracy at the end), in percent: mean ± standard
+# deviation over seeds. The verdicts below are `ferrolib.analysis.claims` (the same rows as notebook 05's table).
 
 # %%
-table = pd.DataFrame(
-    {plotting.format_pulse_width(w): {label(a): 100 * float(runs[(a, w)].test_acc[-1]) for a in analog} for w in widths}
-)
-table.loc[label("fp")] = 100 * float(reference.test_acc[-1])
-display(table.round(2))
-final = {a: np.array([float(runs[(a, w)].test_acc[-1]) for w in widths]) for a in analog}
-fp_final = float(reference.test_acc[-1])
-best_sgd = widths[int(np.argmax(final["sgd"]))]
-display(Markdown(
-    f"Floating point reaches **{100 * fp_final:.1f} %**. Mixed precision stays within "
-    f"{100 * np.max(np.abs(final['mp'] - fp_final)):.1f} points of it at every pulse width "
-    f"({100 * final['mp'].min():.1f} to {100 * final['mp'].max():.1f} %). Plain analog SGD reaches "
-    f"{100 * final['sgd'].min():.1f} to {100 * final['sgd'].max():.1f} % (best at "
-    f"{plotting.format_pulse_width(best_sgd)}); symmetry-point shifting gives {100 * final['sps'].min():.1f} to "
-    f"{100 * final['sps'].max():.1f} %, {100 * np.mean(final['sps'] - final['sgd']):+.1f} points on average over "
-    f"plain SGD. "
-    + ("As in the paper, shifting the reference to the symmetry point recovers most of what plain SGD loses."
-       if np.mean(final["sps"] - final["sgd"]) > 0.02 else
-       "Here shifting the reference does not recover plain SGD's loss, unlike the paper.")
-))
+final = analysis.seed_statistics(100 * run["test_acc"].isel(epoch=-1))
+display(pd.DataFrame({plotting.format_pulse_width(w): {
+    label(a): f"{float(final['mean'].sel(algorithm=a, pulse_width=w)):.2f} ± "
+              f"{float(final['std'].sel(algorithm=a, pulse_width=w)):.2f}" for a in ["fp", *analog]} for w in widths}))
+rows = table[(table["scope"] == "pooled") & table["claim"].str.contains("accura|precision")]
+display(Markdown("| claim | algorithms | effect (accuracy, fraction) | 95 % interval | seeds | verdict |\n"
+                 "|---|---|---|---|---|---|\n" + "\n".join(
+                     f"| {r.claim} | {r.algorithm} | {r.estimate:+.4f} | [{r.ci_low:+.4f}, {r.ci_high:+.4f}] | "
+                     f"{r.n_seeds} | **{r.verdict}** |" for r in rows.itertuples())))
 
 # %% [markdown]
 # ## 3 · Where the weights go: symmetry point drift
 #
-# Histograms of every layer's effective weights at the stored snapshots, for the first pulse width. Under plain
-# SGD (top) the weight is the device state itself; gradient noise gives roughly as many up as down pulses and
-# pulls every device toward its symmetry point (grey, dashed). Under symmetry-point shifting (bottom) the weight
-# `w_device - w_ref` is measured from the symmetry point, so the same pull is toward 0.
+# Histograms of every layer's effective weights at the stored snapshots, for the first pulse width and seed.
+# Under plain SGD (top) the weight is the device state itself; gradient noise gives roughly as many up as down
+# pulses and pulls every device toward its symmetry point (grey, dashed). Under symmetry-point shifting (bottom)
+# the weight `w_device - w_ref` is measured from the symmetry point, so the same pull is toward 0.
 
 # %%
-width = widths[0]
-layers = list(reference.layer.values)
+hists = sourcedata.histograms(result).sel(device=device_id)
+width = float(hists["pulse_width"])
+layers = list(hists["layer"].values)
+centers = result["bin_center"]
 fig, axes = plt.subplots(2, len(layers), figsize=(4 * len(layers), 5.8), sharex=True, layout="constrained")
 for row, algorithm in enumerate(["sgd", "sps"]):
-    result = runs[(algorithm, width)]
     for column, layer in enumerate(layers):
         ax = axes[row, column]
-        hist = result.weight_hist.sel(layer=layer, quantity="w_eff")
+        hist = hists["weight_hist"].sel(algorithm=algorithm, layer=layer, quantity="w_eff")
         shades = plt.cm.viridis(np.linspace(0.1, 0.85, hist.sizes["snapshot"]))
         for shade, snapshot in zip(shades, hist.snapshot.values):
             values = hist.sel(snapshot=snapshot)
-            ax.plot(result.bin_center, values / values.sum(), color=shade, label=f"after epoch {snapshot}")
+            ax.plot(centers, values / values.sum(), color=shade, label=f"after epoch {snapshot}")
         if algorithm == "sgd":
-            sp = result.symmetry_point_hist.sel(layer=layer)
-            ax.plot(result.bin_center, sp / sp.sum(), "--", color="#888888", label="device symmetry points")
+            sp = hists["symmetry_point_hist"].sel(algorithm=algorithm, layer=layer)
+            ax.plot(centers, sp / sp.sum(), "--", color="#888888", label="device symmetry points")
         else:
             ax.axvline(0.0, ls="--", color="#888888", label="w_eff = 0 (symmetry point)")
         ax.set(yscale="log", ylim=(1e-5, 1.5), xlim=(-1.6, 1.6),
                title=f"{label(algorithm)}: {layer}", xlabel="effective weight (device units)")
     axes[row, 0].set_ylabel("fraction of devices")
     axes[row, 0].legend(loc="upper left", fontsize=7)
-fig.suptitle(f"{device_id} {plotting.format_pulse_width(width)}: weight distributions during training")
+fig.suptitle(f"{device_id} {plotting.format_pulse_width(width)}, seed {int(hists['seed'])}: weight distributions")
 plotting.save(fig, "03_weight_distributions", output_dir, provenance=source)
 plt.show()
 
-
-def mean_weight(result, layer: str, snapshot: int) -> float:
-    hist = result.weight_hist.sel(layer=layer, quantity="w_eff", snapshot=snapshot)
-    return float((hist * result.bin_center).sum() / hist.sum())
-
-
-first, last = int(runs[("sgd", width)].snapshot[0]), int(runs[("sgd", width)].snapshot[-1])
-sp_hist = runs[("sgd", width)].symmetry_point_hist.sel(layer=layers[-1])
-sp_mean = float((sp_hist * runs[("sgd", width)].bin_center).sum() / sp_hist.sum())
+mean_weight = analysis.histogram_mean(hists["weight_hist"].sel(quantity="w_eff"), centers)
+snapshots = [int(s) for s in hists["snapshot"].values]
+first, last = snapshots[0], snapshots[-1]
+sp_mean = float(analysis.histogram_mean(hists["symmetry_point_hist"].sel(algorithm="sgd", layer=layers[-1]), centers))
 lines = [f"At {plotting.format_pulse_width(width)} the devices' symmetry points average **{sp_mean:+.2f}**. "
          f"Mean effective weight per layer, epoch {first} → {last}:", "",
          "| layer | plain SGD | SP shifting |", "|---|---|---|"]
 for layer in layers:
-    lines.append(f"| {layer} | {mean_weight(runs[('sgd', width)], layer, first):+.3f} → "
-                 f"{mean_weight(runs[('sgd', width)], layer, last):+.3f} | "
-                 f"{mean_weight(runs[('sps', width)], layer, first):+.3f} → "
-                 f"{mean_weight(runs[('sps', width)], layer, last):+.3f} |")
-drift = {a: mean_weight(runs[(a, width)], layers[-1], last) for a in ("sgd", "sps")}
+    lines.append("| " + " | ".join([layer] + [
+        f"{float(mean_weight.sel(algorithm=a, layer=layer, snapshot=first)):+.3f} → "
+        f"{float(mean_weight.sel(algorithm=a, layer=layer, snapshot=last)):+.3f}" for a in ("sgd", "sps")]) + " |")
+drift = {a: float(mean_weight.sel(algorithm=a, layer=layers[-1], snapshot=last)) for a in ("sgd", "sps")}
 lines += ["", f"In the output layer plain SGD ends {abs(drift['sgd'] - sp_mean):.2f} from the mean symmetry point and "
           f"{abs(drift['sgd']):.2f} from 0; SP shifting ends {abs(drift['sps']):.2f} from 0. Layers whose inputs are "
           "mostly zero (fc1: MNIST pixels) receive few pulses and move little."]
@@ -197,20 +180,24 @@ display(Markdown("\n".join(lines)))
 # ## 4 · Device programming pulses
 #
 # Total device pulses over the run (all three layers) per algorithm and pulse width, the count the energy ledger
-# of notebook 04 charges (left), and the share of them that are potentiation (up) pulses (right).
+# of notebook 04 charges (left, mean over seeds with the seed range), and the share of them that are
+# potentiation (up) pulses (right).
 
 # %%
+totals = analysis.pulse_totals(run)
 fig, (ax, ax_share) = plt.subplots(1, 2, figsize=(1.9 * len(widths) + 5, 3.6), layout="constrained",
                                    gridspec_kw={"width_ratios": [1.6, 1]})
 bar_width = 0.8 / len(analog)
 ticks = np.arange(len(widths))
 for index, algorithm in enumerate(analog):
     positions = ticks + (index - (len(analog) - 1) / 2) * bar_width
-    up = np.array([int(runs[(algorithm, w)].pulses.sel(polarity="up").sum()) for w in widths])
-    down = np.array([int(runs[(algorithm, w)].pulses.sel(polarity="down").sum()) for w in widths])
+    total = totals["total"].sel(algorithm=algorithm)
+    mean = total.mean("seed").values
     color = plotting.ALGORITHM_COLORS[algorithm]
-    ax.bar(positions, up + down, bar_width, color=color, label=label(algorithm))
-    ax_share.plot(ticks, 100 * up / np.maximum(up + down, 1), "-o", color=color, label=label(algorithm))
+    ax.bar(positions, mean, bar_width, color=color, label=label(algorithm),
+           yerr=[mean - total.min("seed").values, total.max("seed").values - mean], capsize=2)
+    ax_share.plot(ticks, 100 * totals["up_share"].sel(algorithm=algorithm).mean("seed"), "-o", color=color,
+                  label=label(algorithm))
 for axis in (ax, ax_share):
     axis.set_xticks(ticks, [plotting.format_pulse_width(w) for w in widths])
     axis.set_xlabel("pulse width")
@@ -221,12 +208,13 @@ ax_share.legend(loc="lower left")
 plotting.save(fig, "03_device_pulses", output_dir, provenance=source)
 plt.show()
 
-totals = {a: np.array([int(runs[(a, w)].pulses.sum()) for w in widths]) for a in analog}
+per_run = {a: totals["total"].sel(algorithm=a).mean("seed").values for a in analog}
 display(Markdown(
-    f"Mixed precision applies {totals['mp'].min():,} to {totals['mp'].max():,} pulses per run, plain SGD "
-    f"{totals['sgd'].min():,} to {totals['sgd'].max():,} and SP shifting {totals['sps'].min():,} to "
-    f"{totals['sps'].max():,}: the pulse-train rules program about "
-    f"{np.median(totals['sgd'] / np.maximum(totals['mp'], 1)):.0f} times more pulses than mixed precision "
+    f"Mixed precision applies {per_run['mp'].min():,.0f} to {per_run['mp'].max():,.0f} pulses per run, plain SGD "
+    f"{per_run['sgd'].min():,.0f} to {per_run['sgd'].max():,.0f} and SP shifting {per_run['sps'].min():,.0f} to "
+    f"{per_run['sps'].max():,.0f} (means over seeds): the pulse-train rules program about "
+    f"{np.median(per_run['sgd'] / np.maximum(per_run['mp'], 1)):.0f} times more pulses than mixed precision "
     f"(median over pulse widths), which pays instead with "
-    f"{int(runs[('mp', widths[0])].digital_macs.sum()):,} digital accumulate operations per run."
+    f"{float(run['digital_macs'].sel(algorithm='mp').isel(pulse_width=0).sum(['epoch', 'layer']).mean()):,.0f} "
+    f"digital accumulate operations per run."
 ))

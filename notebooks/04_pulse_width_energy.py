@@ -26,14 +26,17 @@
 #    symmetry-point shifting `sps`): epochs to reach the target accuracy, final accuracy and the total training
 #    energy, the latter a ledger of counted events (pulses, reads, digital operations) times energy per event.
 #
-# The runs are cached by configuration hash under the results folder, shared with notebooks 03 and 05.
+# The runs are the sweep `sweeps/paper.toml` (shared with notebooks 03 and 05, three seeds); points are means over
+# seeds with the seed spread. Without the runs in `results/`, the notebook renders from the committed summary in
+# `data/results/` and says so.
 
 # %% tags=["parameters"]
 smoke: bool = False
 output_dir: str = ""
 results_dir: str = ""
+summary_dir: str = ""
+results_source: str = "auto"  # "runs": never render from the committed summary
 sweep_config: str = "paper"
-n_seeds: int = 1
 target: float = 0.95
 n_workers: int = 2
 
@@ -45,11 +48,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from ferrolib import energy, measurements, paths, plotting, provenance, sweep
+from ferrolib import analysis, energy, measurements, paths, plotting, sourcedata, sweep
 
 plotting.style()
 profile = "smoke" if smoke else "full"
-spec, options, config_path = sweep.notebook_sweep(sweep_config, smoke, n_seeds)
+spec, options, config_path = sweep.notebook_sweep(sweep_config, smoke)
 energy_model = options["energy_model"]
 device_id = spec.axes()["device"][0]
 results = Path(results_dir) if results_dir else paths.RESULTS
@@ -122,42 +125,40 @@ display(Markdown(
 # %% [markdown]
 # ## 2 · Training across pulse widths
 #
-# Every run of the sweep is trained (or loaded from the cache); its energy ledger multiplies the counted
-# programming pulses per polarity, analog reads and mixed-precision digital operations by their energies.
+# Every run of the sweep is loaded from the cache (or trained, or read from the committed summary); its energy
+# ledger multiplies the counted programming pulses per polarity, analog reads and mixed-precision digital
+# operations by their energies. Points: mean over seeds; error bars: standard deviation over seeds.
 
 # %%
-result = sweep.run_sweep(spec, results, n_workers=n_workers, energy_model=energy_model)
-provenance.write_netcdf(result, sweep.sweep_path(spec, results))
-conv = sweep.sweep_convergence(result, target)
+result, used = sourcedata.sweep_results(spec, options, results, sourcedata.summary_path(spec.name, summary_dir or None),
+                                        n_workers, write=not smoke,
+                                        results_source=results_source)
+display(Markdown(f"Results: {used}."))
+conv = analysis.sweep_convergence(result, target)
+summary = analysis.convergence_summary(conv).isel(device=0)
 algorithms = [a for a in ("mp", "sps", "sgd") if a in result["algorithm"].values]
 widths = result["pulse_width"].values
 n_epochs = result.sizes["epoch"]
 data_note = f"{result.attrs['data_label']}; device {device_id} ({', '.join(sorted(set(result['data_kind'].values.ravel())))})"
 
 
-def seed_stats(values):
-    """Mean and standard deviation over seeds (first device)."""
-    values = values.isel(device=0)
-    return values.mean("seed"), values.std("seed")
-
-
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
 for index, algorithm in enumerate(algorithms):
     color = plotting.ALGORITHM_COLORS[algorithm]
-    reached = conv["reached"].sel(algorithm=algorithm).isel(device=0).all("seed").values
-    epochs_mean, epochs_std = seed_stats(conv["epochs_to_target"].sel(algorithm=algorithm).where(
-        conv["reached"].sel(algorithm=algorithm)))
-    axes[0].errorbar(widths[reached], epochs_mean.values[reached], epochs_std.values[reached], marker="o",
-                     color=color, label=algorithm, capsize=3)
+    at = summary.sel(algorithm=algorithm)
+    reached = at["reached_all"].values
+    axes[0].errorbar(widths[reached], at["epochs_to_target_mean"].values[reached],
+                     at["epochs_to_target_std"].fillna(0).values[reached], marker="o", color=color, label=algorithm,
+                     capsize=3)
     axes[0].plot(widths[~reached], np.full((~reached).sum(), n_epochs + 0.4 + 0.2 * index), "v", mfc="none",
                  color=color)
-    acc_mean, acc_std = seed_stats(conv["final_accuracy"].sel(algorithm=algorithm))
-    axes[1].errorbar(widths, acc_mean, acc_std, marker="o", color=color, label=algorithm, capsize=3)
-    total_mean, total_std = seed_stats(conv["energy_total"].sel(algorithm=algorithm))
-    axes[2].errorbar(widths, total_mean, total_std, marker="o", color=color, label=f"{algorithm}, whole run", capsize=3)
-    e_target, _ = seed_stats(conv["energy_to_target"].sel(algorithm=algorithm).where(conv["reached"].sel(algorithm=algorithm)))
+    axes[1].errorbar(widths, at["final_accuracy_mean"], at["final_accuracy_std"].fillna(0), marker="o", color=color,
+                     label=algorithm, capsize=3)
+    axes[2].errorbar(widths, at["energy_total_mean"], at["energy_total_std"].fillna(0), marker="o", color=color,
+                     label=f"{algorithm}, whole run", capsize=3)
     if reached.any():
-        axes[2].plot(widths[reached], e_target.values[reached], "*", ms=10, color=color, label=f"{algorithm}, to target")
+        axes[2].plot(widths[reached], at["energy_to_target_mean"].values[reached], "*", ms=10, color=color,
+                     label=f"{algorithm}, to target")
 axes[0].axhline(n_epochs + 0.25, color="grey", lw=0.6)
 axes[0].set(xscale="log", xlabel="pulse width (s)", ylabel="epochs to target",
             title=f"epochs to {target:.0%} validation accuracy (▽ = not reached)", ylim=(0, n_epochs + 1.2))
@@ -172,12 +173,12 @@ plotting.save(fig, "04_convergence_vs_width", output_dir,
 plt.show()
 
 # %%
-final = conv["final_accuracy"].isel(device=0).mean("seed")
-reached_any = conv["reached"].isel(device=0).any("seed")
+final = summary["final_accuracy_mean"]
 lines = []
 for algorithm in algorithms:
-    hit = [plotting.format_pulse_width(w) for w in widths if bool(reached_any.sel(algorithm=algorithm, pulse_width=w))]
-    total = conv["energy_total"].isel(device=0).mean("seed").sel(algorithm=algorithm)
+    hit = [plotting.format_pulse_width(w) for w in widths
+           if float(summary["reached_fraction"].sel(algorithm=algorithm, pulse_width=w)) > 0]
+    total = summary["energy_total_mean"].sel(algorithm=algorithm)
     lines.append(
         f"* **{algorithm}**: final accuracy {float(final.sel(algorithm=algorithm).min()):.3f} to "
         f"{float(final.sel(algorithm=algorithm).max()):.3f}; reached {target:.0%} at "

@@ -17,19 +17,22 @@
 # # 05 · The energy–convergence trade-off and the paper's claims
 #
 # One point per pulse width and algorithm: how much training energy a run needs to reach the target accuracy
-# against how many epochs (or samples) it needs. Then every claim of Garg et al. 2025 next to what this
-# reproduction measured, with a verdict computed from the results by `ferrolib.sweep.claims`.
-# The runs are the same cached runs as in notebook 04 (same sweep file, same configuration hashes).
+# against how many epochs (or samples) it needs (means over seeds). Then every claim of Garg et al. 2025 next to
+# what this reproduction measured: an effect with its confidence interval over seeds, and a verdict computed by
+# `ferrolib.analysis.claims`. The runs are those of notebooks 03 and 04 (`sweeps/paper.toml`); without them in
+# `results/`, the notebook renders from the committed summary in `data/results/` in seconds.
 
 # %% tags=["parameters"]
 smoke: bool = False
 output_dir: str = ""
 results_dir: str = ""
+summary_dir: str = ""
+results_source: str = "auto"  # "runs": never render from the committed summary
 sweep_config: str = "paper"
-n_seeds: int = 1
 target: float = 0.95
 relative_target: bool = False
-tolerance: float = 0.01
+accuracy_margin: float = 0.01
+confidence: float = 0.95
 n_workers: int = 2
 
 # %%
@@ -38,35 +41,40 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from ferrolib import energy, paths, plotting, sweep
+from ferrolib import analysis, energy, paths, plotting, sourcedata, sweep
 
 plotting.style()
 profile = "smoke" if smoke else "full"
-spec, options, config_path = sweep.notebook_sweep(sweep_config, smoke, n_seeds)
+spec, options, config_path = sweep.notebook_sweep(sweep_config, smoke)
 results = Path(results_dir) if results_dir else paths.RESULTS
-result = sweep.run_sweep(spec, results, n_workers=n_workers, energy_model=options["energy_model"])
-conv = sweep.sweep_convergence(result, target, relative=relative_target)
+result, used = sourcedata.sweep_results(spec, options, results, sourcedata.summary_path(spec.name, summary_dir or None),
+                                        n_workers, write=not smoke,
+                                        results_source=results_source)
+thresholds = analysis.ClaimThresholds(target=target, relative=relative_target, accuracy_margin=accuracy_margin,
+                                      confidence=confidence)
+conv = analysis.sweep_convergence(result, target, relative=relative_target)
 algorithms = [a for a in ("mp", "sps", "sgd") if a in result["algorithm"].values]
 widths = result["pulse_width"].values
 device_id = str(result["device"].values[0])
 data_note = (f"{result.attrs['data_label']}; device {device_id} "
              f"({', '.join(sorted(set(result['data_kind'].values.ravel())))}); energy model {options['energy_model']!r}; "
-             f"{len(result['seed'])} seed(s); profile {profile}")
+             f"{len(result['seed'])} seed(s), means over seeds; profile {profile}")
 target_text = f"{target:.0%} of fp's final accuracy" if relative_target else f"{target:.0%} validation accuracy"
 display(Markdown(f"Profile **{profile}**: `{config_path.name}`, {len(spec)} runs of {result.sizes['epoch']} epochs; "
-                 f"target {target_text}."))
+                 f"target {target_text}. Results: {used}."))
 
 # %% [markdown]
 # ## The trade-off
 #
-# Left and middle: energy to reach the target against epochs and samples to reach it (only runs that reached
-# it; colour = pulse width, marker = algorithm). Right: every run, whole-run energy against final accuracy.
+# Left and middle: energy to reach the target against epochs and samples to reach it (points where every seed
+# reached it; colour = pulse width, marker = algorithm). Right: whole-run energy against final accuracy.
 
 # %%
 markers = {"mp": "o", "sps": "s", "sgd": "^"}
-mean = {name: conv[name].isel(device=0).mean("seed") for name in
+summary = analysis.convergence_summary(conv, confidence).isel(device=0)
+mean = {name: summary[f"{name}_mean"] for name in
         ("epochs_to_target", "samples_to_target", "energy_to_target", "energy_total", "final_accuracy")}
-reached = conv["reached"].isel(device=0).all("seed")
+reached = summary["reached_all"]
 fig, axes = plt.subplots(1, 3, figsize=(13.5, 4))
 for algorithm in algorithms:
     hit = reached.sel(algorithm=algorithm).values
@@ -100,38 +108,24 @@ plotting.save(fig, "05_tradeoff", output_dir, provenance=data_note)
 plt.show()
 
 # %%
-lines = []
-for algorithm in algorithms:
-    hit = [w for w in widths if bool(reached.sel(algorithm=algorithm, pulse_width=w))]
-    if len(hit) >= 2:
-        short, long_ = hit[0], hit[-1]
-        e_s = float(mean["energy_to_target"].sel(algorithm=algorithm, pulse_width=short))
-        e_l = float(mean["energy_to_target"].sel(algorithm=algorithm, pulse_width=long_))
-        n_s = float(mean["epochs_to_target"].sel(algorithm=algorithm, pulse_width=short))
-        n_l = float(mean["epochs_to_target"].sel(algorithm=algorithm, pulse_width=long_))
-        lines.append(f"* **{algorithm}**: {plotting.format_pulse_width(short)} needs {n_s:.3g} epochs and "
-                     f"{energy.format_energy(e_s)}; {plotting.format_pulse_width(long_)} needs {n_l:.3g} epochs and "
-                     f"{energy.format_energy(e_l)} (energy ratio {e_l / e_s:.3g}).")
-    else:
-        lines.append(f"* **{algorithm}**: reached the target at {len(hit)} pulse width(s); no trade-off to read off.")
-display(Markdown("\n".join(lines)))
+display(Markdown("\n".join(analysis.tradeoff_lines(summary))))
 
 # %% [markdown]
 # ## The paper's claims against this reproduction
 #
-# Each verdict is computed by `ferrolib.sweep.claims` from the runs above (means over seeds and devices; the
-# extreme pulse widths of the sweep; accuracies within the tolerance count as equal). "not testable" means
-# the sweep lacks what the claim needs (e.g. the target was not reached at both extreme widths).
+# Each row is computed by `ferrolib.analysis.claims`: the claim's effect per seed (and per device), its mean with
+# a Student-t confidence interval over the seeds, and the verdict: **holds** when the whole interval lies beyond
+# the threshold, **fails** when it lies on the other side, **inconclusive** when it straddles the threshold, when
+# there is a single seed, or when no run could test the claim (e.g. the reference never reached the target).
+# Thresholds: `ClaimThresholds` (accuracy margin, target, confidence), printed below the table.
 
 # %%
-table = sweep.claims(result, target=target, relative=relative_target, tolerance=tolerance)
-csv_path, json_path = sweep.write_claims(
+table = analysis.claims(result, thresholds)
+csv_path, json_path = analysis.write_claims(
     table, plotting.output_dir(output_dir), "05_claims",
-    {"data": data_note, "sweep": config_path.name, "sweep_config_hash": result.attrs.get("config_hash", "")})
-verdict = {True: "holds", False: "does not hold", None: "not testable"}
-display(Markdown("| claim | algorithm | measured | verdict |\n|---|---|---|---|\n" + "\n".join(
-    f"| {row.claim} | {row.algorithm} | {row.measured} | **{verdict[row.holds]}** |" for row in table.itertuples())))
-counts = table["holds"].map(verdict).value_counts()
-display(Markdown(f"{counts.get('holds', 0)} of {len(table)} rows hold, {counts.get('does not hold', 0)} do not, "
-                 f"{counts.get('not testable', 0)} are not testable in the {profile} profile. "
-                 f"Written to `{csv_path.name}` and `{json_path.name}` beside the figures."))
+    {"data": data_note, "sweep": config_path.name, "results": used})
+display(Markdown(analysis.claims_markdown(table)))
+counts = table.loc[table["scope"] == "pooled", "verdict"].value_counts()
+display(Markdown(f"{counts.get('holds', 0)} of {int((table['scope'] == 'pooled').sum())} claims hold, "
+                 f"{counts.get('fails', 0)} fail, {counts.get('inconclusive', 0)} are inconclusive in the {profile} "
+                 f"profile ({thresholds!r}). Written to `{csv_path.name}` and `{json_path.name}` beside the figures."))

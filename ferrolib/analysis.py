@@ -1,0 +1,376 @@
+"""Analysis of sweep results: every convergence metric and every verdict the notebooks show, computed once here.
+
+The paper's claims are tested on a combined sweep Dataset (``sweep.run_sweep`` or a source-data summary, dims
+``device, pulse_width, algorithm, seed, epoch``). Each claim is an **effect** computed per unit -- one
+``(device, seed)`` pair -- e.g. "epochs to target at the shortest pulse width minus at the longest". Its
+**interval** is a two-sided Student-t confidence interval on the mean of the units:
+
+    mean +- t_{(1 + confidence) / 2, n - 1} * s / sqrt(n),     s the sample standard deviation of the n units,
+
+over the seeds of one device ("per device") or over every (device, seed) unit ("pooled": the spread between
+devices enters the interval). With one unit the interval is undefined. Claims on quantities that no seed changes
+(the energy of one pulse) are **exact**: their interval is the range over the units. The **verdict** compares the
+interval with the claim's threshold (``ClaimThresholds``): holds when the whole interval lies beyond it, fails
+when the whole interval lies on the other side, and is inconclusive when the interval straddles it, is undefined,
+or no unit could test the claim (e.g. the reference run never reached the target).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import stats
+
+from . import energy, paths, provenance
+
+HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
+"""The three verdicts."""
+
+CLAIM_COLUMNS = ["claim", "algorithm", "scope", "devices", "effect", "estimate", "ci_low", "ci_high", "threshold",
+                 "n_seeds", "n_units", "verdict", "measured", "method"]
+"""Columns of the claims table (one row per claim, algorithm and scope)."""
+
+TRADEOFF_METRICS = ("epochs_to_target", "samples_to_target", "energy_to_target", "system_energy_to_target",
+                    "energy_total", "system_energy_total", "final_accuracy")
+"""Convergence metrics summarised over seeds for the figures."""
+
+
+@dataclass
+class ClaimThresholds:
+    """The documented parameters of every verdict (fractions are of accuracy, 0..1)."""
+
+    target: float = 0.95
+    """Validation accuracy a run must reach to count as converged (epochs and energy "to target")."""
+    relative: bool = False
+    """Read ``target`` as a fraction of fp's final accuracy at the same device, pulse width and seed."""
+    accuracy_margin: float = 0.01
+    """Accuracy difference below which two accuracies count as equal: "less accurate" needs the interval above
+    +margin, "no accuracy lost" / "matches" need it above -margin."""
+    epochs_margin: float = 0.0
+    """"Needs more epochs" holds when the interval of epochs(short) - epochs(long) lies above this."""
+    energy_margin: float = 0.0
+    """"Energy falls" holds when the interval of log10(E_long / E_short) lies above this (0: any decrease)."""
+    confidence: float = 0.95
+    """Two-sided confidence level of the Student-t intervals."""
+
+    __repr__ = provenance.compact_repr
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.confidence < 1.0:
+            raise ValueError(f"ClaimThresholds.confidence must lie in (0, 1), got {self.confidence}")
+        if not 0.0 < self.target <= 1.0:
+            raise ValueError(f"ClaimThresholds.target must lie in (0, 1], got {self.target}")
+
+
+# ------------------------------------------------------------------------------------------------ statistics
+def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float, int]:
+    """``(mean, low, high, n)`` of the finite ``values``: the Student-t interval of the mean (NaN bounds for n < 2)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    n = values.size
+    if n == 0:
+        return float("nan"), float("nan"), float("nan"), 0
+    mean = float(values.mean())
+    if n < 2:
+        return mean, float("nan"), float("nan"), n
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * values.std(ddof=1) / np.sqrt(n))
+    return mean, mean - half, mean + half, n
+
+
+def verdict(low: float, high: float, threshold: float) -> str:
+    """holds if the interval lies above ``threshold``, fails if below, inconclusive if it straddles or is NaN."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return INCONCLUSIVE
+    if low > threshold:
+        return HOLDS
+    if high < threshold:
+        return FAILS
+    return INCONCLUSIVE
+
+
+def seed_statistics(values: xr.DataArray, confidence: float = 0.95) -> xr.Dataset:
+    """Mean, sample standard deviation, Student-t half width and count over ``seed`` (NaNs skipped): what the
+    figures draw as "mean with seed spread"."""
+    n = values.notnull().sum("seed")
+    std = values.std("seed", ddof=1)
+    t = xr.apply_ufunc(lambda k: stats.t.ppf(0.5 + confidence / 2, k - 1) if k >= 2 else np.nan, n, vectorize=True)
+    return xr.Dataset({"mean": values.mean("seed"), "std": std, "half_width": t * std / np.sqrt(n), "n": n})
+
+
+# ------------------------------------------------------------------------------------------------ convergence
+def sweep_convergence(sweep_result: xr.Dataset, target: float, relative: bool = False,
+                      accuracy: str = "val_acc") -> xr.Dataset:
+    """Convergence metrics of every run; ``relative`` makes ``target`` a fraction of fp's final accuracy
+    (the ``fp`` entry of the ``algorithm`` dimension, per device, pulse width and seed)."""
+    reference = None
+    if relative:
+        if "fp" not in sweep_result["algorithm"].values:
+            raise ValueError("a relative target needs an 'fp' run in the sweep's algorithm dimension")
+        reference = sweep_result[accuracy].sel(algorithm="fp", drop=True).isel(epoch=-1, drop=True)
+        reference = reference.drop_vars([c for c in reference.coords if c not in reference.dims])
+    return energy.convergence(sweep_result, target, relative_to=reference, accuracy=accuracy)
+
+
+def convergence_summary(conv: xr.Dataset, confidence: float = 0.95) -> xr.Dataset:
+    """Seed statistics of the trade-off metrics, metrics "to target" over the seeds that reached it only; plus
+    ``reached_all`` (every seed reached the target) and ``reached_fraction``."""
+    out = {}
+    for name in TRADEOFF_METRICS:
+        if name not in conv:
+            continue
+        values = conv[name].where(conv["reached"]) if name.endswith("to_target") else conv[name]
+        for stat, array in seed_statistics(values.astype(float), confidence).items():
+            out[f"{name}_{stat}"] = array
+    out["reached_all"] = conv["reached"].all("seed")
+    out["reached_fraction"] = conv["reached"].astype(float).mean("seed")
+    return xr.Dataset(out)
+
+
+def per_update_energy(sweep_result: xr.Dataset, estimate: str | None = None) -> xr.DataArray:
+    """Energy of one programming pulse (J), mean of both polarities, per device and pulse width: the ledger's
+    components summed, or one entry of ``energy.TABLE_COMPONENTS`` (e.g. ``"leakage_conductance"``)."""
+    if estimate is None:
+        pulse = sweep_result["energy_per_pulse"].sum("component")
+    else:
+        pulse = sweep_result["energy_per_pulse_estimates"].sel(estimate=estimate, drop=True)
+    pulse = pulse.mean("polarity")
+    devices = sweep_result["data_kind"] != "none"  # fp runs carry no device: leave them out
+    return pulse.where(devices).max([d for d in pulse.dims if d not in ("device", "pulse_width")])
+
+
+def per_update_energy_without_schottky(sweep_result: xr.Dataset) -> xr.DataArray:
+    """Energy of one pulse from the ohmic leakage, capacitive charging and switching (no Schottky upper bound)."""
+    return sum(per_update_energy(sweep_result, c) for c in ("leakage_conductance", "capacitive", "switching"))
+
+
+def histogram_mean(hist: xr.DataArray, centers: xr.DataArray) -> xr.DataArray:
+    """Mean of a histogram over ``bin``: sum(h c) / sum(h)."""
+    return (hist * centers).sum("bin") / hist.sum("bin")
+
+
+def pulse_totals(sweep_result: xr.Dataset) -> xr.Dataset:
+    """Device pulses per run (all layers and epochs): ``total``, ``up`` and the up share (0..1)."""
+    pulses = sweep_result["pulses"].sum(["epoch", "layer"])
+    total = pulses.sum("polarity")
+    up = pulses.sel(polarity="up", drop=True)
+    return xr.Dataset({"total": total, "up": up, "up_share": up / total.where(total > 0)})
+
+
+# ------------------------------------------------------------------------------------------------ claims
+@dataclass
+class _Effect:
+    """One claim's per-unit effect: values over (device, seed), NaN where a unit cannot test the claim."""
+
+    claim: str
+    algorithm: str
+    effect: str
+    values: xr.DataArray
+    threshold: float
+    measured: Callable[[xr.DataArray], str]
+    exact: bool = False
+
+
+def _extremes(final: xr.DataArray, device: str) -> tuple[float, float] | None:
+    """Shortest and longest pulse width with any finished run of ``device`` (None with fewer than two)."""
+    present = final.sel(device=device).notnull()
+    present = present.any([d for d in present.dims if d != "pulse_width"])
+    widths = sorted(float(w) for w in final["pulse_width"].values[present.values])
+    return (widths[0], widths[-1]) if len(widths) >= 2 else None
+
+
+def _at_extremes(values: xr.DataArray, final: xr.DataArray, short: bool) -> xr.DataArray:
+    """``values`` at each device's shortest (``short``) or longest pulse width -> dims (device, ...)."""
+    pieces = []
+    for device in values["device"].values:
+        ends = _extremes(final, str(device))
+        if ends is None:
+            pieces.append(xr.full_like(values.sel(device=device).isel(pulse_width=0, drop=True), np.nan, dtype=float))
+        else:
+            pieces.append(values.sel(device=device, pulse_width=ends[0 if short else 1], drop=True).astype(float))
+    return xr.concat(pieces, dim=values["device"])
+
+
+def _width_label(seconds: float) -> str:
+    from .plotting import format_pulse_width  # a formatting helper only (lazy: keeps matplotlib out of analysis)
+
+    return format_pulse_width(seconds)
+
+
+def _claim_effects(ds: xr.Dataset, conv: xr.Dataset, limits: ClaimThresholds) -> list[_Effect]:
+    """Every testable claim of the paper as per-unit effects."""
+    algorithms = [str(a) for a in ds["algorithm"].values]
+    n_epochs = ds.sizes["epoch"]
+    final = conv["final_accuracy"]
+    effects: list[_Effect] = []
+
+    for label, e_pulse in (("ledger model", per_update_energy(ds)),
+                           ("without the Schottky bound (ohmic leakage + capacitive + switching)",
+                            per_update_energy_without_schottky(ds))):
+        e_pulse = e_pulse.sortby("pulse_width")
+        steps = np.log10(e_pulse).diff("pulse_width")  # > 0: energy grows with the width
+        smallest = steps.min("pulse_width", skipna=True).where(steps.notnull().any("pulse_width"))
+        units = smallest.broadcast_like(final.isel(pulse_width=0, algorithm=0, drop=True))
+
+        def energies(values: xr.DataArray, e_pulse=e_pulse) -> str:
+            row = e_pulse.mean("device")
+            return ", ".join(f"{_width_label(float(w))}: {energy.format_energy(float(v))}"
+                             for w, v in zip(row["pulse_width"].values, row.values) if np.isfinite(v))
+        effects.append(_Effect(f"Per-update energy falls with shorter pulses, {label}", "all",
+                               "smallest log10 ratio of per-pulse energies of adjacent widths (longer/shorter)",
+                               units, limits.energy_margin, energies, exact=True))
+
+    for algorithm in [a for a in ("mp", "sps", "sgd") if a in algorithms]:
+        c = conv.sel(algorithm=algorithm, drop=True)
+        f = final.sel(algorithm=algorithm, drop=True)
+        reached_s, reached_l = (_at_extremes(c["reached"], f, short) == 1 for short in (True, False))
+        epochs = c["epochs_to_target"].where(c["reached"], n_epochs + 1)  # never reached: more than any that did
+        ep_s, ep_l = (_at_extremes(epochs, f, short) for short in (True, False))
+        effects.append(_Effect("Shorter pulses need more epochs to converge", algorithm,
+                               "epochs to target, shortest minus longest width (not reached = epochs + 1)",
+                               (ep_s - ep_l).where(reached_l), limits.epochs_margin,
+                               lambda v, s=ep_s, l_=ep_l, ok=reached_l: f"{float(s.where(ok).mean()):.3g} epochs at the "
+                               f"shortest, {float(l_.where(ok).mean()):.3g} at the longest width"))
+        for label, name in (("programming pulses, the paper's ledger", "energy_to_target"),
+                            ("whole system: programming, reads and digital work", "system_energy_to_target")):
+            if name not in c:
+                continue
+            e_s, e_l = (_at_extremes(c[name], f, short) for short in (True, False))
+            both = reached_s & reached_l
+            effects.append(_Effect(f"Total training energy still falls with shorter pulses ({label})", algorithm,
+                                   "log10(energy to target at the longest / at the shortest width)",
+                                   np.log10((e_l / e_s).where(both)), limits.energy_margin,
+                                   lambda v, s=e_s, l_=e_l, ok=both: "target not reached at both extreme widths"
+                                   if not bool(ok.any()) else f"{energy.format_energy(float(s.where(ok).mean()))} at "
+                                   f"the shortest, {energy.format_energy(float(l_.where(ok).mean()))} at the longest"))
+        a_s, a_l = (_at_extremes(f, f, short) for short in (True, False))
+        effects.append(_Effect("No accuracy is lost with shorter pulses", algorithm,
+                               "final accuracy, shortest minus longest width (reference reached the target)",
+                               (a_s - a_l).where(reached_l), -limits.accuracy_margin,
+                               lambda v, s=a_s, l_=a_l: f"final accuracy {float(s.mean()):.4f} at the shortest, "
+                               f"{float(l_.mean()):.4f} at the longest width"))
+
+    mean_final = final.mean("pulse_width")
+    learned = conv["reached"].sel(algorithm="mp", drop=True).any("pulse_width") if "mp" in algorithms else None
+
+    def gap(better: str, worse: str, threshold: float, claim: str, reference_learned: bool = True) -> None:
+        values = mean_final.sel(algorithm=better, drop=True) - mean_final.sel(algorithm=worse, drop=True)
+        if reference_learned:  # accuracies of networks that never learned prove nothing
+            values = values.where(learned)
+        effects.append(_Effect(claim, f"{better} vs {worse}",
+                               f"final accuracy {better} minus {worse}, mean over pulse widths", values, threshold,
+                               lambda v, b=better, w=worse: f"mean final accuracy {b} "
+                               f"{float(mean_final.sel(algorithm=b).mean()):.4f}, {w} "
+                               f"{float(mean_final.sel(algorithm=w).mean()):.4f}"))
+
+    if {"mp", "sgd"} <= set(algorithms):
+        gap("mp", "sgd", limits.accuracy_margin, "Plain analog SGD is less accurate than mixed precision")
+    if {"mp", "sgd", "sps"} <= set(algorithms):
+        gap("sps", "sgd", limits.accuracy_margin, "Symmetry-point shifting restores accuracy: better than plain SGD")
+        gap("sps", "mp", -limits.accuracy_margin, "Symmetry-point shifting restores accuracy: as good as mixed precision")
+    if {"mp", "fp"} <= set(algorithms):
+        gap("mp", "fp", -limits.accuracy_margin, "Mixed precision matches floating point", reference_learned=False)
+    return effects
+
+
+def _row(effect: _Effect, values: xr.DataArray, scope: str, confidence: float) -> dict:
+    """One table row: the interval of ``values`` (dims device, seed) and its verdict."""
+    flat = values.values.ravel()
+    units = flat[np.isfinite(flat)]
+    if effect.exact:
+        mean = float(units.mean()) if units.size else float("nan")
+        low, high = (float(units.min()), float(units.max())) if units.size else (float("nan"),) * 2
+        n, method = units.size, "exact (no seed dependence): range over units"
+    else:
+        mean, low, high, n = t_interval(flat, confidence)
+        method = (f"Student-t {confidence:.0%} interval over "
+                  + ("seeds" if scope != "pooled" else "(device, seed) units"))
+    tested = values.notnull()
+    devices = [str(d) for d in values["device"].values if bool(tested.sel(device=d).any())]
+    seeds = int(tested.any("device").sum()) if "seed" in values.dims else 1
+    return {"claim": effect.claim, "algorithm": effect.algorithm, "scope": scope, "devices": ", ".join(devices),
+            "effect": effect.effect, "estimate": mean, "ci_low": low, "ci_high": high, "threshold": effect.threshold,
+            "n_seeds": seeds, "n_units": n, "verdict": verdict(low, high, effect.threshold),
+            "measured": effect.measured(values) if n else "no unit could test it (see the effect's condition)",
+            "method": method}
+
+
+def claims(sweep_result: xr.Dataset, thresholds: ClaimThresholds | None = None,
+           per_device: bool = True) -> pd.DataFrame:
+    """The paper's claims with effect, interval, n seeds and verdict: pooled over devices (first rows of each
+    claim) and, when the sweep has several devices and ``per_device``, per device."""
+    limits = thresholds or ClaimThresholds()
+    if "learning_rate" in sweep_result.dims:
+        raise ValueError("claims need one learning rate per algorithm; select one learning_rate first")
+    conv = sweep_convergence(sweep_result, limits.target, limits.relative)
+    rows = []
+    devices = [str(d) for d in sweep_result["device"].values]
+    for effect in _claim_effects(sweep_result, conv, limits):
+        values = effect.values.transpose("device", "seed")
+        rows.append(_row(effect, values, "pooled", limits.confidence))
+        if per_device and len(devices) > 1:
+            rows += [_row(effect, values.sel(device=[d]), d, limits.confidence) for d in devices]
+    table = pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+    table.attrs = {"thresholds": repr(limits), "thresholds_config": json.dumps(provenance.config_dict(limits))}
+    return table
+
+
+def verdict_of(table: pd.DataFrame, claim: str, algorithm: str | None = None, scope: str = "pooled") -> pd.Series:
+    """The row of ``table`` for one claim (and algorithm, scope)."""
+    rows = table[(table["claim"] == claim) & (table["scope"] == scope)]
+    if algorithm is not None:
+        rows = rows[rows["algorithm"] == algorithm]
+    if len(rows) != 1:
+        raise KeyError(f"claims table has {len(rows)} rows for claim {claim!r}, algorithm {algorithm!r}, "
+                       f"scope {scope!r}")
+    return rows.iloc[0]
+
+
+def write_claims(table: pd.DataFrame, directory: str | Path, name: str, source: dict) -> tuple[Path, Path]:
+    """Write the claims table as ``<name>.csv`` and ``<name>.json`` (with provenance) atomically."""
+    directory = paths.ensure(Path(directory))
+    meta = provenance.provenance_attrs(**{k: str(v) for k, v in {**table.attrs, **source}.items()})
+    csv = provenance.atomic_write(directory / f"{name}.csv", lambda tmp: tmp.write_text(
+        "".join(f"# {k}: {v}\n" for k, v in sorted(meta.items())) + table.to_csv(index=False)))
+    js = provenance.write_json({"provenance": meta, "claims": json.loads(table.to_json(orient="records"))},
+                               directory / f"{name}.json")
+    return csv, js
+
+
+def claims_markdown(table: pd.DataFrame) -> str:
+    """The claims table as Markdown: claim, algorithm, scope, effect with interval, seeds, verdict, measured."""
+    def interval(row: pd.Series) -> str:
+        if not np.isfinite(row.ci_low):
+            return "undefined"
+        return f"[{row.ci_low:+.3g}, {row.ci_high:+.3g}]"
+
+    lines = ["| claim | algorithm | devices | effect | estimate | interval | threshold | seeds | verdict | measured |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in table.itertuples():
+        scope = row.devices if row.scope == "pooled" else f"{row.scope} only"
+        lines.append(f"| {row.claim} | {row.algorithm} | {scope} | {row.effect} | {row.estimate:+.3g} | "
+                     f"{interval(row)} | {row.threshold:+.3g} | {row.n_seeds} | **{row.verdict}** | {row.measured} |")
+    return "\n".join(lines)
+
+
+def tradeoff_lines(summary: xr.Dataset) -> list[str]:
+    """Per algorithm, the energy and epochs to target at the shortest and longest pulse widths every seed reached
+    (Markdown bullets); ``summary`` is one device's ``convergence_summary``."""
+    lines = []
+    for algorithm in [a for a in ("mp", "sps", "sgd") if a in summary["algorithm"].values]:
+        at = summary.sel(algorithm=algorithm)
+        hit = [float(w) for w in at["pulse_width"].values if bool(at["reached_all"].sel(pulse_width=w))]
+        if len(hit) < 2:
+            lines.append(f"* **{algorithm}**: every seed reached the target at {len(hit)} pulse width(s); "
+                         "no trade-off to read off.")
+            continue
+        (e_s, e_l), (n_s, n_l) = ((float(at[f"{name}_mean"].sel(pulse_width=w)) for w in (hit[0], hit[-1]))
+                                  for name in ("energy_to_target", "epochs_to_target"))
+        lines.append(f"* **{algorithm}**: {_width_label(hit[0])} needs {n_s:.3g} epochs and "
+                     f"{energy.format_energy(e_s)}; {_width_label(hit[-1])} needs {n_l:.3g} epochs and "
+                     f"{energy.format_energy(e_l)} (energy ratio {e_l / e_s:.3g}).")
+    return lines

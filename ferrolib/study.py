@@ -1,0 +1,158 @@
+"""The full study (``make study``): every measured device at every pulse width it was measured at, and the paper
+profile with measured device noise; its summaries go into the committed source data (``data/results``).
+
+Two sweep files define it: ``sweeps/study.toml`` (devices, algorithms, seeds, the paper profile; each device is
+expanded to its own measured pulse widths, one sweep per device, since the widths differ between devices) and
+``sweeps/study-noise.toml`` (the paper grid with the cycle-to-cycle scatter of each width's fit, ``c2c``, and a
+stated device-to-device spread ``d2d``; one sweep per width, since ``c2c`` differs between widths). Runs are
+cached by configuration, so an interrupted study resumes; ``--scheduler`` sends the runs to a dask.distributed
+cluster.
+
+    python -m ferrolib.study run [--scheduler tcp://host:8786] [--workers 2]
+    python -m ferrolib.study run --dry-run        # the grid, how each device resolves, what is cached
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import xarray as xr
+
+from . import devices, measurements, paths, provenance, sourcedata, sweep
+
+
+@dataclass
+class StudyPart:
+    """One sweep of the study and the name of its summary in the source data."""
+
+    name: str
+    """Summary name (``data/results/<name>.nc``) and sweep name."""
+    spec: sweep.Sweep
+    """The sweep."""
+    options: dict
+    """Its run options (``[run]`` and the energy model)."""
+
+
+def measured_widths(device_id: str) -> list[float]:
+    """Pulse widths (s) at which ``device_id`` was measured, ascending."""
+    return sorted({float(m.attrs["pulse_width_s"]) for m in measurements.load_measurements(device_id, select="last")})
+
+
+def width_label(seconds: float) -> str:
+    """A file-name label of a pulse width (``2e-08`` -> ``20ns``)."""
+    return devices.pulse_width_label(seconds)
+
+
+def plan(study_config: str | Path = "study", noise_config: str | Path = "study-noise") -> list[StudyPart]:
+    """Every sweep of the study: one per device (its measured widths) and one per width of the noise grid."""
+    spec, options = sweep.load_sweep_config(sweep.resolve_sweep_config(study_config))
+    parts = []
+    for device_id in spec.axes()["device"]:
+        widths = spec.pulse_widths or measured_widths(device_id)
+        name = f"{spec.name}-{device_id}"
+        parts.append(StudyPart(name, dataclasses.replace(spec, devices=[device_id], pulse_widths=widths, name=name),
+                               options))
+    noise, noise_options = sweep.load_sweep_config(sweep.resolve_sweep_config(noise_config))
+    (device_id,) = noise.axes()["device"]
+    for width in noise.axes()["pulse_width"]:
+        fit = devices.get_device(device_id, width, noise.base.device_model)
+        name = f"{noise.name}-{width_label(width)}"
+        base = dataclasses.replace(noise.base, device_id=device_id, pulse_width=width, c2c=round(float(fit.c2c), 4))
+        parts.append(StudyPart(name, dataclasses.replace(noise, base=base, pulse_widths=[width], name=name),
+                               noise_options))
+    return parts
+
+
+def resolution(device_id: str, pulse_width: float, model: str) -> str:
+    """How a (device, width) resolves to a device model: its fitted file, or a fit of the measurement made when
+    the run starts (``ensure_fits`` saves it first); ValueError when neither exists."""
+    path = devices.fitted_device_path(device_id, pulse_width, model)
+    if path.exists():
+        return f"fitted file {path.name}"
+    files = measurements.find_measurements(device_id=device_id, pulse_width=pulse_width)
+    if not files:
+        raise ValueError(f"{device_id} at {pulse_width:g} s: no fitted file and no measurement to fit")
+    return f"to fit from its measurement ({len(files)} file(s))"
+
+
+def ensure_fits(parts: list[StudyPart]) -> list[Path]:
+    """Fit and save (``data/devices``) every device model the study needs that has no fitted file yet."""
+    written = []
+    for part in parts:
+        model = part.spec.base.device_model
+        for _, config in part.spec.points():
+            path = devices.fitted_device_path(config.device_id, config.pulse_width, model)
+            if not path.exists():
+                written.append(devices.get_device(config.device_id, config.pulse_width, model).save(path))
+    return written
+
+
+def dry_run(parts: list[StudyPart], results_dir: str | Path | None = None) -> list[str]:
+    """One line per run: cached or to run, its hash, grid point, noise and device resolution."""
+    root = Path(results_dir or paths.RESULTS)
+    lines = []
+    for part in parts:
+        model = part.spec.base.device_model
+        for key, config in part.spec.points():
+            state = "cached" if sweep.load_cached(config, root) is not None else "to run"
+            grid = ", ".join(f"{d}={v}" for d, v in zip(part.spec.axes(), key))
+            lines.append(f"{state:7s} {provenance.config_hash(config)}  {part.name}: {grid}, c2c={config.c2c:g}, "
+                         f"d2d={config.d2d:g}; {resolution(config.device_id, config.pulse_width, model)}")
+    runs = len(lines)
+    lines.append(f"{runs} runs in {len(parts)} sweeps, {sum(line.startswith('cached') for line in lines)} cached")
+    return lines
+
+
+def run(parts: list[StudyPart], results_dir: str | Path | None = None, scheduler: str | None = None,
+        n_workers: int | None = None, out: str | Path | None = None) -> list[Path]:
+    """Run (or resume) every sweep and write each one's summary into ``out`` (default ``data/results``)."""
+    ensure_fits(parts)
+    written = []
+    for part in parts:
+        result = sweep.run_sweep(part.spec, results_dir, n_workers=n_workers or part.options.get("n_workers"),
+                                 scheduler=scheduler or part.options.get("scheduler"),
+                                 energy_model=part.options["energy_model"])
+        written.append(sourcedata.write_summary(sourcedata.summarize(result, part.spec),
+                                                sourcedata.summary_path(part.name, out)))
+    return written
+
+
+def load_study(prefix: str = "study", directory: str | Path | None = None) -> xr.Dataset:
+    """The committed summaries ``<prefix>-<device>.nc`` combined over devices (widths a device lacks are NaN)."""
+    directory = Path(directory or sourcedata.SOURCE_DATA)
+    files = sorted(p for p in directory.glob(f"{prefix}-*.nc") if not p.name.startswith(f"{prefix}-noise"))
+    if not files:
+        raise FileNotFoundError(f"{directory}: no {prefix}-<device>.nc summaries (make study writes them)")
+    parts = [provenance.read_netcdf(p) for p in files]
+    return xr.concat([p.drop_vars(["weight_hist", "symmetry_point_hist"], errors="ignore") for p in parts],
+                     dim="device", join="outer", data_vars="all", coords="minimal", compat="override",
+                     combine_attrs="drop_conflicts")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ferrolib.study", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["run"])
+    parser.add_argument("--dry-run", action="store_true", help="list the grid and how each device resolves")
+    parser.add_argument("--scheduler", help="dask.distributed scheduler address (overrides [run] scheduler)")
+    parser.add_argument("--workers", type=int, help="local worker processes (overrides [run] n_workers)")
+    parser.add_argument("--results-dir", help="run cache (default results/)")
+    parser.add_argument("--out", help="folder of the summaries (default data/results)")
+    args = parser.parse_args(argv)
+    try:
+        parts = plan()
+        if args.dry_run:
+            print("\n".join(dry_run(parts, args.results_dir)))
+            return 0
+        for path in run(parts, args.results_dir, args.scheduler, args.workers, args.out):
+            print(f"summary -> {path}")
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

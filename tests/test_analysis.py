@@ -1,0 +1,156 @@
+"""The analysis module on fabricated sweeps with known answers: intervals, each verdict branch, per device and
+pooled, exact claims, untestable claims, and the figures' seed statistics."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from ferrolib import analysis
+from ferrolib.analysis import FAILS, HOLDS, INCONCLUSIVE, ClaimThresholds
+from ferrolib.sweep import Sweep, run_sweep
+
+from fake_runs import FakeConfig, fake_train
+
+WIDTHS = [2e-8, 2e-6, 2e-4]
+SGD_VS_MP = "Plain analog SGD is less accurate than mixed precision"
+SPS_VS_SGD = "Symmetry-point shifting restores accuracy: better than plain SGD"
+SPS_VS_MP = "Symmetry-point shifting restores accuracy: as good as mixed precision"
+MORE_EPOCHS = "Shorter pulses need more epochs to converge"
+ENERGY_PER_PULSE = "Per-update energy falls with shorter pulses, ledger model"
+
+
+def fake_sweep(tmp_path: Path, seeds=(0, 1, 2), devices=("ID170ZR5000",), algorithms=("mp", "sgd", "sps"),
+               epochs: int = 8) -> xr.Dataset:
+    spec = Sweep(base=FakeConfig(epochs=epochs), devices=list(devices), pulse_widths=WIDTHS,
+                 algorithms=list(algorithms), seeds=list(seeds), lr_by_algorithm={"mp": 0.5, "sgd": 0.1, "sps": 0.1})
+    return run_sweep(spec, tmp_path, run=fake_train, n_workers=1, progress=False)
+
+
+def shift_final(ds: xr.Dataset, algorithm: str, offsets: dict) -> xr.Dataset:
+    """Add ``offsets[(device, seed)]`` to every epoch's accuracy of ``algorithm`` (a known effect per unit)."""
+    shift = xr.zeros_like(ds["val_acc"].isel(epoch=0, drop=True))
+    for (device, seed), value in offsets.items():
+        shift.loc[dict(device=device, seed=seed, algorithm=algorithm)] = value
+    return ds.assign(val_acc=ds["val_acc"] + shift)
+
+
+def test_t_interval_matches_the_closed_form():
+    mean, low, high, n = analysis.t_interval(np.array([1.0, 2.0, 3.0, np.nan]), 0.95)
+    half = 4.302652729911275 / np.sqrt(3)  # t_{0.975, 2} * s / sqrt(n), s = 1
+    assert n == 3 and mean == 2.0 and np.isclose(low, 2 - half) and np.isclose(high, 2 + half)
+    mean, low, high, n = analysis.t_interval(np.array([0.7]))
+    assert n == 1 and mean == 0.7 and np.isnan(low) and np.isnan(high)
+    assert analysis.t_interval(np.array([]))[3] == 0
+
+
+def test_verdict_branches():
+    assert analysis.verdict(0.02, 0.05, 0.01) == HOLDS
+    assert analysis.verdict(-0.05, 0.0, 0.01) == FAILS
+    assert analysis.verdict(0.0, 0.05, 0.01) == INCONCLUSIVE  # straddles the threshold
+    assert analysis.verdict(np.nan, np.nan, 0.01) == INCONCLUSIVE  # one seed: no interval
+
+
+def test_claims_on_fabricated_runs_with_known_effects(tmp_path: Path):
+    ds = fake_sweep(tmp_path)
+    table = analysis.claims(ds, ClaimThresholds(target=0.9))
+    assert list(table.columns) == analysis.CLAIM_COLUMNS
+    row = analysis.verdict_of(table, SGD_VS_MP)
+    # fabricated finals: mp 0.97 and sgd 0.80 times the same rising curve; the gap is the same for every seed
+    final = ds["val_acc"].isel(epoch=-1)
+    expected = float((final.sel(algorithm="mp") - final.sel(algorithm="sgd")).mean())
+    assert row.verdict == HOLDS and np.isclose(row.estimate, expected) and row.n_seeds == 3 and row.n_units == 3
+    assert row.ci_low <= row.estimate <= row.ci_high and row.devices == "ID170ZR5000"
+    assert analysis.verdict_of(table, SPS_VS_SGD).verdict == HOLDS
+    assert analysis.verdict_of(table, SPS_VS_MP).verdict == HOLDS  # 0.965 vs 0.97: within the 0.01 margin
+    assert analysis.verdict_of(table, MORE_EPOCHS, "mp").verdict == HOLDS  # tau grows at short widths
+    # sgd never reaches 0.9 at the longest width: nothing can test its epochs claim
+    sgd_epochs = analysis.verdict_of(table, MORE_EPOCHS, "sgd")
+    assert sgd_epochs.verdict == INCONCLUSIVE and sgd_epochs.n_units == 0
+    # the fabricated 20 ns curve is still rising at epoch 8 (0.81 against 0.97): accuracy is lost
+    assert analysis.verdict_of(table, "No accuracy is lost with shorter pulses", "mp").verdict == FAILS
+    assert analysis.verdict_of(table, ENERGY_PER_PULSE, "all").method.startswith("exact")
+
+
+def test_each_verdict_from_the_seed_spread(tmp_path: Path):
+    ds = fake_sweep(tmp_path)
+    device = "ID170ZR5000"
+    limits = ClaimThresholds(target=0.9, accuracy_margin=0.01)
+    # sps - sgd gap per seed, set exactly: the baseline gap is removed, then a known gap added
+    base_gap = (ds["val_acc"].sel(algorithm="sps") - ds["val_acc"].sel(algorithm="sgd")).isel(epoch=-1).mean("pulse_width")
+
+    def with_gap(gaps: list[float]) -> xr.Dataset:
+        offsets = {(device, seed): gaps[seed] - float(base_gap.sel(device=device, seed=seed)) for seed in range(3)}
+        return shift_final(ds, "sps", offsets)
+
+    cases = {HOLDS: [0.05, 0.06, 0.055], FAILS: [-0.05, -0.04, -0.06], INCONCLUSIVE: [0.03, -0.01, 0.02]}
+    for expected, gaps in cases.items():
+        row = analysis.verdict_of(analysis.claims(with_gap(gaps), limits), SPS_VS_SGD)
+        mean, low, high, _ = analysis.t_interval(np.array(gaps), limits.confidence)
+        assert row.verdict == expected, (gaps, row.ci_low, row.ci_high)
+        assert np.isclose(row.estimate, mean) and np.isclose(row.ci_low, low) and np.isclose(row.ci_high, high)
+    single = analysis.claims(with_gap(cases[HOLDS]).sel(seed=[0]), limits)
+    row = analysis.verdict_of(single, SPS_VS_SGD)
+    assert row.verdict == INCONCLUSIVE and row.n_seeds == 1 and np.isnan(row.ci_low)
+    # an exact claim needs no seeds: the energy of one pulse does not depend on them
+    assert analysis.verdict_of(single, ENERGY_PER_PULSE, "all").verdict == HOLDS
+
+
+def test_per_device_and_pooled(tmp_path: Path):
+    devices = ("ID161ZR15000", "ID170ZR5000")
+    ds = fake_sweep(tmp_path, devices=devices, seeds=(0, 1))
+    # on ID161ZR15000 sps falls 0.2 below its fabricated level, so it no longer beats sgd by more than the margin
+    ds = shift_final(ds, "sps", {("ID161ZR15000", 0): -0.2, ("ID161ZR15000", 1): -0.2})
+    table = analysis.claims(ds, ClaimThresholds(target=0.9))
+    assert set(table["scope"]) == {"pooled", *devices}
+    assert analysis.verdict_of(table, SPS_VS_SGD, scope="ID170ZR5000").verdict == HOLDS
+    assert analysis.verdict_of(table, SPS_VS_SGD, scope="ID161ZR15000").verdict == FAILS
+    pooled = analysis.verdict_of(table, SPS_VS_SGD)
+    assert pooled.n_units == 4 and pooled.devices == "ID161ZR15000, ID170ZR5000"
+    assert pooled.verdict == INCONCLUSIVE  # the devices disagree: the pooled interval straddles the margin
+    assert "(device, seed) units" in pooled.method
+    only_pooled = analysis.claims(ds, ClaimThresholds(target=0.9), per_device=False)
+    assert set(only_pooled["scope"]) == {"pooled"}
+
+
+def test_relative_target_and_fp_claim(tmp_path: Path):
+    ds = fake_sweep(tmp_path, seeds=(0, 1), algorithms=("fp", "mp"))
+    rel = analysis.sweep_convergence(ds, 0.99, relative=True)
+    fp_final = ds["val_acc"].sel(algorithm="fp").isel(epoch=-1)
+    assert np.allclose(rel["threshold"], 0.99 * fp_final.broadcast_like(rel["threshold"]))
+    table = analysis.claims(ds, ClaimThresholds(target=0.9))
+    # 0.97 against 0.98, times the same rising curve: within the 0.01 margin, until mp loses 0.05
+    assert analysis.verdict_of(table, "Mixed precision matches floating point").verdict == HOLDS
+    worse = shift_final(ds, "mp", {("ID170ZR5000", 0): -0.05, ("ID170ZR5000", 1): -0.05})
+    assert analysis.verdict_of(analysis.claims(worse, ClaimThresholds(target=0.9)),
+                               "Mixed precision matches floating point").verdict == FAILS
+    with pytest.raises(ValueError, match="fp"):
+        analysis.sweep_convergence(ds.sel(algorithm=["mp"]), 0.9, relative=True)
+
+
+def test_seed_statistics_and_convergence_summary(tmp_path: Path):
+    ds = fake_sweep(tmp_path)
+    final = ds["val_acc"].isel(epoch=-1)
+    statistics = analysis.seed_statistics(final)
+    point = final.sel(device="ID170ZR5000", algorithm="mp", pulse_width=2e-8).values
+    at = statistics.sel(device="ID170ZR5000", algorithm="mp", pulse_width=2e-8)
+    assert np.isclose(at["mean"], point.mean()) and np.isclose(at["std"], point.std(ddof=1)) and int(at["n"]) == 3
+    summary = analysis.convergence_summary(analysis.sweep_convergence(ds, 0.9))
+    assert not bool(summary["reached_all"].sel(algorithm="sgd").any())
+    assert summary["epochs_to_target_mean"].sel(algorithm="sgd").isnull().all()  # never reached: no mean
+    totals = analysis.pulse_totals(ds)
+    assert np.array_equal(totals["total"], ds["pulses"].sum(["epoch", "layer", "polarity"]))
+    assert ((totals["up_share"] > 0) & (totals["up_share"] < 1)).sel(algorithm="sgd").all()
+
+
+def test_bad_thresholds_and_grids_are_named(tmp_path: Path):
+    with pytest.raises(ValueError, match="confidence"):
+        ClaimThresholds(confidence=1.5)
+    with pytest.raises(ValueError, match="target"):
+        ClaimThresholds(target=0.0)
+    assert repr(ClaimThresholds(target=0.9)) == "ClaimThresholds(target=0.9)"
+    ds = fake_sweep(tmp_path, seeds=(0,))
+    with pytest.raises(KeyError, match="no such claim"):
+        analysis.verdict_of(analysis.claims(ds), "no such claim")

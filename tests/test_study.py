@@ -1,0 +1,48 @@
+"""The study's grid: every device at its own measured widths, the noise grid with each width's fitted c2c, how
+each device resolves, and combining per-device summaries with different widths."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ferrolib import devices, sourcedata, study
+from ferrolib.sweep import Sweep, run_sweep
+
+from fake_runs import FakeConfig, fake_train
+
+
+def test_study_plan_covers_every_measured_width(shared_measurements: Path):
+    parts = {part.name: part for part in study.plan()}
+    assert set(parts) == {"study-ID161ZR15000", "study-ID170ZR5000", "study-ID181ZR1000", "study-ID301XR1000Oct",
+                          *(f"study-noise-{w}" for w in ("20ns", "200ns", "2us", "20us", "200us"))}
+    assert len(parts["study-ID301XR1000Oct"].spec.axes()["pulse_width"]) == 12
+    assert all(len(parts[f"study-{d}"].spec.axes()["pulse_width"]) == 6
+               for d in ("ID161ZR15000", "ID170ZR5000", "ID181ZR1000"))
+    assert sum(len(p.spec) for p in parts.values()) == (3 * 6 + 12) * 3 + 5 * 3 * 3
+    noise = parts["study-noise-20ns"].spec
+    fit = devices.get_device("ID170ZR5000", 2e-8, "piecewise")
+    assert {c.c2c for _, c in noise.points()} == {round(fit.c2c, 4)} and fit.c2c > 0
+    assert {c.d2d for _, c in noise.points()} == {0.1} and noise.axes()["seed"] == [0, 1, 2]
+    assert study.resolution("ID170ZR5000", 2e-8, "piecewise").startswith("fitted file")
+    assert study.resolution("ID181ZR1000", 2e-8, "piecewise").startswith(("fitted file", "to fit from"))
+    with pytest.raises(ValueError, match="no measurement"):
+        study.resolution("ID181ZR1000", 3e-8, "piecewise")
+
+
+def test_load_study_joins_devices_with_different_widths(tmp_path: Path):
+    for device, widths in (("ID170ZR5000", [2e-8, 2e-4]), ("ID161ZR15000", [2e-8, 2e-6, 2e-4])):
+        spec = Sweep(base=FakeConfig(epochs=2), devices=[device], pulse_widths=widths, algorithms=["mp", "sgd"],
+                     name=f"study-{device}")
+        summary = sourcedata.summarize(run_sweep(spec, tmp_path / "runs", run=fake_train, n_workers=1,
+                                                 progress=False), spec)
+        sourcedata.write_summary(summary, sourcedata.summary_path(spec.name, tmp_path))
+    combined = study.load_study("study", tmp_path)
+    assert list(combined["device"].values) == ["ID161ZR15000", "ID170ZR5000"]
+    assert list(combined["pulse_width"].values) == [2e-8, 2e-6, 2e-4]
+    final = combined["val_acc"].isel(epoch=-1)
+    assert bool(np.isnan(final.sel(device="ID170ZR5000", pulse_width=2e-6)).all())
+    assert bool(final.sel(device="ID161ZR15000").notnull().all())
+    with pytest.raises(FileNotFoundError, match="make study"):
+        study.load_study("study", tmp_path / "empty")
