@@ -19,7 +19,7 @@ SMOKED := $(NOTEBOOKS:notebooks/%.py=$(SMOKE)/notebooks/%.ipynb)
 LIBRARY := $(shell find ferrolib -name '*.py' -o -name '*.tsv') pyproject.toml
 PAPERMILL := $(BIN)/papermill --cwd notebooks --log-level WARNING --request-save-on-cell-execute
 
-.PHONY: help env data figures check study test smoke lab sync bench crosscheck clean distclean
+.PHONY: help env data figures check study test smoke lab sync site bench crosscheck clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -78,11 +78,26 @@ test: data ## run the test suite (includes every notebook's smoke profile)
 	status=0; $(BIN)/python -m pytest || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$status
 
-sync: $(STAMP) ## pair every notebooks/*.py with an .ipynb (jupytext); the .py is the reviewed source
+sync: $(STAMP) ## pair every notebooks/*.py with an .ipynb (jupytext --sync; the newer of the two wins)
 	$(BIN)/jupytext --sync $(NOTEBOOKS)
 
-lab: sync ## open JupyterLab on the notebooks
-	$(BIN)/jupyter lab notebooks/
+# JupyterLab with the project's settings (jupyter-config/, added to the config path; the user's own settings are
+# untouched): paired .py files open as notebooks, no news prompt, served on 127.0.0.1. Extra options: LAB_ARGS.
+LAB_ROOT ?= notebooks
+LAB_ARGS ?=
+lab: sync ## open JupyterLab on the notebooks (double-click a .py to open it as a notebook)
+	JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter-config $(BIN)/jupyter lab --ServerApp.root_dir=$(LAB_ROOT) $(LAB_ARGS)
+
+# The site renders the executed notebooks of `make figures`, or those of `make smoke` with SITE_FROM=smoke.
+ifeq ($(SITE_FROM),smoke)
+SITE_INPUTS := $(SMOKED)
+SITE_FIGURES := $(SMOKE)/figures
+else
+SITE_INPUTS := $(EXECUTED)
+SITE_FIGURES := figures
+endif
+site: $(SITE_INPUTS) ## render the executed notebooks, figures and claims table into build/site/ (open index.html)
+	$(BIN)/python -m ferrolib.site $(dir $(firstword $(SITE_INPUTS))) $(SITE_FIGURES) $(BUILD)/site
 
 bench: data ## print training throughput of fp, sgd, mp and sps (and their ratios to fp)
 	$(BIN)/python benchmarks/train_throughput.py
