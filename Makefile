@@ -78,7 +78,7 @@ else
 SITE_INPUTS := $(EXECUTED)
 SITE_FIGURES := figures
 endif
-site: $(SITE_INPUTS) ## render the executed notebooks, figures and claims table into build/site/ (open index.html)
+site: data $(SITE_INPUTS) ## render the executed notebooks, figures and claims table into build/site/ (open index.html)
 	$(BIN)/python -m ferrolib.site $(dir $(firstword $(SITE_INPUTS))) $(SITE_FIGURES) $(BUILD)/site
 
 bench: data ## print training throughput of fp, sgd, mp and sps (and their ratios to fp)
