@@ -68,7 +68,7 @@ sync: $(STAMP) ## pair every notebooks/*.py with an .ipynb (jupytext --sync; the
 LAB_ROOT ?= notebooks
 LAB_ARGS ?=
 lab: sync ## open JupyterLab on the notebooks (double-click a .py to open it as a notebook)
-	JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter-config $(BIN)/jupyter lab --ServerApp.root_dir=$(LAB_ROOT) $(LAB_ARGS)
+	JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter-config$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH} $(BIN)/jupyter lab --ServerApp.root_dir=$(LAB_ROOT) $(LAB_ARGS)
 
 # The site renders the executed notebooks of `make figures`, or those of `make smoke` with SITE_FROM=smoke.
 ifeq ($(SITE_FROM),smoke)
