@@ -86,7 +86,7 @@ sync: $(STAMP) ## pair every notebooks/*.py with an .ipynb (jupytext --sync; the
 LAB_ROOT ?= notebooks
 LAB_ARGS ?=
 lab: sync ## open JupyterLab on the notebooks (double-click a .py to open it as a notebook)
-	JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter-config $(BIN)/jupyter lab --ServerApp.root_dir=$(LAB_ROOT) $(LAB_ARGS)
+	JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter-config$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH} $(BIN)/jupyter lab --ServerApp.root_dir=$(LAB_ROOT) $(LAB_ARGS)
 
 # The site renders the executed notebooks of `make figures`, or those of `make smoke` with SITE_FROM=smoke.
 ifeq ($(SITE_FROM),smoke)
@@ -96,7 +96,7 @@ else
 SITE_INPUTS := $(EXECUTED)
 SITE_FIGURES := figures
 endif
-site: $(SITE_INPUTS) ## render the executed notebooks, figures and claims table into build/site/ (open index.html)
+site: data $(SITE_INPUTS) ## render the executed notebooks, figures and claims table into build/site/ (open index.html)
 	$(BIN)/python -m ferrolib.site $(dir $(firstword $(SITE_INPUTS))) $(SITE_FIGURES) $(BUILD)/site
 
 bench: data ## print training throughput of fp, sgd, mp and sps (and their ratios to fp)

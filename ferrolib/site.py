@@ -194,7 +194,7 @@ def build_site(config: SiteConfig) -> Path:
                 f"<br>{figure.name}</a></li>"
             )
         sections.append(
-            f'<section><h3><a href="notebooks/{path.stem}.html">{html.escape(path.stem)}: {html.escape(title)}</a></h3>\n'
+            f'<section><h3><a href="notebooks/{path.stem}.html">{html.escape(title)}</a></h3>\n'
             f'<ul class="figures">{"".join(figure_items)}</ul></section>'
         )
     index = staging / "index.html"

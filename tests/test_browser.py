@@ -183,7 +183,7 @@ def test_reader_opens_runs_edits_and_saves_a_notebook_then_reads_the_site(lab, b
     wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Notebook .jp-Cell")))
     assert not browser.find_elements(By.CSS_SELECTOR, ".jp-MainAreaWidget .jp-FileEditor"), "opened as text"
     wait.until(_kernel_idle)
-    assert not browser.find_elements(By.CSS_SELECTOR, ".jp-Dialog"), "a dialog (news prompt?) is in the way"
+    assert not browser.find_elements(By.CSS_SELECTOR, ".jp-Dialog"), "a dialog is in the way"
 
     # Run all cells: outputs, both figures, no stderr or error output.
     _menu(browser, "Run", "runmenu:run-all")
@@ -198,6 +198,7 @@ def test_reader_opens_runs_edits_and_saves_a_notebook_then_reads_the_site(lab, b
         WebDriverWait(browser, 10).until(lambda d: d.execute_script("return arguments[0].naturalWidth", image) > 0)
     bad = panel.find_elements(By.CSS_SELECTOR, '[data-mime-type="application/vnd.jupyter.stderr"], .jp-OutputArea-output.jp-mod-error')
     assert not bad, f"stderr or error outputs: {[b.text[:200] for b in bad]}"
+    assert not browser.find_elements(By.XPATH, "//*[contains(text(), 'Jupyter news')]"), "the news prompt showed"
     assert sorted(p.name for p in lab["figures"].glob("*.png")) == ["00_measurements.png", "00_mnist.png"]
 
     # Saving without an edit leaves the .py byte for byte as it was.

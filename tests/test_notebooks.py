@@ -1,14 +1,19 @@
 """Every notebook runs end to end with its smoke parameters through papermill (as `make smoke` does),
-writes its figures to the requested folder and nowhere else."""
+writes its figures to the requested folder and nowhere else, and prints no warning or stderr into its outputs;
+the static site built from the executed notebooks shows every figure (with alt text) and the claims table."""
 from __future__ import annotations
 
+import json
+from html.parser import HTMLParser
 from pathlib import Path
 
 import jupytext
+import nbformat
 import papermill
 import pytest
 
 from ferrolib import paths
+from ferrolib.site import SiteConfig, build_site, claims_table, figure_captions
 
 NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 
@@ -18,25 +23,111 @@ def smoke_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("smoke")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_smoke_profile(notebook: Path, smoke_root: Path):
-    figures_before = {p: p.stat().st_mtime for p in paths.FIGURES.glob("*")} if paths.FIGURES.exists() else {}
+def _execute_smoke(notebook: Path, smoke_root: Path) -> nbformat.NotebookNode:
+    """Run ``notebook`` with its smoke parameters into ``smoke_root`` (once per module) and return the result."""
+    executed_path = smoke_root / f"{notebook.stem}.ipynb"
+    if executed_path.exists():
+        return nbformat.read(executed_path, as_version=4)
     source = smoke_root / f"{notebook.stem}.source.ipynb"
     jupytext.write(jupytext.read(notebook), source)
-    output_dir = smoke_root / "figures"
-    executed = papermill.execute_notebook(
+    return papermill.execute_notebook(
         str(source),
-        str(smoke_root / f"{notebook.stem}.ipynb"),
-        parameters={"smoke": True, "output_dir": str(output_dir), "results_dir": str(smoke_root / "results")},
+        str(executed_path),
+        parameters={"smoke": True, "output_dir": str(smoke_root / "figures"), "results_dir": str(smoke_root / "results")},
         cwd=str(paths.NOTEBOOKS),
         kernel_name="python3",
         progress_bar=False,
     )
-    errors = [o for cell in executed.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_smoke_profile(notebook: Path, smoke_root: Path):
+    figures_before = {p: p.stat().st_mtime for p in paths.FIGURES.glob("*")} if paths.FIGURES.exists() else {}
+    executed = _execute_smoke(notebook, smoke_root)
+    outputs = [o for cell in executed.cells for o in cell.get("outputs", [])]
+    errors = [o for o in outputs if o.get("output_type") == "error"]
     assert not errors
-    written = sorted(output_dir.glob(f"{notebook.stem[:2]}_*.png"))
+    stderr = ["".join(o["text"])[:300] for o in outputs if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+    assert not stderr, f"{notebook.name} prints to stderr (warnings?): {stderr}"
+    warnings = [json.dumps(o)[:300] for o in outputs if "Warning:" in json.dumps(o.get("data", {})) + json.dumps(o.get("text", ""))]
+    assert not warnings, f"{notebook.name} shows warnings in its outputs: {warnings}"
+    written = sorted((smoke_root / "figures").glob(f"{notebook.stem[:2]}_*.png"))
     assert written, f"{notebook.name} wrote no figure into the smoke output folder"
     assert all(p.stat().st_size > 5_000 for p in written), "a figure file is suspiciously small"
     figures_after = {p: p.stat().st_mtime for p in paths.FIGURES.glob("*")} if paths.FIGURES.exists() else {}
     assert figures_after == figures_before, "the smoke profile touched the repository's figures/"
+
+
+class _Page(HTMLParser):
+    """The images (src, alt) and link targets of one HTML page."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.images: list[tuple[str, str | None]] = []
+        self.links: list[str] = []
+        self.feed(path.read_text())
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "img":
+            self.images.append((attributes.get("src") or "", attributes.get("alt")))
+        elif tag == "a" and attributes.get("href"):
+            self.links.append(attributes["href"])
+
+
+@pytest.mark.slow
+def test_site_of_the_smoke_notebooks_shows_every_figure_with_alt_text_and_the_claims(smoke_root: Path, tmp_path: Path):
+    for notebook in NOTEBOOKS:
+        _execute_smoke(notebook, smoke_root)
+    figures = sorted((smoke_root / "figures").glob("*.png"))
+    index = build_site(SiteConfig(smoke_root, smoke_root / "figures", tmp_path / "site"))
+    site = index.parent
+    page = _Page(index)
+    assert [src for src, _ in page.images] == [f"figures/{f.name}" for f in figures], "the index misses figures"
+    assert {f"notebooks/{nb.stem}.html" for nb in NOTEBOOKS} <= set(page.links)
+    claims = [line for line in (smoke_root / "figures" / "05_claims.csv").read_text().splitlines() if line[:1] != "#"]
+    assert len(claims) > 1 and index.read_text().count("<tr>") == len(claims), "the claims table lost rows"
+    for html_file in [index, *sorted((site / "notebooks").glob("*.html"))]:
+        parsed = _Page(html_file)
+        missing_alt = [src[:60] for src, alt in parsed.images if not (alt or "").strip()]
+        assert not missing_alt, f"{html_file.name}: images without alt text: {missing_alt}"
+        for href in parsed.links:
+            target = href.split("#")[0]
+            if target and "://" not in target:
+                assert (html_file.parent / target).is_file(), f"{html_file.name}: broken link {href}"
+    executed_images = sum(
+        "image/png" in o.get("data", {})
+        for nb in NOTEBOOKS for cell in nbformat.read(smoke_root / f"{nb.stem}.ipynb", as_version=4).cells
+        for o in cell.get("outputs", [])
+    )
+    rendered_images = sum(len(_Page(f).images) for f in (site / "notebooks").glob("*.html"))
+    assert rendered_images == executed_images, "the notebook pages dropped figures"
+
+
+def test_figure_captions_come_from_the_markdown_above_and_match_fstring_names():
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Title"),
+        nbformat.v4.new_code_cell('plotting.save(fig, "00_first", output_dir)'),
+        nbformat.v4.new_markdown_cell("Left: **G** against `pulse`, see [the paper](https://x)."),
+        nbformat.v4.new_code_cell('for d in ids:\n    plotting.save(fig, f"02_fits_{d}", output_dir)'),
+    ])
+    assert figure_captions(notebook, "Title") == [("00_first", "Title"), ("02_fits_*", "Left: G against pulse, see the paper.")]
+
+
+def test_claims_table_escapes_cells_and_keeps_the_provenance_lines(tmp_path: Path):
+    csv_file = tmp_path / "claims.csv"
+    csv_file.write_text('# data: subset\n# profile: smoke\nclaim,holds\n"a <b> claim, with comma",True\n')
+    table = claims_table(csv_file)
+    assert "<td>a &lt;b&gt; claim, with comma</td><td>True</td>" in table
+    assert "<caption>data: subset; profile: smoke</caption>" in table
+
+
+def test_site_names_a_missing_input_and_writes_nothing(tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="notebooks: .*missing"):
+        build_site(SiteConfig(tmp_path / "missing", tmp_path, tmp_path / "site"))
+    (tmp_path / "executed").mkdir()
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "executed" / "00_x.ipynb")
+    with pytest.raises(FileNotFoundError, match="claims: .*05_claims.csv"):
+        build_site(SiteConfig(tmp_path / "executed", tmp_path, tmp_path / "site"))
+    assert not (tmp_path / "site").exists()
