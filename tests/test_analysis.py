@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -154,3 +155,28 @@ def test_bad_thresholds_and_grids_are_named(tmp_path: Path):
     ds = fake_sweep(tmp_path, seeds=(0,))
     with pytest.raises(KeyError, match="no such claim"):
         analysis.verdict_of(analysis.claims(ds), "no such claim")
+
+
+def test_threshold_fit_recovers_a_known_threshold():
+    x = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9])
+    fit = analysis.threshold_fit(x, x > 0.5, n_boot=200)
+    assert fit["threshold"] == 0.5 and fit["direction"] == 1.0 and fit["error_rate"] == 0.0
+    assert 0.3 <= fit["ci_low"] <= 0.5 <= fit["ci_high"] <= 0.7
+    below = analysis.threshold_fit(x, x < 0.25, n_boot=50)
+    assert below["threshold"] == 0.25 and below["direction"] == -1.0
+    noisy = analysis.threshold_fit(x, np.array([0, 0, 1, 0, 1, 1, 1, 1], bool), n_boot=50)
+    assert noisy["error_rate"] == 1 / 8  # one point on the wrong side of the best threshold
+    assert np.isnan(analysis.threshold_fit(np.ones(4), np.array([0, 1, 0, 1], bool), n_boot=10)["threshold"])
+
+
+def test_causes_rank_the_property_that_decides_the_collapse():
+    properties = pd.DataFrame({"device": ["a"] * 6, "pulse_width": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+                               "sp_distance": [0.1, 0.2, 0.3, 0.5, 0.6, 0.7], "step_asymmetry": [0.1, -0.1] * 3,
+                               "n_states": [50.0, 40.0, 60.0, 30.0, 45.0, 55.0], "c2c": [0.2] * 6})
+    accuracy = pd.DataFrame({"device": ["a"] * 6, "pulse_width": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+                             "algorithm": ["sgd"] * 6, "accuracy": [0.9, 0.85, 0.8, 0.2, 0.15, 0.1]})
+    table = analysis.causes(accuracy, properties, collapse_below=0.5).set_index("property")
+    assert np.isclose(table.loc["sp_distance", "spearman_rho"], -1.0)
+    assert table.loc["sp_distance", "threshold"] == 0.4 and table.loc["sp_distance", "error_rate"] == 0.0
+    assert table.loc["step_asymmetry", "error_rate"] > 0  # alternating: it cannot separate the collapse
+    assert np.isnan(table.loc["c2c", "threshold"])  # constant: no threshold
