@@ -173,6 +173,7 @@ class _Effect:
     threshold: float
     measured: Callable[[xr.DataArray], str]
     exact: bool = False
+    condition: str = "no run could test it"
 
 
 def _extremes(final: xr.DataArray, device: str) -> tuple[float, float] | None:
@@ -234,7 +235,8 @@ def _claim_effects(ds: xr.Dataset, conv: xr.Dataset, limits: ClaimThresholds) ->
                                "epochs to target, shortest minus longest width (not reached = epochs + 1)",
                                (ep_s - ep_l).where(reached_l), limits.epochs_margin,
                                lambda v, s=ep_s, l_=ep_l, ok=reached_l: f"{float(s.where(ok).mean()):.3g} epochs at the "
-                               f"shortest, {float(l_.where(ok).mean()):.3g} at the longest width"))
+                               f"shortest, {float(l_.where(ok).mean()):.3g} at the longest width",
+                               condition="the longest width never reached the target"))
         for label, name in (("programming pulses, the paper's ledger", "energy_to_target"),
                             ("whole system: programming, reads and digital work", "system_energy_to_target")):
             if name not in c:
@@ -246,13 +248,15 @@ def _claim_effects(ds: xr.Dataset, conv: xr.Dataset, limits: ClaimThresholds) ->
                                    np.log10((e_l / e_s).where(both)), limits.energy_margin,
                                    lambda v, s=e_s, l_=e_l, ok=both: "target not reached at both extreme widths"
                                    if not bool(ok.any()) else f"{energy.format_energy(float(s.where(ok).mean()))} at "
-                                   f"the shortest, {energy.format_energy(float(l_.where(ok).mean()))} at the longest"))
+                                   f"the shortest, {energy.format_energy(float(l_.where(ok).mean()))} at the longest",
+                                   condition="the target was not reached at both extreme widths"))
         a_s, a_l = (_at_extremes(f, f, short) for short in (True, False))
         effects.append(_Effect("No accuracy is lost with shorter pulses", algorithm,
                                "final accuracy, shortest minus longest width (reference reached the target)",
                                (a_s - a_l).where(reached_l), -limits.accuracy_margin,
                                lambda v, s=a_s, l_=a_l: f"final accuracy {float(s.mean()):.4f} at the shortest, "
-                               f"{float(l_.mean()):.4f} at the longest width"))
+                               f"{float(l_.mean()):.4f} at the longest width",
+                               condition="the longest width never reached the target"))
 
     mean_final = final.mean("pulse_width")
     learned = conv["reached"].sel(algorithm="mp", drop=True).any("pulse_width") if "mp" in algorithms else None
@@ -265,7 +269,8 @@ def _claim_effects(ds: xr.Dataset, conv: xr.Dataset, limits: ClaimThresholds) ->
                                f"final accuracy {better} minus {worse}, mean over pulse widths", values, threshold,
                                lambda v, b=better, w=worse: f"mean final accuracy {b} "
                                f"{float(mean_final.sel(algorithm=b).mean()):.4f}, {w} "
-                               f"{float(mean_final.sel(algorithm=w).mean()):.4f}"))
+                               f"{float(mean_final.sel(algorithm=w).mean()):.4f}",
+                               condition="mp, the reference, never reached the target"))
 
     if {"mp", "sgd"} <= set(algorithms):
         gap("mp", "sgd", limits.accuracy_margin, "Plain analog SGD is less accurate than mixed precision")
@@ -295,7 +300,7 @@ def _row(effect: _Effect, values: xr.DataArray, scope: str, confidence: float) -
     return {"claim": effect.claim, "algorithm": effect.algorithm, "scope": scope, "devices": ", ".join(devices),
             "effect": effect.effect, "estimate": mean, "ci_low": low, "ci_high": high, "threshold": effect.threshold,
             "n_seeds": seeds, "n_units": n, "verdict": verdict(low, high, effect.threshold),
-            "measured": effect.measured(values) if n else "no unit could test it (see the effect's condition)",
+            "measured": effect.measured(values) if n else f"not testable: {effect.condition}",
             "method": method}
 
 

@@ -2,8 +2,6 @@
 pooled, exact claims, untestable claims, and the figures' seed statistics."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,11 +21,22 @@ MORE_EPOCHS = "Shorter pulses need more epochs to converge"
 ENERGY_PER_PULSE = "Per-update energy falls with shorter pulses, ledger model"
 
 
-def fake_sweep(tmp_path: Path, seeds=(0, 1, 2), devices=("ID170ZR5000",), algorithms=("mp", "sgd", "sps"),
-               epochs: int = 8) -> xr.Dataset:
-    spec = Sweep(base=FakeConfig(epochs=epochs), devices=list(devices), pulse_widths=WIDTHS,
-                 algorithms=list(algorithms), seeds=list(seeds), lr_by_algorithm={"mp": 0.5, "sgd": 0.1, "sps": 0.1})
-    return run_sweep(spec, tmp_path, run=fake_train, n_workers=1, progress=False)
+@pytest.fixture(scope="module")
+def fake_sweep(tmp_path_factory):
+    """``fake_sweep(seeds, devices, algorithms)``: a fabricated sweep of 8 epochs over three pulse widths, built
+    once per argument set in this module (tests copy before changing it)."""
+    built: dict[tuple, xr.Dataset] = {}
+
+    def make(seeds=(0, 1, 2), devices=("ID170ZR5000",), algorithms=("mp", "sgd", "sps")) -> xr.Dataset:
+        key = (tuple(seeds), tuple(devices), tuple(algorithms))
+        if key not in built:
+            spec = Sweep(base=FakeConfig(epochs=8), devices=list(devices), pulse_widths=WIDTHS,
+                         algorithms=list(algorithms), seeds=list(seeds),
+                         lr_by_algorithm={"mp": 0.5, "sgd": 0.1, "sps": 0.1})
+            built[key] = run_sweep(spec, tmp_path_factory.mktemp("runs"), run=fake_train, n_workers=1, progress=False)
+        return built[key].copy(deep=True)
+
+    return make
 
 
 def shift_final(ds: xr.Dataset, algorithm: str, offsets: dict) -> xr.Dataset:
@@ -54,8 +63,8 @@ def test_verdict_branches():
     assert analysis.verdict(np.nan, np.nan, 0.01) == INCONCLUSIVE  # one seed: no interval
 
 
-def test_claims_on_fabricated_runs_with_known_effects(tmp_path: Path):
-    ds = fake_sweep(tmp_path)
+def test_claims_on_fabricated_runs_with_known_effects(fake_sweep):
+    ds = fake_sweep()
     table = analysis.claims(ds, ClaimThresholds(target=0.9))
     assert list(table.columns) == analysis.CLAIM_COLUMNS
     row = analysis.verdict_of(table, SGD_VS_MP)
@@ -70,13 +79,14 @@ def test_claims_on_fabricated_runs_with_known_effects(tmp_path: Path):
     # sgd never reaches 0.9 at the longest width: nothing can test its epochs claim
     sgd_epochs = analysis.verdict_of(table, MORE_EPOCHS, "sgd")
     assert sgd_epochs.verdict == INCONCLUSIVE and sgd_epochs.n_units == 0
+    assert sgd_epochs.measured == "not testable: the longest width never reached the target"
     # the fabricated 20 ns curve is still rising at epoch 8 (0.81 against 0.97): accuracy is lost
     assert analysis.verdict_of(table, "No accuracy is lost with shorter pulses", "mp").verdict == FAILS
     assert analysis.verdict_of(table, ENERGY_PER_PULSE, "all").method.startswith("exact")
 
 
-def test_each_verdict_from_the_seed_spread(tmp_path: Path):
-    ds = fake_sweep(tmp_path)
+def test_each_verdict_from_the_seed_spread(fake_sweep):
+    ds = fake_sweep()
     device = "ID170ZR5000"
     limits = ClaimThresholds(target=0.9, accuracy_margin=0.01)
     # sps - sgd gap per seed, set exactly: the baseline gap is removed, then a known gap added
@@ -99,9 +109,9 @@ def test_each_verdict_from_the_seed_spread(tmp_path: Path):
     assert analysis.verdict_of(single, ENERGY_PER_PULSE, "all").verdict == HOLDS
 
 
-def test_per_device_and_pooled(tmp_path: Path):
+def test_per_device_and_pooled(fake_sweep):
     devices = ("ID161ZR15000", "ID170ZR5000")
-    ds = fake_sweep(tmp_path, devices=devices, seeds=(0, 1))
+    ds = fake_sweep(devices=devices, seeds=(0, 1))
     # on ID161ZR15000 sps falls 0.2 below its fabricated level, so it no longer beats sgd by more than the margin
     ds = shift_final(ds, "sps", {("ID161ZR15000", 0): -0.2, ("ID161ZR15000", 1): -0.2})
     table = analysis.claims(ds, ClaimThresholds(target=0.9))
@@ -116,8 +126,8 @@ def test_per_device_and_pooled(tmp_path: Path):
     assert set(only_pooled["scope"]) == {"pooled"}
 
 
-def test_relative_target_and_fp_claim(tmp_path: Path):
-    ds = fake_sweep(tmp_path, seeds=(0, 1), algorithms=("fp", "mp"))
+def test_relative_target_and_fp_claim(fake_sweep):
+    ds = fake_sweep(seeds=(0, 1), algorithms=("fp", "mp"))
     rel = analysis.sweep_convergence(ds, 0.99, relative=True)
     fp_final = ds["val_acc"].sel(algorithm="fp").isel(epoch=-1)
     assert np.allclose(rel["threshold"], 0.99 * fp_final.broadcast_like(rel["threshold"]))
@@ -131,8 +141,8 @@ def test_relative_target_and_fp_claim(tmp_path: Path):
         analysis.sweep_convergence(ds.sel(algorithm=["mp"]), 0.9, relative=True)
 
 
-def test_seed_statistics_and_convergence_summary(tmp_path: Path):
-    ds = fake_sweep(tmp_path)
+def test_seed_statistics_and_convergence_summary(fake_sweep):
+    ds = fake_sweep()
     final = ds["val_acc"].isel(epoch=-1)
     statistics = analysis.seed_statistics(final)
     point = final.sel(device="ID170ZR5000", algorithm="mp", pulse_width=2e-8).values
@@ -146,13 +156,13 @@ def test_seed_statistics_and_convergence_summary(tmp_path: Path):
     assert ((totals["up_share"] > 0) & (totals["up_share"] < 1)).sel(algorithm="sgd").all()
 
 
-def test_bad_thresholds_and_grids_are_named(tmp_path: Path):
+def test_bad_thresholds_and_grids_are_named(fake_sweep):
     with pytest.raises(ValueError, match="confidence"):
         ClaimThresholds(confidence=1.5)
     with pytest.raises(ValueError, match="target"):
         ClaimThresholds(target=0.0)
     assert repr(ClaimThresholds(target=0.9)) == "ClaimThresholds(target=0.9)"
-    ds = fake_sweep(tmp_path, seeds=(0,))
+    ds = fake_sweep(seeds=(0,))
     with pytest.raises(KeyError, match="no such claim"):
         analysis.verdict_of(analysis.claims(ds), "no such claim")
 
