@@ -173,6 +173,7 @@ class _Effect:
     threshold: float
     measured: Callable[[xr.DataArray], str]
     exact: bool = False
+    condition: str = "no run could test it"
 
 
 def _extremes(final: xr.DataArray, device: str) -> tuple[float, float] | None:
@@ -234,7 +235,8 @@ def _claim_effects(ds: xr.Dataset, conv: xr.Dataset, limits: ClaimThresholds) ->
                                "epochs to target, shortest minus longest width (not reached = epochs + 1)",
                                (ep_s - ep_l).where(reached_l), limits.epochs_margin,
                                lambda v, s=ep_s, l_=ep_l, ok=reached_l: f"{float(s.where(ok).mean()):.3g} epochs at the "
-                               f"shortest, {float(l_.where(ok).mean()):.3g} at the longest width"))
+                               f"shortest, {float(l_.where(ok).mean()):.3g} at the longest width",
+                               condition="the longest width never reached the target"))
         for label, name in (("programming pulses, the paper's ledger", "energy_to_target"),
                             ("whole system: programming, reads and digital work", "system_energy_to_target")):
             if name not in c:
@@ -246,13 +248,15 @@ def _claim_effects(ds: xr.Dataset, conv: xr.Dataset, limits: ClaimThresholds) ->
                                    np.log10((e_l / e_s).where(both)), limits.energy_margin,
                                    lambda v, s=e_s, l_=e_l, ok=both: "target not reached at both extreme widths"
                                    if not bool(ok.any()) else f"{energy.format_energy(float(s.where(ok).mean()))} at "
-                                   f"the shortest, {energy.format_energy(float(l_.where(ok).mean()))} at the longest"))
+                                   f"the shortest, {energy.format_energy(float(l_.where(ok).mean()))} at the longest",
+                                   condition="the target was not reached at both extreme widths"))
         a_s, a_l = (_at_extremes(f, f, short) for short in (True, False))
         effects.append(_Effect("No accuracy is lost with shorter pulses", algorithm,
                                "final accuracy, shortest minus longest width (reference reached the target)",
                                (a_s - a_l).where(reached_l), -limits.accuracy_margin,
                                lambda v, s=a_s, l_=a_l: f"final accuracy {float(s.mean()):.4f} at the shortest, "
-                               f"{float(l_.mean()):.4f} at the longest width"))
+                               f"{float(l_.mean()):.4f} at the longest width",
+                               condition="the longest width never reached the target"))
 
     mean_final = final.mean("pulse_width")
     learned = conv["reached"].sel(algorithm="mp", drop=True).any("pulse_width") if "mp" in algorithms else None
@@ -265,7 +269,8 @@ def _claim_effects(ds: xr.Dataset, conv: xr.Dataset, limits: ClaimThresholds) ->
                                f"final accuracy {better} minus {worse}, mean over pulse widths", values, threshold,
                                lambda v, b=better, w=worse: f"mean final accuracy {b} "
                                f"{float(mean_final.sel(algorithm=b).mean()):.4f}, {w} "
-                               f"{float(mean_final.sel(algorithm=w).mean()):.4f}"))
+                               f"{float(mean_final.sel(algorithm=w).mean()):.4f}",
+                               condition="mp, the reference, never reached the target"))
 
     if {"mp", "sgd"} <= set(algorithms):
         gap("mp", "sgd", limits.accuracy_margin, "Plain analog SGD is less accurate than mixed precision")
@@ -295,7 +300,7 @@ def _row(effect: _Effect, values: xr.DataArray, scope: str, confidence: float) -
     return {"claim": effect.claim, "algorithm": effect.algorithm, "scope": scope, "devices": ", ".join(devices),
             "effect": effect.effect, "estimate": mean, "ci_low": low, "ci_high": high, "threshold": effect.threshold,
             "n_seeds": seeds, "n_units": n, "verdict": verdict(low, high, effect.threshold),
-            "measured": effect.measured(values) if n else "no unit could test it (see the effect's condition)",
+            "measured": effect.measured(values) if n else f"not testable: {effect.condition}",
             "method": method}
 
 
@@ -374,3 +379,82 @@ def tradeoff_lines(summary: xr.Dataset) -> list[str]:
                      f"{energy.format_energy(e_s)}; {_width_label(hit[-1])} needs {n_l:.3g} epochs and "
                      f"{energy.format_energy(e_l)} (energy ratio {e_l / e_s:.3g}).")
     return lines
+
+
+# ------------------------------------------------------------------------------------------------ causes
+PROPERTIES: dict[str, str] = {
+    "sp_distance": "|symmetry point| (weight units)",
+    "step_asymmetry": "step asymmetry at w = 0, (dw_up - dw_down) / (dw_up + dw_down)",
+    "n_states": "number of states",
+    "c2c": "cycle-to-cycle scatter (fit)",
+}
+"""Device properties the causes analysis relates to accuracy, with their axis labels."""
+
+
+def device_properties(points: list[tuple[str, float]], model: str = "piecewise") -> pd.DataFrame:
+    """The fitted device's properties at every ``(device, pulse width)``: distance of the symmetry point from 0,
+    step asymmetry at w = 0 (the drift the initial weights feel), number of states and cycle-to-cycle scatter."""
+    from .devices import get_device
+
+    rows = []
+    for device_id, width in points:
+        fit = get_device(device_id, width, model)
+        up, down = fit.steps_at_zero
+        rows.append({"device": device_id, "pulse_width": float(width), "sp_distance": abs(fit.symmetry_point),
+                     "step_asymmetry": (up - down) / (up + down), "n_states": fit.n_states, "c2c": float(fit.c2c)})
+    return pd.DataFrame(rows)
+
+
+def accuracy_by_point(sweep_result: xr.Dataset, algorithms: tuple[str, ...] = ("sgd", "sps")) -> pd.DataFrame:
+    """Final validation accuracy (mean over seeds) of each algorithm at every (device, pulse width) with runs."""
+    final = sweep_result["val_acc"].isel(epoch=-1).sel(algorithm=list(algorithms)).mean("seed")
+    table = final.to_dataframe(name="accuracy").reset_index()[["device", "pulse_width", "algorithm", "accuracy"]]
+    return table.dropna(subset=["accuracy"]).reset_index(drop=True)
+
+
+def threshold_fit(x: np.ndarray, collapsed: np.ndarray, n_boot: int = 2000, seed: int = 0,
+                  confidence: float = 0.95) -> dict[str, float]:
+    """The one-threshold classifier "collapsed iff x beyond t" with the fewest errors (either direction; t midway
+    between neighbouring x), its error rate, and a percentile bootstrap interval of t over resampled points.
+
+    ``direction`` +1: collapse above t; -1: below. With fewer than two distinct x every value is NaN."""
+    x, collapsed = np.asarray(x, float), np.asarray(collapsed, bool)
+
+    def best(xs: np.ndarray, ys: np.ndarray) -> tuple[float, float, float]:
+        values = np.unique(xs)
+        if values.size < 2:
+            return float("nan"), float("nan"), float("nan")
+        candidates = (values[:-1] + values[1:]) / 2
+        above = xs[None, :] > candidates[:, None]
+        errors_up = (above != ys[None, :]).sum(1)  # collapse above t
+        errors_down = (above == ys[None, :]).sum(1)  # collapse below t
+        up, down = errors_up.argmin(), errors_down.argmin()
+        if errors_up[up] <= errors_down[down]:
+            return float(candidates[up]), 1.0, float(errors_up[up]) / xs.size
+        return float(candidates[down]), -1.0, float(errors_down[down]) / xs.size
+
+    threshold, direction, error = best(x, collapsed)
+    rng = np.random.default_rng(seed)
+    draws = [best(x[i], collapsed[i])[0] for i in (rng.integers(0, x.size, x.size) for _ in range(n_boot))]
+    draws = np.array([d for d in draws if np.isfinite(d)])
+    low, high = (np.quantile(draws, [(1 - confidence) / 2, (1 + confidence) / 2]) if draws.size
+                 else (float("nan"), float("nan")))
+    return {"threshold": threshold, "direction": direction, "error_rate": error, "ci_low": float(low),
+            "ci_high": float(high), "n_points": int(x.size), "n_collapsed": int(collapsed.sum())}
+
+
+def causes(accuracy: pd.DataFrame, properties: pd.DataFrame, collapse_below: float = 0.5,
+           confidence: float = 0.95) -> pd.DataFrame:
+    """Per algorithm and device property: Spearman's rank correlation with accuracy (and its p-value) and the
+    threshold model of "accuracy below ``collapse_below``" (``threshold_fit``) over every device-width point."""
+    joined = accuracy.merge(properties, on=["device", "pulse_width"])
+    rows = []
+    for algorithm, group in joined.groupby("algorithm", sort=False):
+        for name in PROPERTIES:
+            varies = len(group) > 2 and group[name].nunique() > 1 and group["accuracy"].nunique() > 1
+            rho, p_value = stats.spearmanr(group[name], group["accuracy"]) if varies else (np.nan, np.nan)
+            fit = threshold_fit(group[name].to_numpy(), (group["accuracy"] < collapse_below).to_numpy(),
+                                confidence=confidence)
+            rows.append({"algorithm": algorithm, "property": name, "spearman_rho": float(rho),
+                         "p_value": float(p_value), **fit})
+    return pd.DataFrame(rows)

@@ -41,7 +41,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from ferrolib import analysis, energy, paths, plotting, sourcedata, sweep
+from ferrolib import analysis, paths, plotting, sourcedata, sweep
 
 plotting.style()
 profile = "smoke" if smoke else "full"

@@ -2,9 +2,8 @@
 pooled, exact claims, untestable claims, and the figures' seed statistics."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -22,11 +21,22 @@ MORE_EPOCHS = "Shorter pulses need more epochs to converge"
 ENERGY_PER_PULSE = "Per-update energy falls with shorter pulses, ledger model"
 
 
-def fake_sweep(tmp_path: Path, seeds=(0, 1, 2), devices=("ID170ZR5000",), algorithms=("mp", "sgd", "sps"),
-               epochs: int = 8) -> xr.Dataset:
-    spec = Sweep(base=FakeConfig(epochs=epochs), devices=list(devices), pulse_widths=WIDTHS,
-                 algorithms=list(algorithms), seeds=list(seeds), lr_by_algorithm={"mp": 0.5, "sgd": 0.1, "sps": 0.1})
-    return run_sweep(spec, tmp_path, run=fake_train, n_workers=1, progress=False)
+@pytest.fixture(scope="module")
+def fake_sweep(tmp_path_factory):
+    """``fake_sweep(seeds, devices, algorithms)``: a fabricated sweep of 8 epochs over three pulse widths, built
+    once per argument set in this module (tests copy before changing it)."""
+    built: dict[tuple, xr.Dataset] = {}
+
+    def make(seeds=(0, 1, 2), devices=("ID170ZR5000",), algorithms=("mp", "sgd", "sps")) -> xr.Dataset:
+        key = (tuple(seeds), tuple(devices), tuple(algorithms))
+        if key not in built:
+            spec = Sweep(base=FakeConfig(epochs=8), devices=list(devices), pulse_widths=WIDTHS,
+                         algorithms=list(algorithms), seeds=list(seeds),
+                         lr_by_algorithm={"mp": 0.5, "sgd": 0.1, "sps": 0.1})
+            built[key] = run_sweep(spec, tmp_path_factory.mktemp("runs"), run=fake_train, n_workers=1, progress=False)
+        return built[key].copy(deep=True)
+
+    return make
 
 
 def shift_final(ds: xr.Dataset, algorithm: str, offsets: dict) -> xr.Dataset:
@@ -53,8 +63,8 @@ def test_verdict_branches():
     assert analysis.verdict(np.nan, np.nan, 0.01) == INCONCLUSIVE  # one seed: no interval
 
 
-def test_claims_on_fabricated_runs_with_known_effects(tmp_path: Path):
-    ds = fake_sweep(tmp_path)
+def test_claims_on_fabricated_runs_with_known_effects(fake_sweep):
+    ds = fake_sweep()
     table = analysis.claims(ds, ClaimThresholds(target=0.9))
     assert list(table.columns) == analysis.CLAIM_COLUMNS
     row = analysis.verdict_of(table, SGD_VS_MP)
@@ -69,13 +79,14 @@ def test_claims_on_fabricated_runs_with_known_effects(tmp_path: Path):
     # sgd never reaches 0.9 at the longest width: nothing can test its epochs claim
     sgd_epochs = analysis.verdict_of(table, MORE_EPOCHS, "sgd")
     assert sgd_epochs.verdict == INCONCLUSIVE and sgd_epochs.n_units == 0
+    assert sgd_epochs.measured == "not testable: the longest width never reached the target"
     # the fabricated 20 ns curve is still rising at epoch 8 (0.81 against 0.97): accuracy is lost
     assert analysis.verdict_of(table, "No accuracy is lost with shorter pulses", "mp").verdict == FAILS
     assert analysis.verdict_of(table, ENERGY_PER_PULSE, "all").method.startswith("exact")
 
 
-def test_each_verdict_from_the_seed_spread(tmp_path: Path):
-    ds = fake_sweep(tmp_path)
+def test_each_verdict_from_the_seed_spread(fake_sweep):
+    ds = fake_sweep()
     device = "ID170ZR5000"
     limits = ClaimThresholds(target=0.9, accuracy_margin=0.01)
     # sps - sgd gap per seed, set exactly: the baseline gap is removed, then a known gap added
@@ -98,9 +109,9 @@ def test_each_verdict_from_the_seed_spread(tmp_path: Path):
     assert analysis.verdict_of(single, ENERGY_PER_PULSE, "all").verdict == HOLDS
 
 
-def test_per_device_and_pooled(tmp_path: Path):
+def test_per_device_and_pooled(fake_sweep):
     devices = ("ID161ZR15000", "ID170ZR5000")
-    ds = fake_sweep(tmp_path, devices=devices, seeds=(0, 1))
+    ds = fake_sweep(devices=devices, seeds=(0, 1))
     # on ID161ZR15000 sps falls 0.2 below its fabricated level, so it no longer beats sgd by more than the margin
     ds = shift_final(ds, "sps", {("ID161ZR15000", 0): -0.2, ("ID161ZR15000", 1): -0.2})
     table = analysis.claims(ds, ClaimThresholds(target=0.9))
@@ -115,8 +126,8 @@ def test_per_device_and_pooled(tmp_path: Path):
     assert set(only_pooled["scope"]) == {"pooled"}
 
 
-def test_relative_target_and_fp_claim(tmp_path: Path):
-    ds = fake_sweep(tmp_path, seeds=(0, 1), algorithms=("fp", "mp"))
+def test_relative_target_and_fp_claim(fake_sweep):
+    ds = fake_sweep(seeds=(0, 1), algorithms=("fp", "mp"))
     rel = analysis.sweep_convergence(ds, 0.99, relative=True)
     fp_final = ds["val_acc"].sel(algorithm="fp").isel(epoch=-1)
     assert np.allclose(rel["threshold"], 0.99 * fp_final.broadcast_like(rel["threshold"]))
@@ -130,8 +141,8 @@ def test_relative_target_and_fp_claim(tmp_path: Path):
         analysis.sweep_convergence(ds.sel(algorithm=["mp"]), 0.9, relative=True)
 
 
-def test_seed_statistics_and_convergence_summary(tmp_path: Path):
-    ds = fake_sweep(tmp_path)
+def test_seed_statistics_and_convergence_summary(fake_sweep):
+    ds = fake_sweep()
     final = ds["val_acc"].isel(epoch=-1)
     statistics = analysis.seed_statistics(final)
     point = final.sel(device="ID170ZR5000", algorithm="mp", pulse_width=2e-8).values
@@ -145,12 +156,37 @@ def test_seed_statistics_and_convergence_summary(tmp_path: Path):
     assert ((totals["up_share"] > 0) & (totals["up_share"] < 1)).sel(algorithm="sgd").all()
 
 
-def test_bad_thresholds_and_grids_are_named(tmp_path: Path):
+def test_bad_thresholds_and_grids_are_named(fake_sweep):
     with pytest.raises(ValueError, match="confidence"):
         ClaimThresholds(confidence=1.5)
     with pytest.raises(ValueError, match="target"):
         ClaimThresholds(target=0.0)
     assert repr(ClaimThresholds(target=0.9)) == "ClaimThresholds(target=0.9)"
-    ds = fake_sweep(tmp_path, seeds=(0,))
+    ds = fake_sweep(seeds=(0,))
     with pytest.raises(KeyError, match="no such claim"):
         analysis.verdict_of(analysis.claims(ds), "no such claim")
+
+
+def test_threshold_fit_recovers_a_known_threshold():
+    x = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9])
+    fit = analysis.threshold_fit(x, x > 0.5, n_boot=200)
+    assert fit["threshold"] == 0.5 and fit["direction"] == 1.0 and fit["error_rate"] == 0.0
+    assert 0.3 <= fit["ci_low"] <= 0.5 <= fit["ci_high"] <= 0.7
+    below = analysis.threshold_fit(x, x < 0.25, n_boot=50)
+    assert below["threshold"] == 0.25 and below["direction"] == -1.0
+    noisy = analysis.threshold_fit(x, np.array([0, 0, 1, 0, 1, 1, 1, 1], bool), n_boot=50)
+    assert noisy["error_rate"] == 1 / 8  # one point on the wrong side of the best threshold
+    assert np.isnan(analysis.threshold_fit(np.ones(4), np.array([0, 1, 0, 1], bool), n_boot=10)["threshold"])
+
+
+def test_causes_rank_the_property_that_decides_the_collapse():
+    properties = pd.DataFrame({"device": ["a"] * 6, "pulse_width": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+                               "sp_distance": [0.1, 0.2, 0.3, 0.5, 0.6, 0.7], "step_asymmetry": [0.1, -0.1] * 3,
+                               "n_states": [50.0, 40.0, 60.0, 30.0, 45.0, 55.0], "c2c": [0.2] * 6})
+    accuracy = pd.DataFrame({"device": ["a"] * 6, "pulse_width": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+                             "algorithm": ["sgd"] * 6, "accuracy": [0.9, 0.85, 0.8, 0.2, 0.15, 0.1]})
+    table = analysis.causes(accuracy, properties, collapse_below=0.5).set_index("property")
+    assert np.isclose(table.loc["sp_distance", "spearman_rho"], -1.0)
+    assert table.loc["sp_distance", "threshold"] == 0.4 and table.loc["sp_distance", "error_rate"] == 0.0
+    assert table.loc["step_asymmetry", "error_rate"] > 0  # alternating: it cannot separate the collapse
+    assert np.isnan(table.loc["c2c", "threshold"])  # constant: no threshold

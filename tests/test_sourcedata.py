@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from ferrolib import provenance, sourcedata, sweep
+from ferrolib import provenance, sourcedata
 from ferrolib.sourcedata import CheckTolerances
 from ferrolib.sweep import Sweep, run_sweep
 
