@@ -7,6 +7,8 @@ SHELL := bash
 MAKEFLAGS += --no-builtin-rules
 
 PYTHON ?= python3.11
+# Idle OpenMP threads (torch, numba) sleep instead of spinning, even where torch loads before ferrolib.
+export OMP_WAIT_POLICY ?= PASSIVE
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ferrolib-installed
