@@ -70,8 +70,9 @@ sync: $(STAMP) ## pair every notebooks/*.py with an .ipynb (jupytext); the .py i
 lab: sync ## open JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks/
 
-bench: data ## print training throughput of fp, sgd, mp and sps (and their ratios to fp)
-	$(BIN)/python benchmarks/train_throughput.py
+BENCH_ARGS ?= --threads 1 2 --repeats 3
+bench: data ## print training throughput of fp, sgd, mp and sps: 1 and 2 threads, ratios to fp (BENCH_ARGS)
+	$(BIN)/python benchmarks/train_throughput.py $(BENCH_ARGS)
 
 clean: ## remove executed notebooks and smoke outputs (keeps results/, figures/ and the data cache)
 	rm -rf $(BUILD) $(SMOKE) notebooks/*.ipynb

@@ -179,8 +179,8 @@ class MixedPrecisionLayer(Layer):
         the remainder in chi; returns n."""
         counts = pulsed.transfer_counts(self.chi, self.eps, self.settings.max_pulses, increment, scale)
         pulsed.apply_pulse_counts(self.tile.state, counts, self.tile.params, self.settings.seed, step,
-                                  self.tile.count_up, self.tile.count_down)
-        self.tile.invalidate()
+                                  self.tile.count_up, self.tile.count_down, self.tile.live_weight(),
+                                  self.tile.reference)
         return counts
 
     def update(self, x: Tensor, d: Tensor, lr: float, step: int) -> None:
