@@ -7,6 +7,8 @@ SHELL := bash
 MAKEFLAGS += --no-builtin-rules
 
 PYTHON ?= python3.11
+# Idle OpenMP threads (torch, numba) sleep instead of spinning, even where torch loads before ferrolib.
+export OMP_WAIT_POLICY ?= PASSIVE
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ferrolib-installed
@@ -99,8 +101,9 @@ endif
 site: data $(SITE_INPUTS) ## render the executed notebooks, figures and claims table into build/site/ (open index.html)
 	$(BIN)/python -m ferrolib.site $(dir $(firstword $(SITE_INPUTS))) $(SITE_FIGURES) $(BUILD)/site
 
-bench: data ## print training throughput of fp, sgd, mp and sps (and their ratios to fp)
-	$(BIN)/python benchmarks/train_throughput.py
+BENCH_ARGS ?= --threads 1 2 --repeats 3
+bench: data ## print training throughput of fp, sgd, mp and sps: 1 and 2 threads, ratios to fp (BENCH_ARGS)
+	$(BIN)/python benchmarks/train_throughput.py $(BENCH_ARGS)
 
 CROSSCHECK_VENV ?= .crosscheck-venv
 CROSSCHECK_ARGS ?=

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import ferrolib  # noqa: F401, I001 - first: sets the thread environment before torch loads (ferrolib.threads)
 import torch
 
 from ferrolib.threads import available_cores, default_threads, set_threads

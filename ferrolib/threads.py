@@ -19,6 +19,8 @@ counter-based random keys do not depend on the schedule (tested with 1 and 2 thr
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 
 THREADS_ENV = "FERROLIB_THREADS"
 """Environment variable with the default number of threads (a positive integer)."""
@@ -51,7 +53,11 @@ def default_threads() -> int:
 
 
 def prepare_environment() -> None:
-    """Set the load-time defaults above (never overriding a variable the user set)."""
+    """Set the load-time defaults above (never overriding a variable the user set); warns when torch is
+    already loaded without a wait policy (its OpenMP threads then spin, see the module docstring)."""
+    if "torch" in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
+        warnings.warn("torch was imported before ferrolib, so its OpenMP threads spin-wait (they collapse on a "
+                      "busy machine); import ferrolib first or set OMP_WAIT_POLICY=PASSIVE", stacklevel=2)
     for name, value in _DEFAULTS.items():
         os.environ.setdefault(name, value)
     value = os.environ.get(THREADS_ENV, "").strip()

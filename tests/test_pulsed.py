@@ -161,12 +161,17 @@ def test_event_ids_follow_the_samples_applied_and_resume_bit_identically(monkeyp
 def test_pulse_counts_fast_path_equals_reference(kind: str) -> None:
     devices = make_devices(kind, c2c=0.2)
     counts = np.random.default_rng(3).integers(-40, 41, SHAPE)
+    counts[0, :2] = 0  # untouched devices keep their weight
     state = random_state(devices)
     fast = state.numpy().copy()
+    read_out_reference = np.full(SHAPE, 0.1)
+    weight = (fast - read_out_reference).astype(np.float32)
     up, down = np.zeros(SHAPE, np.int64), np.zeros(SHAPE, np.int64)
-    pulsed.apply_pulse_counts(fast, counts, pulsed.kernel_device(devices, SHAPE), 11, 3, up, down)
+    pulsed.apply_pulse_counts(fast, counts, pulsed.kernel_device(devices, SHAPE), 11, 3, up, down, weight,
+                              read_out_reference)
     reference = pulsed.apply_pulse_counts_reference(state, counts, devices, 11, 3)
     np.testing.assert_allclose(fast, reference.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(weight, (fast - read_out_reference).astype(np.float32))
     np.testing.assert_array_equal(up, np.clip(counts, 0, None))
     np.testing.assert_array_equal(down, np.clip(-counts, 0, None))
 

@@ -1,6 +1,10 @@
 """Thread settings: one count for torch and numba, sleeping pools, and results independent of the count."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numba
 import numpy as np
 import pytest
@@ -37,8 +41,6 @@ def test_environment_defaults_never_override_the_user(monkeypatch) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setenv("NUMBA_NUM_THREADS", "1")
     threads.prepare_environment()
-    import os
-
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
     assert os.environ["NUMBA_THREADING_LAYER_PRIORITY"].startswith("omp")
     assert os.environ["OMP_NUM_THREADS"] == "2" and os.environ["NUMBA_NUM_THREADS"] == "1"
@@ -71,3 +73,13 @@ def test_one_and_two_threads_give_identical_results(tmp_path, restore_threads, a
         results.append(train(config, tmp_path / str(count), progress=False))
     for name in ("train_loss", "val_acc", "pulses", "device_pulses_fc1", "weight_hist"):
         np.testing.assert_array_equal(results[0][name], results[1][name])
+
+
+def test_torch_loaded_first_without_a_wait_policy_is_warned() -> None:
+    """The wait policy only takes effect when set before torch loads: say so when it is too late."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    late = subprocess.run([sys.executable, "-c", "import torch, ferrolib"], env=env, capture_output=True, text=True)
+    assert late.returncode == 0 and "torch was imported before ferrolib" in late.stderr
+    early = subprocess.run([sys.executable, "-c", "import ferrolib, torch, os; print(os.environ['OMP_WAIT_POLICY'])"],
+                           env=env, capture_output=True, text=True)
+    assert early.stdout.strip() == "PASSIVE" and "torch was imported" not in early.stderr

@@ -199,17 +199,18 @@ class MixedPrecisionLayer(Layer):
 
     def transfer(self, step: int, increment: np.ndarray | None = None, scale: float = 0.0) -> np.ndarray:
         """``chi += scale * increment``; request ``n = trunc(chi/eps)`` (capped at ``max_pulses`` if set), keep
-        ``chi - n eps`` and apply n exactly or as aihwkit's pulsed transfer; returns the requested n."""
+        ``chi - n eps`` and apply n exactly or as aihwkit's pulsed transfer; returns the requested n. The read-out
+        weight is kept current in place at every pulsed device."""
         s, tile = self.settings, self.tile
         counts = pulsed.transfer_counts(self.chi, self.eps, s.max_pulses, increment, scale)
         if s.mp_transfer == "exact":
-            pulsed.apply_pulse_counts(tile.state, counts, tile.params, s.seed, step, tile.count_up, tile.count_down)
+            pulsed.apply_pulse_counts(tile.state, counts, tile.params, s.seed, step, tile.count_up, tile.count_down,
+                                      tile.live_weight(), tile.reference)
         else:
             event0 = step * tile.shape[0]
             trains = pulsed.transfer_pulse_trains(counts, self.eps, self.granularity, s.desired_bl, s.seed, event0)
             pulsed.apply_pulse_trains(tile.state, trains, tile.params, s.seed, event0, tile.count_up,
-                                      tile.count_down)
-        tile.invalidate()
+                                      tile.count_down, tile.live_weight(), tile.reference)
         return counts
 
     def update(self, x: Tensor, d: Tensor, lr: float, step: int) -> None:

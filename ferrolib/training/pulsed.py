@@ -415,8 +415,9 @@ def apply_deterministic(
 
 # ------------------------------------------------------------------------------------------ pulse counts
 @njit(parallel=True, cache=True)
-def _counts_kernel(state, counts, p, seed, event, count_up, count_down):
+def _counts_kernel(state, counts, p, seed, event, count_up, count_down, weight, reference):
     n_out, n_in = state.shape
+    keep_weight = weight.size > 0
     for i in prange(n_out):
         for j in range(n_in):
             n = counts[i, j]
@@ -424,6 +425,8 @@ def _counts_kernel(state, counts, p, seed, event, count_up, count_down):
                 continue
             up = n > 0
             state[i, j] = _apply_steps(state[i, j], abs(n), up, i, j, p, seed, event)
+            if keep_weight:
+                weight[i, j] = state[i, j] - reference[i, j]
             if up:
                 count_up[i, j] += n
             else:
@@ -432,11 +435,17 @@ def _counts_kernel(state, counts, p, seed, event, count_up, count_down):
 
 def apply_pulse_counts(
     state: np.ndarray, counts: np.ndarray, devices: KernelDevice, seed: int, event: int,
-    count_up: np.ndarray, count_down: np.ndarray,
+    count_up: np.ndarray, count_down: np.ndarray, weight: np.ndarray | None = None,
+    reference: np.ndarray | None = None,
 ) -> None:
-    """Apply ``|n_ij|`` pulses of sign ``n_ij`` to every device, one at a time at the current state (in place)."""
+    """Apply ``|n_ij|`` pulses of sign ``n_ij`` to every device, one at a time at the current state (in place).
+
+    Given ``weight`` (float32) and ``reference``, ``weight = state - reference`` is updated at every pulsed device.
+    """
+    if weight is None:
+        weight, reference = _NO_WEIGHT, np.zeros((0, 0))
     _counts_kernel(state, np.ascontiguousarray(counts, dtype=np.int64), devices, seed, event, count_up,
-                   count_down)
+                   count_down, weight, reference)
 
 
 @njit(parallel=True, cache=True)
@@ -514,15 +523,16 @@ def compile_kernels() -> None:
         up, down = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64)
         trains = draw_pulse_trains(x, d, 0.1, 0.01, 31, 0, 0)
         apply_pulse_trains(state, trains, params, 0, 0, up, down)
-        for reference in (np.zeros(shape), np.broadcast_to(np.zeros(shape), shape)):
-            weight = effective_weight(state, reference)
-            apply_pulse_trains(state, trains, params, 0, 0, up, down, weight, reference)
-        for mode in ("implicit", "expected"):
-            apply_deterministic(state, x, d, 0.1, 0.01, 31, params, mode, 0, 0, up, down)
         counts = transfer_counts(np.ones(shape), np.ascontiguousarray(params.scale_up), None,
                                  (d.T @ x).numpy(), -0.1)
         transfer_counts(np.ones(shape), params.scale_up, 2)
         apply_pulse_counts(state, counts, params, 0, 0, up, down)
+        for reference in (np.zeros(shape), np.broadcast_to(np.zeros(shape), shape)):
+            weight = effective_weight(state, reference)
+            apply_pulse_trains(state, trains, params, 0, 0, up, down, weight, reference)
+            apply_pulse_counts(state, counts, params, 0, 0, up, down, weight, reference)
+        for mode in ("implicit", "expected"):
+            apply_deterministic(state, x, d, 0.1, 0.01, 31, params, mode, 0, 0, up, down)
         device_step_array(params.kind, True, state, params)
     c2c_normal(0, 0, 0, 0, 0)
 
