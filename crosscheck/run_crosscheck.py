@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT / "crosscheck"))
 
 import aihwkit_peer  # noqa: E402
 
-from ferrolib.devices import get_device, to_aihwkit  # noqa: E402
+from ferrolib.catalog import get_device  # noqa: E402
+from ferrolib.devices import to_aihwkit  # noqa: E402
 from ferrolib.training.run import TrainConfig, load_data, train  # noqa: E402
 
 DEVICE_ID = "ID170ZR5000"

@@ -197,7 +197,7 @@ def _at_extremes(values: xr.DataArray, final: xr.DataArray, short: bool) -> xr.D
 
 
 def _width_label(seconds: float) -> str:
-    from .plotting import format_pulse_width  # a formatting helper only (lazy: keeps matplotlib out of analysis)
+    from .units import format_pulse_width
 
     return format_pulse_width(seconds)
 
@@ -394,7 +394,7 @@ PROPERTIES: dict[str, str] = {
 def device_properties(points: list[tuple[str, float]], model: str = "piecewise") -> pd.DataFrame:
     """The fitted device's properties at every ``(device, pulse width)``: distance of the symmetry point from 0,
     step asymmetry at w = 0 (the drift the initial weights feel), number of states and cycle-to-cycle scatter."""
-    from .devices import get_device
+    from .catalog import get_device
 
     rows = []
     for device_id, width in points:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from . import devices, measurements, paths, provenance, sourcedata, sweep
+from . import catalog, measurements, paths, provenance, sourcedata, sweep, units
 
 
 @dataclass
@@ -43,7 +43,7 @@ def measured_widths(device_id: str) -> list[float]:
 
 def width_label(seconds: float) -> str:
     """A file-name label of a pulse width (``2e-08`` -> ``20ns``)."""
-    return devices.pulse_width_label(seconds)
+    return units.pulse_width_label(seconds)
 
 
 def plan(study_config: str | Path = "study", noise_config: str | Path = "study-noise") -> list[StudyPart]:
@@ -58,7 +58,7 @@ def plan(study_config: str | Path = "study", noise_config: str | Path = "study-n
     noise, noise_options = sweep.load_sweep_config(sweep.resolve_sweep_config(noise_config))
     (device_id,) = noise.axes()["device"]
     for width in noise.axes()["pulse_width"]:
-        fit = devices.get_device(device_id, width, noise.base.device_model)
+        fit = catalog.get_device(device_id, width, noise.base.device_model)
         name = f"{noise.name}-{width_label(width)}"
         base = dataclasses.replace(noise.base, device_id=device_id, pulse_width=width, c2c=round(float(fit.c2c), 4))
         parts.append(StudyPart(name, dataclasses.replace(noise, base=base, pulse_widths=[width], name=name),
@@ -69,7 +69,7 @@ def plan(study_config: str | Path = "study", noise_config: str | Path = "study-n
 def resolution(device_id: str, pulse_width: float, model: str) -> str:
     """How a (device, width) resolves to a device model: its fitted file, or a fit of the measurement made when
     the run starts (``ensure_fits`` saves it first); ValueError when neither exists."""
-    path = devices.fitted_device_path(device_id, pulse_width, model)
+    path = catalog.fitted_device_path(device_id, pulse_width, model)
     if path.exists():
         return f"fitted file {path.name}"
     files = measurements.find_measurements(device_id=device_id, pulse_width=pulse_width)
@@ -84,9 +84,9 @@ def ensure_fits(parts: list[StudyPart]) -> list[Path]:
     for part in parts:
         model = part.spec.base.device_model
         for _, config in part.spec.points():
-            path = devices.fitted_device_path(config.device_id, config.pulse_width, model)
+            path = catalog.fitted_device_path(config.device_id, config.pulse_width, model)
             if not path.exists():
-                written.append(devices.get_device(config.device_id, config.pulse_width, model).save(path))
+                written.append(catalog.get_device(config.device_id, config.pulse_width, model).save(path))
     return written
 
 

@@ -13,15 +13,16 @@ from ferrolib import paths
 PACKAGE = paths.ROOT / "ferrolib"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("__init__", "paths", "provenance", "_download", "mnist"),  # infrastructure every layer may use
+    ("__init__", "paths", "provenance", "_download", "mnist", "threads"),  # infrastructure every layer may use
     ("measurements", "units", "kernels"),
     ("devices",),
     ("fitting", "physics"),
     ("catalog",),
     ("training",),
     ("energy",),
-    ("sweep", "analysis"),
-    ("plotting", "cli", "__main__"),
+    ("sweep", "analysis", "sourcedata"),
+    ("study",),
+    ("plotting", "cli", "site", "__main__"),
 )
 """Bottom to top: a module may import its own layer and the layers below it."""
 

@@ -159,7 +159,7 @@ def test_to_aihwkit_pulse_responses_match_state_by_state(pulse_width: float) -> 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "crosscheck"))
     import aihwkit_peer
 
-    from ferrolib.devices import get_device
+    from ferrolib.catalog import get_device
 
     config = get_device("ID170ZR5000", pulse_width, "piecewise").config
     parameters = to_aihwkit(config)

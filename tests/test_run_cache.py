@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from ferrolib import paths, provenance
-from ferrolib.devices import FittedDevice, fitted_device_path
+from ferrolib.catalog import fitted_device_path
+from ferrolib.devices import FittedDevice
 from ferrolib.training import result_path, train
 from ferrolib.training import run as run_module
 

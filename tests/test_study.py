@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ferrolib import devices, sourcedata, study
+from ferrolib import catalog, sourcedata, study
 from ferrolib.sweep import Sweep, run_sweep
 
 from fake_runs import FakeConfig, fake_train
@@ -22,7 +22,7 @@ def test_study_plan_covers_every_measured_width(shared_measurements: Path):
                for d in ("ID161ZR15000", "ID170ZR5000", "ID181ZR1000"))
     assert sum(len(p.spec) for p in parts.values()) == (3 * 6 + 12) * 3 + 5 * 3 * 3
     noise = parts["study-noise-20ns"].spec
-    fit = devices.get_device("ID170ZR5000", 2e-8, "piecewise")
+    fit = catalog.get_device("ID170ZR5000", 2e-8, "piecewise")
     assert {c.c2c for _, c in noise.points()} == {round(fit.c2c, 4)} and fit.c2c > 0
     assert {c.d2d for _, c in noise.points()} == {0.1} and noise.axes()["seed"] == [0, 1, 2]
     assert study.resolution("ID170ZR5000", 2e-8, "piecewise").startswith("fitted file")
