@@ -151,3 +151,11 @@ def test_sweep_dry_run_marks_stale_runs(tmp_path, capsys, monkeypatch):
     (line,) = capsys.readouterr().out.splitlines()
     assert line.startswith("stale") and "numerics changed" in line
     assert len(list(tmp_path.glob("runs/*.nc"))) == 1  # a dry run moves nothing
+
+
+def test_energy_of_a_garbage_result_is_one_line(tmp_path, capsys):
+    garbage = tmp_path / "run.nc"
+    garbage.write_bytes(b"\x89HDF\r\n not really")
+    assert main(["energy", str(garbage)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "run.nc: not a readable run result" in line

@@ -476,11 +476,13 @@ def _train(config: TrainConfig, device: FittedDevice | None, data: Any, key: dic
             remaining -= len(index)
             loss = network.train_step(data.train_x[index], data.train_y[index], lr, step)
             if not (math.isfinite(loss) and loss <= DIVERGED_LOSS):
+                bar.close()
                 _diverged(config, checkpoint, epoch, f"batch loss {loss:.4g} nats (bound {DIVERGED_LOSS:g})")
             losses.append(loss * len(index))
             step += 1
             bar.update()
         if not all(bool(torch.isfinite(layer.weight()).all()) for layer in layers):
+            bar.close()
             _diverged(config, checkpoint, epoch, "non-finite weights")
         val_acc = _accuracy(network, data.val_x, data.val_y, config.eval_batch_size)
         test_acc = _accuracy(network, data.test_x, data.test_y, config.eval_batch_size)
