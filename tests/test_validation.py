@@ -46,7 +46,8 @@ BAD_TRAIN_INPUT = [  # (arguments, what the one line must say)
 ]
 
 
-@pytest.mark.parametrize("arguments, message", BAD_TRAIN_INPUT, ids=[" ".join(a if isinstance(a, str) else "<file>" for a in args) for args, _ in BAD_TRAIN_INPUT])
+@pytest.mark.parametrize("arguments, message", BAD_TRAIN_INPUT,
+                         ids=[" ".join(a if isinstance(a, str) else "<file>" for a in args) for args, _ in BAD_TRAIN_INPUT])
 def test_bad_train_input_is_one_line_before_any_work(tmp_path, capsys, count, arguments, message):
     arguments = [str(a(tmp_path)) if callable(a) else a for a in arguments]
     if "--results-dir" not in arguments:
