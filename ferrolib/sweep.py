@@ -3,7 +3,9 @@ base configuration, run in parallel (local processes or a dask.distributed clust
 into one xarray Dataset with the energy ledger of every run (its claims and metrics: ``ferrolib.analysis``).
 
 Every run is stored as ``provenance.run_path`` (``<results_dir>/runs/<config_hash>.nc``), the key training uses too, so a
-sweep reuses runs from notebooks and other sweeps, and an interrupted sweep runs only what is missing.
+sweep reuses runs from notebooks and other sweeps, and an interrupted sweep runs only what is missing. A cached run
+is reused only when its full run key (device model, data, numerics; ``ferrolib.training.run``) still matches.
+Every key of a sweep file and every grid point is validated before the first run starts.
 """
 from __future__ import annotations
 

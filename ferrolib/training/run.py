@@ -342,6 +342,16 @@ def _device_provenance(device: FittedDevice | None) -> dict[str, Any]:
     return facts
 
 
+def _portable_data(source: dict, label: str) -> dict[str, Any]:
+    """``data_source`` and ``data_label`` attributes without an absolute path: a user's MNIST folder
+    (``FERROLIB_MNIST``) is named by its last component only (the SHA-256s identify the files)."""
+    origin = str(source.get("origin", ""))
+    if not os.path.isabs(origin):
+        return {"data_source": source, "data_label": label}
+    portable = f"user IDX folder {Path(origin).name}"
+    return {"data_source": {**source, "origin": portable}, "data_label": label.replace(origin, portable)}
+
+
 # ------------------------------------------------------------------------------------------------ run key
 class TrainingDiverged(RuntimeError):
     """The loss or the weights of a run left the stable range (NaN, inf, or above ``DIVERGED_LOSS``)."""
@@ -482,11 +492,13 @@ def _train(config: TrainConfig, device: FittedDevice | None, data: Any, key: dic
             remaining -= len(index)
             loss = network.train_step(data.train_x[index], data.train_y[index], lr, step)
             if not (math.isfinite(loss) and loss <= DIVERGED_LOSS):
+                bar.close()
                 _diverged(config, checkpoint, epoch, f"batch loss {loss:.4g} nats (bound {DIVERGED_LOSS:g})")
             losses.append(loss * len(index))
             step += 1
             bar.update()
         if not all(bool(torch.isfinite(layer.weight()).all()) for layer in layers):
+            bar.close()
             _diverged(config, checkpoint, epoch, "non-finite weights")
         val_acc = _accuracy(network, data.val_x, data.val_y, config.eval_batch_size)
         test_acc = _accuracy(network, data.test_x, data.test_y, config.eval_batch_size)
@@ -573,7 +585,7 @@ def _dataset(config: TrainConfig, data: Any, device: FittedDevice | None, layers
               "quantity": ["w_device", "w_eff"], "bin": np.arange(len(centers)), "bin_center": ("bin", centers)}
     dataset = xr.Dataset({k: (v[0], v[1], v[2] if len(v) > 2 else {}) for k, v in variables.items()}, coords=coords)
     dataset.attrs = provenance.provenance_attrs(
-        config, run_key=key, algorithm=config.algorithm, seed=config.seed, data_source=data.source, data_label=data.label,
+        config, run_key=key, algorithm=config.algorithm, seed=config.seed, **_portable_data(data.source, data.label),
         device=_device_provenance(device), samples_per_epoch=samples_per_epoch, n_train=len(data.train_y),
         units={"weights": "device units (w = 2 (G - mean G)/(max G - min G))", "wall_time": "s", "acc": "fraction"},
     )
