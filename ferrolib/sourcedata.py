@@ -91,18 +91,48 @@ def write_summary(summary: xr.Dataset, path: str | Path) -> Path:
 
 
 def covers(summary: xr.Dataset, spec: sweep.Sweep) -> str | None:
-    """None if ``summary`` holds every run of ``spec`` with the same configuration hash, else the first reason
-    why not."""
+    """None if ``summary`` holds every run of ``spec`` under the run key it would have now (configuration,
+    device model, data, numerics version; see ``training.run.run_key``), else the first reason why not."""
+    expected = _ExpectedKeys()
     for key, config in spec.points():
         where = dict(zip(spec.axes(), key))
         try:
             stored = str(summary["config_hash"].sel(where).values)
+            stored_key = str(summary["run_key"].sel(where).values) if "run_key" in summary else ""
         except (KeyError, IndexError):
             return f"run {where} is not in the summary"
         if stored != provenance.config_hash(config):
             return (f"run {where} has configuration hash {stored} in the summary but {provenance.config_hash(config)} "
                     f"now (the sweep file or TrainConfig changed since it was written)")
+        now = expected(config)
+        if now is not None:
+            reason = provenance.key_mismatch(json.loads(stored_key) if stored_key else None, now)
+            if reason:
+                return f"run {where} in the summary is stale: {reason}"
     return None
+
+
+class _ExpectedKeys:
+    """``run_key`` of a TrainConfig as it would be now, resolving each device and data set once (None for other
+    configuration types, e.g. the fakes of the tests)."""
+
+    def __init__(self) -> None:
+        self.devices: dict[tuple, str] = {}
+        self.data: dict[tuple, str] = {}
+
+    def __call__(self, config: object) -> dict[str, str] | None:
+        from .training import run
+
+        if not isinstance(config, run.TrainConfig):
+            return None
+        device_id = (config.algorithm == "fp", config.device_id, config.pulse_width, config.device_model)
+        if device_id not in self.devices:
+            self.devices[device_id] = run.device_hash(None if device_id[0] else run.resolve_device(config))
+        data_id = (config.data, config.train_limit, config.eval_limit, config.seed if config.data == "synthetic" else 0)
+        if data_id not in self.data:
+            self.data[data_id] = run.data_hash(run.load_data(config))
+        return {"config": provenance.config_hash(config), "device": self.devices[device_id],
+                "data": self.data[data_id], "numerics": str(run.NUMERICS_VERSION), "ferrolib": run.__version__}
 
 
 def all_cached(spec: sweep.Sweep, results_dir: str | Path) -> bool:

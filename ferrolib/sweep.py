@@ -283,6 +283,7 @@ def combine(sweep: Sweep, results: dict[tuple, xr.Dataset], energy_model: energy
                            if any(dim.startswith(("row_", "col_")) for dim in variable.dims)]
         run = result.drop_vars(per_device_maps).merge(ledger[list(LEDGER_VARIABLES)], combine_attrs="drop")
         run["config_hash"] = xr.DataArray(str(result.attrs.get("config_hash", "")))
+        run["run_key"] = xr.DataArray(str(result.attrs.get("run_key", "")))
         run["data_kind"] = xr.DataArray(_data_kind(result))
         run.attrs = {}
         pieces.append(run.expand_dims({dim: [value] for dim, value in zip(axes, key)}))

@@ -46,8 +46,9 @@ from .algorithms import ALGORITHMS, MP_TRANSFERS, PULSE_MODES, Layer, UpdateSett
 from .network import MLP
 from .tile import Periphery
 
-NUMERICS_VERSION = 1
-"""Version of the training numerics (update rules, pulse trains, noise draws, event ids, transfers, counters).
+NUMERICS_VERSION = 2
+"""Version of the training numerics: update rules, pulse trains, noise draws, event ids, transfers, counters
+(2: sample-counter event ids; aihwkit's saturated update management, weight granularity and pulsed transfer).
 Rule: bump it in the same commit as any change that alters the numbers a fixed configuration, device and data
 produce. It is part of every result's ``run_key``, so all cached results and checkpoints of the older numerics
 are then moved aside and recomputed instead of being served."""
