@@ -68,6 +68,8 @@ def test_aihwkit_granularity_is_the_larger_scale_times_the_middle_up_node() -> N
     # aihwkit: dw_min_aihwkit = 0.02 * 1.5 = 0.03 (the larger step), times piecewise_up[4 // 2] = 1.0
     assert pulsed.aihwkit_granularity(config.devices()) == pytest.approx(0.03)
     assert to_aihwkit(config)["dw_min"] * config.piecewise_up[2] == pytest.approx(0.03)
+    with pytest.raises(ValueError, match=r"piecewise_up\[2\] is 0.0"):
+        to_aihwkit(PiecewiseStep(piecewise_up=(1.0, 1.0, 0.0, 1.0), piecewise_down=(1.0,) * 4))
 
 
 def test_pulsed_sgd_divides_by_aihwkits_granularity() -> None:
