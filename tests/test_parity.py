@@ -135,6 +135,20 @@ def test_pulsed_transfer_counts_follow_aihwkits_binomials() -> None:
             assert observed[~keep].sum() <= max(5.0, 5 * expected[~keep].sum())
 
 
+def test_pulsed_transfer_keeps_aihwkits_schedule() -> None:
+    """aihwkit transfers after the first sample of every batch but the first: nothing moves after batch 0; batch
+    1 transfers batch 0 plus its own first sample (chi = 2.5 + 0.625 eps: 3 requested pulses, at most BL)."""
+    devices = linear_piecewise((1, 1), up=1 / 64, down=1 / 64)
+    layer = make_layer("mp", torch.zeros(1, 1), devices, UpdateSettings(mp_transfer="pulsed", seed=2))
+    x = torch.ones(4, 1)
+    d = torch.full((4, 1), -1 / 64 / 4)  # lr 2.5: each sample adds 2.5/4 eps
+    layer.update(x, d, lr=2.5, step=0)
+    assert layer.tile.count_up.sum() == 0 and layer.chi[0, 0] == pytest.approx(2.5 / 64)
+    layer.update(x, d, lr=2.5, step=1)  # first sample: chi = 2.5 eps + 2.5/4 eps -> n = 3, then 3 more samples
+    assert 0 < layer.tile.count_up[0, 0] <= 3
+    assert layer.chi[0, 0] == pytest.approx((2.5 + 0.625 - 3 + 3 * 0.625) / 64)
+
+
 def test_mp_transfer_mode_is_validated() -> None:
     with pytest.raises(ValueError, match="mp_transfer"):
         mp_layer("stochastic", 1, (1.0,))
