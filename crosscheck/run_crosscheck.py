@@ -196,9 +196,9 @@ def main(argv: list[str] | None = None) -> None:
     accuracy, pulses = summarise(runs)
     stamp = f"aihwkit {aihwkit_peer.version()}, {datetime.date.today().isoformat()}"
     args.table.mkdir(parents=True, exist_ok=True)
-    accuracy.round(4).to_csv(args.table / "accuracy.csv", index=False)
-    pulses.round(3).to_csv(args.table / "pulses.csv", index=False)
-    response.round(6).to_csv(args.table / "responses.csv", index=False)
+    accuracy.to_csv(args.table / "accuracy.csv", index=False, float_format="%.6g")
+    pulses.to_csv(args.table / "pulses.csv", index=False, float_format="%.6g")
+    response.to_csv(args.table / "responses.csv", index=False, float_format="%.6g")
     meta = {"aihwkit": aihwkit_peer.version(), "date": datetime.date.today().isoformat(), "device": DEVICE_ID,
             "seeds": seeds, "widths": widths, "algorithms": algos, "epochs": args.epochs,
             "max_response_difference": float((response.ferrolib - response.aihwkit).abs().max())}

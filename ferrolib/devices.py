@@ -702,10 +702,18 @@ def to_aihwkit(device: FittedDevice | PiecewiseStep) -> dict[str, Any]:
     """aihwkit ``PiecewiseStepDevice`` parameters (aihwkit's ``up_down``: the larger step is ``dw_min``).
 
     ``dw_min_aihwkit = dw_min (1 + |u|)``, ``up_down_aihwkit = u / (1 + |u|)`` with ferrolib's ``u``.
+    aihwkit's pulsed updates divide by the device's weight granularity ``dw_min_aihwkit piecewise_up[N // 2]``
+    (``calcWeightGranularity``, src/rpucuda/rpu_piecewisestep_device.h), not by ``dw_min_aihwkit``: a probe that
+    wants one pulse per update must use that as its learning rate (``training.pulsed.aihwkit_granularity``).
+    A zero middle up node would make that granularity zero, which aihwkit cannot pulse: refused here.
     """
     config = device.config if isinstance(device, FittedDevice) else device
     if not isinstance(config, PiecewiseStep):
         raise ValueError(f"only piecewise devices export to aihwkit's PiecewiseStepDevice, got {config.kind!r}")
+    middle = len(config.piecewise_up) // 2
+    if not config.piecewise_up[middle] > 0:
+        raise ValueError(f"piecewise_up[{middle}] is {config.piecewise_up[middle]}: aihwkit's weight granularity "
+                         "(dw_min times the middle up node) would be zero and its pulsed updates undefined")
     magnitude = abs(config.up_down)
     return {
         "dw_min": config.dw_min * (1.0 + magnitude),

@@ -21,6 +21,8 @@
 # one-hot `d`, update and BL management forced on (`src/rpucuda/rpu_mixedprec_device.cpp`, `forwardUpdate`). A
 # device then receives a binomial count with mean `|n| eps / g` (g: aihwkit's weight granularity of the device,
 # its `dw_min` times the middle up node) and at most BL = 31 pulses, and chi forgets whatever was not applied.
+# aihwkit also transfers after the *first sample of the next* mini-batch (`doTransfer` tests the sample counter
+# before advancing it), so its analog weights lag one mini-batch.
 # ferrolib offers both: `mp_transfer="pulsed"` (aihwkit's, the paper profile's default) and `"exact"`.
 # This notebook trains both on the same device and seed, and shows the recorded cross-check against aihwkit
 # itself (`make crosscheck`, table in `data/crosscheck/`).
@@ -60,8 +62,8 @@ display(Markdown(f"Profile **{profile}**, device {device_id}, seed {seed}, "
 # ## Exact against pulsed transfers
 #
 # Validation accuracy per epoch (left) and device pulses per epoch, all layers (right). The pulsed transfer
-# applies fewer pulses than requested whenever a row asks for more than BL times the device granularity, and
-# the difference is dropped from chi: early epochs, with large gradients, learn more slowly.
+# applies fewer pulses than requested whenever a row asks for more than BL times the device granularity (the
+# difference is dropped from chi), and its one-mini-batch lag at lr 0.5 slows the first epochs markedly.
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))

@@ -68,6 +68,8 @@ def test_aihwkit_granularity_is_the_larger_scale_times_the_middle_up_node() -> N
     # aihwkit: dw_min_aihwkit = 0.02 * 1.5 = 0.03 (the larger step), times piecewise_up[4 // 2] = 1.0
     assert pulsed.aihwkit_granularity(config.devices()) == pytest.approx(0.03)
     assert to_aihwkit(config)["dw_min"] * config.piecewise_up[2] == pytest.approx(0.03)
+    with pytest.raises(ValueError, match=r"piecewise_up\[2\] is 0.0"):
+        to_aihwkit(PiecewiseStep(piecewise_up=(1.0, 1.0, 0.0, 1.0), piecewise_down=(1.0,) * 4))
 
 
 def test_pulsed_sgd_divides_by_aihwkits_granularity() -> None:
@@ -131,6 +133,20 @@ def test_pulsed_transfer_counts_follow_aihwkits_binomials() -> None:
             else:
                 assert observed[keep].sum() == rows
             assert observed[~keep].sum() <= max(5.0, 5 * expected[~keep].sum())
+
+
+def test_pulsed_transfer_keeps_aihwkits_schedule() -> None:
+    """aihwkit transfers after the first sample of every batch but the first: nothing moves after batch 0; batch
+    1 transfers batch 0 plus its own first sample (chi = 2.5 + 0.625 eps: 3 requested pulses, at most BL)."""
+    devices = linear_piecewise((1, 1), up=1 / 64, down=1 / 64)
+    layer = make_layer("mp", torch.zeros(1, 1), devices, UpdateSettings(mp_transfer="pulsed", seed=2))
+    x = torch.ones(4, 1)
+    d = torch.full((4, 1), -1 / 64 / 4)  # lr 2.5: each sample adds 2.5/4 eps
+    layer.update(x, d, lr=2.5, step=0)
+    assert layer.tile.count_up.sum() == 0 and layer.chi[0, 0] == pytest.approx(2.5 / 64)
+    layer.update(x, d, lr=2.5, step=1)  # first sample: chi = 2.5 eps + 2.5/4 eps -> n = 3, then 3 more samples
+    assert 0 < layer.tile.count_up[0, 0] <= 3
+    assert layer.chi[0, 0] == pytest.approx((2.5 + 0.625 - 3 + 3 * 0.625) / 64)
 
 
 def test_mp_transfer_mode_is_validated() -> None:

@@ -35,8 +35,9 @@ PULSE_MODES: tuple[str, ...] = ("stochastic", "implicit", "expected")
 """Update modes of the pulsed rules: the paper's stochastic trains (default) and two deterministic variants."""
 
 MP_TRANSFERS: tuple[str, ...] = ("exact", "pulsed")
-"""How mixed precision applies a transfer of ``n = trunc(chi/eps)``: ``exact`` applies exactly n pulses,
-``pulsed`` sends n through a stochastic pulse train per row as aihwkit does (at most desired_bl pulses)."""
+"""How mixed precision applies a transfer of ``n = trunc(chi/eps)``: ``exact`` applies exactly n pulses after each
+mini-batch; ``pulsed`` is aihwkit's: n through a stochastic pulse train per row (at most desired_bl pulses), after
+the first sample of the next mini-batch."""
 
 
 @dataclass
@@ -56,7 +57,8 @@ class UpdateSettings:
     seed: int = 0
     """Key of the counter-based random streams (pulse-train bits, cycle-to-cycle noise); one per layer."""
     mp_transfer: str = "exact"
-    """Mixed precision: ``exact`` (n pulses per device) or ``pulsed`` (aihwkit's stochastic transfer trains)."""
+    """Mixed precision: ``exact`` (n pulses per device) or ``pulsed`` (aihwkit's stochastic transfer trains and
+    schedule)."""
 
     __repr__ = compact_repr
 
@@ -214,9 +216,20 @@ class MixedPrecisionLayer(Layer):
         return counts
 
     def update(self, x: Tensor, d: Tensor, lr: float, step: int) -> None:
-        """``chi -= lr sum_b d_b x_b^T`` (the per-sample accumulation as one product), then transfer."""
+        """``chi -= lr sum_b d_b x_b^T`` (the per-sample accumulation as one product), then transfer.
+
+        ``pulsed`` also keeps aihwkit's schedule: ``doTransfer`` (src/rpucuda/rpu_mixedprec_device_base.cpp) tests
+        ``current_update_index_ % m_batch == 0`` before the sample counter advances, so a transfer follows the
+        first sample of every mini-batch but the first: the analog weights lag one mini-batch.
+        """
         self.digital_macs += x.shape[0] * self.chi.size
-        self.transfer(step, (d.T @ x).numpy(), -lr)
+        if self.settings.mp_transfer == "exact":
+            self.transfer(step, (d.T @ x).numpy(), -lr)
+            return
+        if step > 0:
+            self.transfer(step, (d[:1].T @ x[:1]).numpy(), -lr)
+            x, d = x[1:], d[1:]
+        self.chi -= lr * (d.T @ x).double().numpy()
 
     def state_dict(self) -> dict:
         return {**self.tile.state_dict(), **self.reader_state(), "chi": self.chi.copy(),
