@@ -131,3 +131,14 @@ def test_site_names_a_missing_input_and_writes_nothing(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="claims: .*05_claims.csv"):
         build_site(SiteConfig(tmp_path / "executed", tmp_path, tmp_path / "site"))
     assert not (tmp_path / "site").exists()
+
+
+def test_every_notebook_has_the_header_jupyterlab_writes_back():
+    """Opening and saving in JupyterLab rewrites the jupytext header; every notebook carries the one it writes
+    (kernel ``Python 3 (ipykernel)``, no jupytext version), so a save without edits leaves no diff."""
+    headers = {notebook.name: notebook.read_text().split("\n# ---\n", 1)[0] for notebook in NOTEBOOKS}
+    assert len(NOTEBOOKS) >= 8
+    for name, header in headers.items():
+        assert "display_name: Python 3 (ipykernel)" in header, name
+        assert "jupytext_version" not in header.replace("-jupytext.text_representation.jupytext_version", ""), name
+    assert len(set(headers.values())) == 1, sorted(headers)
