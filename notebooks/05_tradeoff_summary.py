@@ -29,10 +29,10 @@ results_dir: str = ""
 summary_dir: str = ""
 results_source: str = "auto"  # "runs": never render from the committed summary
 sweep_config: str = "paper"
-target: float = 0.95
-relative_target: bool = False
-accuracy_margin: float = 0.01
-confidence: float = 0.95
+target: float | None = None  # None: the documented defaults of analysis.ClaimThresholds
+relative_target: bool | None = None
+accuracy_margin: float | None = None
+confidence: float | None = None
 n_workers: int = 2
 
 # %%
@@ -44,22 +44,22 @@ from IPython.display import Markdown, display
 from ferrolib import analysis, paths, plotting, sourcedata, sweep
 
 plotting.style()
-profile = "smoke" if smoke else "full"
+profile = "smoke" if smoke else "paper"
 spec, options, config_path = sweep.notebook_sweep(sweep_config, smoke)
 results = Path(results_dir) if results_dir else paths.RESULTS
 result, used = sourcedata.sweep_results(spec, options, results, sourcedata.summary_path(spec.name, summary_dir or None),
                                         n_workers, write=not smoke,
                                         results_source=results_source)
-thresholds = analysis.ClaimThresholds(target=target, relative=relative_target, accuracy_margin=accuracy_margin,
-                                      confidence=confidence)
-conv = analysis.sweep_convergence(result, target, relative=relative_target)
+thresholds = analysis.ClaimThresholds.overriding(target=target, relative=relative_target,
+                                                accuracy_margin=accuracy_margin, confidence=confidence)
+conv = analysis.sweep_convergence(result, thresholds.target, relative=thresholds.relative)
 algorithms = [a for a in ("mp", "sps", "sgd") if a in result["algorithm"].values]
 widths = result["pulse_width"].values
 device_id = str(result["device"].values[0])
 data_note = (f"{result.attrs['data_label']}; device {device_id} "
-             f"({', '.join(sorted(set(result['data_kind'].values.ravel())))}); energy model {options['energy_model']!r}; "
+             f"({analysis.data_kinds(result)}); energy model {options['energy_model']!r}; "
              f"{len(result['seed'])} seed(s), means over seeds; profile {profile}")
-target_text = f"{target:.0%} of fp's final accuracy" if relative_target else f"{target:.0%} validation accuracy"
+target_text = thresholds.describe_target()
 display(Markdown(f"Profile **{profile}**: `{config_path.name}`, {len(spec)} runs of {result.sizes['epoch']} epochs; "
                  f"target {target_text}. Results: {used}."))
 
@@ -71,7 +71,7 @@ display(Markdown(f"Profile **{profile}**: `{config_path.name}`, {len(spec)} runs
 
 # %%
 markers = {"mp": "o", "sps": "s", "sgd": "^"}
-summary = analysis.convergence_summary(conv, confidence).isel(device=0)
+summary = analysis.convergence_summary(conv, thresholds.confidence).isel(device=0)
 mean = {name: summary[f"{name}_mean"] for name in
         ("epochs_to_target", "samples_to_target", "energy_to_target", "energy_total", "final_accuracy")}
 reached = summary["reached_all"]

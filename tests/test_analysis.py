@@ -65,7 +65,7 @@ def test_verdict_branches():
 
 def test_claims_on_fabricated_runs_with_known_effects(fake_sweep):
     ds = fake_sweep()
-    table = analysis.claims(ds, ClaimThresholds(target=0.9))
+    table = analysis.claims(ds, ClaimThresholds(target=0.9, relative=False))
     assert list(table.columns) == analysis.CLAIM_COLUMNS
     row = analysis.verdict_of(table, SGD_VS_MP)
     # fabricated finals: mp 0.97 and sgd 0.80 times the same rising curve; the gap is the same for every seed
@@ -88,7 +88,7 @@ def test_claims_on_fabricated_runs_with_known_effects(fake_sweep):
 def test_each_verdict_from_the_seed_spread(fake_sweep):
     ds = fake_sweep()
     device = "ID170ZR5000"
-    limits = ClaimThresholds(target=0.9, accuracy_margin=0.01)
+    limits = ClaimThresholds(target=0.9, relative=False, accuracy_margin=0.01)
     # sps - sgd gap per seed, set exactly: the baseline gap is removed, then a known gap added
     base_gap = (ds["val_acc"].sel(algorithm="sps") - ds["val_acc"].sel(algorithm="sgd")).isel(epoch=-1).mean("pulse_width")
 
@@ -114,7 +114,7 @@ def test_per_device_and_pooled(fake_sweep):
     ds = fake_sweep(devices=devices, seeds=(0, 1))
     # on ID161ZR15000 sps falls 0.2 below its fabricated level, so it no longer beats sgd by more than the margin
     ds = shift_final(ds, "sps", {("ID161ZR15000", 0): -0.2, ("ID161ZR15000", 1): -0.2})
-    table = analysis.claims(ds, ClaimThresholds(target=0.9))
+    table = analysis.claims(ds, ClaimThresholds(target=0.9, relative=False))
     assert set(table["scope"]) == {"pooled", *devices}
     assert analysis.verdict_of(table, SPS_VS_SGD, scope="ID170ZR5000").verdict == HOLDS
     assert analysis.verdict_of(table, SPS_VS_SGD, scope="ID161ZR15000").verdict == FAILS
@@ -122,7 +122,7 @@ def test_per_device_and_pooled(fake_sweep):
     assert pooled.n_units == 4 and pooled.devices == "ID161ZR15000, ID170ZR5000"
     assert pooled.verdict == INCONCLUSIVE  # the devices disagree: the pooled interval straddles the margin
     assert "(device, seed) units" in pooled.method
-    only_pooled = analysis.claims(ds, ClaimThresholds(target=0.9), per_device=False)
+    only_pooled = analysis.claims(ds, ClaimThresholds(target=0.9, relative=False), per_device=False)
     assert set(only_pooled["scope"]) == {"pooled"}
 
 
@@ -131,11 +131,11 @@ def test_relative_target_and_fp_claim(fake_sweep):
     rel = analysis.sweep_convergence(ds, 0.99, relative=True)
     fp_final = ds["val_acc"].sel(algorithm="fp").isel(epoch=-1)
     assert np.allclose(rel["threshold"], 0.99 * fp_final.broadcast_like(rel["threshold"]))
-    table = analysis.claims(ds, ClaimThresholds(target=0.9))
+    table = analysis.claims(ds, ClaimThresholds(target=0.9, relative=False))
     # 0.97 against 0.98, times the same rising curve: within the 0.01 margin, until mp loses 0.05
     assert analysis.verdict_of(table, "Mixed precision matches floating point").verdict == HOLDS
     worse = shift_final(ds, "mp", {("ID170ZR5000", 0): -0.05, ("ID170ZR5000", 1): -0.05})
-    assert analysis.verdict_of(analysis.claims(worse, ClaimThresholds(target=0.9)),
+    assert analysis.verdict_of(analysis.claims(worse, ClaimThresholds(target=0.9, relative=False)),
                                "Mixed precision matches floating point").verdict == FAILS
     with pytest.raises(ValueError, match="fp"):
         analysis.sweep_convergence(ds.sel(algorithm=["mp"]), 0.9, relative=True)
@@ -161,10 +161,10 @@ def test_bad_thresholds_and_grids_are_named(fake_sweep):
         ClaimThresholds(confidence=1.5)
     with pytest.raises(ValueError, match="target"):
         ClaimThresholds(target=0.0)
-    assert repr(ClaimThresholds(target=0.9)) == "ClaimThresholds(target=0.9)"
+    assert repr(ClaimThresholds(target=0.9, relative=False)) == "ClaimThresholds(target=0.9, relative=False)"
     ds = fake_sweep(seeds=(0,))
     with pytest.raises(KeyError, match="no such claim"):
-        analysis.verdict_of(analysis.claims(ds), "no such claim")
+        analysis.verdict_of(analysis.claims(ds, ClaimThresholds(relative=False)), "no such claim")
 
 
 def test_threshold_fit_recovers_a_known_threshold():
@@ -190,3 +190,12 @@ def test_causes_rank_the_property_that_decides_the_collapse():
     assert table.loc["sp_distance", "threshold"] == 0.4 and table.loc["sp_distance", "error_rate"] == 0.0
     assert table.loc["step_asymmetry", "error_rate"] > 0  # alternating: it cannot separate the collapse
     assert np.isnan(table.loc["c2c", "threshold"])  # constant: no threshold
+
+
+def test_thresholds_default_to_a_relative_target_and_override_only_given_values():
+    """The notebooks' thresholds come from one place: None parameters keep the documented defaults."""
+    assert ClaimThresholds.overriding(target=None, relative=None) == ClaimThresholds()
+    assert ClaimThresholds().relative and ClaimThresholds().describe_target() == "99% of fp's final accuracy"
+    absolute = ClaimThresholds.overriding(target=0.9, relative=False, confidence=None)
+    assert absolute == ClaimThresholds(target=0.9, relative=False)
+    assert absolute.describe_target() == "90% validation accuracy"
