@@ -125,7 +125,8 @@ def load_study(prefix: str = "study", directory: str | Path | None = None) -> xr
     directory = Path(directory or sourcedata.SOURCE_DATA)
     files = sorted(p for p in directory.glob(f"{prefix}-*.nc") if not p.name.startswith(f"{prefix}-noise"))
     if not files:
-        raise FileNotFoundError(f"no {prefix}-<device>.nc summaries in {directory.name}/ (make study writes them)")
+        raise FileNotFoundError(f"no {prefix}-<device>.nc summaries in {directory.parent.name}/{directory.name}/ "
+                                "(make study writes them)")
     parts = [provenance.read_netcdf(p) for p in files]
     return xr.concat([p.drop_vars(["weight_hist", "symmetry_point_hist"], errors="ignore") for p in parts],
                      dim="device", join="outer", data_vars="all", coords="minimal", compat="override",

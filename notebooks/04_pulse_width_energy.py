@@ -51,7 +51,7 @@ from IPython.display import Markdown, display
 from ferrolib import analysis, energy, measurements, paths, plotting, sourcedata, sweep
 
 plotting.style()
-profile = "smoke" if smoke else "full"
+profile = "smoke" if smoke else "paper"
 spec, options, config_path = sweep.notebook_sweep(sweep_config, smoke)
 energy_model = options["energy_model"]
 device_id = spec.axes()["device"][0]
