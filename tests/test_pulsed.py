@@ -302,3 +302,30 @@ def test_compile_kernels_covers_every_signature_training_uses() -> None:
         network.train_step(data.train_x[:16], data.train_y[:16], 0.1, 0)
         network.predict(data.val_x[:16], 16)
     assert {name: len(k.signatures) for name, k in kernels.items()} == before
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_draw_equals_probabilities_then_bits_on_the_same_keys(dtype: torch.dtype) -> None:
+    """``draw_pulse_trains`` (one kernel from x and d) gives the reference's bits, signs and BL exactly, over
+    every management setting, sparse and saturated trains (k > desired_bl), silent samples and lines."""
+    g = torch.Generator().manual_seed(3)
+    saturated = partial = 0
+    for trial in range(240):
+        x = torch.rand(5, 17, generator=g, dtype=dtype) * (torch.rand(5, 17, generator=g, dtype=dtype) < 0.5)
+        x = x * torch.randn(5, 17, generator=g, dtype=dtype).sign() * 10 ** (4 * torch.rand((), generator=g).item() - 2)
+        d = torch.randn(5, 9, generator=g, dtype=dtype) * 10 ** (-4 * torch.rand((), generator=g).item())
+        x[0], d[1, 3] = 0.0, 0.0
+        lr, dw_min = 10 ** (3 * torch.rand((), generator=g).item() - 2), 10 ** (-3 * torch.rand((), generator=g).item())
+        desired_bl = int(torch.randint(1, pulsed.MAX_BL + 1, (), generator=g))
+        managements = (bool(trial % 2), bool(trial // 2 % 2))
+        fast = pulsed.draw_pulse_trains(x, d, lr, dw_min, desired_bl, 3, trial, *managements)
+        reference = pulsed.draw_pulse_trains_reference(x, d, lr, dw_min, desired_bl, 3, trial, *managements)
+        for field in ("x_bits", "d_bits", "x_negative", "d_negative", "bl"):
+            np.testing.assert_array_equal(getattr(fast, field), getattr(reference, field), err_msg=f"{field} {trial}")
+        k = lr * x.abs().amax(1) * d.abs().amax(1) / dw_min
+        saturated += int((k > desired_bl).sum())
+        p, _, _ = pulsed.pulse_probabilities(x, d, lr, dw_min, desired_bl, *managements)
+        partial += int(((p > 0) & (p < 1)).sum())
+    assert saturated > 50 and partial > 1000  # both branches of update management and real Bernoulli draws
+    with pytest.raises(ValueError, match="desired_bl"):
+        pulsed.draw_pulse_trains(x, d, 0.1, 0.01, 64, 0, 0)

@@ -170,13 +170,30 @@ def _line_hash(sample: np.uint64, tag: int, line: int) -> np.uint64:
     return _mix(_mix(sample ^ (np.uint64(tag) + golden)) ^ (np.uint64(line) + golden))
 
 
+@njit(cache=True, inline="always")
+def _line_bits(sample: np.uint64, tag: int, line: int, p, n_slots: int, full: np.int64) -> np.int64:
+    """Packed train of one line: slot t fires when ``u_t < p``, ``u_t`` the top 53 bits of ``mix(h + (t+1) golden)``,
+    ``h`` the line hash; ``p >= 1`` fires every slot (``u < 1`` always) without hashing, ``p <= 0`` none."""
+    if p <= 0.0:
+        return 0
+    if p >= 1.0:
+        return full
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    h = _line_hash(sample, tag, line)
+    word = 0
+    for t in range(n_slots):
+        h = h + golden
+        u = float(_mix(h) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+        if u < p:
+            word |= 1 << t
+    return word
+
+
 @njit(parallel=True, cache=True)
 def _bits_kernel(probability, bl, seed, event0, tag):
-    """Slot t of line n of sample b fires when ``u_t < p``, ``u_t`` the top 53 bits of ``mix(h + (t+1) golden)``,
-    ``h`` the line hash; ``p >= 1`` fires every slot (``u < 1`` always) without hashing."""
+    """Line n of sample b: ``_line_bits`` with the sample's key ``(seed, event0 + b)`` and BL ``bl[b]``."""
     batch, lines = probability.shape
     bits = np.zeros((batch, lines), dtype=np.int64)
-    golden = np.uint64(0x9E3779B97F4A7C15)
     for b in prange(batch):
         n_slots = bl[b]
         if n_slots == 0:
@@ -184,20 +201,7 @@ def _bits_kernel(probability, bl, seed, event0, tag):
         full = (1 << n_slots) - 1
         sample = _sample_hash(seed, event0 + b)
         for line in range(lines):
-            p = probability[b, line]
-            if p <= 0.0:
-                continue
-            if p >= 1.0:
-                bits[b, line] = full
-                continue
-            h = _line_hash(sample, tag, line)
-            word = 0
-            for t in range(n_slots):
-                h = h + golden
-                u = float(_mix(h) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-                if u < p:
-                    word |= 1 << t
-            bits[b, line] = word
+            bits[b, line] = _line_bits(sample, tag, line, probability[b, line], n_slots, full)
     return bits
 
 
@@ -211,14 +215,80 @@ def bernoulli_bits(probability: np.ndarray, bl: np.ndarray, seed: int, event0: i
                         seed, event0, tag)
 
 
+@njit(parallel=True, cache=True)
+def _draw_kernel(x, d, constants, levels, desired_bl, balanced, bl_management, seed, event0):
+    """``pulse_probabilities`` and ``bernoulli_bits`` fused per sample, in the dtype of x and d.
+
+    ``constants = [lr, dw_min, 1e-30, desired_bl, 1]`` and ``levels[n] = n`` in that dtype; every operation
+    repeats the torch expression of ``pulse_probabilities`` in the same order and precision (``a / t`` of a
+    scalar by a tensor is torch's ``reciprocal(t) * a``), so p, q and BL, hence the bits, are identical."""
+    batch, n_in = x.shape
+    n_out = d.shape[1]
+    lr, dw_min, tiny, max_bl, one = constants[0], constants[1], constants[2], constants[3], constants[4]
+    x_bits = np.zeros((batch, n_in), dtype=np.int64)
+    d_bits = np.zeros((batch, n_out), dtype=np.int64)
+    bl = np.zeros(batch, dtype=np.int64)
+    for b in prange(batch):
+        x_max = one - one
+        for j in range(n_in):
+            x_max = max(x_max, abs(x[b, j]))
+        d_max = one - one
+        for i in range(n_out):
+            d_max = max(d_max, abs(d[b, i]))
+        k = lr * x_max * d_max / dw_min
+        if not k > 0:
+            continue
+        n_slots = desired_bl
+        if bl_management:
+            ceiling = np.ceil(k)
+            n_slots = 1 if ceiling < one else (desired_bl if ceiling >= max_bl else int(ceiling))
+        bl[b] = n_slots
+        product = one / (dw_min * levels[n_slots]) * lr
+        if balanced:
+            d_balanced = d_max * min(one / max(k, tiny) * max_bl, one)
+            ratio = d_balanced / max(x_max, tiny)
+            scale_x = np.sqrt(product * ratio)
+            scale_d = np.sqrt(product / ratio)
+        else:
+            scale_x = scale_d = np.sqrt(product)
+        full = (1 << n_slots) - 1
+        sample = _sample_hash(seed, event0 + b)
+        for j in range(n_in):
+            x_bits[b, j] = _line_bits(sample, 0, j, min(scale_x * abs(x[b, j]), one), n_slots, full)
+        for i in range(n_out):
+            d_bits[b, i] = _line_bits(sample, 1, i, min(scale_d * abs(d[b, i]), one), n_slots, full)
+    return x_bits, d_bits, bl
+
+
 def draw_pulse_trains(
     x: Tensor, d: Tensor, lr: float, dw_min: float, desired_bl: int, seed: int, event0: int,
     update_management: bool = True, bl_management: bool = True,
 ) -> PulseTrains:
     """Stochastic pulse trains of a mini-batch (x: (B, n_in), d: (B, n_out)) for one tile.
 
-    Sample b draws its bits with the keys ``(seed, event0 + b)``: tag 0 for the columns, 1 for the rows.
+    Sample b draws its bits with the keys ``(seed, event0 + b)``: tag 0 for the columns, 1 for the rows. Fast
+    path: probabilities, BL and bits in one kernel straight from x and d (in their common dtype), identical to
+    ``draw_pulse_trains_reference``.
     """
+    if not 1 <= desired_bl <= MAX_BL:
+        raise ValueError(f"desired_bl must be in 1..{MAX_BL}, got {desired_bl}")
+    dtype = torch.promote_types(x.dtype, d.dtype)
+    x_np, d_np = x.detach().to(dtype).contiguous().numpy(), d.detach().to(dtype).contiguous().numpy()
+    constants = np.array([lr, dw_min, 1e-30, desired_bl, 1.0], dtype=x_np.dtype)
+    x_bits, d_bits, bl = _draw_kernel(x_np, d_np, constants, _LEVELS[x_np.dtype.type], desired_bl,
+                                      update_management or bl_management, bl_management, seed, event0)
+    return PulseTrains(x_bits, d_bits, x_np < 0, d_np < 0, bl)
+
+
+_LEVELS = {t: np.arange(MAX_BL + 1, dtype=t) for t in (np.float32, np.float64)}
+"""``levels[n] = n`` in each dtype the draw kernel runs in (a train length as a float of that dtype)."""
+
+
+def draw_pulse_trains_reference(
+    x: Tensor, d: Tensor, lr: float, dw_min: float, desired_bl: int, seed: int, event0: int,
+    update_management: bool = True, bl_management: bool = True,
+) -> PulseTrains:
+    """Reference of ``draw_pulse_trains``: ``pulse_probabilities`` (torch), then ``bernoulli_bits`` per side."""
     p, q, bl = pulse_probabilities(x, d, lr, dw_min, desired_bl, update_management, bl_management)
     bl_np = bl.numpy()
     return PulseTrains(
@@ -506,7 +576,7 @@ def compile_kernels() -> None:
     """Call every kernel once with each argument type training uses, so numba compiles them into its on-disk
     cache (``make env`` runs this; a fresh clone's first run then loads instead of compiling).
 
-    Types: float32 layer inputs and errors, float64 states, int64 counters; device parameters broadcast from
+    Types: float32 layer inputs and errors, float64 transfer requests (mixed precision), float64 states, int64 counters; device parameters broadcast from
     scalars (writable copies) or given per device (read-only views, with device-to-device variation); the
     reference of ``sps`` writable or read-only likewise.
     """
@@ -527,6 +597,7 @@ def compile_kernels() -> None:
                                  (d.T @ x).numpy(), -0.1)
         transfer_counts(np.ones(shape), params.scale_up, 2)
         apply_pulse_counts(state, counts, params, 0, 0, up, down)
+        transfer_pulse_trains(counts, np.ascontiguousarray(params.scale_up), 0.01, 31, 0, 0)
         for reference in (np.zeros(shape), np.broadcast_to(np.zeros(shape), shape)):
             weight = effective_weight(state, reference)
             apply_pulse_trains(state, trains, params, 0, 0, up, down, weight, reference)
@@ -539,7 +610,8 @@ def compile_kernels() -> None:
 
 __all__ = [
     "MAX_BL", "KernelDevice", "PulseTrains", "kernel_device", "device_step_array", "c2c_normal",
-    "pulse_probabilities", "bernoulli_bits", "draw_pulse_trains", "apply_pulse_trains", "apply_pulse_trains_reference",
+    "pulse_probabilities", "bernoulli_bits", "draw_pulse_trains", "draw_pulse_trains_reference",
+    "apply_pulse_trains", "apply_pulse_trains_reference",
     "apply_deterministic", "apply_pulse_counts", "apply_pulse_counts_reference",
     "transfer_counts", "effective_weight", "compile_kernels",
 ]
