@@ -329,3 +329,54 @@ def test_fused_draw_equals_probabilities_then_bits_on_the_same_keys(dtype: torch
     assert saturated > 50 and partial > 1000  # both branches of update management and real Bernoulli draws
     with pytest.raises(ValueError, match="desired_bl"):
         pulsed.draw_pulse_trains(x, d, 0.1, 0.01, 64, 0, 0)
+
+
+@pytest.mark.parametrize("kind", ["piecewise", "softbounds", "powstep"])
+@pytest.mark.parametrize("c2c, max_pulses", [(0.0, None), (0.3, 4)])
+def test_fused_pulsed_transfer_equals_counts_trains_and_coincidences(kind: str, c2c: float, max_pulses) -> None:
+    """``pulsed_transfer`` (one pass) leaves chi, the requested counts, states, counters and read-out weight
+    exactly as ``transfer_counts`` + ``transfer_pulse_trains`` + ``apply_pulse_trains`` on the same keys,
+    with silent rows, saturated rows (k > desired_bl) and partial trains."""
+    devices = make_devices(kind, c2c)
+    params = pulsed.kernel_device(devices, SHAPE)
+    eps = pulsed.kernel_device(devices, SHAPE).scale_up.copy()
+    g = torch.Generator().manual_seed(4)
+    state = random_state(devices)
+    chi = (torch.randn(SHAPE, generator=g, dtype=torch.float64) * 3 * torch.from_numpy(eps)).numpy()
+    chi[0] = 0.0  # a silent row
+    chi[1] *= 40.0  # a saturated row
+    increment = torch.randn(SHAPE, generator=g).numpy()
+    increment[0] = 0.0
+    reference_weight = torch.zeros(SHAPE, dtype=torch.float64).numpy()
+    results = []
+    for fused in (True, False):
+        fields = {"chi": chi.copy(), "state": state.numpy().copy(), "up": np.zeros(SHAPE, np.int64),
+                  "down": np.zeros(SHAPE, np.int64)}
+        fields["weight"] = pulsed.effective_weight(fields["state"], reference_weight)
+        for step in range(3):
+            if fused:
+                fields[f"counts{step}"] = pulsed.pulsed_transfer(
+                    fields["chi"], eps, max_pulses, increment, -0.5, 0.01, 7, 9, step * SHAPE[0], fields["state"],
+                    params, fields["up"], fields["down"], fields["weight"], reference_weight)
+            else:
+                counts = pulsed.transfer_counts(fields["chi"], eps, max_pulses, increment, -0.5)
+                trains = pulsed.transfer_pulse_trains(counts, eps, 0.01, 7, 9, step * SHAPE[0])
+                pulsed.apply_pulse_trains(fields["state"], trains, params, 9, step * SHAPE[0], fields["up"],
+                                          fields["down"], fields["weight"], reference_weight)
+                fields[f"counts{step}"] = counts
+                if step == 0:
+                    assert (trains.bl[1] == 7 and trains.bl[0] == 0 and 0 < trains.bl[2:].min()
+                            and np.abs(counts[1] * eps[1]).max() / 0.01 > 7)
+        results.append(fields)
+    assert results[1]["up"].sum() + results[1]["down"].sum() > 0
+    for name, value in results[1].items():
+        np.testing.assert_array_equal(results[0][name], value, err_msg=name)
+
+
+def test_accumulate_equals_the_numpy_expression() -> None:
+    g = torch.Generator().manual_seed(6)
+    chi = torch.randn(7, 9, generator=g, dtype=torch.float64).numpy()
+    increment = torch.randn(7, 9, generator=g).numpy()
+    expected = chi - 0.37 * increment.astype(np.float64)
+    pulsed.accumulate(chi, increment, 0.37)
+    np.testing.assert_array_equal(chi, expected)

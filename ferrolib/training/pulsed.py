@@ -215,16 +215,35 @@ def bernoulli_bits(probability: np.ndarray, bl: np.ndarray, seed: int, event0: i
                         seed, event0, tag)
 
 
+@njit(cache=True, inline="always")
+def _train_scales(x_max, d_max, constants, levels, desired_bl, balanced, bl_management):
+    """One sample's ``(BL, scale_x, scale_d)`` of ``pulse_probabilities`` (BL 0 when k is not positive).
+
+    ``constants = [lr, dw_min, 1e-30, desired_bl, 1]`` and ``levels[n] = n`` in the dtype of x and d; every
+    operation repeats the torch expression of ``pulse_probabilities`` in the same order and precision
+    (``a / t`` of a scalar by a tensor is torch's ``reciprocal(t) * a``), so p, q and BL are identical."""
+    lr, dw_min, tiny, max_bl, one = constants[0], constants[1], constants[2], constants[3], constants[4]
+    k = lr * x_max * d_max / dw_min
+    if not k > 0:
+        return 0, one, one
+    n_slots = desired_bl
+    if bl_management:
+        ceiling = np.ceil(k)
+        n_slots = 1 if ceiling < one else (desired_bl if ceiling >= max_bl else int(ceiling))
+    product = one / (dw_min * levels[n_slots]) * lr
+    if balanced:
+        ratio = d_max * min(one / max(k, tiny) * max_bl, one) / max(x_max, tiny)
+        return n_slots, np.sqrt(product * ratio), np.sqrt(product / ratio)
+    return n_slots, np.sqrt(product), np.sqrt(product)
+
+
 @njit(parallel=True, cache=True)
 def _draw_kernel(x, d, constants, levels, desired_bl, balanced, bl_management, seed, event0):
-    """``pulse_probabilities`` and ``bernoulli_bits`` fused per sample, in the dtype of x and d.
-
-    ``constants = [lr, dw_min, 1e-30, desired_bl, 1]`` and ``levels[n] = n`` in that dtype; every operation
-    repeats the torch expression of ``pulse_probabilities`` in the same order and precision (``a / t`` of a
-    scalar by a tensor is torch's ``reciprocal(t) * a``), so p, q and BL, hence the bits, are identical."""
+    """``pulse_probabilities`` and ``bernoulli_bits`` fused per sample, in the dtype of x and d (the scales of
+    ``_train_scales``), so p, q and BL, hence the bits, are identical to the reference's."""
     batch, n_in = x.shape
     n_out = d.shape[1]
-    lr, dw_min, tiny, max_bl, one = constants[0], constants[1], constants[2], constants[3], constants[4]
+    one = constants[4]
     x_bits = np.zeros((batch, n_in), dtype=np.int64)
     d_bits = np.zeros((batch, n_out), dtype=np.int64)
     bl = np.zeros(batch, dtype=np.int64)
@@ -235,22 +254,11 @@ def _draw_kernel(x, d, constants, levels, desired_bl, balanced, bl_management, s
         d_max = one - one
         for i in range(n_out):
             d_max = max(d_max, abs(d[b, i]))
-        k = lr * x_max * d_max / dw_min
-        if not k > 0:
+        n_slots, scale_x, scale_d = _train_scales(x_max, d_max, constants, levels, desired_bl, balanced,
+                                                  bl_management)
+        if n_slots == 0:
             continue
-        n_slots = desired_bl
-        if bl_management:
-            ceiling = np.ceil(k)
-            n_slots = 1 if ceiling < one else (desired_bl if ceiling >= max_bl else int(ceiling))
         bl[b] = n_slots
-        product = one / (dw_min * levels[n_slots]) * lr
-        if balanced:
-            d_balanced = d_max * min(one / max(k, tiny) * max_bl, one)
-            ratio = d_balanced / max(x_max, tiny)
-            scale_x = np.sqrt(product * ratio)
-            scale_d = np.sqrt(product / ratio)
-        else:
-            scale_x = scale_d = np.sqrt(product)
         full = (1 << n_slots) - 1
         sample = _sample_hash(seed, event0 + b)
         for j in range(n_in):
@@ -518,29 +526,115 @@ def apply_pulse_counts(
                    count_down, weight, reference)
 
 
+def transfer_counts(chi: np.ndarray, eps: np.ndarray, max_pulses: int | None = None,
+                    increment: np.ndarray | None = None, scale: float = 0.0) -> np.ndarray:
+    """Mixed-precision accumulate and transfer, in place on chi: ``chi += scale * increment``, then
+    ``n = trunc(chi/eps)`` (capped at ``max_pulses`` if given) and ``chi -= n eps``; returns n.
+    Capped counts leave their excess in chi."""
+    return _transfer_kernel(*_transfer_arguments(chi, eps, max_pulses, increment, scale))
+
+
+def _transfer_arguments(chi: np.ndarray, eps: np.ndarray, max_pulses: int | None, increment: np.ndarray | None,
+                        scale: float) -> tuple:
+    """``(chi, increment, scale, eps, max_pulses)`` as the transfer kernels take them (no increment: zeros;
+    no cap: -1)."""
+    if increment is None:
+        increment, scale = np.zeros(chi.shape, dtype=np.float32), 0.0
+    return chi, increment, float(scale), eps, -1 if max_pulses is None else int(max_pulses)
+
+
+@njit(cache=True, inline="always")
+def _transfer_device(chi, increment, scale, eps, max_pulses, i, j):
+    """``chi += scale increment``, ``n = trunc(chi/eps)`` (capped), ``chi -= n eps`` at device (i, j); returns n."""
+    value = chi[i, j] + scale * increment[i, j]
+    n = int(value / eps[i, j])  # truncation toward zero
+    if max_pulses >= 0:
+        n = min(max(n, -max_pulses), max_pulses)
+    chi[i, j] = value - n * eps[i, j]
+    return n
+
+
 @njit(parallel=True, cache=True)
 def _transfer_kernel(chi, increment, scale, eps, max_pulses):
     n_out, n_in = chi.shape
     counts = np.zeros((n_out, n_in), dtype=np.int64)
     for i in prange(n_out):
         for j in range(n_in):
-            value = chi[i, j] + scale * increment[i, j]
-            n = int(value / eps[i, j])  # truncation toward zero
-            if max_pulses >= 0:
-                n = min(max(n, -max_pulses), max_pulses)
-            chi[i, j] = value - n * eps[i, j]
-            counts[i, j] = n
+            counts[i, j] = _transfer_device(chi, increment, scale, eps, max_pulses, i, j)
     return counts
 
 
-def transfer_counts(chi: np.ndarray, eps: np.ndarray, max_pulses: int | None = None,
-                    increment: np.ndarray | None = None, scale: float = 0.0) -> np.ndarray:
-    """Mixed-precision accumulate and transfer, in place on chi: ``chi += scale * increment``, then
-    ``n = trunc(chi/eps)`` (capped at ``max_pulses`` if given) and ``chi -= n eps``; returns n.
-    Capped counts leave their excess in chi."""
-    if increment is None:
-        increment, scale = np.zeros(chi.shape, dtype=np.float32), 0.0
-    return _transfer_kernel(chi, increment, float(scale), eps, -1 if max_pulses is None else int(max_pulses))
+@njit(parallel=True, cache=True)
+def _pulsed_transfer_kernel(chi, increment, scale, eps, max_pulses, constants, levels, desired_bl, seed, event0,
+                            state, p, count_up, count_down, weight, reference):
+    """Row i in parallel: ``_transfer_device`` on the row, then its transfer train (sample ``event0 + i``,
+    ``x = -n eps``, one-hot ``d = e_i``, both managements on, scales of ``_train_scales``) and, per device,
+    its ``popcount(x_bits & d_bits)`` pulses in a row (pulse k keyed ``(seed, event0 + i, i, j, k)``, the order
+    of the coincidence kernel within one device). Returns the requested counts."""
+    n_out, n_in = chi.shape
+    one = constants[4]
+    counts = np.zeros((n_out, n_in), dtype=np.int64)
+    keep_weight = weight.size > 0
+    for i in prange(n_out):
+        x_max = one - one
+        for j in range(n_in):
+            n = _transfer_device(chi, increment, scale, eps, max_pulses, i, j)
+            counts[i, j] = n
+            x_max = max(x_max, abs(-(n * eps[i, j])))
+        n_slots, scale_x, scale_d = _train_scales(x_max, one, constants, levels, desired_bl, True, True)
+        if n_slots == 0:
+            continue
+        full = (1 << n_slots) - 1
+        sample = _sample_hash(seed, event0 + i)
+        d_word = _line_bits(sample, 1, i, min(scale_d * one, one), n_slots, full)
+        if d_word == 0:
+            continue
+        for j in range(n_in):
+            requested = -(counts[i, j] * eps[i, j])
+            x_word = _line_bits(sample, 0, j, min(scale_x * abs(requested), one), n_slots, full)
+            pulses = _popcount(x_word & d_word)
+            if pulses == 0:
+                continue
+            up = requested < 0
+            state[i, j] = _apply_steps(state[i, j], pulses, up, i, j, p, seed, event0 + i)
+            if keep_weight:
+                weight[i, j] = state[i, j] - reference[i, j]
+            if up:
+                count_up[i, j] += pulses
+            else:
+                count_down[i, j] += pulses
+    return counts
+
+
+def pulsed_transfer(
+    chi: np.ndarray, eps: np.ndarray, max_pulses: int | None, increment: np.ndarray | None, scale: float,
+    granularity: float, desired_bl: int, seed: int, event0: int, state: np.ndarray, devices: KernelDevice,
+    count_up: np.ndarray, count_down: np.ndarray, weight: np.ndarray | None = None,
+    reference: np.ndarray | None = None,
+) -> np.ndarray:
+    """Fast path of mixed precision's pulsed transfer in one pass over chi: ``transfer_counts``, then
+    ``transfer_pulse_trains`` applied with ``apply_pulse_trains`` (identical chi, counts, states, counters and
+    read-out weight); returns the requested counts."""
+    if not 1 <= desired_bl <= MAX_BL:
+        raise ValueError(f"desired_bl must be in 1..{MAX_BL}, got {desired_bl}")
+    if weight is None:
+        weight, reference = _NO_WEIGHT, np.zeros((0, 0))
+    constants = np.array([1.0, granularity, 1e-30, desired_bl, 1.0])
+    return _pulsed_transfer_kernel(*_transfer_arguments(chi, eps, max_pulses, increment, scale), constants,
+                                   _LEVELS[np.float64], desired_bl, seed, event0, state, devices, count_up,
+                                   count_down, weight, reference)
+
+
+@njit(parallel=True, cache=True)
+def _accumulate_kernel(chi, increment, lr):
+    for i in prange(chi.shape[0]):
+        for j in range(chi.shape[1]):
+            chi[i, j] -= lr * np.float64(increment[i, j])
+
+
+def accumulate(chi: np.ndarray, increment: np.ndarray, lr: float) -> None:
+    """``chi -= lr * float64(increment)`` in place (mixed precision's accumulation, no temporary arrays)."""
+    _accumulate_kernel(chi, increment, float(lr))
 
 
 @njit(parallel=True, cache=True)
@@ -598,10 +692,13 @@ def compile_kernels() -> None:
         transfer_counts(np.ones(shape), params.scale_up, 2)
         apply_pulse_counts(state, counts, params, 0, 0, up, down)
         transfer_pulse_trains(counts, np.ascontiguousarray(params.scale_up), 0.01, 31, 0, 0)
+        accumulate(np.ones(shape), (d.T @ x).numpy(), 0.1)
         for reference in (np.zeros(shape), np.broadcast_to(np.zeros(shape), shape)):
             weight = effective_weight(state, reference)
             apply_pulse_trains(state, trains, params, 0, 0, up, down, weight, reference)
             apply_pulse_counts(state, counts, params, 0, 0, up, down, weight, reference)
+            pulsed_transfer(np.ones(shape), np.ascontiguousarray(params.scale_up), None, (d.T @ x).numpy(), -0.1,
+                            0.01, 31, 0, 0, state, params, up, down, weight, reference)
         for mode in ("implicit", "expected"):
             apply_deterministic(state, x, d, 0.1, 0.01, 31, params, mode, 0, 0, up, down)
         device_step_array(params.kind, True, state, params)
@@ -613,7 +710,7 @@ __all__ = [
     "pulse_probabilities", "bernoulli_bits", "draw_pulse_trains", "draw_pulse_trains_reference",
     "apply_pulse_trains", "apply_pulse_trains_reference",
     "apply_deterministic", "apply_pulse_counts", "apply_pulse_counts_reference",
-    "transfer_counts", "effective_weight", "compile_kernels",
+    "transfer_counts", "accumulate", "effective_weight", "compile_kernels",
 ]
 
 
@@ -653,4 +750,4 @@ def transfer_pulse_trains(counts: np.ndarray, eps: np.ndarray, granularity: floa
     return draw_pulse_trains(x, d, 1.0, granularity, desired_bl, seed, event0, True, True)
 
 
-__all__ += ["aihwkit_granularity", "transfer_pulse_trains"]
+__all__ += ["aihwkit_granularity", "transfer_pulse_trains", "pulsed_transfer"]
