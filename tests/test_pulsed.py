@@ -133,9 +133,9 @@ def test_event_ids_follow_the_samples_applied_and_resume_bit_identically(monkeyp
     events: list[range] = []
     draw = pulsed.draw_pulse_trains
 
-    def recording(x, d, lr, dw_min, desired_bl, seed, event0, *args):
+    def recording(x, d, lr, dw_min, desired_bl, seed, event0, *args, **kwargs):
         events.append(range(event0, event0 + x.shape[0]))
-        return draw(x, d, lr, dw_min, desired_bl, seed, event0, *args)
+        return draw(x, d, lr, dw_min, desired_bl, seed, event0, *args, **kwargs)
 
     monkeypatch.setattr(pulsed, "draw_pulse_trains", recording)
     settings = UpdateSettings(seed=2)
@@ -307,9 +307,10 @@ def test_compile_kernels_covers_every_signature_training_uses() -> None:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_fused_draw_equals_probabilities_then_bits_on_the_same_keys(dtype: torch.dtype) -> None:
     """``draw_pulse_trains`` (one kernel from x and d) gives the reference's bits, signs and BL exactly, over
-    every management setting, sparse and saturated trains (k > desired_bl), silent samples and lines."""
+    every management setting, sparse and saturated trains (k > desired_bl), silent samples and lines; with
+    ``live_slots_only`` exactly the reference's bits in the slots where both sides fire."""
     g = torch.Generator().manual_seed(3)
-    saturated = partial = 0
+    saturated = partial = dropped = 0
     for trial in range(240):
         x = torch.rand(5, 17, generator=g, dtype=dtype) * (torch.rand(5, 17, generator=g, dtype=dtype) < 0.5)
         x = x * torch.randn(5, 17, generator=g, dtype=dtype).sign() * 10 ** (4 * torch.rand((), generator=g).item() - 2)
@@ -322,11 +323,19 @@ def test_fused_draw_equals_probabilities_then_bits_on_the_same_keys(dtype: torch
         reference = pulsed.draw_pulse_trains_reference(x, d, lr, dw_min, desired_bl, 3, trial, *managements)
         for field in ("x_bits", "d_bits", "x_negative", "d_negative", "bl"):
             np.testing.assert_array_equal(getattr(fast, field), getattr(reference, field), err_msg=f"{field} {trial}")
+        live = pulsed.draw_pulse_trains(x, d, lr, dw_min, desired_bl, 3, trial, *managements, live_slots_only=True)
+        x_fired = np.bitwise_or.reduce(reference.x_bits, axis=1)[:, None]
+        d_fired = np.bitwise_or.reduce(reference.d_bits, axis=1)[:, None]
+        np.testing.assert_array_equal(live.x_bits, reference.x_bits & d_fired, err_msg=f"live x {trial}")
+        np.testing.assert_array_equal(live.d_bits, reference.d_bits & x_fired, err_msg=f"live d {trial}")
+        np.testing.assert_array_equal(live.bl, reference.bl)
+        dropped += int((live.x_bits != reference.x_bits).sum() + (live.d_bits != reference.d_bits).sum())
         k = lr * x.abs().amax(1) * d.abs().amax(1) / dw_min
         saturated += int((k > desired_bl).sum())
         p, _, _ = pulsed.pulse_probabilities(x, d, lr, dw_min, desired_bl, *managements)
         partial += int(((p > 0) & (p < 1)).sum())
     assert saturated > 50 and partial > 1000  # both branches of update management and real Bernoulli draws
+    assert dropped > 100  # live slots only did drop dead slots
     with pytest.raises(ValueError, match="desired_bl"):
         pulsed.draw_pulse_trains(x, d, 0.1, 0.01, 64, 0, 0)
 

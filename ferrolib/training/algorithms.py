@@ -149,7 +149,7 @@ class PulsedSGDLayer(Layer):
         event0 = self.samples_seen
         if s.pulse_mode == "stochastic":
             trains = pulsed.draw_pulse_trains(x, d, lr, self.granularity, s.desired_bl, s.seed, event0,
-                                              s.update_management, s.bl_management)
+                                              s.update_management, s.bl_management, live_slots_only=True)
             pulsed.apply_pulse_trains(tile.state, trains, tile.params, s.seed, event0, tile.count_up,
                                       tile.count_down, tile.live_weight(), tile.reference)
         else:

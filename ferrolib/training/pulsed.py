@@ -164,27 +164,28 @@ def _sample_hash(seed: int, event: int) -> np.uint64:
 
 
 @njit(cache=True, inline="always")
-def _line_hash(sample: np.uint64, tag: int, line: int) -> np.uint64:
-    """Key of one line's slot sequence: ``mix(mix(sample ^ tag) ^ line)`` (``sample`` from ``_sample_hash``)."""
-    golden = np.uint64(0x9E3779B97F4A7C15)
-    return _mix(_mix(sample ^ (np.uint64(tag) + golden)) ^ (np.uint64(line) + golden))
+def _tag_key(sample: np.uint64, tag: int) -> np.uint64:
+    """The part of a line's key shared by every line of one side of a sample: ``mix(sample ^ tag)`` (``sample``
+    from ``_sample_hash``)."""
+    return _mix(sample ^ (np.uint64(tag) + np.uint64(0x9E3779B97F4A7C15)))
 
 
 @njit(cache=True, inline="always")
-def _line_bits(sample: np.uint64, tag: int, line: int, p, n_slots: int, full: np.int64) -> np.int64:
-    """Packed train of one line: slot t fires when ``u_t < p``, ``u_t`` the top 53 bits of ``mix(h + (t+1) golden)``,
-    ``h`` the line hash; ``p >= 1`` fires every slot (``u < 1`` always) without hashing, ``p <= 0`` none."""
+def _line_bits(tag_key: np.uint64, line: int, p, n_slots: int, slots: np.int64) -> np.int64:
+    """Packed train of one line, drawn in the slots set in ``slots`` only (bits of the other slots stay 0):
+    slot t fires when ``u_t < p``, ``u_t`` the top 53 bits of ``mix(h + (t+1) golden)``, ``h`` the line's key
+    ``mix(tag_key ^ line)`` (``tag_key`` from ``_tag_key``); ``p >= 1`` fires every slot (``u < 1`` always) without hashing,
+    ``p <= 0`` none."""
     if p <= 0.0:
         return 0
     if p >= 1.0:
-        return full
+        return slots
     golden = np.uint64(0x9E3779B97F4A7C15)
-    h = _line_hash(sample, tag, line)
+    h = _mix(tag_key ^ (np.uint64(line) + golden))
     word = 0
     for t in range(n_slots):
         h = h + golden
-        u = float(_mix(h) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-        if u < p:
+        if (slots >> t) & 1 and float(_mix(h) >> np.uint64(11)) * (1.0 / 9007199254740992.0) < p:
             word |= 1 << t
     return word
 
@@ -199,9 +200,9 @@ def _bits_kernel(probability, bl, seed, event0, tag):
         if n_slots == 0:
             continue
         full = (1 << n_slots) - 1
-        sample = _sample_hash(seed, event0 + b)
+        key = _tag_key(_sample_hash(seed, event0 + b), tag)
         for line in range(lines):
-            bits[b, line] = _line_bits(sample, tag, line, probability[b, line], n_slots, full)
+            bits[b, line] = _line_bits(key, line, probability[b, line], n_slots, full)
     return bits
 
 
@@ -238,22 +239,32 @@ def _train_scales(x_max, d_max, constants, levels, desired_bl, balanced, bl_mana
 
 
 @njit(parallel=True, cache=True)
-def _draw_kernel(x, d, constants, levels, desired_bl, balanced, bl_management, seed, event0):
+def _draw_kernel(x, d, constants, levels, desired_bl, balanced, bl_management, seed, event0, live_slots_only):
     """``pulse_probabilities`` and ``bernoulli_bits`` fused per sample, in the dtype of x and d (the scales of
-    ``_train_scales``), so p, q and BL, hence the bits, are identical to the reference's."""
+    ``_train_scales``), so p, q and BL, hence the bits, are identical to the reference's.
+
+    ``live_slots_only``: the side with fewer non-zero lines is drawn first; the other side only in the slots
+    where the first fires (none at all when it is silent), and both keep only the slots where both fire: every
+    coincidence, hence every update, is the reference's, at a fraction of the hashing."""
     batch, n_in = x.shape
     n_out = d.shape[1]
     one = constants[4]
     x_bits = np.zeros((batch, n_in), dtype=np.int64)
     d_bits = np.zeros((batch, n_out), dtype=np.int64)
+    x_negative = np.empty((batch, n_in), dtype=np.bool_)
+    d_negative = np.empty((batch, n_out), dtype=np.bool_)
     bl = np.zeros(batch, dtype=np.int64)
     for b in prange(batch):
-        x_max = one - one
+        x_max, x_lines = one - one, 0
         for j in range(n_in):
             x_max = max(x_max, abs(x[b, j]))
-        d_max = one - one
+            x_lines += x[b, j] != 0
+            x_negative[b, j] = x[b, j] < 0
+        d_max, d_lines = one - one, 0
         for i in range(n_out):
             d_max = max(d_max, abs(d[b, i]))
+            d_lines += d[b, i] != 0
+            d_negative[b, i] = d[b, i] < 0
         n_slots, scale_x, scale_d = _train_scales(x_max, d_max, constants, levels, desired_bl, balanced,
                                                   bl_management)
         if n_slots == 0:
@@ -261,31 +272,62 @@ def _draw_kernel(x, d, constants, levels, desired_bl, balanced, bl_management, s
         bl[b] = n_slots
         full = (1 << n_slots) - 1
         sample = _sample_hash(seed, event0 + b)
-        for j in range(n_in):
-            x_bits[b, j] = _line_bits(sample, 0, j, min(scale_x * abs(x[b, j]), one), n_slots, full)
-        for i in range(n_out):
-            d_bits[b, i] = _line_bits(sample, 1, i, min(scale_d * abs(d[b, i]), one), n_slots, full)
-    return x_bits, d_bits, bl
+        x_key, d_key = _tag_key(sample, 0), _tag_key(sample, 1)
+        if not live_slots_only:
+            for j in range(n_in):
+                x_bits[b, j] = _line_bits(x_key, j, min(scale_x * abs(x[b, j]), one), n_slots, full)
+            for i in range(n_out):
+                d_bits[b, i] = _line_bits(d_key, i, min(scale_d * abs(d[b, i]), one), n_slots, full)
+        elif x_lines <= d_lines:
+            live = _draw_side(x_bits[b], x[b], x_key, scale_x, one, n_slots, full)
+            live = _draw_side(d_bits[b], d[b], d_key, scale_d, one, n_slots, live)
+            _keep_slots(x_bits[b], live)
+        else:
+            live = _draw_side(d_bits[b], d[b], d_key, scale_d, one, n_slots, full)
+            live = _draw_side(x_bits[b], x[b], x_key, scale_x, one, n_slots, live)
+            _keep_slots(d_bits[b], live)
+    return x_bits, d_bits, x_negative, d_negative, bl
+
+
+@njit(cache=True, inline="always")
+def _draw_side(bits, values, key, scale, one, n_slots, slots):
+    """Bits of one side of a sample in ``slots`` (none when ``slots`` is 0); returns the slots where any fires."""
+    fired = 0
+    if slots == 0:
+        return fired
+    for line in range(values.shape[0]):
+        word = _line_bits(key, line, min(scale * abs(values[line]), one), n_slots, slots)
+        bits[line] = word
+        fired |= word
+    return fired
+
+
+@njit(cache=True, inline="always")
+def _keep_slots(bits, slots):
+    for line in range(bits.shape[0]):
+        bits[line] &= slots
 
 
 def draw_pulse_trains(
     x: Tensor, d: Tensor, lr: float, dw_min: float, desired_bl: int, seed: int, event0: int,
-    update_management: bool = True, bl_management: bool = True,
+    update_management: bool = True, bl_management: bool = True, live_slots_only: bool = False,
 ) -> PulseTrains:
     """Stochastic pulse trains of a mini-batch (x: (B, n_in), d: (B, n_out)) for one tile.
 
     Sample b draws its bits with the keys ``(seed, event0 + b)``: tag 0 for the columns, 1 for the rows. Fast
     path: probabilities, BL and bits in one kernel straight from x and d (in their common dtype), identical to
-    ``draw_pulse_trains_reference``.
+    ``draw_pulse_trains_reference``. With ``live_slots_only`` the bits are the reference's restricted to the
+    slots where both a column and a row fire (``x_bits & OR_i d_bits``, ``d_bits & OR_j x_bits`` per sample):
+    the same coincidences, hence the same update, drawn at a fraction of the cost (what training uses).
     """
     if not 1 <= desired_bl <= MAX_BL:
         raise ValueError(f"desired_bl must be in 1..{MAX_BL}, got {desired_bl}")
     dtype = torch.promote_types(x.dtype, d.dtype)
     x_np, d_np = x.detach().to(dtype).contiguous().numpy(), d.detach().to(dtype).contiguous().numpy()
     constants = np.array([lr, dw_min, 1e-30, desired_bl, 1.0], dtype=x_np.dtype)
-    x_bits, d_bits, bl = _draw_kernel(x_np, d_np, constants, _LEVELS[x_np.dtype.type], desired_bl,
-                                      update_management or bl_management, bl_management, seed, event0)
-    return PulseTrains(x_bits, d_bits, x_np < 0, d_np < 0, bl)
+    return PulseTrains(*_draw_kernel(x_np, d_np, constants, _LEVELS[x_np.dtype.type], desired_bl,
+                                     update_management or bl_management, bl_management, seed, event0,
+                                     live_slots_only))
 
 
 _LEVELS = {t: np.arange(MAX_BL + 1, dtype=t) for t in (np.float32, np.float64)}
@@ -569,7 +611,7 @@ def _pulsed_transfer_kernel(chi, increment, scale, eps, max_pulses, constants, l
                             state, p, count_up, count_down, weight, reference):
     """Row i in parallel: ``_transfer_device`` on the row, then its transfer train (sample ``event0 + i``,
     ``x = -n eps``, one-hot ``d = e_i``, both managements on, scales of ``_train_scales``) and, per device,
-    its ``popcount(x_bits & d_bits)`` pulses in a row (pulse k keyed ``(seed, event0 + i, i, j, k)``, the order
+    its ``popcount(x_bits & d_bits)`` pulses in a row (x drawn in the slots where row i fires only) (pulse k keyed ``(seed, event0 + i, i, j, k)``, the order
     of the coincidence kernel within one device). Returns the requested counts."""
     n_out, n_in = chi.shape
     one = constants[4]
@@ -584,15 +626,14 @@ def _pulsed_transfer_kernel(chi, increment, scale, eps, max_pulses, constants, l
         n_slots, scale_x, scale_d = _train_scales(x_max, one, constants, levels, desired_bl, True, True)
         if n_slots == 0:
             continue
-        full = (1 << n_slots) - 1
         sample = _sample_hash(seed, event0 + i)
-        d_word = _line_bits(sample, 1, i, min(scale_d * one, one), n_slots, full)
+        d_word = _line_bits(_tag_key(sample, 1), i, min(scale_d * one, one), n_slots, (1 << n_slots) - 1)
         if d_word == 0:
             continue
+        x_key = _tag_key(sample, 0)
         for j in range(n_in):
             requested = -(counts[i, j] * eps[i, j])
-            x_word = _line_bits(sample, 0, j, min(scale_x * abs(requested), one), n_slots, full)
-            pulses = _popcount(x_word & d_word)
+            pulses = _popcount(_line_bits(x_key, j, min(scale_x * abs(requested), one), n_slots, d_word))
             if pulses == 0:
                 continue
             up = requested < 0
