@@ -611,18 +611,20 @@ def _pulsed_transfer_kernel(chi, increment, scale, eps, max_pulses, constants, l
                             state, p, count_up, count_down, weight, reference):
     """Row i in parallel: ``_transfer_device`` on the row, then its transfer train (sample ``event0 + i``,
     ``x = -n eps``, one-hot ``d = e_i``, both managements on, scales of ``_train_scales``) and, per device,
-    its ``popcount(x_bits & d_bits)`` pulses in a row (x drawn in the slots where row i fires only) (pulse k keyed ``(seed, event0 + i, i, j, k)``, the order
-    of the coincidence kernel within one device). Returns the requested counts."""
+    its ``popcount(x_bits & d_bits)`` pulses in a row (x drawn only in the slots where row i fires; pulse k keyed
+    ``(seed, event0 + i, i, j, k)``, the order of the coincidence kernel within one device). Returns the
+    requested counts."""
     n_out, n_in = chi.shape
     one = constants[4]
-    counts = np.zeros((n_out, n_in), dtype=np.int64)
+    counts = np.zeros((n_out, n_in), dtype=np.int64)  # zero pages: only the non-zero requests are written
     keep_weight = weight.size > 0
     for i in prange(n_out):
         x_max = one - one
         for j in range(n_in):
             n = _transfer_device(chi, increment, scale, eps, max_pulses, i, j)
-            counts[i, j] = n
-            x_max = max(x_max, abs(-(n * eps[i, j])))
+            if n != 0:
+                counts[i, j] = n
+                x_max = max(x_max, abs(-(n * eps[i, j])))
         n_slots, scale_x, scale_d = _train_scales(x_max, one, constants, levels, desired_bl, True, True)
         if n_slots == 0:
             continue
@@ -632,6 +634,8 @@ def _pulsed_transfer_kernel(chi, increment, scale, eps, max_pulses, constants, l
             continue
         x_key = _tag_key(sample, 0)
         for j in range(n_in):
+            if counts[i, j] == 0:
+                continue
             requested = -(counts[i, j] * eps[i, j])
             pulses = _popcount(_line_bits(x_key, j, min(scale_x * abs(requested), one), n_slots, d_word))
             if pulses == 0:
