@@ -133,9 +133,9 @@ def test_event_ids_follow_the_samples_applied_and_resume_bit_identically(monkeyp
     events: list[range] = []
     draw = pulsed.draw_pulse_trains
 
-    def recording(x, d, lr, dw_min, desired_bl, seed, event0, *args):
+    def recording(x, d, lr, dw_min, desired_bl, seed, event0, *args, **kwargs):
         events.append(range(event0, event0 + x.shape[0]))
-        return draw(x, d, lr, dw_min, desired_bl, seed, event0, *args)
+        return draw(x, d, lr, dw_min, desired_bl, seed, event0, *args, **kwargs)
 
     monkeypatch.setattr(pulsed, "draw_pulse_trains", recording)
     settings = UpdateSettings(seed=2)
@@ -302,3 +302,90 @@ def test_compile_kernels_covers_every_signature_training_uses() -> None:
         network.train_step(data.train_x[:16], data.train_y[:16], 0.1, 0)
         network.predict(data.val_x[:16], 16)
     assert {name: len(k.signatures) for name, k in kernels.items()} == before
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_draw_equals_probabilities_then_bits_on_the_same_keys(dtype: torch.dtype) -> None:
+    """``draw_pulse_trains`` (one kernel from x and d) gives the reference's bits, signs and BL exactly, over
+    every management setting, sparse and saturated trains (k > desired_bl), silent samples and lines; with
+    ``live_slots_only`` exactly the reference's bits in the slots where both sides fire."""
+    g = torch.Generator().manual_seed(3)
+    saturated = partial = dropped = 0
+    for trial in range(240):
+        x = torch.rand(5, 17, generator=g, dtype=dtype) * (torch.rand(5, 17, generator=g, dtype=dtype) < 0.5)
+        x = x * torch.randn(5, 17, generator=g, dtype=dtype).sign() * 10 ** (4 * torch.rand((), generator=g).item() - 2)
+        d = torch.randn(5, 9, generator=g, dtype=dtype) * 10 ** (-4 * torch.rand((), generator=g).item())
+        x[0], d[1, 3] = 0.0, 0.0
+        lr, dw_min = 10 ** (3 * torch.rand((), generator=g).item() - 2), 10 ** (-3 * torch.rand((), generator=g).item())
+        desired_bl = int(torch.randint(1, pulsed.MAX_BL + 1, (), generator=g))
+        managements = (bool(trial % 2), bool(trial // 2 % 2))
+        fast = pulsed.draw_pulse_trains(x, d, lr, dw_min, desired_bl, 3, trial, *managements)
+        reference = pulsed.draw_pulse_trains_reference(x, d, lr, dw_min, desired_bl, 3, trial, *managements)
+        for field in ("x_bits", "d_bits", "x_negative", "d_negative", "bl"):
+            np.testing.assert_array_equal(getattr(fast, field), getattr(reference, field), err_msg=f"{field} {trial}")
+        live = pulsed.draw_pulse_trains(x, d, lr, dw_min, desired_bl, 3, trial, *managements, live_slots_only=True)
+        x_fired = np.bitwise_or.reduce(reference.x_bits, axis=1)[:, None]
+        d_fired = np.bitwise_or.reduce(reference.d_bits, axis=1)[:, None]
+        np.testing.assert_array_equal(live.x_bits, reference.x_bits & d_fired, err_msg=f"live x {trial}")
+        np.testing.assert_array_equal(live.d_bits, reference.d_bits & x_fired, err_msg=f"live d {trial}")
+        np.testing.assert_array_equal(live.bl, reference.bl)
+        dropped += int((live.x_bits != reference.x_bits).sum() + (live.d_bits != reference.d_bits).sum())
+        k = lr * x.abs().amax(1) * d.abs().amax(1) / dw_min
+        saturated += int((k > desired_bl).sum())
+        p, _, _ = pulsed.pulse_probabilities(x, d, lr, dw_min, desired_bl, *managements)
+        partial += int(((p > 0) & (p < 1)).sum())
+    assert saturated > 50 and partial > 1000  # both branches of update management and real Bernoulli draws
+    assert dropped > 100  # live slots only did drop dead slots
+    with pytest.raises(ValueError, match="desired_bl"):
+        pulsed.draw_pulse_trains(x, d, 0.1, 0.01, 64, 0, 0)
+
+
+@pytest.mark.parametrize("kind", ["piecewise", "softbounds", "powstep"])
+@pytest.mark.parametrize("c2c, max_pulses", [(0.0, None), (0.3, 4)])
+def test_fused_pulsed_transfer_equals_counts_trains_and_coincidences(kind: str, c2c: float, max_pulses) -> None:
+    """``pulsed_transfer`` (one pass) leaves chi, the requested counts, states, counters and read-out weight
+    exactly as ``transfer_counts`` + ``transfer_pulse_trains`` + ``apply_pulse_trains`` on the same keys,
+    with silent rows, saturated rows (k > desired_bl) and partial trains."""
+    devices = make_devices(kind, c2c)
+    params = pulsed.kernel_device(devices, SHAPE)
+    eps = pulsed.kernel_device(devices, SHAPE).scale_up.copy()
+    g = torch.Generator().manual_seed(4)
+    state = random_state(devices)
+    chi = (torch.randn(SHAPE, generator=g, dtype=torch.float64) * 3 * torch.from_numpy(eps)).numpy()
+    chi[0] = 0.0  # a silent row
+    chi[1] *= 40.0  # a saturated row
+    increment = torch.randn(SHAPE, generator=g).numpy()
+    increment[0] = 0.0
+    reference_weight = torch.zeros(SHAPE, dtype=torch.float64).numpy()
+    results = []
+    for fused in (True, False):
+        fields = {"chi": chi.copy(), "state": state.numpy().copy(), "up": np.zeros(SHAPE, np.int64),
+                  "down": np.zeros(SHAPE, np.int64)}
+        fields["weight"] = pulsed.effective_weight(fields["state"], reference_weight)
+        for step in range(3):
+            if fused:
+                fields[f"counts{step}"] = pulsed.pulsed_transfer(
+                    fields["chi"], eps, max_pulses, increment, -0.5, 0.01, 7, 9, step * SHAPE[0], fields["state"],
+                    params, fields["up"], fields["down"], fields["weight"], reference_weight)
+            else:
+                counts = pulsed.transfer_counts(fields["chi"], eps, max_pulses, increment, -0.5)
+                trains = pulsed.transfer_pulse_trains(counts, eps, 0.01, 7, 9, step * SHAPE[0])
+                pulsed.apply_pulse_trains(fields["state"], trains, params, 9, step * SHAPE[0], fields["up"],
+                                          fields["down"], fields["weight"], reference_weight)
+                fields[f"counts{step}"] = counts
+                if step == 0:
+                    assert (trains.bl[1] == 7 and trains.bl[0] == 0 and 0 < trains.bl[2:].min()
+                            and np.abs(counts[1] * eps[1]).max() / 0.01 > 7)
+        results.append(fields)
+    assert results[1]["up"].sum() + results[1]["down"].sum() > 0
+    for name, value in results[1].items():
+        np.testing.assert_array_equal(results[0][name], value, err_msg=name)
+
+
+def test_accumulate_equals_the_numpy_expression() -> None:
+    g = torch.Generator().manual_seed(6)
+    chi = torch.randn(7, 9, generator=g, dtype=torch.float64).numpy()
+    increment = torch.randn(7, 9, generator=g).numpy()
+    expected = chi - 0.37 * increment.astype(np.float64)
+    pulsed.accumulate(chi, increment, 0.37)
+    np.testing.assert_array_equal(chi, expected)

@@ -149,7 +149,7 @@ class PulsedSGDLayer(Layer):
         event0 = self.samples_seen
         if s.pulse_mode == "stochastic":
             trains = pulsed.draw_pulse_trains(x, d, lr, self.granularity, s.desired_bl, s.seed, event0,
-                                              s.update_management, s.bl_management)
+                                              s.update_management, s.bl_management, live_slots_only=True)
             pulsed.apply_pulse_trains(tile.state, trains, tile.params, s.seed, event0, tile.count_up,
                                       tile.count_down, tile.live_weight(), tile.reference)
         else:
@@ -204,15 +204,13 @@ class MixedPrecisionLayer(Layer):
         ``chi - n eps`` and apply n exactly or as aihwkit's pulsed transfer; returns the requested n. The read-out
         weight is kept current in place at every pulsed device."""
         s, tile = self.settings, self.tile
+        if s.mp_transfer == "pulsed":  # one pass: transfer_counts, transfer_pulse_trains, apply_pulse_trains
+            return pulsed.pulsed_transfer(self.chi, self.eps, s.max_pulses, increment, scale, self.granularity,
+                                          s.desired_bl, s.seed, step * tile.shape[0], tile.state, tile.params,
+                                          tile.count_up, tile.count_down, tile.live_weight(), tile.reference)
         counts = pulsed.transfer_counts(self.chi, self.eps, s.max_pulses, increment, scale)
-        if s.mp_transfer == "exact":
-            pulsed.apply_pulse_counts(tile.state, counts, tile.params, s.seed, step, tile.count_up, tile.count_down,
-                                      tile.live_weight(), tile.reference)
-        else:
-            event0 = step * tile.shape[0]
-            trains = pulsed.transfer_pulse_trains(counts, self.eps, self.granularity, s.desired_bl, s.seed, event0)
-            pulsed.apply_pulse_trains(tile.state, trains, tile.params, s.seed, event0, tile.count_up,
-                                      tile.count_down, tile.live_weight(), tile.reference)
+        pulsed.apply_pulse_counts(tile.state, counts, tile.params, s.seed, step, tile.count_up, tile.count_down,
+                                  tile.live_weight(), tile.reference)
         return counts
 
     def update(self, x: Tensor, d: Tensor, lr: float, step: int) -> None:
@@ -229,7 +227,7 @@ class MixedPrecisionLayer(Layer):
         if step > 0:
             self.transfer(step, (d[:1].T @ x[:1]).numpy(), -lr)
             x, d = x[1:], d[1:]
-        self.chi -= lr * (d.T @ x).double().numpy()
+        pulsed.accumulate(self.chi, (d.T @ x).numpy(), lr)
 
     def state_dict(self) -> dict:
         return {**self.tile.state_dict(), **self.reader_state(), "chi": self.chi.copy(),

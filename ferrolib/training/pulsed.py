@@ -164,40 +164,45 @@ def _sample_hash(seed: int, event: int) -> np.uint64:
 
 
 @njit(cache=True, inline="always")
-def _line_hash(sample: np.uint64, tag: int, line: int) -> np.uint64:
-    """Key of one line's slot sequence: ``mix(mix(sample ^ tag) ^ line)`` (``sample`` from ``_sample_hash``)."""
+def _tag_key(sample: np.uint64, tag: int) -> np.uint64:
+    """The part of a line's key shared by every line of one side of a sample: ``mix(sample ^ tag)`` (``sample``
+    from ``_sample_hash``)."""
+    return _mix(sample ^ (np.uint64(tag) + np.uint64(0x9E3779B97F4A7C15)))
+
+
+@njit(cache=True, inline="always")
+def _line_bits(tag_key: np.uint64, line: int, p, n_slots: int, slots: np.int64) -> np.int64:
+    """Packed train of one line, drawn in the slots set in ``slots`` only (bits of the other slots stay 0):
+    slot t fires when ``u_t < p``, ``u_t`` the top 53 bits of ``mix(h + (t+1) golden)``, ``h`` the line's key
+    ``mix(tag_key ^ line)`` (``tag_key`` from ``_tag_key``); ``p >= 1`` fires every slot (``u < 1`` always) without hashing,
+    ``p <= 0`` none."""
+    if p <= 0.0:
+        return 0
+    if p >= 1.0:
+        return slots
     golden = np.uint64(0x9E3779B97F4A7C15)
-    return _mix(_mix(sample ^ (np.uint64(tag) + golden)) ^ (np.uint64(line) + golden))
+    h = _mix(tag_key ^ (np.uint64(line) + golden))
+    word = 0
+    for t in range(n_slots):
+        h = h + golden
+        if (slots >> t) & 1 and float(_mix(h) >> np.uint64(11)) * (1.0 / 9007199254740992.0) < p:
+            word |= 1 << t
+    return word
 
 
 @njit(parallel=True, cache=True)
 def _bits_kernel(probability, bl, seed, event0, tag):
-    """Slot t of line n of sample b fires when ``u_t < p``, ``u_t`` the top 53 bits of ``mix(h + (t+1) golden)``,
-    ``h`` the line hash; ``p >= 1`` fires every slot (``u < 1`` always) without hashing."""
+    """Line n of sample b: ``_line_bits`` with the sample's key ``(seed, event0 + b)`` and BL ``bl[b]``."""
     batch, lines = probability.shape
     bits = np.zeros((batch, lines), dtype=np.int64)
-    golden = np.uint64(0x9E3779B97F4A7C15)
     for b in prange(batch):
         n_slots = bl[b]
         if n_slots == 0:
             continue
         full = (1 << n_slots) - 1
-        sample = _sample_hash(seed, event0 + b)
+        key = _tag_key(_sample_hash(seed, event0 + b), tag)
         for line in range(lines):
-            p = probability[b, line]
-            if p <= 0.0:
-                continue
-            if p >= 1.0:
-                bits[b, line] = full
-                continue
-            h = _line_hash(sample, tag, line)
-            word = 0
-            for t in range(n_slots):
-                h = h + golden
-                u = float(_mix(h) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-                if u < p:
-                    word |= 1 << t
-            bits[b, line] = word
+            bits[b, line] = _line_bits(key, line, probability[b, line], n_slots, full)
     return bits
 
 
@@ -211,14 +216,129 @@ def bernoulli_bits(probability: np.ndarray, bl: np.ndarray, seed: int, event0: i
                         seed, event0, tag)
 
 
+@njit(cache=True, inline="always")
+def _train_scales(x_max, d_max, constants, levels, desired_bl, balanced, bl_management):
+    """One sample's ``(BL, scale_x, scale_d)`` of ``pulse_probabilities`` (BL 0 when k is not positive).
+
+    ``constants = [lr, dw_min, 1e-30, desired_bl, 1]`` and ``levels[n] = n`` in the dtype of x and d; every
+    operation repeats the torch expression of ``pulse_probabilities`` in the same order and precision
+    (``a / t`` of a scalar by a tensor is torch's ``reciprocal(t) * a``), so p, q and BL are identical."""
+    lr, dw_min, tiny, max_bl, one = constants[0], constants[1], constants[2], constants[3], constants[4]
+    k = lr * x_max * d_max / dw_min
+    if not k > 0:
+        return 0, one, one
+    n_slots = desired_bl
+    if bl_management:
+        ceiling = np.ceil(k)
+        n_slots = 1 if ceiling < one else (desired_bl if ceiling >= max_bl else int(ceiling))
+    product = one / (dw_min * levels[n_slots]) * lr
+    if balanced:
+        ratio = d_max * min(one / max(k, tiny) * max_bl, one) / max(x_max, tiny)
+        return n_slots, np.sqrt(product * ratio), np.sqrt(product / ratio)
+    return n_slots, np.sqrt(product), np.sqrt(product)
+
+
+@njit(parallel=True, cache=True)
+def _draw_kernel(x, d, constants, levels, desired_bl, balanced, bl_management, seed, event0, live_slots_only):
+    """``pulse_probabilities`` and ``bernoulli_bits`` fused per sample, in the dtype of x and d (the scales of
+    ``_train_scales``), so p, q and BL, hence the bits, are identical to the reference's.
+
+    ``live_slots_only``: the side with fewer non-zero lines is drawn first; the other side only in the slots
+    where the first fires (none at all when it is silent), and both keep only the slots where both fire: every
+    coincidence, hence every update, is the reference's, at a fraction of the hashing."""
+    batch, n_in = x.shape
+    n_out = d.shape[1]
+    one = constants[4]
+    x_bits = np.zeros((batch, n_in), dtype=np.int64)
+    d_bits = np.zeros((batch, n_out), dtype=np.int64)
+    x_negative = np.empty((batch, n_in), dtype=np.bool_)
+    d_negative = np.empty((batch, n_out), dtype=np.bool_)
+    bl = np.zeros(batch, dtype=np.int64)
+    for b in prange(batch):
+        x_max, x_lines = one - one, 0
+        for j in range(n_in):
+            x_max = max(x_max, abs(x[b, j]))
+            x_lines += x[b, j] != 0
+            x_negative[b, j] = x[b, j] < 0
+        d_max, d_lines = one - one, 0
+        for i in range(n_out):
+            d_max = max(d_max, abs(d[b, i]))
+            d_lines += d[b, i] != 0
+            d_negative[b, i] = d[b, i] < 0
+        n_slots, scale_x, scale_d = _train_scales(x_max, d_max, constants, levels, desired_bl, balanced,
+                                                  bl_management)
+        if n_slots == 0:
+            continue
+        bl[b] = n_slots
+        full = (1 << n_slots) - 1
+        sample = _sample_hash(seed, event0 + b)
+        x_key, d_key = _tag_key(sample, 0), _tag_key(sample, 1)
+        if not live_slots_only:
+            for j in range(n_in):
+                x_bits[b, j] = _line_bits(x_key, j, min(scale_x * abs(x[b, j]), one), n_slots, full)
+            for i in range(n_out):
+                d_bits[b, i] = _line_bits(d_key, i, min(scale_d * abs(d[b, i]), one), n_slots, full)
+        elif x_lines <= d_lines:
+            live = _draw_side(x_bits[b], x[b], x_key, scale_x, one, n_slots, full)
+            live = _draw_side(d_bits[b], d[b], d_key, scale_d, one, n_slots, live)
+            _keep_slots(x_bits[b], live)
+        else:
+            live = _draw_side(d_bits[b], d[b], d_key, scale_d, one, n_slots, full)
+            live = _draw_side(x_bits[b], x[b], x_key, scale_x, one, n_slots, live)
+            _keep_slots(d_bits[b], live)
+    return x_bits, d_bits, x_negative, d_negative, bl
+
+
+@njit(cache=True, inline="always")
+def _draw_side(bits, values, key, scale, one, n_slots, slots):
+    """Bits of one side of a sample in ``slots`` (none when ``slots`` is 0); returns the slots where any fires."""
+    fired = 0
+    if slots == 0:
+        return fired
+    for line in range(values.shape[0]):
+        word = _line_bits(key, line, min(scale * abs(values[line]), one), n_slots, slots)
+        bits[line] = word
+        fired |= word
+    return fired
+
+
+@njit(cache=True, inline="always")
+def _keep_slots(bits, slots):
+    for line in range(bits.shape[0]):
+        bits[line] &= slots
+
+
 def draw_pulse_trains(
     x: Tensor, d: Tensor, lr: float, dw_min: float, desired_bl: int, seed: int, event0: int,
-    update_management: bool = True, bl_management: bool = True,
+    update_management: bool = True, bl_management: bool = True, live_slots_only: bool = False,
 ) -> PulseTrains:
     """Stochastic pulse trains of a mini-batch (x: (B, n_in), d: (B, n_out)) for one tile.
 
-    Sample b draws its bits with the keys ``(seed, event0 + b)``: tag 0 for the columns, 1 for the rows.
+    Sample b draws its bits with the keys ``(seed, event0 + b)``: tag 0 for the columns, 1 for the rows. Fast
+    path: probabilities, BL and bits in one kernel straight from x and d (in their common dtype), identical to
+    ``draw_pulse_trains_reference``. With ``live_slots_only`` the bits are the reference's restricted to the
+    slots where both a column and a row fire (``x_bits & OR_i d_bits``, ``d_bits & OR_j x_bits`` per sample):
+    the same coincidences, hence the same update, drawn at a fraction of the cost (what training uses).
     """
+    if not 1 <= desired_bl <= MAX_BL:
+        raise ValueError(f"desired_bl must be in 1..{MAX_BL}, got {desired_bl}")
+    dtype = torch.promote_types(x.dtype, d.dtype)
+    x_np, d_np = x.detach().to(dtype).contiguous().numpy(), d.detach().to(dtype).contiguous().numpy()
+    constants = np.array([lr, dw_min, 1e-30, desired_bl, 1.0], dtype=x_np.dtype)
+    return PulseTrains(*_draw_kernel(x_np, d_np, constants, _LEVELS[x_np.dtype.type], desired_bl,
+                                     update_management or bl_management, bl_management, seed, event0,
+                                     live_slots_only))
+
+
+_LEVELS = {t: np.arange(MAX_BL + 1, dtype=t) for t in (np.float32, np.float64)}
+"""``levels[n] = n`` in each dtype the draw kernel runs in (a train length as a float of that dtype)."""
+
+
+def draw_pulse_trains_reference(
+    x: Tensor, d: Tensor, lr: float, dw_min: float, desired_bl: int, seed: int, event0: int,
+    update_management: bool = True, bl_management: bool = True,
+) -> PulseTrains:
+    """Reference of ``draw_pulse_trains``: ``pulse_probabilities`` (torch), then ``bernoulli_bits`` per side."""
     p, q, bl = pulse_probabilities(x, d, lr, dw_min, desired_bl, update_management, bl_management)
     bl_np = bl.numpy()
     return PulseTrains(
@@ -448,29 +568,118 @@ def apply_pulse_counts(
                    count_down, weight, reference)
 
 
+def transfer_counts(chi: np.ndarray, eps: np.ndarray, max_pulses: int | None = None,
+                    increment: np.ndarray | None = None, scale: float = 0.0) -> np.ndarray:
+    """Mixed-precision accumulate and transfer, in place on chi: ``chi += scale * increment``, then
+    ``n = trunc(chi/eps)`` (capped at ``max_pulses`` if given) and ``chi -= n eps``; returns n.
+    Capped counts leave their excess in chi."""
+    return _transfer_kernel(*_transfer_arguments(chi, eps, max_pulses, increment, scale))
+
+
+def _transfer_arguments(chi: np.ndarray, eps: np.ndarray, max_pulses: int | None, increment: np.ndarray | None,
+                        scale: float) -> tuple:
+    """``(chi, increment, scale, eps, max_pulses)`` as the transfer kernels take them (no increment: zeros;
+    no cap: -1)."""
+    if increment is None:
+        increment, scale = np.zeros(chi.shape, dtype=np.float32), 0.0
+    return chi, increment, float(scale), eps, -1 if max_pulses is None else int(max_pulses)
+
+
+@njit(cache=True, inline="always")
+def _transfer_device(chi, increment, scale, eps, max_pulses, i, j):
+    """``chi += scale increment``, ``n = trunc(chi/eps)`` (capped), ``chi -= n eps`` at device (i, j); returns n."""
+    value = chi[i, j] + scale * increment[i, j]
+    n = int(value / eps[i, j])  # truncation toward zero
+    if max_pulses >= 0:
+        n = min(max(n, -max_pulses), max_pulses)
+    chi[i, j] = value - n * eps[i, j]
+    return n
+
+
 @njit(parallel=True, cache=True)
 def _transfer_kernel(chi, increment, scale, eps, max_pulses):
     n_out, n_in = chi.shape
     counts = np.zeros((n_out, n_in), dtype=np.int64)
     for i in prange(n_out):
         for j in range(n_in):
-            value = chi[i, j] + scale * increment[i, j]
-            n = int(value / eps[i, j])  # truncation toward zero
-            if max_pulses >= 0:
-                n = min(max(n, -max_pulses), max_pulses)
-            chi[i, j] = value - n * eps[i, j]
-            counts[i, j] = n
+            counts[i, j] = _transfer_device(chi, increment, scale, eps, max_pulses, i, j)
     return counts
 
 
-def transfer_counts(chi: np.ndarray, eps: np.ndarray, max_pulses: int | None = None,
-                    increment: np.ndarray | None = None, scale: float = 0.0) -> np.ndarray:
-    """Mixed-precision accumulate and transfer, in place on chi: ``chi += scale * increment``, then
-    ``n = trunc(chi/eps)`` (capped at ``max_pulses`` if given) and ``chi -= n eps``; returns n.
-    Capped counts leave their excess in chi."""
-    if increment is None:
-        increment, scale = np.zeros(chi.shape, dtype=np.float32), 0.0
-    return _transfer_kernel(chi, increment, float(scale), eps, -1 if max_pulses is None else int(max_pulses))
+@njit(parallel=True, cache=True)
+def _pulsed_transfer_kernel(chi, increment, scale, eps, max_pulses, constants, levels, desired_bl, seed, event0,
+                            state, p, count_up, count_down, weight, reference):
+    """Row i in parallel: ``_transfer_device`` on the row, then its transfer train (sample ``event0 + i``,
+    ``x = -n eps``, one-hot ``d = e_i``, both managements on, scales of ``_train_scales``) and, per device,
+    its ``popcount(x_bits & d_bits)`` pulses in a row (x drawn only in the slots where row i fires; pulse k keyed
+    ``(seed, event0 + i, i, j, k)``, the order of the coincidence kernel within one device). Returns the
+    requested counts."""
+    n_out, n_in = chi.shape
+    one = constants[4]
+    counts = np.zeros((n_out, n_in), dtype=np.int64)  # zero pages: only the non-zero requests are written
+    keep_weight = weight.size > 0
+    for i in prange(n_out):
+        x_max = one - one
+        for j in range(n_in):
+            n = _transfer_device(chi, increment, scale, eps, max_pulses, i, j)
+            if n != 0:
+                counts[i, j] = n
+                x_max = max(x_max, abs(-(n * eps[i, j])))
+        n_slots, scale_x, scale_d = _train_scales(x_max, one, constants, levels, desired_bl, True, True)
+        if n_slots == 0:
+            continue
+        sample = _sample_hash(seed, event0 + i)
+        d_word = _line_bits(_tag_key(sample, 1), i, min(scale_d * one, one), n_slots, (1 << n_slots) - 1)
+        if d_word == 0:
+            continue
+        x_key = _tag_key(sample, 0)
+        for j in range(n_in):
+            if counts[i, j] == 0:
+                continue
+            requested = -(counts[i, j] * eps[i, j])
+            pulses = _popcount(_line_bits(x_key, j, min(scale_x * abs(requested), one), n_slots, d_word))
+            if pulses == 0:
+                continue
+            up = requested < 0
+            state[i, j] = _apply_steps(state[i, j], pulses, up, i, j, p, seed, event0 + i)
+            if keep_weight:
+                weight[i, j] = state[i, j] - reference[i, j]
+            if up:
+                count_up[i, j] += pulses
+            else:
+                count_down[i, j] += pulses
+    return counts
+
+
+def pulsed_transfer(
+    chi: np.ndarray, eps: np.ndarray, max_pulses: int | None, increment: np.ndarray | None, scale: float,
+    granularity: float, desired_bl: int, seed: int, event0: int, state: np.ndarray, devices: KernelDevice,
+    count_up: np.ndarray, count_down: np.ndarray, weight: np.ndarray | None = None,
+    reference: np.ndarray | None = None,
+) -> np.ndarray:
+    """Fast path of mixed precision's pulsed transfer in one pass over chi: ``transfer_counts``, then
+    ``transfer_pulse_trains`` applied with ``apply_pulse_trains`` (identical chi, counts, states, counters and
+    read-out weight); returns the requested counts."""
+    if not 1 <= desired_bl <= MAX_BL:
+        raise ValueError(f"desired_bl must be in 1..{MAX_BL}, got {desired_bl}")
+    if weight is None:
+        weight, reference = _NO_WEIGHT, np.zeros((0, 0))
+    constants = np.array([1.0, granularity, 1e-30, desired_bl, 1.0])
+    return _pulsed_transfer_kernel(*_transfer_arguments(chi, eps, max_pulses, increment, scale), constants,
+                                   _LEVELS[np.float64], desired_bl, seed, event0, state, devices, count_up,
+                                   count_down, weight, reference)
+
+
+@njit(parallel=True, cache=True)
+def _accumulate_kernel(chi, increment, lr):
+    for i in prange(chi.shape[0]):
+        for j in range(chi.shape[1]):
+            chi[i, j] -= lr * np.float64(increment[i, j])
+
+
+def accumulate(chi: np.ndarray, increment: np.ndarray, lr: float) -> None:
+    """``chi -= lr * float64(increment)`` in place (mixed precision's accumulation, no temporary arrays)."""
+    _accumulate_kernel(chi, increment, float(lr))
 
 
 @njit(parallel=True, cache=True)
@@ -506,7 +715,7 @@ def compile_kernels() -> None:
     """Call every kernel once with each argument type training uses, so numba compiles them into its on-disk
     cache (``make env`` runs this; a fresh clone's first run then loads instead of compiling).
 
-    Types: float32 layer inputs and errors, float64 states, int64 counters; device parameters broadcast from
+    Types: float32 layer inputs and errors, float64 transfer requests (mixed precision), float64 states, int64 counters; device parameters broadcast from
     scalars (writable copies) or given per device (read-only views, with device-to-device variation); the
     reference of ``sps`` writable or read-only likewise.
     """
@@ -527,10 +736,14 @@ def compile_kernels() -> None:
                                  (d.T @ x).numpy(), -0.1)
         transfer_counts(np.ones(shape), params.scale_up, 2)
         apply_pulse_counts(state, counts, params, 0, 0, up, down)
+        transfer_pulse_trains(counts, np.ascontiguousarray(params.scale_up), 0.01, 31, 0, 0)
+        accumulate(np.ones(shape), (d.T @ x).numpy(), 0.1)
         for reference in (np.zeros(shape), np.broadcast_to(np.zeros(shape), shape)):
             weight = effective_weight(state, reference)
             apply_pulse_trains(state, trains, params, 0, 0, up, down, weight, reference)
             apply_pulse_counts(state, counts, params, 0, 0, up, down, weight, reference)
+            pulsed_transfer(np.ones(shape), np.ascontiguousarray(params.scale_up), None, (d.T @ x).numpy(), -0.1,
+                            0.01, 31, 0, 0, state, params, up, down, weight, reference)
         for mode in ("implicit", "expected"):
             apply_deterministic(state, x, d, 0.1, 0.01, 31, params, mode, 0, 0, up, down)
         device_step_array(params.kind, True, state, params)
@@ -539,9 +752,10 @@ def compile_kernels() -> None:
 
 __all__ = [
     "MAX_BL", "KernelDevice", "PulseTrains", "kernel_device", "device_step_array", "c2c_normal",
-    "pulse_probabilities", "bernoulli_bits", "draw_pulse_trains", "apply_pulse_trains", "apply_pulse_trains_reference",
+    "pulse_probabilities", "bernoulli_bits", "draw_pulse_trains", "draw_pulse_trains_reference",
+    "apply_pulse_trains", "apply_pulse_trains_reference",
     "apply_deterministic", "apply_pulse_counts", "apply_pulse_counts_reference",
-    "transfer_counts", "effective_weight", "compile_kernels",
+    "transfer_counts", "accumulate", "effective_weight", "compile_kernels",
 ]
 
 
@@ -581,4 +795,4 @@ def transfer_pulse_trains(counts: np.ndarray, eps: np.ndarray, granularity: floa
     return draw_pulse_trains(x, d, 1.0, granularity, desired_bl, seed, event0, True, True)
 
 
-__all__ += ["aihwkit_granularity", "transfer_pulse_trains"]
+__all__ += ["aihwkit_granularity", "transfer_pulse_trains", "pulsed_transfer"]
