@@ -132,14 +132,39 @@ def add_alt_text(notebook: nbformat.NotebookNode, title: str) -> int:
     return images
 
 
+def _number(text: str) -> str:
+    """A numeric cell to 3 significant digits (signed); other text unchanged, empty for NaN."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return "" if value != value else f"{value:+.3g}"
+
+
+def reader_view(header: list[str], body: list[list[str]]) -> tuple[list[str], list[list[str]]]:
+    """The columns a reader wants from an ``analysis.claims`` table (claim, algorithm, devices, verdict, effect,
+    estimate with its interval, seeds, what was measured), numbers to 3 digits; other tables unchanged."""
+    if not {"claim", "verdict", "estimate", "ci_low", "ci_high", "n_seeds", "measured"} <= set(header):
+        return header, body
+    columns = ["claim", "algorithm", "devices", "verdict", "effect", "estimate [interval]", "seeds", "measured"]
+    rows = []
+    for row in body:
+        cell = dict(zip(header, row))
+        low, high = _number(cell["ci_low"]), _number(cell["ci_high"])
+        estimate = _number(cell["estimate"]) + (f" [{low}, {high}]" if low and low != high else "")
+        rows.append([cell.get("claim", ""), cell.get("algorithm", ""), cell.get("devices", ""), cell["verdict"],
+                     cell.get("effect", ""), estimate, cell["n_seeds"], cell["measured"]])
+    return columns, rows
+
+
 def claims_table(path: Path) -> str:
-    """The claims CSV as an HTML table, its ``#`` provenance lines as the caption."""
+    """The claims CSV as an HTML table (``reader_view`` of its columns), its ``#`` provenance lines as the caption."""
     lines = path.read_text().splitlines()
     notes = [line.lstrip("# ").strip() for line in lines if line.startswith("#")]
     rows = list(csv.reader(io.StringIO("\n".join(line for line in lines if not line.startswith("#")))))
     if not rows:
         raise ValueError(f"{path}: the claims table has no header row")
-    header, body = rows[0], rows[1:]
+    header, body = reader_view(rows[0], rows[1:])
     cells = lambda row, tag: "".join(f"<{tag}>{html.escape(value)}</{tag}>" for value in row)  # noqa: E731
     return (
         '<table class="claims">\n'

@@ -142,3 +142,16 @@ def test_every_notebook_has_the_header_jupyterlab_writes_back():
         assert "display_name: Python 3 (ipykernel)" in header, name
         assert "jupytext_version" not in header.replace("-jupytext.text_representation.jupytext_version", ""), name
     assert len(set(headers.values())) == 1, sorted(headers)
+
+
+def test_claims_table_shows_a_reader_the_verdict_and_a_rounded_interval(tmp_path: Path):
+    csv_file = tmp_path / "claims.csv"
+    csv_file.write_text("# target: 0.99\nclaim,algorithm,scope,devices,effect,estimate,ci_low,ci_high,threshold,"
+                        "n_seeds,n_units,verdict,measured,method\n"
+                        "SGD is worse,mp vs sgd,pooled,ID1,mp minus sgd,0.7580624915659427,0.6222651052890242,"
+                        "0.8938598778428613,0.01,3,3,holds,mp 0.95 sgd 0.20,Student-t\n"
+                        "Untestable,sgd,pooled,,epochs,,,,0.0,0,0,inconclusive,not testable,Student-t\n")
+    table = claims_table(csv_file)
+    assert "<th>verdict</th>" in table and "<th>ci_low</th>" not in table
+    assert "<td>+0.758 [+0.622, +0.894]</td>" in table and "<td>holds</td>" in table
+    assert "<td>inconclusive</td><td>epochs</td><td></td><td>0</td><td>not testable</td>" in table
