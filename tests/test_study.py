@@ -46,3 +46,15 @@ def test_load_study_joins_devices_with_different_widths(tmp_path: Path):
     assert bool(final.sel(device="ID161ZR15000").notnull().all())
     with pytest.raises(FileNotFoundError, match="make study"):
         study.load_study("study", tmp_path / "empty")
+
+
+@pytest.mark.parametrize("name", ["study", "study-noise"])
+def test_study_sweeps_train_with_the_paper_profile(name: str):
+    """The study varies devices, widths and noise only: every other training setting is the paper profile's."""
+    from ferrolib import sweep
+
+    paper, _ = sweep.load_sweep_config(sweep.resolve_sweep_config("paper"))
+    spec, _ = sweep.load_sweep_config(sweep.resolve_sweep_config(name))
+    varied = {"device_id", "pulse_width", "algorithm", "seed", "lr", "c2c", "d2d"}
+    profile = {k: v for k, v in vars(paper.base).items() if k not in varied}
+    assert {k: v for k, v in vars(spec.base).items() if k not in varied} == profile
