@@ -344,25 +344,6 @@ def measurement_name(path: str | Path, root: str | Path | None = None) -> tuple[
     return root.name, relative.as_posix()
 
 
-def locate(source_file: str, sha256: str = "", source: str | Path | None = None) -> Path | None:
-    """The measurement file a provenance record names, or None: ``source_file`` itself where it is an existing
-    path (records written before names became relative), else ``source_file`` under the measurement root
-    (``resolve_source(source)``). With ``sha256`` the file must also have that SHA-256 (else None: a different
-    file of the same name is not the measurement the record means)."""
-    if not source_file:
-        return None
-    candidates = [Path(source_file)]
-    if not Path(source_file).is_absolute():
-        try:
-            candidates.append(resolve_source(source) / source_file)
-        except MeasurementError:
-            pass
-    for candidate in candidates:
-        if candidate.is_file() and (not sha256 or _sha256(candidate) == sha256):
-            return candidate
-    return None
-
-
 def read_summary(path: str | Path, root: str | Path | None = None) -> xr.Dataset:
     """Read and validate one ``*_Summary.dat`` file into a Dataset with dim ``pulse``.
 

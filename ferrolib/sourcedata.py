@@ -131,8 +131,7 @@ class _ExpectedKeys:
         data_id = (config.data, config.train_limit, config.eval_limit, config.seed if config.data == "synthetic" else 0)
         if data_id not in self.data:
             self.data[data_id] = run.data_hash(run.load_data(config))
-        return {"config": provenance.config_hash(config), "device": self.devices[device_id],
-                "data": self.data[data_id], "numerics": str(run.NUMERICS_VERSION), "ferrolib": run.__version__}
+        return run.key_from_hashes(config, self.devices[device_id], self.data[data_id])
 
 
 def all_cached(spec: sweep.Sweep, results_dir: str | Path) -> bool:

@@ -303,19 +303,6 @@ def test_find_and_load_select_one_of_the_two_20ns_files(shared_measurements: Pat
         measurements.load_measurements("ID000", source=shared_measurements)
 
 
-def test_locate_finds_a_recorded_relative_name_under_the_root_and_checks_its_hash(shared_measurements: Path):
-    ds = measurements.read_summary(shared_measurements / MAIN_20NS_FILE)
-    name, sha = ds.attrs["source_file"], ds.attrs["source_sha256"]
-    assert name == MAIN_20NS_FILE
-    assert measurements.locate(name, sha, shared_measurements) == shared_measurements / MAIN_20NS_FILE
-    assert measurements.locate(name, source=shared_measurements) == shared_measurements / MAIN_20NS_FILE
-    absolute = str(shared_measurements / MAIN_20NS_FILE)
-    assert measurements.locate(absolute, sha) == Path(absolute)  # records written with absolute paths still resolve
-    assert measurements.locate(name, "0" * 64, shared_measurements) is None  # same name, other content
-    assert measurements.locate("ID170ZR5000/absent_Summary.dat", source=shared_measurements) is None
-    assert measurements.locate("") is None
-
-
 def test_load_ramps_keeps_the_latest_file_per_width_and_smoke_the_extremes(shared_measurements: Path):
     ramps = measurements.load_ramps(["ID161ZR15000", "ID170ZR5000"], shared_measurements)
     assert list(ramps) == ["ID161ZR15000", "ID170ZR5000"]

@@ -377,7 +377,12 @@ def data_hash(data: Any) -> str:
 
 def run_key(config: TrainConfig, device: FittedDevice | None, data: Any) -> dict[str, str]:
     """Everything that determines a run's numbers: configuration, device model, data, numerics version."""
-    return {"config": provenance.config_hash(config), "device": device_hash(device), "data": data_hash(data),
+    return key_from_hashes(config, device_hash(device), data_hash(data))
+
+
+def key_from_hashes(config: TrainConfig, device: str, data: str) -> dict[str, str]:
+    """The ``run_key`` of ``config`` from its (already computed) device and data hashes."""
+    return {"config": provenance.config_hash(config), "device": device, "data": data,
             "numerics": str(NUMERICS_VERSION), "ferrolib": __version__}
 
 
