@@ -489,6 +489,124 @@ def symmetry_point_protocol(
     return total / tail
 
 
+SYMMETRY_POINT_METHODS: tuple[str, ...] = ("analytic", "protocol_from_zero", "analytic_from_bottom", "protocol")
+"""How a symmetry point is found (``reference_point``): the analytic root reached from w = 0, the alternating
+train started at w = 0, the analytic root reached from w_min, and the experimenter's full protocol."""
+
+
+def reference_point(devices: DeviceArray, method: str = "analytic", n_alternating: int = 4000) -> Tensor:
+    """Every device's symmetry point by ``method`` (one of ``SYMMETRY_POINT_METHODS``), from the noise-free model
+    (the protocols run without cycle-to-cycle noise, so a reference is reproducible):
+
+    * ``analytic``: ``symmetry_point(devices)``, the stable root reached from w = 0 (today's SP-shifting reference);
+    * ``protocol_from_zero``: ``symmetry_point_protocol(n=0)``, an alternating train started at w = 0;
+    * ``analytic_from_bottom``: ``symmetry_point(start=w_min)``, the stable root reached from w_min;
+    * ``protocol``: ``symmetry_point_protocol()``, n up, n down, alternating (as the experimenter measures it).
+
+    Devices with identical parameters (no device-to-device spread) are computed once and broadcast.
+    """
+    if method not in SYMMETRY_POINT_METHODS:
+        raise ValueError(f"unknown symmetry-point method {method!r}; expected one of {SYMMETRY_POINT_METHODS}")
+    devices = replace(devices, c2c=0.0)
+    per_device = [t for t in (devices.w_min, devices.w_max, devices.scale_up, devices.scale_down,
+                              devices.gamma_up, devices.gamma_down) if t is not None]
+    if devices.shape != () and all(bool((t == t.reshape(-1)[0]).all()) for t in per_device):
+        first = devices.map(lambda t: t.reshape(-1)[0])
+        return reference_point(first, method, n_alternating).expand(devices.shape).clone()
+    if method == "analytic":
+        return symmetry_point(devices)
+    if method == "analytic_from_bottom":
+        return symmetry_point(devices, start=devices.w_min)
+    if method == "protocol_from_zero":
+        return symmetry_point_protocol(devices, n=0, n_alternating=n_alternating)
+    return symmetry_point_protocol(devices, n_alternating=n_alternating)
+
+
+def step_difference_roots(devices: DeviceArray, grid: int = 2001) -> tuple[np.ndarray, np.ndarray]:
+    """Roots of ``f = dw_up - dw_down`` of one device (shape ``()``) inside its bounds: the stable ones (f goes from
+    > 0 to <= 0 with rising w, where alternating pulses converge) and the unstable ones (<= 0 to > 0, where they
+    diverge). Piecewise: exact, per segment between nodes x_i, ``w = x_i + q (x_{i+1} - x_i)`` with
+    ``q = f_i / (f_i - f_{i+1})`` (both steps are linear there; a zero plateau counts once, at its start); other
+    kinds: the same on ``grid`` evenly spread states."""
+    if devices.shape != ():
+        raise ValueError(f"step_difference_roots needs one device (shape ()), got shape {tuple(devices.shape)}")
+    if devices.kind == "piecewise":
+        f = (float(devices.scale_up) * devices.nodes_up
+             - float(devices.scale_down) * devices.nodes_down).double().numpy()
+        x = np.linspace(float(devices.w_min), float(devices.w_max), f.size)
+    else:
+        x = np.linspace(float(devices.w_min), float(devices.w_max), grid)
+        states = torch.as_tensor(x, dtype=torch.float64)
+        f = (devices.dw_up(states) - devices.dw_down(states)).numpy()
+    stable, unstable = [], []
+    for i in range(f.size - 1):
+        falls, rises = f[i] > 0 >= f[i + 1], f[i] <= 0 < f[i + 1]
+        if falls or rises:
+            root = x[i] + f[i] / (f[i] - f[i + 1]) * (x[i + 1] - x[i])
+            (stable if falls else unstable).append(root)
+    return np.array(stable), np.array(unstable)
+
+
+def node_support(values: Sequence[float], floor: float, saturating: str) -> tuple[int, int]:
+    """First and last index of the nodes of one direction that a fit took from its polynomial inside the measured
+    states: it skips the saturating zero node (``saturating`` "last" for up, "first" for down), nodes held at the
+    ``floor`` and the runs of equal values at either end (the polynomial held constant beyond the measured
+    states), so the span is exact to one node spacing. (-1, -1) when no node is left."""
+    values = np.asarray(values, dtype=float)
+    indices = np.arange(values.size)
+    keep = np.ones(values.size, dtype=bool)
+    keep[-1 if saturating == "last" else 0] = False
+    keep &= values != floor
+    inner = indices[keep]
+    if inner.size == 0:
+        return -1, -1
+    low, high = int(inner[0]), int(inner[-1])
+    while low < high and values[low] == values[low + 1]:
+        low += 1
+    while high > low and values[high] == values[high - 1]:
+        high -= 1
+    return low, high
+
+
+def mean_step(devices: DeviceArray, at: float) -> float:
+    """``m(w) = (dw_up(w) + dw_down(w)) / 2`` of one device (shape ``()``) at ``at``."""
+    point = torch.tensor(float(at), dtype=torch.float64)
+    return 0.5 * float(devices.dw_up(point) + devices.dw_down(point))
+
+
+def restoring_slope(devices: DeviceArray, at: float, h: float = 1e-4) -> float:
+    """``d(dw_up - dw_down)/dw`` at ``at`` by a central difference of width ``2 h`` (one device, shape ``()``).
+
+    Near a stable root w*, zero-mean random pulses drift the state by ``E[dw] = f(w)/2 ~ f'(w*) (w - w*)/2`` per
+    pulse: ``-f'(w*)/2`` is the fraction of its offset from w* a device loses per pulse (SP shifting's implicit
+    decay toward w_eff = 0)."""
+    point = torch.tensor([at - h, at + h], dtype=torch.float64)
+    f = devices.dw_up(point) - devices.dw_down(point)
+    return float((f[1] - f[0]) / (2 * h))
+
+
+def random_pulse_walk(devices: DeviceArray, start: float, bias: float, n_pulses: int, n_copies: int,
+                      generator: torch.Generator | None = None) -> Tensor:
+    """States of ``n_copies`` independent copies of one device (shape ``()``) under random pulses, each up with
+    probability ``1/2 + bias`` and down otherwise (c2c noise as the device has it), from ``start``; shape
+    ``(n_pulses + 1, n_copies)``. The mean drift per pulse is ``E[dw] = f(w)/2 + 2 bias m(w)``, ``f = dw_up - dw_down``,
+    ``m = (dw_up + dw_down)/2``: zero-mean pulses (bias 0) pull a device to its symmetry point, and a bias holds it
+    where ``f(w) = -4 bias m(w)``."""
+    if devices.shape != ():
+        raise ValueError(f"random_pulse_walk needs one device (shape ()), got shape {tuple(devices.shape)}")
+    if not -0.5 <= bias <= 0.5 or n_pulses < 0 or n_copies < 1:
+        raise ValueError(f"need bias in [-0.5, 0.5], n_pulses >= 0, n_copies >= 1; got {bias}, {n_pulses}, {n_copies}")
+    copies = devices.map(lambda t: t.expand(n_copies))
+    state = copies.clip(torch.full((n_copies,), float(start), dtype=devices.w_min.dtype))
+    states = [state]
+    for _ in range(n_pulses):
+        up = torch.rand(n_copies, generator=generator, dtype=state.dtype) < 0.5 + bias
+        noise = torch.randn(n_copies, generator=generator, dtype=state.dtype) if devices.c2c > 0.0 else None
+        state = copies.pulse(state, torch.where(up, 1.0, -1.0).to(state.dtype), noise)
+        states.append(state)
+    return torch.stack(states)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Fitted devices: a model configuration with the provenance of the measurement it came from
 
@@ -592,12 +710,26 @@ class FittedDevice:
         rising from zero at w_min by more than the up step within one step) or carry it across a narrow root.
         """
         devices = self.config.devices()
-        return {
-            "analytic": float(symmetry_point(devices)),
-            "protocol_from_zero": float(symmetry_point_protocol(devices, n=0, n_alternating=n_alternating)),
-            "analytic_from_bottom": float(symmetry_point(devices, start=devices.w_min)),
-            "protocol": float(symmetry_point_protocol(devices, n_alternating=n_alternating)),
-        }
+        return {method: float(reference_point(devices, method, n_alternating)) for method in SYMMETRY_POINT_METHODS}
+
+    def stable_roots(self) -> np.ndarray:
+        """The stable roots of ``dw_up - dw_down`` of the nominal device (``step_difference_roots``); more than one
+        means the symmetry point depends on where a device starts (a spurious root)."""
+        return step_difference_roots(self.config.devices())[0]
+
+    def measured_states(self, floor: float = 0.05) -> tuple[float, float]:
+        """The state interval where both directions' steps come from the fitted polynomial inside the measured
+        states (``node_support``); beyond it the model runs on the node ``floor`` (``fitting.NODE_FLOOR``) or on
+        the polynomial held constant. Piecewise only; NaN where no node of a direction is measured."""
+        if not isinstance(self.config, PiecewiseStep):
+            raise ValueError(f"measured_states needs a piecewise model, got {self.model!r}")
+        config = self.config
+        positions = np.linspace(config.w_min, config.w_max, len(config.piecewise_up))
+        up = node_support(config.piecewise_up, floor, "last")
+        down = node_support(config.piecewise_down, floor, "first")
+        if min(up + down) < 0:
+            return float("nan"), float("nan")
+        return float(positions[max(up[0], down[0])]), float(positions[min(up[1], down[1])])
 
     def summary(self, n_alternating: int = 4000) -> dict[str, Any]:
         """The reported facts of one fit (``ferrolib device fit`` and notebook 02): model, steps at w = 0, bounds,
@@ -614,6 +746,7 @@ class FittedDevice:
             "w_min": self.config.w_min,
             "w_max": self.config.w_max,
             **{f"sp_{name}": value for name, value in self.symmetry_points(n_alternating).items()},
+            **self._model_checks(),
             "r2_up": self.r2_up,
             "r2_down": self.r2_down,
             "n_states": self.n_states,
@@ -622,6 +755,11 @@ class FittedDevice:
             "source_root": self.source_root,
             "source_file": self.source_file,
         }
+
+    def _model_checks(self) -> dict[str, Any]:
+        """``n_stable_roots`` (flag: > 1) and the measured-state interval of a piecewise fit (NaN for the others)."""
+        low, high = self.measured_states() if isinstance(self.config, PiecewiseStep) else (float("nan"),) * 2
+        return {"n_stable_roots": int(self.stable_roots().size), "measured_low": low, "measured_high": high}
 
     def label(self) -> str:
         """Legend text: device, pulse width, model, and 'synthetic' where it is."""
@@ -692,6 +830,26 @@ class FittedDevice:
 
 def _fitted_fields() -> tuple[dataclasses.Field, ...]:
     return dataclasses.fields(FittedDevice)
+
+
+def scale_asymmetry(device: FittedDevice, factor: float) -> FittedDevice:
+    """``device`` with the difference of its up and down steps scaled by ``factor`` around their mean, at every node:
+    ``up' = m + factor h``, ``down' = m - factor h`` with ``m = (up + down)/2``, ``h = (up - down)/2`` (absolute
+    steps). The mean step, the bounds and the roots of ``dw_up - dw_down`` (so the symmetry points) are unchanged;
+    the restoring slope ``f'(w*)`` scales by ``factor``. ``factor = 1`` returns ``device`` itself."""
+    if not (math.isfinite(factor) and factor >= 0.0):
+        raise ValueError(f"asymmetry scale must be a finite number >= 0, got {factor!r}")
+    if factor == 1.0:
+        return device
+    config = device.config
+    if not isinstance(config, PiecewiseStep):
+        raise ValueError(f"asymmetry scaling needs a piecewise device model, got {config.kind!r}")
+    scale_up, scale_down = (float(v) for v in _scales(config.dw_min, config.up_down))
+    up, down = scale_up * np.asarray(config.piecewise_up), scale_down * np.asarray(config.piecewise_down)
+    mean, half = 0.5 * (up + down), 0.5 * (up - down)
+    scaled = replace(config, piecewise_up=tuple((mean + factor * half) / scale_up),
+                     piecewise_down=tuple((mean - factor * half) / scale_down))
+    return replace(device, config=scaled, fit_method=f"{device.fit_method}; step asymmetry scaled by {factor:g}")
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -21,11 +21,27 @@ import xarray as xr
 from . import __version__, paths
 
 
+OMIT_DEFAULT = "omit_default"
+"""Dataclass field metadata key: a field marked ``field(..., metadata={OMIT_DEFAULT: True})`` enters
+``config_dict`` (and so every configuration hash) only when its value differs from its default. Options added
+after results were keyed get it, so that adding an option keeps every existing key (and cached run) valid."""
+
+
+def _plain(value: Any) -> Any:
+    """``dataclasses.asdict`` semantics, leaving out the ``OMIT_DEFAULT`` fields that hold their default."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if not (f.metadata.get(OMIT_DEFAULT) and getattr(value, f.name) == f.default)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
 def config_dict(config: Any) -> dict[str, Any]:
-    """A JSON-ready dict of a (possibly nested) dataclass configuration."""
-    if dataclasses.is_dataclass(config):
-        config = dataclasses.asdict(config)
-    return json.loads(json.dumps(config, sort_keys=True, default=str))
+    """A JSON-ready dict of a (possibly nested) dataclass configuration (``OMIT_DEFAULT`` fields only when set)."""
+    return json.loads(json.dumps(_plain(config), sort_keys=True, default=str))
 
 
 def config_hash(config: Any, length: int = 12) -> str:

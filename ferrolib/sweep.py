@@ -329,7 +329,8 @@ def resolve_sweep_config(name_or_path: str | Path) -> Path:
 
 def load_sweep_config(path: str | Path, base_factory: Callable[..., Any] | None = None) -> tuple[Sweep, dict]:
     """Read a sweep from TOML or YAML: tables ``[sweep]`` (grid), ``[base]`` (TrainConfig fields) and
-    optional ``[run]`` (n_workers, scheduler, results_dir) and ``[energy]`` (EnergyModel flat options).
+    optional ``[run]`` (n_workers, scheduler, results_dir), ``[energy]`` (EnergyModel flat options) and
+    ``[variants]`` (name -> TrainConfig overrides, returned as ``run_options["variants"]``).
 
     Returns ``(Sweep, run_options)``. ``base_factory`` builds the base config (default ``TrainConfig``).
     """
@@ -360,11 +361,28 @@ def load_sweep_config(path: str | Path, base_factory: Callable[..., Any] | None 
     options = _table(data, "run", path)
     _check_keys(options, RUN_OPTIONS, "[run] key", path)
     options["energy_model"] = energy_model_from_options(_table(data, "energy", path), origin=str(path))
+    variants = _table(data, "variants", path)
+    for name in variants:
+        overrides = _table(variants, name, path)
+        _check_keys(overrides, [f.name for f in dataclasses.fields(base_factory)], f"[variants.{name}] key", path)
+        try:
+            dataclasses.replace(base, **overrides)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path}: [variants.{name}] does not fit the base configuration: {error}") from error
+    options["variants"] = {name: dict(values) for name, values in variants.items()}
     return sweep, options
 
 
-SECTIONS: tuple[str, ...] = ("sweep", "base", "run", "energy")
-"""Tables of a sweep file."""
+def variant_sweeps(spec: Sweep, variants: dict[str, dict]) -> dict[str, Sweep]:
+    """One sweep per variant of a sweep file's ``[variants]`` table (name -> base overrides), named
+    ``<sweep>-<variant>``; an empty table of overrides is the base itself (its runs are the base's cached runs)."""
+    return {name: dataclasses.replace(spec, base=dataclasses.replace(spec.base, **overrides),
+                                      name=f"{spec.name}-{name}")
+            for name, overrides in variants.items()}
+
+
+SECTIONS: tuple[str, ...] = ("sweep", "base", "run", "energy", "variants")
+"""Tables of a sweep file (``[variants]``: optional, named sets of base overrides, ``variant_sweeps``)."""
 
 RUN_OPTIONS: tuple[str, ...] = ("n_workers", "scheduler", "results_dir")
 """Keys of a sweep file's ``[run]`` table."""

@@ -16,7 +16,8 @@ from ..devices import MODEL_KINDS
 
 
 _COLUMNS = ("device_id", "pulse_width_s", "model", "dw_min", "step_up_at_0", "step_down_at_0", "w_min", "w_max",
-            "sp_analytic", "sp_protocol_from_zero", "sp_analytic_from_bottom", "sp_protocol", "r2_up", "r2_down", "n_states")
+            "sp_analytic", "sp_protocol_from_zero", "sp_analytic_from_bottom", "sp_protocol", "n_stable_roots",
+            "measured_low", "measured_high", "r2_up", "r2_down", "n_states")
 
 
 def _table(rows: list[dict]) -> str:
@@ -27,6 +28,11 @@ def _table(rows: list[dict]) -> str:
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(_COLUMNS)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
+    lines += [f"flag: {row['device_id']} {row['pulse_width_s']:g} s {row['model']} has {row['n_stable_roots']} stable "
+              "roots of dw_up - dw_down: its symmetry point depends on the start (sp_analytic vs "
+              "sp_analytic_from_bottom)" for row in rows if row["n_stable_roots"] > 1]
+    lines += ["measured_low/high: the states where both steps come from the measured ramps; beyond them the model "
+              "runs on the node floor or the polynomial held constant"]
     return "\n".join(lines)
 
 

@@ -4,7 +4,8 @@
 * ``sgd`` plain analog SGD: one stochastic pulse-train rank-one update per sample (``pulsed``), no reference;
   the train length divides by aihwkit's weight granularity of the device (``pulsed.aihwkit_granularity``).
 * ``sps`` the same, with every device paired with a static reference programmed to its own symmetry point,
-  so ``w_eff = w_device - w_sp`` and the implicit decay of plain SGD pulls toward ``w_eff = 0``.
+  so ``w_eff = w_device - w_sp`` and the implicit decay of plain SGD pulls toward ``w_eff = 0``
+  (``sps_reference``: how the symmetry point is found; ``sps_init``: where the device states start).
 * ``mp``  mixed precision (Nandakumar 2020): a float64 matrix chi accumulates ``-lr d x^T`` per sample (summed
   over the batch in one product, which equals the per-sample sum); after every mini-batch
   ``n = trunc(chi / eps)`` pulses are applied one at a time through the device model and ``chi -= n eps``.
@@ -34,6 +35,10 @@ ALGORITHMS: tuple[str, ...] = ("fp", "sgd", "mp", "sps")
 PULSE_MODES: tuple[str, ...] = ("stochastic", "implicit", "expected")
 """Update modes of the pulsed rules: the paper's stochastic trains (default) and two deterministic variants."""
 
+SPS_INITS: tuple[str, ...] = ("reference", "device_zero")
+"""Where SP shifting starts its device states: around the reference (w_eff = initial weights) or around
+w_device = 0 (w_eff = initial weights - reference)."""
+
 MP_TRANSFERS: tuple[str, ...] = ("exact", "pulsed")
 """How mixed precision applies a transfer of ``n = trunc(chi/eps)``: ``exact`` applies exactly n pulses after each
 mini-batch; ``pulsed`` is aihwkit's: n through a stochastic pulse train per row (at most desired_bl pulses), after
@@ -59,6 +64,12 @@ class UpdateSettings:
     mp_transfer: str = "exact"
     """Mixed precision: ``exact`` (n pulses per device) or ``pulsed`` (aihwkit's stochastic transfer trains and
     schedule)."""
+    sps_reference: str = "analytic"
+    """SP shifting: how each reference finds its device's symmetry point (``devices.SYMMETRY_POINT_METHODS``)."""
+    sps_init: str = "reference"
+    """SP shifting: ``reference`` programs every device to its reference plus the initial weight (w_eff starts at
+    the initial weights); ``device_zero`` programs the device to the initial weight (w_eff starts shifted by
+    minus the reference)."""
 
     __repr__ = compact_repr
 
@@ -262,9 +273,14 @@ def _make_layer(algorithm: str, weight: Tensor, devices: DeviceArray | None, set
         raise ValueError(f"algorithm {algorithm!r} needs devices")
     if algorithm == "mp":
         return MixedPrecisionLayer(AnalogTile(devices, weight), settings)
-    reference = None
-    if algorithm == "sps":
-        from ..devices import symmetry_point
+    if algorithm == "sgd":
+        return PulsedSGDLayer(AnalogTile(devices, weight), settings, name=algorithm)
+    if settings.sps_init not in SPS_INITS:
+        raise ValueError(f"unknown sps_init {settings.sps_init!r}; expected one of {SPS_INITS}")
+    from ..devices import reference_point
 
-        reference = symmetry_point(devices.map(lambda v: v.to(torch.float64)))
-    return PulsedSGDLayer(AnalogTile(devices, weight, reference), settings, name=algorithm)
+    reference = reference_point(devices.map(lambda v: v.to(torch.float64)), settings.sps_reference)
+    tile = AnalogTile(devices, weight, reference)
+    if settings.sps_init == "device_zero":
+        tile.program(weight.to(torch.float64).numpy())
+    return PulsedSGDLayer(tile, settings, name=algorithm)

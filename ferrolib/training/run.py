@@ -30,7 +30,7 @@ import dataclasses
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -40,9 +40,9 @@ import torch
 import xarray as xr
 
 from .. import __version__, paths, provenance
-from ..provenance import run_path as result_path
-from ..devices import DeviceNoise, FittedDevice, PiecewiseStep, SoftBounds
-from .algorithms import ALGORITHMS, MP_TRANSFERS, PULSE_MODES, Layer, UpdateSettings, make_layer
+from ..provenance import OMIT_DEFAULT, run_path as result_path
+from ..devices import SYMMETRY_POINT_METHODS, DeviceNoise, FittedDevice, PiecewiseStep, SoftBounds, scale_asymmetry
+from .algorithms import ALGORITHMS, MP_TRANSFERS, PULSE_MODES, SPS_INITS, Layer, UpdateSettings, make_layer
 from .network import MLP
 from .tile import Periphery
 
@@ -86,7 +86,10 @@ is fixed (``TrainConfig.device_model`` does not apply) and they are sampled like
 
 @dataclass
 class TrainConfig:
-    """One training run: device, algorithm, hyperparameters, noise and data (its hash keys the result file)."""
+    """One training run: device, algorithm, hyperparameters, noise and data (its hash keys the result file).
+
+    Options added after results were keyed carry ``provenance.OMIT_DEFAULT``: they enter the hash only when set,
+    so every configuration that leaves them at their default keeps its key and its cached run."""
 
     device_id: str = "ID170ZR5000"
     """Device whose fitted model programs the tiles (or one of ``SYNTHETIC_DEVICES``)."""
@@ -141,6 +144,15 @@ class TrainConfig:
     """Batch size of the evaluation passes."""
     periphery: bool = False
     """Analog reads through ``tile.Periphery()`` (7-bit inputs, 9-bit outputs, output noise); False: exact."""
+    sps_reference: str = field(default="analytic", metadata={OMIT_DEFAULT: True})
+    """SP shifting: how the references find their devices' symmetry points (``devices.SYMMETRY_POINT_METHODS``:
+    analytic root from w = 0, alternating train from 0, analytic root from w_min, the experimenter's protocol)."""
+    sps_init: str = field(default="reference", metadata={OMIT_DEFAULT: True})
+    """SP shifting: initial device states around the reference (``reference``: w_eff = initial weights) or
+    around w_device = 0 (``device_zero``: w_eff = initial weights - reference)."""
+    asymmetry_scale: float = field(default=1.0, metadata={OMIT_DEFAULT: True})
+    """Scale of the difference of the up and down steps around their mean (``devices.scale_asymmetry``): the
+    restoring slope at the symmetry point times this, mean step and symmetry points unchanged; 1 = the fit."""
 
     __repr__ = provenance.compact_repr
 
@@ -170,20 +182,25 @@ class TrainConfig:
 
     def update_settings(self) -> UpdateSettings:
         return UpdateSettings(self.pulse_mode, self.desired_bl, self.update_management, self.bl_management,
-                              self.mp_max_pulses, self.seed, mp_transfer=self.mp_transfer)
+                              self.mp_max_pulses, self.seed, mp_transfer=self.mp_transfer,
+                              sps_reference=self.sps_reference, sps_init=self.sps_init)
 
 
 # ------------------------------------------------------------------------------------------------ inputs
 def resolve_device(config: TrainConfig) -> FittedDevice:
-    """The fitted device of the configuration (synthetic model devices included)."""
+    """The fitted device of the configuration (synthetic model devices included), its step asymmetry scaled by
+    ``asymmetry_scale``."""
     if config.device_id in SYNTHETIC_DEVICES:
         model = SYNTHETIC_DEVICES[config.device_id]
-        return FittedDevice(config=model, device_id=config.device_id, pulse_width_s=config.pulse_width,
-                            data_kind="synthetic", source_file=f"ferrolib.training.run.SYNTHETIC_DEVICES: {model!r}",
-                            fit_method="none (model device)")
-    from ..catalog import get_device
+        device = FittedDevice(config=model, device_id=config.device_id, pulse_width_s=config.pulse_width,
+                              data_kind="synthetic",
+                              source_file=f"ferrolib.training.run.SYNTHETIC_DEVICES: {model!r}",
+                              fit_method="none (model device)")
+    else:
+        from ..catalog import get_device
 
-    return get_device(config.device_id, config.pulse_width, config.device_model)
+        device = get_device(config.device_id, config.pulse_width, config.device_model)
+    return scale_asymmetry(device, config.asymmetry_scale)
 
 
 def _synthetic_digits(seed: int) -> SimpleNamespace:
@@ -251,6 +268,13 @@ def validate(config: TrainConfig, device: FittedDevice | None = None) -> FittedD
         value = getattr(config, name)
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
             raise ValueError(f"noise level {name} must be a finite number >= 0, got {value!r}")
+    if config.sps_reference not in SYMMETRY_POINT_METHODS:
+        raise ValueError(f"unknown sps_reference {config.sps_reference!r}; expected one of {SYMMETRY_POINT_METHODS}")
+    if config.sps_init not in SPS_INITS:
+        raise ValueError(f"unknown sps_init {config.sps_init!r}; expected one of {SPS_INITS}")
+    if not (isinstance(config.asymmetry_scale, (int, float)) and math.isfinite(config.asymmetry_scale)
+            and config.asymmetry_scale >= 0):
+        raise ValueError(f"asymmetry_scale must be a finite number >= 0, got {config.asymmetry_scale!r}")
     if config.algorithm == "fp":
         return None
     device = device or resolve_device(config)

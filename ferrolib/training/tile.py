@@ -101,6 +101,11 @@ class AnalogTile:
         pulse (so no full recomputation is needed after a sparse update)."""
         return self.weight().numpy()
 
+    def program(self, states: np.ndarray) -> None:
+        """Set every device's state to ``states`` (out, in + 1), clipped to its bounds."""
+        self.state[...] = np.clip(states, self.params.w_min, self.params.w_max)
+        self.invalidate()
+
     def invalidate(self) -> None:
         """Drop the cached effective weight: call after every in-place change of ``state``."""
         self._weight = None

@@ -1,0 +1,127 @@
+"""What limits symmetry-point shifting at long pulses (issue 11 item 4; notebook 08).
+
+``sweeps/sp-limits.toml`` holds the grid (SP-shifted SGD, ID170ZR5000, 20 ns / 20 us / 200 us, three seeds, the
+paper profile) and one ``[variants]`` entry per candidate cause; each variant is one sweep
+(``sweep.variant_sweeps``), and their results are combined along a ``variant`` dimension. The summary of all of
+them is committed as ``data/results/sp-limits.nc`` so that notebook 08 renders from it on a fresh clone.
+
+    python -m ferrolib.splimits run [--workers 2]     # run what is missing, write the summary
+    python -m ferrolib.splimits run --dry-run         # what is cached and what would run
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from . import paths, provenance, sourcedata, sweep
+
+SWEEP_CONFIG = "sp-limits"
+"""The sweep file (in ``sweeps/``) of the study."""
+
+SMOKE_WIDTHS = (2e-8, 2e-4)
+"""Pulse widths of the smoke profile (the shortest and the longest of the study)."""
+
+
+def plan(config: str | Path = SWEEP_CONFIG, smoke: bool = False) -> tuple[dict[str, sweep.Sweep], dict]:
+    """The study's sweeps by variant name and its run options. ``smoke``: the same variants on the smoke profile's
+    base (``sweeps/smoke.toml``), two widths, one seed (seconds per run)."""
+    spec, options = sweep.load_sweep_config(sweep.resolve_sweep_config(config))
+    if smoke:
+        smoke_spec, _ = sweep.load_sweep_config(sweep.resolve_sweep_config("smoke"))
+        spec = dataclasses.replace(spec, base=smoke_spec.base, pulse_widths=list(SMOKE_WIDTHS), seeds=[0],
+                                   name=f"{spec.name}-smoke")
+    return sweep.variant_sweeps(spec, options["variants"]), options
+
+
+def combine(results: dict[str, xr.Dataset]) -> xr.Dataset:
+    """The variants' combined sweeps (or summaries) along a new ``variant`` dimension, in the given order."""
+    pieces = [result.expand_dims(variant=[name]) for name, result in results.items()]
+    combined = xr.concat(pieces, dim="variant", data_vars="all", coords="different", compat="equals",
+                         join="outer", combine_attrs="drop_conflicts")
+    combined.attrs["variants"] = ", ".join(results)
+    return combined
+
+
+def summarize(sweep_result: xr.Dataset, spec: sweep.Sweep) -> xr.Dataset:
+    """``sourcedata.summarize`` plus every run's histogram of device states after the last epoch
+    (``final_device_hist``: where the devices end, against the states the fits measured)."""
+    summary = sourcedata.summarize(sweep_result, spec)
+    final = sweep_result["weight_hist"].sel(quantity="w_device").isel(snapshot=-1, drop=True)
+    summary["final_device_hist"] = final.drop_vars("quantity", errors="ignore").astype(np.float32)
+    return summary
+
+
+def covers(summary: xr.Dataset, variants: dict[str, sweep.Sweep]) -> str | None:
+    """None if ``summary`` holds every run of every variant under its current run key, else the first reason."""
+    for name, spec in variants.items():
+        if name not in summary["variant"].values:
+            return f"variant {name!r} is not in the summary"
+        reason = sourcedata.covers(summary.sel(variant=name), spec)
+        if reason:
+            return f"variant {name!r}: {reason}"
+    return None
+
+
+def results(variants: dict[str, sweep.Sweep], options: dict, results_dir: str | Path | None = None,
+            summary: str | Path | None = None, n_workers: int | None = None, write: bool = False,
+            results_source: str = "auto") -> tuple[xr.Dataset, str]:
+    """The combined results of every variant and where they came from: the committed ``summary`` when it covers
+    them all and ``results_source`` is "auto" (unless every run is cached), else the runs (trained where missing;
+    ``write`` then stores the summary)."""
+    if results_source not in ("auto", "runs"):
+        raise ValueError(f"results_source must be 'auto' or 'runs', got {results_source!r}")
+    results_dir = provenance.check_writable_dir(Path(results_dir or paths.RESULTS), "results directory")
+    name = next(iter(variants.values())).name.rsplit("-", 1)[0] if variants else SWEEP_CONFIG
+    summary = Path(summary) if summary else sourcedata.summary_path(SWEEP_CONFIG)
+    every_run_cached = all(sourcedata.all_cached(spec, results_dir) for spec in variants.values())
+    if results_source == "auto" and not every_run_cached and summary.exists():
+        stored = provenance.read_netcdf(summary)
+        reason = covers(stored, variants)
+        if reason is None:
+            return stored, f"the committed summary {summary.name} (no training)"
+        print(f"not using {summary.name}: {reason}")
+    combined = combine({variant: summarize(sweep.run_sweep(spec, results_dir, n_workers=n_workers,
+                                                           energy_model=options["energy_model"], progress=False),
+                                           spec) for variant, spec in variants.items()})
+    combined.attrs["summary_of"] = name
+    source = f"{sum(len(s) for s in variants.values())} runs from {results_dir.name}/ (trained where missing)"
+    if write:
+        path = sourcedata.write_summary(combined, summary)
+        source += f"; summary written to {path.name}"
+    return combined, source
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ferrolib.splimits", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["run"])
+    parser.add_argument("--dry-run", action="store_true", help="list every run and whether it is cached")
+    parser.add_argument("--workers", type=int, help="local worker processes (default: the file's [run] n_workers)")
+    parser.add_argument("--results-dir", help="run cache (default results/)")
+    parser.add_argument("--out", help="folder of the summary (default data/results)")
+    args = parser.parse_args(argv)
+    try:
+        variants, options = plan()
+        root = Path(args.results_dir or paths.RESULTS)
+        if args.dry_run:
+            for name, spec in variants.items():
+                for _, config in spec.points():
+                    state = "cached" if sweep.load_cached(config, root) is not None else "to run"
+                    print(f"{state:7s} {provenance.config_hash(config)}  {name}: {config.pulse_width:g} s, "
+                          f"seed {config.seed}")
+            return 0
+        _, source = results(variants, options, root, sourcedata.summary_path(SWEEP_CONFIG, args.out),
+                            args.workers or options.get("n_workers"), write=True, results_source="runs")
+        print(source)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
