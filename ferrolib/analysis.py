@@ -508,8 +508,25 @@ def variant_effects(result: xr.Dataset, baseline: str = "default", control: floa
                          "accuracy": float(final.sel(variant=variant, pulse_width=width).mean()),
                          "effect": effect, "ci_low": low, "ci_high": high, "n_seeds": n, "gap": gap,
                          "recovered": effect / gap if has_gap else float("nan"),
-                         "verdict": verdict(low, high, explains_fraction * gap) if has_gap else "control"})
+                         "verdict": verdict(low, high, explains_fraction * gap) if has_gap else "control",
+                         "vs_baseline": COMPARED[verdict(low, high, 0.0)]})
     return pd.DataFrame(rows)
+
+
+COMPARED = {HOLDS: "better", FAILS: "worse", INCONCLUSIVE: "no clear difference"}
+"""A variant against the baseline at one width: the whole interval of its effect above 0, below 0, or neither."""
+
+
+def defensible_variant(effects: pd.DataFrame, choices: tuple[str, ...], baseline: str = "default") -> str:
+    """Among the algorithm's own choices (variants that do not change the device), the one to keep as the default:
+    a variant that is ``better`` than the baseline at some width and ``worse`` at none (the largest mean effect
+    among several), else the baseline."""
+    candidates = []
+    for variant in choices:
+        rows = effects[effects["variant"] == variant]
+        if (rows["vs_baseline"] == "better").any() and not (rows["vs_baseline"] == "worse").any():
+            candidates.append((float(rows["effect"].mean()), variant))
+    return max(candidates)[1] if candidates else baseline
 
 
 def restoring_properties(device_id: str, widths: list[float], model: str = "piecewise") -> pd.DataFrame:

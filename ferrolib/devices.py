@@ -522,12 +522,14 @@ def reference_point(devices: DeviceArray, method: str = "analytic", n_alternatin
     return symmetry_point_protocol(devices, n_alternating=n_alternating)
 
 
-def step_difference_roots(devices: DeviceArray, grid: int = 2001) -> tuple[np.ndarray, np.ndarray]:
+def step_difference_roots(devices: DeviceArray, grid: int = 2001,
+                          tolerance: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
     """Roots of ``f = dw_up - dw_down`` of one device (shape ``()``) inside its bounds: the stable ones (f goes from
     > 0 to <= 0 with rising w, where alternating pulses converge) and the unstable ones (<= 0 to > 0, where they
     diverge). Piecewise: exact, per segment between nodes x_i, ``w = x_i + q (x_{i+1} - x_i)`` with
     ``q = f_i / (f_i - f_{i+1})`` (both steps are linear there; a zero plateau counts once, at its start); other
-    kinds: the same on ``grid`` evenly spread states."""
+    kinds: the same on ``grid`` evenly spread states. ``|f|`` up to ``tolerance dw_min`` counts as 0: a drift below
+    one step in 1/tolerance pulses traps a device as a root does (e.g. both steps held at the node floor)."""
     if devices.shape != ():
         raise ValueError(f"step_difference_roots needs one device (shape ()), got shape {tuple(devices.shape)}")
     if devices.kind == "piecewise":
@@ -538,6 +540,7 @@ def step_difference_roots(devices: DeviceArray, grid: int = 2001) -> tuple[np.nd
         x = np.linspace(float(devices.w_min), float(devices.w_max), grid)
         states = torch.as_tensor(x, dtype=torch.float64)
         f = (devices.dw_up(states) - devices.dw_down(states)).numpy()
+    f = np.where(np.abs(f) <= tolerance * devices.dw_min, 0.0, f)
     stable, unstable = [], []
     for i in range(f.size - 1):
         falls, rises = f[i] > 0 >= f[i + 1], f[i] <= 0 < f[i + 1]

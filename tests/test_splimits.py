@@ -49,6 +49,15 @@ def test_stable_roots_of_a_hand_built_piecewise_model():
         dev.step_difference_roots(TWO_ROOTS.sample((2,)))
 
 
+def test_a_floored_plateau_where_both_steps_agree_counts_as_a_root():
+    # up and down both at the floor below 0 differ by 1e-7 dw_min: no drift in 4000 pulses, a trap at the plateau
+    config = PiecewiseStep(dw_min=0.1, up_down=2e-6, piecewise_up=(0.05, 0.05, 0.05, 1.0, 0.5, 0.0),
+                           piecewise_down=(0.0, 0.05, 0.05, 0.5, 1.0, 1.0))
+    stable, _ = dev.step_difference_roots(config.devices())
+    assert stable == pytest.approx([-0.6, 0.4], abs=1e-5)
+    assert dev.step_difference_roots(config.devices(), tolerance=0.0)[0] == pytest.approx([0.4], abs=1e-5)
+
+
 def test_measured_states_skip_the_floor_and_the_constant_extrapolation():
     # up: floored at nodes 0-1, held constant at 2-3, measured 3..6, saturating 0 at 8 (7 = 6: held constant)
     up = (0.05, 0.05, 0.3, 0.3, 0.5, 0.7, 0.9, 0.9, 0.0)
@@ -159,6 +168,13 @@ def test_variant_verdicts_on_known_effects():
     assert table.loc[("nothing", 2e-4), "verdict"] == analysis.FAILS
     assert table.loc[("noisy", 2e-4), "verdict"] == analysis.INCONCLUSIVE
     assert table.loc[("fixes", 2e-8), "verdict"] == "control"
+    assert table.loc[("fixes", 2e-4), "vs_baseline"] == "better"
+    effects = analysis.variant_effects(result)
+    assert analysis.defensible_variant(effects, ("nothing", "noisy")) == "default"
+    assert analysis.defensible_variant(effects, ("nothing", "fixes")) == "fixes"
+    worse = analysis.variant_effects(_fake_result({"default": [[0.90, 0.91, 0.89], [0.60, 0.62, 0.58]],
+                                                   "mixed": [[0.80, 0.81, 0.79], [0.88, 0.90, 0.87]]}))
+    assert analysis.defensible_variant(worse, ("mixed",)) == "default"  # better at one width, worse at another
 
 
 def test_sweep_file_keeps_the_paper_profile():
