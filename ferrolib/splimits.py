@@ -16,9 +16,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 import xarray as xr
 
+from . import devices as dev
 from . import paths, provenance, sourcedata, sweep
+from .training.run import TrainConfig
 
 SWEEP_CONFIG = "sp-limits"
 """The sweep file (in ``sweeps/``) of the study."""
@@ -56,6 +59,39 @@ def summarize(sweep_result: xr.Dataset, spec: sweep.Sweep) -> xr.Dataset:
     return summary
 
 
+def equivalent_reference(first: TrainConfig, second: TrainConfig) -> bool:
+    """Whether two configurations differ only in ``sps_reference`` and their references agree bit for bit on the
+    nominal device (so their runs are identical: the reference is the only number the choice changes)."""
+    from .training.run import resolve_device
+
+    if dataclasses.replace(first, sps_reference=second.sps_reference) != second:
+        return False
+    nominal = resolve_device(first).config.devices(torch.float64)
+    return bool(torch.equal(dev.reference_point(nominal, first.sps_reference),
+                            dev.reference_point(nominal, second.sps_reference)))
+
+
+def fill_equivalent(combined: xr.Dataset, variants: dict[str, sweep.Sweep]) -> xr.Dataset:
+    """Fill a variant's missing pulse widths (a ``pulse_widths`` narrowed in its ``[variants]`` entry) with another
+    variant's runs where ``equivalent_reference`` proves them identical; ``attrs["filled"]`` lists what was filled."""
+    numeric = [name for name, variable in combined.data_vars.items()
+               if "variant" in variable.dims and "pulse_width" in variable.dims and variable.dtype.kind in "fiu"]
+    filled = []
+    for name, spec in variants.items():
+        for width in [float(w) for w in combined["pulse_width"].values if float(w) not in spec.axes()["pulse_width"]]:
+            mine = dataclasses.replace(spec.base, pulse_width=width)
+            for other, other_spec in variants.items():
+                theirs = dataclasses.replace(other_spec.base, pulse_width=width)
+                if other != name and width in other_spec.axes()["pulse_width"] and equivalent_reference(mine, theirs):
+                    for variable in numeric:
+                        combined[variable].loc[{"variant": name, "pulse_width": width}] = \
+                            combined[variable].sel(variant=other, pulse_width=width)
+                    filled.append(f"{name} at {width:g} s = {other}")
+                    break
+    combined.attrs["filled"] = "; ".join(filled)
+    return combined
+
+
 def covers(summary: xr.Dataset, variants: dict[str, sweep.Sweep]) -> str | None:
     """None if ``summary`` holds every run of every variant under its current run key, else the first reason."""
     for name, spec in variants.items():
@@ -88,6 +124,7 @@ def results(variants: dict[str, sweep.Sweep], options: dict, results_dir: str | 
     combined = combine({variant: summarize(sweep.run_sweep(spec, results_dir, n_workers=n_workers,
                                                            energy_model=options["energy_model"], progress=False),
                                            spec) for variant, spec in variants.items()})
+    combined = fill_equivalent(combined, variants)
     combined.attrs["summary_of"] = name
     source = f"{sum(len(s) for s in variants.values())} runs from {results_dir.name}/ (trained where missing)"
     if write:

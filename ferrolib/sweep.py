@@ -364,21 +364,30 @@ def load_sweep_config(path: str | Path, base_factory: Callable[..., Any] | None 
     variants = _table(data, "variants", path)
     for name in variants:
         overrides = _table(variants, name, path)
-        _check_keys(overrides, [f.name for f in dataclasses.fields(base_factory)], f"[variants.{name}] key", path)
+        _check_keys(overrides, [f.name for f in dataclasses.fields(base_factory)] + list(VARIANT_GRID_KEYS),
+                    f"[variants.{name}] key", path)
         try:
-            dataclasses.replace(base, **overrides)
+            variant_sweeps(sweep, {name: overrides})
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{path}: [variants.{name}] does not fit the base configuration: {error}") from error
+            raise ValueError(f"{path}: [variants.{name}] does not fit the sweep: {error}") from error
     options["variants"] = {name: dict(values) for name, values in variants.items()}
     return sweep, options
 
 
+VARIANT_GRID_KEYS: tuple[str, ...] = ("pulse_widths", "seeds")
+"""Keys of a ``[variants]`` entry that narrow the grid instead of changing the base configuration."""
+
+
 def variant_sweeps(spec: Sweep, variants: dict[str, dict]) -> dict[str, Sweep]:
-    """One sweep per variant of a sweep file's ``[variants]`` table (name -> base overrides), named
-    ``<sweep>-<variant>``; an empty table of overrides is the base itself (its runs are the base's cached runs)."""
-    return {name: dataclasses.replace(spec, base=dataclasses.replace(spec.base, **overrides),
-                                      name=f"{spec.name}-{name}")
-            for name, overrides in variants.items()}
+    """One sweep per variant of a sweep file's ``[variants]`` table (name -> base overrides, and optionally
+    ``pulse_widths`` / ``seeds`` that narrow the grid), named ``<sweep>-<variant>``; an empty table is the base
+    itself (its runs are the base's cached runs)."""
+    sweeps = {}
+    for name, overrides in variants.items():
+        grid = {k: list(v) for k, v in overrides.items() if k in VARIANT_GRID_KEYS}
+        base = dataclasses.replace(spec.base, **{k: v for k, v in overrides.items() if k not in VARIANT_GRID_KEYS})
+        sweeps[name] = dataclasses.replace(spec, base=base, name=f"{spec.name}-{name}", **grid)
+    return sweeps
 
 
 SECTIONS: tuple[str, ...] = ("sweep", "base", "run", "energy", "variants")

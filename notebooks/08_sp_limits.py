@@ -81,6 +81,7 @@ display(Markdown(f"Profile **{profile}**: variants {', '.join(names)}; widths "
                  f"{', '.join(plotting.format_pulse_width(w) for w in widths)}; seeds "
                  f"{[int(s) for s in result['seed'].values]}. Results: {used}."))
 LABELS = {"default": "default (analytic w*, states around it)", "protocol_reference": "(a) reference = protocol",
+          "zero_protocol_reference": "(a') reference = train from 0",
           "device_zero_init": "(b) states start around 0", "weak_restoring": "(c) asymmetry x 0.3"}
 
 
@@ -115,7 +116,9 @@ def effect_lines(variant: str) -> str:
 # Left: the nominal models' symmetry point by the four methods of `FittedDevice.symmetry_points` at every
 # measured width: the analytic root reached from w = 0 (today's reference), an alternating train started at 0, the
 # analytic root reached from w_min and the experimenter's full protocol. Right: final test accuracy with the
-# reference at the analytic point (default) and where the protocol ends (variant a).
+# reference at the analytic point (default), where the experimenter's protocol ends (a) and where an alternating
+# train started at w = 0 settles (a'). Where two references agree bit for bit their runs are identical, so a
+# variant narrowed to fewer widths in the sweep file takes the other's runs there (listed under the figure).
 
 # %%
 methods = list(dev.SYMMETRY_POINT_METHODS)
@@ -126,11 +129,12 @@ for index, method in enumerate(methods):
 ax.set(xscale="log", xlabel="pulse width (s)", ylabel="symmetry point w*", title=f"{device_id}: symmetry points")
 ax.axhline(0, color="#888888", lw=0.8)
 ax.legend(loc="lower left")
-bars(ax_bars, [n for n in ("default", "protocol_reference") if n in names])
+bars(ax_bars, [n for n in ("default", "protocol_reference", "zero_protocol_reference") if n in names])
 ax_bars.set_title("reference at the analytic point vs at the protocol's end")
 plotting.save(fig, "08_reference", output_dir, provenance=source)
 plt.show()
-display(Markdown(effect_lines("protocol_reference")))
+display(Markdown(f"Runs shared by identical references: {result.attrs.get('filled') or 'none'}.\n\n"
+                 + effect_lines("protocol_reference") + "\n\n" + effect_lines("zero_protocol_reference")))
 
 # %% [markdown]
 # ## (b) Where the weights start
@@ -263,7 +267,7 @@ display(Markdown(
                 f"{100 * r.effect:+.1f} | [{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}] | "
                 f"{100 * r.recovered:.0f} % | **{r.verdict}** |" for r in verdicts.itertuples())))
 explaining = sorted({LABELS.get(r.variant, r.variant) for r in verdicts.itertuples() if r.verdict == analysis.HOLDS})
-algorithmic = tuple(n for n in ("protocol_reference", "device_zero_init") if n in names)
+algorithmic = tuple(n for n in ("protocol_reference", "zero_protocol_reference", "device_zero_init") if n in names)
 keep = analysis.defensible_variant(effects, algorithmic)
 comparison = "; ".join(f"{LABELS.get(r.variant, r.variant)} at {plotting.format_pulse_width(r.pulse_width)}: "
                        f"{r.vs_baseline}" for r in effects[effects["variant"].isin(algorithmic)].itertuples())

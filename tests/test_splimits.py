@@ -192,6 +192,17 @@ def test_sweep_file_keeps_the_paper_profile():
         provenance.config_hash(c) for _, c in paper.points()}  # the default variant is the paper's own runs
 
 
+def test_references_that_agree_bit_for_bit_share_their_runs():
+    """The sweep file runs the alternating train from 0 at 20 ns only: at 20 us and 200 us it equals the protocol."""
+    base = TrainConfig.paper("sps", device_id="ID170ZR5000")
+    for width, same in ((2e-5, True), (2e-4, True), (2e-8, False)):
+        protocol = dataclasses.replace(base, pulse_width=width, sps_reference="protocol")
+        from_zero = dataclasses.replace(protocol, sps_reference="protocol_from_zero")
+        assert splimits.equivalent_reference(protocol, from_zero) is same, width
+    assert not splimits.equivalent_reference(dataclasses.replace(base, pulse_width=2e-5),
+                                             dataclasses.replace(base, pulse_width=2e-5, seed=1))
+
+
 def test_sweep_file_variants_are_checked(tmp_path):
     text = sweep.resolve_sweep_config("sp-limits").read_text()
     bad = tmp_path / "bad.toml"
