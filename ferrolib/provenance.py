@@ -24,7 +24,9 @@ from . import __version__, paths
 OMIT_DEFAULT = "omit_default"
 """Dataclass field metadata key: a field marked ``field(..., metadata={OMIT_DEFAULT: True})`` enters
 ``config_dict`` (and so every configuration hash) only when its value differs from its default. Options added
-after results were keyed get it, so that adding an option keeps every existing key (and cached run) valid."""
+after results were keyed get it, so that adding an option keeps every existing key (and cached run) valid. Never
+change such a field's default: configurations holding the new default would hash like the old runs (bump
+``training.run.NUMERICS_VERSION`` in the same commit if it must change)."""
 
 
 def _plain(value: Any) -> Any:

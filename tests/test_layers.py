@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("training",),
     ("energy",),
     ("sweep", "analysis", "sourcedata"),
-    ("study",),
+    ("study", "splimits"),
     ("plotting", "cli", "site", "__main__"),
 )
 """Bottom to top: a module may import its own layer and the layers below it."""

@@ -210,3 +210,12 @@ def test_sweep_file_variants_are_checked(tmp_path):
     with pytest.raises(ValueError, match="asymmetry_scal.*did you mean 'asymmetry_scale'"):
         sweep.load_sweep_config(bad)
 
+
+
+def test_committed_summary_covers_every_variant():
+    path = sourcedata.summary_path(splimits.SWEEP_CONFIG)
+    summary = provenance.read_netcdf(path)
+    variants, _ = splimits.plan()
+    assert splimits.covers(summary, variants) is None
+    assert list(summary["variant"].values) == list(variants)
+    assert summary["final_device_hist"].sum("bin").min() > 0
