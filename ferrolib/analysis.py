@@ -8,7 +8,9 @@ The paper's claims are tested on a combined sweep Dataset (``sweep.run_sweep`` o
     mean +- t_{(1 + confidence) / 2, n - 1} * s / sqrt(n),     s the sample standard deviation of the n units,
 
 over the seeds of one device ("per device") or over every (device, seed) unit ("pooled": the spread between
-devices enters the interval). With one unit the interval is undefined. Claims on quantities that no seed changes
+devices enters the interval). With one unit the interval is undefined. For a sweep with one seed per device (the
+full study), ``claims(..., unit="point")`` takes the accuracy-gap claims' paired difference at every (device, pulse
+width, seed) point as the unit instead (widths of one device are not independent: the interval is optimistic). Claims on quantities that no seed changes
 (the energy of one pulse) are **exact**: their interval is the range over the units. The **verdict** compares the
 interval with the claim's threshold (``ClaimThresholds``): holds when the whole interval lies beyond it, fails
 when the whole interval lies on the other side, and is inconclusive when the interval straddles it, is undefined,
@@ -30,6 +32,9 @@ from . import energy, paths, provenance
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
 """The three verdicts."""
+
+MORE_EPOCHS_CLAIM = "Shorter pulses need more epochs to converge"
+"""The paper's convergence claim (its rows in ``claims``, one per algorithm)."""
 
 CLAIM_COLUMNS = ["claim", "algorithm", "scope", "devices", "effect", "estimate", "ci_low", "ci_high", "threshold",
                  "n_seeds", "n_units", "verdict", "measured", "method"]
@@ -114,16 +119,39 @@ def seed_statistics(values: xr.DataArray, confidence: float = 0.95) -> xr.Datase
 
 
 # ------------------------------------------------------------------------------------------------ convergence
+def fp_reference(sweep_result: xr.Dataset, accuracy: str = "val_acc") -> xr.DataArray:
+    """fp's final accuracy per seed (dim ``seed``) from a sweep with fp runs, e.g. the paper profile: the
+    reference of a relative target for sweeps without fp (the study). fp programs no device, so its runs at every
+    device and pulse width of one seed are the same run; ValueError if they differ."""
+    if "fp" not in sweep_result["algorithm"].values:
+        raise ValueError("fp_reference needs a sweep with an 'fp' entry in its algorithm dimension")
+    final = sweep_result[accuracy].sel(algorithm="fp", drop=True).isel(epoch=-1, drop=True)
+    others = [d for d in final.dims if d != "seed"]
+    if not np.allclose(final.max(others), final.min(others), equal_nan=True):
+        raise ValueError("fp's final accuracy differs between devices or pulse widths of one seed")
+    reference = final.max(others)
+    return reference.drop_vars([c for c in reference.coords if c not in reference.dims])
+
+
 def sweep_convergence(sweep_result: xr.Dataset, target: float, relative: bool = False,
-                      accuracy: str = "val_acc") -> xr.Dataset:
-    """Convergence metrics of every run; ``relative`` makes ``target`` a fraction of fp's final accuracy
-    (the ``fp`` entry of the ``algorithm`` dimension, per device, pulse width and seed)."""
-    reference = None
+                      accuracy: str = "val_acc", reference: xr.DataArray | None = None) -> xr.Dataset:
+    """Convergence metrics of every run; ``relative`` makes ``target`` a fraction of fp's final accuracy: the
+    ``fp`` entry of the ``algorithm`` dimension (per device, pulse width and seed), else ``reference`` (fp's
+    final accuracy per seed from another sweep, ``fp_reference``)."""
     if relative:
-        if "fp" not in sweep_result["algorithm"].values:
-            raise ValueError("a relative target needs an 'fp' run in the sweep's algorithm dimension")
-        reference = sweep_result[accuracy].sel(algorithm="fp", drop=True).isel(epoch=-1, drop=True)
-        reference = reference.drop_vars([c for c in reference.coords if c not in reference.dims])
+        if "fp" in sweep_result["algorithm"].values:
+            reference = sweep_result[accuracy].sel(algorithm="fp", drop=True).isel(epoch=-1, drop=True)
+            reference = reference.drop_vars([c for c in reference.coords if c not in reference.dims])
+        elif reference is None:
+            raise ValueError("a relative target needs an 'fp' run in the sweep's algorithm dimension "
+                             "or a reference (analysis.fp_reference of a sweep with fp)")
+        else:
+            missing = sorted(set(sweep_result["seed"].values.tolist()) - set(reference["seed"].values.tolist()))
+            if missing:
+                raise ValueError(f"reference: fp's final accuracy has no seed {missing} of the sweep")
+            reference = reference.sel(seed=sweep_result["seed"])
+    else:
+        reference = None
     return energy.convergence(sweep_result, target, relative_to=reference, accuracy=accuracy)
 
 
@@ -220,8 +248,8 @@ def _width_label(seconds: float) -> str:
     return format_pulse_width(seconds)
 
 
-def _claim_effects(ds: xr.Dataset, conv: xr.Dataset, limits: ClaimThresholds) -> list[_Effect]:
-    """Every testable claim of the paper as per-unit effects."""
+def _claim_effects(ds: xr.Dataset, conv: xr.Dataset, limits: ClaimThresholds, unit: str = "seed") -> list[_Effect]:
+    """Every testable claim of the paper as per-unit effects (``unit``: see ``claims``)."""
     algorithms = [str(a) for a in ds["algorithm"].values]
     n_epochs = ds.sizes["epoch"]
     final = conv["final_accuracy"]
@@ -249,7 +277,7 @@ def _claim_effects(ds: xr.Dataset, conv: xr.Dataset, limits: ClaimThresholds) ->
         reached_s, reached_l = (_at_extremes(c["reached"], f, short) == 1 for short in (True, False))
         epochs = c["epochs_to_target"].where(c["reached"], n_epochs + 1)  # never reached: more than any that did
         ep_s, ep_l = (_at_extremes(epochs, f, short) for short in (True, False))
-        effects.append(_Effect("Shorter pulses need more epochs to converge", algorithm,
+        effects.append(_Effect(MORE_EPOCHS_CLAIM, algorithm,
                                "epochs to target, shortest minus longest width (not reached = epochs + 1)",
                                (ep_s - ep_l).where(reached_l), limits.epochs_margin,
                                lambda v, s=ep_s, l_=ep_l, ok=reached_l: f"{float(s.where(ok).mean()):.3g} epochs at the "
@@ -280,11 +308,13 @@ def _claim_effects(ds: xr.Dataset, conv: xr.Dataset, limits: ClaimThresholds) ->
     learned = conv["reached"].sel(algorithm="mp", drop=True).any("pulse_width") if "mp" in algorithms else None
 
     def gap(better: str, worse: str, threshold: float, claim: str, reference_learned: bool = True) -> None:
-        values = mean_final.sel(algorithm=better, drop=True) - mean_final.sel(algorithm=worse, drop=True)
+        per_width = final.sel(algorithm=better, drop=True) - final.sel(algorithm=worse, drop=True)
+        values = per_width if unit == "point" else per_width.mean("pulse_width")
         if reference_learned:  # accuracies of networks that never learned prove nothing
             values = values.where(learned)
+        described = "at each (device, pulse width, seed) point" if unit == "point" else "mean over pulse widths"
         effects.append(_Effect(claim, f"{better} vs {worse}",
-                               f"final accuracy {better} minus {worse}, mean over pulse widths", values, threshold,
+                               f"final accuracy {better} minus {worse}, {described}", values, threshold,
                                lambda v, b=better, w=worse: f"mean final accuracy {b} "
                                f"{float(mean_final.sel(algorithm=b).mean()):.4f}, {w} "
                                f"{float(mean_final.sel(algorithm=w).mean()):.4f}",
@@ -301,7 +331,8 @@ def _claim_effects(ds: xr.Dataset, conv: xr.Dataset, limits: ClaimThresholds) ->
 
 
 def _row(effect: _Effect, values: xr.DataArray, scope: str, confidence: float) -> dict:
-    """One table row: the interval of ``values`` (dims device, seed) and its verdict."""
+    """One table row: the interval of ``values`` (dims device, seed, and pulse_width for per-point effects) and
+    its verdict."""
     flat = values.values.ravel()
     units = flat[np.isfinite(flat)]
     if effect.exact:
@@ -310,11 +341,16 @@ def _row(effect: _Effect, values: xr.DataArray, scope: str, confidence: float) -
         n, method = units.size, "exact (no seed dependence): range over units"
     else:
         mean, low, high, n = t_interval(flat, confidence)
-        method = (f"Student-t {confidence:.0%} interval over "
-                  + ("seeds" if scope != "pooled" else "(device, seed) units"))
+        if "pulse_width" in values.dims:
+            units = "(pulse width, seed) points" if scope != "pooled" else "(device, pulse width, seed) points"
+            method = (f"Student-t {confidence:.0%} interval over {units} (paired difference per point; the widths "
+                      "of one device share the device, so the interval is optimistic)")
+        else:
+            method = (f"Student-t {confidence:.0%} interval over "
+                      + ("seeds" if scope != "pooled" else "(device, seed) units"))
     tested = values.notnull()
     devices = [str(d) for d in values["device"].values if bool(tested.sel(device=d).any())]
-    seeds = int(tested.any("device").sum()) if "seed" in values.dims else 1
+    seeds = int(tested.any([d for d in tested.dims if d != "seed"]).sum()) if "seed" in values.dims else 1
     return {"claim": effect.claim, "algorithm": effect.algorithm, "scope": scope, "devices": ", ".join(devices),
             "effect": effect.effect, "estimate": mean, "ci_low": low, "ci_high": high, "threshold": effect.threshold,
             "n_seeds": seeds, "n_units": n, "verdict": verdict(low, high, effect.threshold),
@@ -322,18 +358,31 @@ def _row(effect: _Effect, values: xr.DataArray, scope: str, confidence: float) -
             "method": method}
 
 
+CLAIM_UNITS = ("seed", "point")
+"""What one unit of an accuracy-gap claim is (``claims``)."""
+
+
 def claims(sweep_result: xr.Dataset, thresholds: ClaimThresholds | None = None,
-           per_device: bool = True) -> pd.DataFrame:
+           per_device: bool = True, unit: str = "seed", reference: xr.DataArray | None = None) -> pd.DataFrame:
     """The paper's claims with effect, interval, n seeds and verdict: pooled over devices (first rows of each
-    claim) and, when the sweep has several devices and ``per_device``, per device."""
+    claim) and, when the sweep has several devices and ``per_device``, per device.
+
+    ``unit`` of the accuracy-gap claims (algorithm A vs B): ``"seed"``, the gap averaged over pulse widths per
+    (device, seed), the interval over seeds (per device) or over (device, seed) units (pooled); ``"point"``, the
+    paired gap at every (device, pulse width, seed) point, for sweeps with one seed per device (the study), where
+    the seed unit leaves a device without an interval. Claims comparing the shortest with the longest width have
+    one value per (device, seed) either way. ``reference``: fp's final accuracy per seed for a relative target
+    when the sweep has no fp runs (``fp_reference``)."""
     limits = thresholds or ClaimThresholds()
+    if unit not in CLAIM_UNITS:
+        raise ValueError(f"claims: unit must be one of {CLAIM_UNITS}, got {unit!r}")
     if "learning_rate" in sweep_result.dims:
         raise ValueError("claims need one learning rate per algorithm; select one learning_rate first")
-    conv = sweep_convergence(sweep_result, limits.target, limits.relative)
+    conv = sweep_convergence(sweep_result, limits.target, limits.relative, reference=reference)
     rows = []
     devices = [str(d) for d in sweep_result["device"].values]
-    for effect in _claim_effects(sweep_result, conv, limits):
-        values = effect.values.transpose("device", "seed")
+    for effect in _claim_effects(sweep_result, conv, limits, unit):
+        values = effect.values.transpose("device", "seed", ...)
         rows.append(_row(effect, values, "pooled", limits.confidence))
         if per_device and len(devices) > 1:
             rows += [_row(effect, values.sel(device=[d]), d, limits.confidence) for d in devices]
@@ -380,6 +429,24 @@ def claims_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def epochs_by_width(sweep_result: xr.Dataset, thresholds: ClaimThresholds | None = None,
+                    reference: xr.DataArray | None = None) -> pd.DataFrame:
+    """Epochs to target per (device, algorithm, pulse width) over seeds, for the figure of "shorter pulses need
+    more epochs": mean and sample standard deviation over the seeds that reached the target, how many did
+    (``n_reached``) of ``n_seeds``; fp left out. ``reference`` as in ``claims``."""
+    limits = thresholds or ClaimThresholds()
+    conv = sweep_convergence(sweep_result, limits.target, limits.relative, reference=reference)
+    conv = conv.sel(algorithm=[a for a in conv["algorithm"].values if a != "fp"])
+    epochs = conv["epochs_to_target"].where(conv["reached"]).astype(float)
+    table = xr.Dataset({"epochs_mean": epochs.mean("seed"), "epochs_std": epochs.std("seed", ddof=1),
+                        "n_reached": conv["reached"].sum("seed"),
+                        "n_seeds": conv["final_accuracy"].notnull().sum("seed")})
+    frame = table.to_dataframe().reset_index()
+    frame = frame[frame["n_seeds"] > 0]
+    return frame[["device", "algorithm", "pulse_width", "epochs_mean", "epochs_std", "n_reached",
+                  "n_seeds"]].reset_index(drop=True)
+
+
 def tradeoff_lines(summary: xr.Dataset) -> list[str]:
     """Per algorithm, the energy and epochs to target at the shortest and longest pulse widths every seed reached
     (Markdown bullets); ``summary`` is one device's ``convergence_summary``."""
@@ -401,7 +468,7 @@ def tradeoff_lines(summary: xr.Dataset) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------ causes
 PROPERTIES: dict[str, str] = {
-    "sp_distance": "|symmetry point| (weight units)",
+    "sp_distance": "|symmetry point| / weight range",
     "step_asymmetry": "step asymmetry at w = 0\n(dw_up - dw_down) / (dw_up + dw_down)",
     "n_states": "number of states",
     "c2c": "cycle-to-cycle scatter (fit)",
@@ -410,15 +477,17 @@ PROPERTIES: dict[str, str] = {
 
 
 def device_properties(points: list[tuple[str, float]], model: str = "piecewise") -> pd.DataFrame:
-    """The fitted device's properties at every ``(device, pulse width)``: distance of the symmetry point from 0,
-    step asymmetry at w = 0 (the drift the initial weights feel), number of states and cycle-to-cycle scatter."""
+    """The fitted device's properties at every ``(device, pulse width)``: distance of the symmetry point from 0
+    in units of the weight range, |w_sp| / (w_max - w_min); step asymmetry at w = 0 (the drift the initial weights
+    feel); number of states and cycle-to-cycle scatter."""
     from .catalog import get_device
 
     rows = []
     for device_id, width in points:
         fit = get_device(device_id, width, model)
         up, down = fit.steps_at_zero
-        rows.append({"device": device_id, "pulse_width": float(width), "sp_distance": abs(fit.symmetry_point),
+        span = fit.config.w_max - fit.config.w_min
+        rows.append({"device": device_id, "pulse_width": float(width), "sp_distance": abs(fit.symmetry_point) / span,
                      "step_asymmetry": (up - down) / (up + down), "n_states": fit.n_states, "c2c": float(fit.c2c)})
     return pd.DataFrame(rows)
 
