@@ -242,6 +242,11 @@ def _at_extremes(values: xr.DataArray, final: xr.DataArray, short: bool) -> xr.D
     return xr.concat(pieces, dim=values["device"])
 
 
+def _of(values: xr.DataArray, row: xr.DataArray) -> xr.DataArray:
+    """``values`` at the devices of one table row (``row``: the row's effect values)."""
+    return values.sel(device=row["device"])
+
+
 def _width_label(seconds: float) -> str:
     from .units import format_pulse_width
 
@@ -264,7 +269,7 @@ def _claim_effects(ds: xr.Dataset, conv: xr.Dataset, limits: ClaimThresholds, un
         units = smallest.broadcast_like(final.isel(pulse_width=0, algorithm=0, drop=True))
 
         def energies(values: xr.DataArray, e_pulse=e_pulse) -> str:
-            row = e_pulse.mean("device")
+            row = e_pulse.sel(device=values["device"]).mean("device")
             return ", ".join(f"{_width_label(float(w))}: {energy.format_energy(float(v))}"
                              for w, v in zip(row["pulse_width"].values, row.values) if np.isfinite(v))
         effects.append(_Effect(f"Per-update energy falls with shorter pulses, {label}", "all",
@@ -280,8 +285,8 @@ def _claim_effects(ds: xr.Dataset, conv: xr.Dataset, limits: ClaimThresholds, un
         effects.append(_Effect(MORE_EPOCHS_CLAIM, algorithm,
                                "epochs to target, shortest minus longest width (not reached = epochs + 1)",
                                (ep_s - ep_l).where(reached_l), limits.epochs_margin,
-                               lambda v, s=ep_s, l_=ep_l, ok=reached_l: f"{float(s.where(ok).mean()):.3g} epochs at the "
-                               f"shortest, {float(l_.where(ok).mean()):.3g} at the longest width",
+                               lambda v, s=ep_s, l_=ep_l, ok=reached_l: f"{float(_of(s.where(ok), v).mean()):.3g} "
+                               f"epochs at the shortest, {float(_of(l_.where(ok), v).mean()):.3g} at the longest width",
                                condition="the longest width never reached the target"))
         for label, name in (("programming pulses, the paper's ledger", "energy_to_target"),
                             ("whole system: programming, reads and digital work", "system_energy_to_target")):
@@ -293,15 +298,16 @@ def _claim_effects(ds: xr.Dataset, conv: xr.Dataset, limits: ClaimThresholds, un
                                    "log10(energy to target at the longest / at the shortest width)",
                                    np.log10((e_l / e_s).where(both)), limits.energy_margin,
                                    lambda v, s=e_s, l_=e_l, ok=both: "target not reached at both extreme widths"
-                                   if not bool(ok.any()) else f"{energy.format_energy(float(s.where(ok).mean()))} at "
-                                   f"the shortest, {energy.format_energy(float(l_.where(ok).mean()))} at the longest",
+                                   if not bool(_of(ok, v).any()) else
+                                   f"{energy.format_energy(float(_of(s.where(ok), v).mean()))} at the shortest, "
+                                   f"{energy.format_energy(float(_of(l_.where(ok), v).mean()))} at the longest",
                                    condition="the target was not reached at both extreme widths"))
         a_s, a_l = (_at_extremes(f, f, short) for short in (True, False))
         effects.append(_Effect("No accuracy is lost with shorter pulses", algorithm,
                                "final accuracy, shortest minus longest width (reference reached the target)",
                                (a_s - a_l).where(reached_l), -limits.accuracy_margin,
-                               lambda v, s=a_s, l_=a_l: f"final accuracy {float(s.mean()):.4f} at the shortest, "
-                               f"{float(l_.mean()):.4f} at the longest width",
+                               lambda v, s=a_s, l_=a_l: f"final accuracy {float(_of(s, v).mean()):.4f} at the "
+                               f"shortest, {float(_of(l_, v).mean()):.4f} at the longest width",
                                condition="the longest width never reached the target"))
 
     mean_final = final.mean("pulse_width")
@@ -316,8 +322,8 @@ def _claim_effects(ds: xr.Dataset, conv: xr.Dataset, limits: ClaimThresholds, un
         effects.append(_Effect(claim, f"{better} vs {worse}",
                                f"final accuracy {better} minus {worse}, {described}", values, threshold,
                                lambda v, b=better, w=worse: f"mean final accuracy {b} "
-                               f"{float(mean_final.sel(algorithm=b).mean()):.4f}, {w} "
-                               f"{float(mean_final.sel(algorithm=w).mean()):.4f}",
+                               f"{float(_of(mean_final.sel(algorithm=b), v).mean()):.4f}, {w} "
+                               f"{float(_of(mean_final.sel(algorithm=w), v).mean()):.4f}",
                                condition="mp, the reference, never reached the target"))
 
     if {"mp", "sgd"} <= set(algorithms):
@@ -504,12 +510,14 @@ def threshold_fit(x: np.ndarray, collapsed: np.ndarray, n_boot: int = 2000, seed
     """The one-threshold classifier "collapsed iff x beyond t" with the fewest errors (either direction; t midway
     between neighbouring x), its error rate, and a percentile bootstrap interval of t over resampled points.
 
-    ``direction`` +1: collapse above t; -1: below. With fewer than two distinct x every value is NaN."""
+    ``direction`` +1: collapse above t; -1: below. With fewer than two distinct x, or when every point (or none)
+    collapsed, there is nothing to separate and every value is NaN (a bootstrap draw without both kinds is
+    skipped)."""
     x, collapsed = np.asarray(x, float), np.asarray(collapsed, bool)
 
     def best(xs: np.ndarray, ys: np.ndarray) -> tuple[float, float, float]:
         values = np.unique(xs)
-        if values.size < 2:
+        if values.size < 2 or ys.all() or not ys.any():
             return float("nan"), float("nan"), float("nan")
         candidates = (values[:-1] + values[1:]) / 2
         above = xs[None, :] > candidates[:, None]
@@ -530,18 +538,26 @@ def threshold_fit(x: np.ndarray, collapsed: np.ndarray, n_boot: int = 2000, seed
             "ci_high": float(high), "n_points": int(x.size), "n_collapsed": int(collapsed.sum())}
 
 
-def causes(accuracy: pd.DataFrame, properties: pd.DataFrame, collapse_below: float = 0.5,
+def causes(accuracy: pd.DataFrame, properties: pd.DataFrame, collapse_below: float | dict[str, float] = 0.5,
            confidence: float = 0.95) -> pd.DataFrame:
     """Per algorithm and device property: Spearman's rank correlation with accuracy (and its p-value) and the
-    threshold model of "accuracy below ``collapse_below``" (``threshold_fit``) over every device-width point."""
+    threshold model of "accuracy below ``collapse_below``" (``threshold_fit``) over every device-width point;
+    ``collapse_below`` one level for every algorithm or one per algorithm (e.g. plain SGD's collapse is to chance,
+    SP shifting's a loss against mixed precision)."""
     joined = accuracy.merge(properties, on=["device", "pulse_width"])
+    levels = collapse_below if isinstance(collapse_below, dict) else {}
+    missing = sorted(set(joined["algorithm"]) - set(levels)) if levels else []
+    if missing:
+        raise ValueError(f"collapse_below has no level for algorithm(s) {missing}")
     rows = []
     for algorithm, group in joined.groupby("algorithm", sort=False):
+        level = levels.get(algorithm, collapse_below)
         for name in PROPERTIES:
             varies = len(group) > 2 and group[name].nunique() > 1 and group["accuracy"].nunique() > 1
             rho, p_value = stats.spearmanr(group[name], group["accuracy"]) if varies else (np.nan, np.nan)
-            fit = threshold_fit(group[name].to_numpy(), (group["accuracy"] < collapse_below).to_numpy(),
+            fit = threshold_fit(group[name].to_numpy(), (group["accuracy"] < level).to_numpy(),
                                 confidence=confidence)
-            rows.append({"algorithm": algorithm, "property": name, "spearman_rho": float(rho),
+            rows.append({"algorithm": algorithm, "collapse_below": float(level), "property": name,
+                         "spearman_rho": float(rho),
                          "p_value": float(p_value), **fit})
     return pd.DataFrame(rows)

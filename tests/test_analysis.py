@@ -121,6 +121,8 @@ def test_per_device_and_pooled(fake_sweep):
     pooled = analysis.verdict_of(table, SPS_VS_SGD)
     assert pooled.n_units == 4 and pooled.devices == "ID161ZR15000, ID170ZR5000"
     assert pooled.verdict == INCONCLUSIVE  # the devices disagree: the pooled interval straddles the margin
+    sps_161 = float(ds["val_acc"].isel(epoch=-1).sel(device="ID161ZR15000", algorithm="sps").mean())
+    assert f"sps {sps_161:.4f}," in analysis.verdict_of(table, SPS_VS_SGD, scope="ID161ZR15000").measured  # its own
     assert "(device, seed) units" in pooled.method
     only_pooled = analysis.claims(ds, ClaimThresholds(target=0.9, relative=False), per_device=False)
     assert set(only_pooled["scope"]) == {"pooled"}
@@ -177,6 +179,7 @@ def test_threshold_fit_recovers_a_known_threshold():
     noisy = analysis.threshold_fit(x, np.array([0, 0, 1, 0, 1, 1, 1, 1], bool), n_boot=50)
     assert noisy["error_rate"] == 1 / 8  # one point on the wrong side of the best threshold
     assert np.isnan(analysis.threshold_fit(np.ones(4), np.array([0, 1, 0, 1], bool), n_boot=10)["threshold"])
+    assert np.isnan(analysis.threshold_fit(x, np.ones(8, bool), n_boot=10)["threshold"])  # all collapsed
 
 
 def test_causes_rank_the_property_that_decides_the_collapse():
@@ -190,6 +193,13 @@ def test_causes_rank_the_property_that_decides_the_collapse():
     assert table.loc["sp_distance", "threshold"] == 0.4 and table.loc["sp_distance", "error_rate"] == 0.0
     assert table.loc["step_asymmetry", "error_rate"] > 0  # alternating: it cannot separate the collapse
     assert np.isnan(table.loc["c2c", "threshold"])  # constant: no threshold
+    both = pd.concat([accuracy, accuracy.assign(algorithm="sps", accuracy=accuracy["accuracy"] + 0.05)])
+    levels = analysis.causes(both, properties, collapse_below={"sgd": 0.5, "sps": 0.88}).set_index(
+        ["algorithm", "property"])
+    assert levels.loc[("sps", "sp_distance"), "threshold"] == 0.25  # 0.95, 0.90 | 0.85, ...: its own level
+    assert levels.loc[("sgd", "sp_distance"), "threshold"] == 0.4
+    with pytest.raises(ValueError, match="sps"):
+        analysis.causes(both, properties, collapse_below={"sgd": 0.5})
 
 
 def test_thresholds_default_to_a_relative_target_and_override_only_given_values():
