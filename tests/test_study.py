@@ -64,6 +64,20 @@ def test_load_noise_joins_widths_and_missing_parts_are_named(tmp_path: Path):
     assert study.missing_parts(parts, tmp_path) == ["study-noise-2us", "study-X"]
 
 
+def test_committed_study_summaries_hold_the_runs_of_the_study_now(shared_measurements: Path):
+    """What notebook 06 and the README's findings render from: every committed study summary belongs to a sweep
+    of the plan and holds each of its runs under the run key it would have now (configuration, device model,
+    data, numerics); the device summaries join into one study."""
+    parts = {part.name: part for part in study.plan()}
+    committed = sorted(sourcedata.SOURCE_DATA.glob("study*.nc"))
+    assert committed, "make study's summaries are committed in data/results/"
+    for path in committed:
+        assert path.stem in parts, f"{path.name} is the summary of no sweep of the study"
+        assert sourcedata.covers(provenance.read_netcdf(path), parts[path.stem].spec) is None, path.name
+    devices = sorted(p.stem.removeprefix("study-") for p in committed if not p.stem.startswith("study-noise"))
+    assert sorted(study.load_study()["device"].values.tolist()) == devices
+
+
 @pytest.mark.parametrize("name", ["study", "study-noise"])
 def test_study_sweeps_train_with_the_paper_profile(name: str):
     """The study varies devices, widths and noise only: every other training setting is the paper profile's."""
