@@ -8,7 +8,9 @@ The paper's claims are tested on a combined sweep Dataset (``sweep.run_sweep`` o
     mean +- t_{(1 + confidence) / 2, n - 1} * s / sqrt(n),     s the sample standard deviation of the n units,
 
 over the seeds of one device ("per device") or over every (device, seed) unit ("pooled": the spread between
-devices enters the interval). With one unit the interval is undefined. Claims on quantities that no seed changes
+devices enters the interval). With one unit the interval is undefined. For a sweep with one seed per device (the
+full study), ``claims(..., unit="point")`` takes the accuracy-gap claims' paired difference at every (device, pulse
+width, seed) point as the unit instead (widths of one device are not independent: the interval is optimistic). Claims on quantities that no seed changes
 (the energy of one pulse) are **exact**: their interval is the range over the units. The **verdict** compares the
 interval with the claim's threshold (``ClaimThresholds``): holds when the whole interval lies beyond it, fails
 when the whole interval lies on the other side, and is inconclusive when the interval straddles it, is undefined,
@@ -30,6 +32,9 @@ from . import energy, paths, provenance
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
 """The three verdicts."""
+
+MORE_EPOCHS_CLAIM = "Shorter pulses need more epochs to converge"
+"""The paper's convergence claim (its rows in ``claims``, one per algorithm)."""
 
 CLAIM_COLUMNS = ["claim", "algorithm", "scope", "devices", "effect", "estimate", "ci_low", "ci_high", "threshold",
                  "n_seeds", "n_units", "verdict", "measured", "method"]
@@ -114,16 +119,39 @@ def seed_statistics(values: xr.DataArray, confidence: float = 0.95) -> xr.Datase
 
 
 # ------------------------------------------------------------------------------------------------ convergence
+def fp_reference(sweep_result: xr.Dataset, accuracy: str = "val_acc") -> xr.DataArray:
+    """fp's final accuracy per seed (dim ``seed``) from a sweep with fp runs, e.g. the paper profile: the
+    reference of a relative target for sweeps without fp (the study). fp programs no device, so its runs at every
+    device and pulse width of one seed are the same run; ValueError if they differ."""
+    if "fp" not in sweep_result["algorithm"].values:
+        raise ValueError("fp_reference needs a sweep with an 'fp' entry in its algorithm dimension")
+    final = sweep_result[accuracy].sel(algorithm="fp", drop=True).isel(epoch=-1, drop=True)
+    others = [d for d in final.dims if d != "seed"]
+    if not np.allclose(final.max(others), final.min(others), equal_nan=True):
+        raise ValueError("fp's final accuracy differs between devices or pulse widths of one seed")
+    reference = final.max(others)
+    return reference.drop_vars([c for c in reference.coords if c not in reference.dims])
+
+
 def sweep_convergence(sweep_result: xr.Dataset, target: float, relative: bool = False,
-                      accuracy: str = "val_acc") -> xr.Dataset:
-    """Convergence metrics of every run; ``relative`` makes ``target`` a fraction of fp's final accuracy
-    (the ``fp`` entry of the ``algorithm`` dimension, per device, pulse width and seed)."""
-    reference = None
+                      accuracy: str = "val_acc", reference: xr.DataArray | None = None) -> xr.Dataset:
+    """Convergence metrics of every run; ``relative`` makes ``target`` a fraction of fp's final accuracy: the
+    ``fp`` entry of the ``algorithm`` dimension (per device, pulse width and seed), else ``reference`` (fp's
+    final accuracy per seed from another sweep, ``fp_reference``)."""
     if relative:
-        if "fp" not in sweep_result["algorithm"].values:
-            raise ValueError("a relative target needs an 'fp' run in the sweep's algorithm dimension")
-        reference = sweep_result[accuracy].sel(algorithm="fp", drop=True).isel(epoch=-1, drop=True)
-        reference = reference.drop_vars([c for c in reference.coords if c not in reference.dims])
+        if "fp" in sweep_result["algorithm"].values:
+            reference = sweep_result[accuracy].sel(algorithm="fp", drop=True).isel(epoch=-1, drop=True)
+            reference = reference.drop_vars([c for c in reference.coords if c not in reference.dims])
+        elif reference is None:
+            raise ValueError("a relative target needs an 'fp' run in the sweep's algorithm dimension "
+                             "or a reference (analysis.fp_reference of a sweep with fp)")
+        else:
+            missing = sorted(set(sweep_result["seed"].values.tolist()) - set(reference["seed"].values.tolist()))
+            if missing:
+                raise ValueError(f"reference: fp's final accuracy has no seed {missing} of the sweep")
+            reference = reference.sel(seed=sweep_result["seed"])
+    else:
+        reference = None
     return energy.convergence(sweep_result, target, relative_to=reference, accuracy=accuracy)
 
 
@@ -214,14 +242,19 @@ def _at_extremes(values: xr.DataArray, final: xr.DataArray, short: bool) -> xr.D
     return xr.concat(pieces, dim=values["device"])
 
 
+def _of(values: xr.DataArray, row: xr.DataArray) -> xr.DataArray:
+    """``values`` at the devices of one table row (``row``: the row's effect values)."""
+    return values.sel(device=row["device"])
+
+
 def _width_label(seconds: float) -> str:
     from .units import format_pulse_width
 
     return format_pulse_width(seconds)
 
 
-def _claim_effects(ds: xr.Dataset, conv: xr.Dataset, limits: ClaimThresholds) -> list[_Effect]:
-    """Every testable claim of the paper as per-unit effects."""
+def _claim_effects(ds: xr.Dataset, conv: xr.Dataset, limits: ClaimThresholds, unit: str = "seed") -> list[_Effect]:
+    """Every testable claim of the paper as per-unit effects (``unit``: see ``claims``)."""
     algorithms = [str(a) for a in ds["algorithm"].values]
     n_epochs = ds.sizes["epoch"]
     final = conv["final_accuracy"]
@@ -236,7 +269,7 @@ def _claim_effects(ds: xr.Dataset, conv: xr.Dataset, limits: ClaimThresholds) ->
         units = smallest.broadcast_like(final.isel(pulse_width=0, algorithm=0, drop=True))
 
         def energies(values: xr.DataArray, e_pulse=e_pulse) -> str:
-            row = e_pulse.mean("device")
+            row = e_pulse.sel(device=values["device"]).mean("device")
             return ", ".join(f"{_width_label(float(w))}: {energy.format_energy(float(v))}"
                              for w, v in zip(row["pulse_width"].values, row.values) if np.isfinite(v))
         effects.append(_Effect(f"Per-update energy falls with shorter pulses, {label}", "all",
@@ -249,11 +282,11 @@ def _claim_effects(ds: xr.Dataset, conv: xr.Dataset, limits: ClaimThresholds) ->
         reached_s, reached_l = (_at_extremes(c["reached"], f, short) == 1 for short in (True, False))
         epochs = c["epochs_to_target"].where(c["reached"], n_epochs + 1)  # never reached: more than any that did
         ep_s, ep_l = (_at_extremes(epochs, f, short) for short in (True, False))
-        effects.append(_Effect("Shorter pulses need more epochs to converge", algorithm,
+        effects.append(_Effect(MORE_EPOCHS_CLAIM, algorithm,
                                "epochs to target, shortest minus longest width (not reached = epochs + 1)",
                                (ep_s - ep_l).where(reached_l), limits.epochs_margin,
-                               lambda v, s=ep_s, l_=ep_l, ok=reached_l: f"{float(s.where(ok).mean()):.3g} epochs at the "
-                               f"shortest, {float(l_.where(ok).mean()):.3g} at the longest width",
+                               lambda v, s=ep_s, l_=ep_l, ok=reached_l: f"{float(_of(s.where(ok), v).mean()):.3g} "
+                               f"epochs at the shortest, {float(_of(l_.where(ok), v).mean()):.3g} at the longest width",
                                condition="the longest width never reached the target"))
         for label, name in (("programming pulses, the paper's ledger", "energy_to_target"),
                             ("whole system: programming, reads and digital work", "system_energy_to_target")):
@@ -265,29 +298,32 @@ def _claim_effects(ds: xr.Dataset, conv: xr.Dataset, limits: ClaimThresholds) ->
                                    "log10(energy to target at the longest / at the shortest width)",
                                    np.log10((e_l / e_s).where(both)), limits.energy_margin,
                                    lambda v, s=e_s, l_=e_l, ok=both: "target not reached at both extreme widths"
-                                   if not bool(ok.any()) else f"{energy.format_energy(float(s.where(ok).mean()))} at "
-                                   f"the shortest, {energy.format_energy(float(l_.where(ok).mean()))} at the longest",
+                                   if not bool(_of(ok, v).any()) else
+                                   f"{energy.format_energy(float(_of(s.where(ok), v).mean()))} at the shortest, "
+                                   f"{energy.format_energy(float(_of(l_.where(ok), v).mean()))} at the longest",
                                    condition="the target was not reached at both extreme widths"))
         a_s, a_l = (_at_extremes(f, f, short) for short in (True, False))
         effects.append(_Effect("No accuracy is lost with shorter pulses", algorithm,
                                "final accuracy, shortest minus longest width (reference reached the target)",
                                (a_s - a_l).where(reached_l), -limits.accuracy_margin,
-                               lambda v, s=a_s, l_=a_l: f"final accuracy {float(s.mean()):.4f} at the shortest, "
-                               f"{float(l_.mean()):.4f} at the longest width",
+                               lambda v, s=a_s, l_=a_l: f"final accuracy {float(_of(s, v).mean()):.4f} at the "
+                               f"shortest, {float(_of(l_, v).mean()):.4f} at the longest width",
                                condition="the longest width never reached the target"))
 
     mean_final = final.mean("pulse_width")
     learned = conv["reached"].sel(algorithm="mp", drop=True).any("pulse_width") if "mp" in algorithms else None
 
     def gap(better: str, worse: str, threshold: float, claim: str, reference_learned: bool = True) -> None:
-        values = mean_final.sel(algorithm=better, drop=True) - mean_final.sel(algorithm=worse, drop=True)
+        per_width = final.sel(algorithm=better, drop=True) - final.sel(algorithm=worse, drop=True)
+        values = per_width if unit == "point" else per_width.mean("pulse_width")
         if reference_learned:  # accuracies of networks that never learned prove nothing
             values = values.where(learned)
+        described = "at each (device, pulse width, seed) point" if unit == "point" else "mean over pulse widths"
         effects.append(_Effect(claim, f"{better} vs {worse}",
-                               f"final accuracy {better} minus {worse}, mean over pulse widths", values, threshold,
+                               f"final accuracy {better} minus {worse}, {described}", values, threshold,
                                lambda v, b=better, w=worse: f"mean final accuracy {b} "
-                               f"{float(mean_final.sel(algorithm=b).mean()):.4f}, {w} "
-                               f"{float(mean_final.sel(algorithm=w).mean()):.4f}",
+                               f"{float(_of(mean_final.sel(algorithm=b), v).mean()):.4f}, {w} "
+                               f"{float(_of(mean_final.sel(algorithm=w), v).mean()):.4f}",
                                condition="mp, the reference, never reached the target"))
 
     if {"mp", "sgd"} <= set(algorithms):
@@ -301,7 +337,8 @@ def _claim_effects(ds: xr.Dataset, conv: xr.Dataset, limits: ClaimThresholds) ->
 
 
 def _row(effect: _Effect, values: xr.DataArray, scope: str, confidence: float) -> dict:
-    """One table row: the interval of ``values`` (dims device, seed) and its verdict."""
+    """One table row: the interval of ``values`` (dims device, seed, and pulse_width for per-point effects) and
+    its verdict."""
     flat = values.values.ravel()
     units = flat[np.isfinite(flat)]
     if effect.exact:
@@ -310,11 +347,16 @@ def _row(effect: _Effect, values: xr.DataArray, scope: str, confidence: float) -
         n, method = units.size, "exact (no seed dependence): range over units"
     else:
         mean, low, high, n = t_interval(flat, confidence)
-        method = (f"Student-t {confidence:.0%} interval over "
-                  + ("seeds" if scope != "pooled" else "(device, seed) units"))
+        if "pulse_width" in values.dims:
+            units = "(pulse width, seed) points" if scope != "pooled" else "(device, pulse width, seed) points"
+            method = (f"Student-t {confidence:.0%} interval over {units} (paired difference per point; the widths "
+                      "of one device share the device, so the interval is optimistic)")
+        else:
+            method = (f"Student-t {confidence:.0%} interval over "
+                      + ("seeds" if scope != "pooled" else "(device, seed) units"))
     tested = values.notnull()
     devices = [str(d) for d in values["device"].values if bool(tested.sel(device=d).any())]
-    seeds = int(tested.any("device").sum()) if "seed" in values.dims else 1
+    seeds = int(tested.any([d for d in tested.dims if d != "seed"]).sum()) if "seed" in values.dims else 1
     return {"claim": effect.claim, "algorithm": effect.algorithm, "scope": scope, "devices": ", ".join(devices),
             "effect": effect.effect, "estimate": mean, "ci_low": low, "ci_high": high, "threshold": effect.threshold,
             "n_seeds": seeds, "n_units": n, "verdict": verdict(low, high, effect.threshold),
@@ -322,18 +364,31 @@ def _row(effect: _Effect, values: xr.DataArray, scope: str, confidence: float) -
             "method": method}
 
 
+CLAIM_UNITS = ("seed", "point")
+"""What one unit of an accuracy-gap claim is (``claims``)."""
+
+
 def claims(sweep_result: xr.Dataset, thresholds: ClaimThresholds | None = None,
-           per_device: bool = True) -> pd.DataFrame:
+           per_device: bool = True, unit: str = "seed", reference: xr.DataArray | None = None) -> pd.DataFrame:
     """The paper's claims with effect, interval, n seeds and verdict: pooled over devices (first rows of each
-    claim) and, when the sweep has several devices and ``per_device``, per device."""
+    claim) and, when the sweep has several devices and ``per_device``, per device.
+
+    ``unit`` of the accuracy-gap claims (algorithm A vs B): ``"seed"``, the gap averaged over pulse widths per
+    (device, seed), the interval over seeds (per device) or over (device, seed) units (pooled); ``"point"``, the
+    paired gap at every (device, pulse width, seed) point, for sweeps with one seed per device (the study), where
+    the seed unit leaves a device without an interval. Claims comparing the shortest with the longest width have
+    one value per (device, seed) either way. ``reference``: fp's final accuracy per seed for a relative target
+    when the sweep has no fp runs (``fp_reference``)."""
     limits = thresholds or ClaimThresholds()
+    if unit not in CLAIM_UNITS:
+        raise ValueError(f"claims: unit must be one of {CLAIM_UNITS}, got {unit!r}")
     if "learning_rate" in sweep_result.dims:
         raise ValueError("claims need one learning rate per algorithm; select one learning_rate first")
-    conv = sweep_convergence(sweep_result, limits.target, limits.relative)
+    conv = sweep_convergence(sweep_result, limits.target, limits.relative, reference=reference)
     rows = []
     devices = [str(d) for d in sweep_result["device"].values]
-    for effect in _claim_effects(sweep_result, conv, limits):
-        values = effect.values.transpose("device", "seed")
+    for effect in _claim_effects(sweep_result, conv, limits, unit):
+        values = effect.values.transpose("device", "seed", ...)
         rows.append(_row(effect, values, "pooled", limits.confidence))
         if per_device and len(devices) > 1:
             rows += [_row(effect, values.sel(device=[d]), d, limits.confidence) for d in devices]
@@ -380,6 +435,24 @@ def claims_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def epochs_by_width(sweep_result: xr.Dataset, thresholds: ClaimThresholds | None = None,
+                    reference: xr.DataArray | None = None) -> pd.DataFrame:
+    """Epochs to target per (device, algorithm, pulse width) over seeds, for the figure of "shorter pulses need
+    more epochs": mean and sample standard deviation over the seeds that reached the target, how many did
+    (``n_reached``) of ``n_seeds``; fp left out. ``reference`` as in ``claims``."""
+    limits = thresholds or ClaimThresholds()
+    conv = sweep_convergence(sweep_result, limits.target, limits.relative, reference=reference)
+    conv = conv.sel(algorithm=[a for a in conv["algorithm"].values if a != "fp"])
+    epochs = conv["epochs_to_target"].where(conv["reached"]).astype(float)
+    table = xr.Dataset({"epochs_mean": epochs.mean("seed"), "epochs_std": epochs.std("seed", ddof=1),
+                        "n_reached": conv["reached"].sum("seed"),
+                        "n_seeds": conv["final_accuracy"].notnull().sum("seed")})
+    frame = table.to_dataframe().reset_index()
+    frame = frame[frame["n_seeds"] > 0]
+    return frame[["device", "algorithm", "pulse_width", "epochs_mean", "epochs_std", "n_reached",
+                  "n_seeds"]].reset_index(drop=True)
+
+
 def tradeoff_lines(summary: xr.Dataset) -> list[str]:
     """Per algorithm, the energy and epochs to target at the shortest and longest pulse widths every seed reached
     (Markdown bullets); ``summary`` is one device's ``convergence_summary``."""
@@ -401,7 +474,7 @@ def tradeoff_lines(summary: xr.Dataset) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------ causes
 PROPERTIES: dict[str, str] = {
-    "sp_distance": "|symmetry point| (weight units)",
+    "sp_distance": "|symmetry point| / weight range",
     "step_asymmetry": "step asymmetry at w = 0\n(dw_up - dw_down) / (dw_up + dw_down)",
     "n_states": "number of states",
     "c2c": "cycle-to-cycle scatter (fit)",
@@ -410,15 +483,17 @@ PROPERTIES: dict[str, str] = {
 
 
 def device_properties(points: list[tuple[str, float]], model: str = "piecewise") -> pd.DataFrame:
-    """The fitted device's properties at every ``(device, pulse width)``: distance of the symmetry point from 0,
-    step asymmetry at w = 0 (the drift the initial weights feel), number of states and cycle-to-cycle scatter."""
+    """The fitted device's properties at every ``(device, pulse width)``: distance of the symmetry point from 0
+    in units of the weight range, |w_sp| / (w_max - w_min); step asymmetry at w = 0 (the drift the initial weights
+    feel); number of states and cycle-to-cycle scatter."""
     from .catalog import get_device
 
     rows = []
     for device_id, width in points:
         fit = get_device(device_id, width, model)
         up, down = fit.steps_at_zero
-        rows.append({"device": device_id, "pulse_width": float(width), "sp_distance": abs(fit.symmetry_point),
+        span = fit.config.w_max - fit.config.w_min
+        rows.append({"device": device_id, "pulse_width": float(width), "sp_distance": abs(fit.symmetry_point) / span,
                      "step_asymmetry": (up - down) / (up + down), "n_states": fit.n_states, "c2c": float(fit.c2c)})
     return pd.DataFrame(rows)
 
@@ -435,12 +510,14 @@ def threshold_fit(x: np.ndarray, collapsed: np.ndarray, n_boot: int = 2000, seed
     """The one-threshold classifier "collapsed iff x beyond t" with the fewest errors (either direction; t midway
     between neighbouring x), its error rate, and a percentile bootstrap interval of t over resampled points.
 
-    ``direction`` +1: collapse above t; -1: below. With fewer than two distinct x every value is NaN."""
+    ``direction`` +1: collapse above t; -1: below. With fewer than two distinct x, or when every point (or none)
+    collapsed, there is nothing to separate and every value is NaN (a bootstrap draw without both kinds is
+    skipped)."""
     x, collapsed = np.asarray(x, float), np.asarray(collapsed, bool)
 
     def best(xs: np.ndarray, ys: np.ndarray) -> tuple[float, float, float]:
         values = np.unique(xs)
-        if values.size < 2:
+        if values.size < 2 or ys.all() or not ys.any():
             return float("nan"), float("nan"), float("nan")
         candidates = (values[:-1] + values[1:]) / 2
         above = xs[None, :] > candidates[:, None]
@@ -461,19 +538,27 @@ def threshold_fit(x: np.ndarray, collapsed: np.ndarray, n_boot: int = 2000, seed
             "ci_high": float(high), "n_points": int(x.size), "n_collapsed": int(collapsed.sum())}
 
 
-def causes(accuracy: pd.DataFrame, properties: pd.DataFrame, collapse_below: float = 0.5,
+def causes(accuracy: pd.DataFrame, properties: pd.DataFrame, collapse_below: float | dict[str, float] = 0.5,
            confidence: float = 0.95) -> pd.DataFrame:
     """Per algorithm and device property: Spearman's rank correlation with accuracy (and its p-value) and the
-    threshold model of "accuracy below ``collapse_below``" (``threshold_fit``) over every device-width point."""
+    threshold model of "accuracy below ``collapse_below``" (``threshold_fit``) over every device-width point;
+    ``collapse_below`` one level for every algorithm or one per algorithm (e.g. plain SGD's collapse is to chance,
+    SP shifting's a loss against mixed precision)."""
     joined = accuracy.merge(properties, on=["device", "pulse_width"])
+    levels = collapse_below if isinstance(collapse_below, dict) else {}
+    missing = sorted(set(joined["algorithm"]) - set(levels)) if levels else []
+    if missing:
+        raise ValueError(f"collapse_below has no level for algorithm(s) {missing}")
     rows = []
     for algorithm, group in joined.groupby("algorithm", sort=False):
+        level = levels.get(algorithm, collapse_below)
         for name in PROPERTIES:
             varies = len(group) > 2 and group[name].nunique() > 1 and group["accuracy"].nunique() > 1
             rho, p_value = stats.spearmanr(group[name], group["accuracy"]) if varies else (np.nan, np.nan)
-            fit = threshold_fit(group[name].to_numpy(), (group["accuracy"] < collapse_below).to_numpy(),
+            fit = threshold_fit(group[name].to_numpy(), (group["accuracy"] < level).to_numpy(),
                                 confidence=confidence)
-            rows.append({"algorithm": algorithm, "property": name, "spearman_rho": float(rho),
+            rows.append({"algorithm": algorithm, "collapse_below": float(level), "property": name,
+                         "spearman_rho": float(rho),
                          "p_value": float(p_value), **fit})
     return pd.DataFrame(rows)
 

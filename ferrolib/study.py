@@ -10,6 +10,7 @@ cluster.
 
     python -m ferrolib.study run [--scheduler tcp://host:8786] [--workers 2]
     python -m ferrolib.study run --dry-run        # the grid, how each device resolves, what is cached
+    python -m ferrolib.study run --parts study-noise-20ns study-noise-200us   # some sweeps, in this order
 """
 from __future__ import annotations
 
@@ -90,6 +91,17 @@ def ensure_fits(parts: list[StudyPart]) -> list[Path]:
     return written
 
 
+def select(parts: list[StudyPart], names: list[str] | None) -> list[StudyPart]:
+    """The sweeps named in ``names``, in that order (all of ``parts`` when None); ValueError naming any unknown."""
+    if names is None:
+        return parts
+    by_name = {part.name: part for part in parts}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise ValueError(f"--parts: {', '.join(unknown)} not in the study (its sweeps: {', '.join(by_name)})")
+    return [by_name[name] for name in names]
+
+
 def dry_run(parts: list[StudyPart], results_dir: str | Path | None = None) -> list[str]:
     """One line per run: cached or to run, its hash, grid point, noise and device resolution."""
     root = Path(results_dir or paths.RESULTS)
@@ -120,17 +132,38 @@ def run(parts: list[StudyPart], results_dir: str | Path | None = None, scheduler
     return written
 
 
+def _combine(files: list[Path], dim: str) -> xr.Dataset:
+    """Summaries joined along ``dim`` (outer join: points a summary lacks are NaN), histograms left out."""
+    parts = [provenance.read_netcdf(p).drop_vars(["weight_hist", "symmetry_point_hist"], errors="ignore")
+             for p in files]
+    return xr.concat(parts, dim=dim, join="outer", data_vars="all", coords="minimal", compat="override",
+                     combine_attrs="drop_conflicts").sortby(dim)
+
+
+def _summaries(prefix: str, directory: str | Path | None) -> list[Path]:
+    """The committed summaries ``<prefix>-*.nc`` (the noise summaries only when ``prefix`` names them)."""
+    directory = Path(directory or sourcedata.SOURCE_DATA)
+    files = sorted(p for p in directory.glob(f"{prefix}-*.nc")
+                   if prefix.endswith("-noise") or not p.name.startswith(f"{prefix}-noise"))
+    if not files:
+        raise FileNotFoundError(f"no {prefix}-*.nc summaries in {directory.parent.name}/{directory.name}/ "
+                                "(make study writes them)")
+    return files
+
+
 def load_study(prefix: str = "study", directory: str | Path | None = None) -> xr.Dataset:
     """The committed summaries ``<prefix>-<device>.nc`` combined over devices (widths a device lacks are NaN)."""
-    directory = Path(directory or sourcedata.SOURCE_DATA)
-    files = sorted(p for p in directory.glob(f"{prefix}-*.nc") if not p.name.startswith(f"{prefix}-noise"))
-    if not files:
-        raise FileNotFoundError(f"no {prefix}-<device>.nc summaries in {directory.parent.name}/{directory.name}/ "
-                                "(make study writes them)")
-    parts = [provenance.read_netcdf(p) for p in files]
-    return xr.concat([p.drop_vars(["weight_hist", "symmetry_point_hist"], errors="ignore") for p in parts],
-                     dim="device", join="outer", data_vars="all", coords="minimal", compat="override",
-                     combine_attrs="drop_conflicts")
+    return _combine(_summaries(prefix, directory), "device")
+
+
+def load_noise(prefix: str = "study-noise", directory: str | Path | None = None) -> xr.Dataset:
+    """The committed summaries ``<prefix>-<width>.nc`` of the noise grid combined over pulse widths."""
+    return _combine(_summaries(prefix, directory), "pulse_width")
+
+
+def missing_parts(parts: list[StudyPart], directory: str | Path | None = None) -> list[str]:
+    """Names of the study's sweeps that have no summary in ``directory`` (default ``data/results``) yet."""
+    return [part.name for part in parts if not sourcedata.summary_path(part.name, directory).exists()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,9 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="local worker processes (overrides [run] n_workers)")
     parser.add_argument("--results-dir", help="run cache (default results/)")
     parser.add_argument("--out", help="folder of the summaries (default data/results)")
+    parser.add_argument("--parts", nargs="+", metavar="NAME",
+                        help="only these sweeps of the study, in this order (e.g. study-noise-20ns)")
     args = parser.parse_args(argv)
     try:
-        parts = plan()
+        parts = select(plan(), args.parts)
         if args.dry_run:
             print("\n".join(dry_run(parts, args.results_dir)))
             return 0

@@ -121,6 +121,8 @@ def test_per_device_and_pooled(fake_sweep):
     pooled = analysis.verdict_of(table, SPS_VS_SGD)
     assert pooled.n_units == 4 and pooled.devices == "ID161ZR15000, ID170ZR5000"
     assert pooled.verdict == INCONCLUSIVE  # the devices disagree: the pooled interval straddles the margin
+    sps_161 = float(ds["val_acc"].isel(epoch=-1).sel(device="ID161ZR15000", algorithm="sps").mean())
+    assert f"sps {sps_161:.4f}," in analysis.verdict_of(table, SPS_VS_SGD, scope="ID161ZR15000").measured  # its own
     assert "(device, seed) units" in pooled.method
     only_pooled = analysis.claims(ds, ClaimThresholds(target=0.9, relative=False), per_device=False)
     assert set(only_pooled["scope"]) == {"pooled"}
@@ -177,6 +179,7 @@ def test_threshold_fit_recovers_a_known_threshold():
     noisy = analysis.threshold_fit(x, np.array([0, 0, 1, 0, 1, 1, 1, 1], bool), n_boot=50)
     assert noisy["error_rate"] == 1 / 8  # one point on the wrong side of the best threshold
     assert np.isnan(analysis.threshold_fit(np.ones(4), np.array([0, 1, 0, 1], bool), n_boot=10)["threshold"])
+    assert np.isnan(analysis.threshold_fit(x, np.ones(8, bool), n_boot=10)["threshold"])  # all collapsed
 
 
 def test_causes_rank_the_property_that_decides_the_collapse():
@@ -190,6 +193,13 @@ def test_causes_rank_the_property_that_decides_the_collapse():
     assert table.loc["sp_distance", "threshold"] == 0.4 and table.loc["sp_distance", "error_rate"] == 0.0
     assert table.loc["step_asymmetry", "error_rate"] > 0  # alternating: it cannot separate the collapse
     assert np.isnan(table.loc["c2c", "threshold"])  # constant: no threshold
+    both = pd.concat([accuracy, accuracy.assign(algorithm="sps", accuracy=accuracy["accuracy"] + 0.05)])
+    levels = analysis.causes(both, properties, collapse_below={"sgd": 0.5, "sps": 0.88}).set_index(
+        ["algorithm", "property"])
+    assert levels.loc[("sps", "sp_distance"), "threshold"] == 0.25  # 0.95, 0.90 | 0.85, ...: its own level
+    assert levels.loc[("sgd", "sp_distance"), "threshold"] == 0.4
+    with pytest.raises(ValueError, match="sps"):
+        analysis.causes(both, properties, collapse_below={"sgd": 0.5})
 
 
 def test_thresholds_default_to_a_relative_target_and_override_only_given_values():
@@ -199,3 +209,62 @@ def test_thresholds_default_to_a_relative_target_and_override_only_given_values(
     absolute = ClaimThresholds.overriding(target=0.9, relative=False, confidence=None)
     assert absolute == ClaimThresholds(target=0.9, relative=False)
     assert absolute.describe_target() == "90% validation accuracy"
+
+
+def test_point_units_give_each_device_an_interval_from_one_seed(fake_sweep):
+    """The study has one seed per device: the paired gap at every (device, width) point is the unit."""
+    devices = ("ID161ZR15000", "ID170ZR5000")
+    ds = fake_sweep(devices=devices, seeds=(0,))
+    limits = ClaimThresholds(target=0.9, relative=False)
+    table = analysis.claims(ds, limits, unit="point")
+    gaps = (ds["val_acc"].sel(algorithm="sps") - ds["val_acc"].sel(algorithm="sgd")).isel(epoch=-1)
+    pooled = analysis.verdict_of(table, SPS_VS_SGD)
+    mean, low, high, n = analysis.t_interval(gaps.values.ravel(), limits.confidence)
+    assert pooled.n_units == n == 6 and np.isclose(pooled.estimate, mean) and np.isclose(pooled.ci_low, low)
+    assert pooled.verdict == HOLDS and "(device, pulse width, seed) points" in pooled.method
+    one = analysis.verdict_of(table, SPS_VS_SGD, scope="ID161ZR15000")
+    mean, low, high, n = analysis.t_interval(gaps.sel(device="ID161ZR15000").values.ravel(), limits.confidence)
+    assert one.n_units == n == 3 and one.n_seeds == 1 and np.isclose(one.ci_high, high) and one.verdict == HOLDS
+    # with seeds as units one seed per device leaves no interval; the width-extreme claims are the same either way
+    by_seed = analysis.claims(ds, limits)
+    assert analysis.verdict_of(by_seed, SPS_VS_SGD, scope="ID161ZR15000").verdict == INCONCLUSIVE
+    assert analysis.verdict_of(by_seed, MORE_EPOCHS, "mp").estimate == analysis.verdict_of(table, MORE_EPOCHS,
+                                                                                            "mp").estimate
+    with pytest.raises(ValueError, match="unit"):
+        analysis.claims(ds, limits, unit="width")
+
+
+def test_fp_reference_from_another_sweep_gives_the_same_relative_target(fake_sweep):
+    ds = fake_sweep(seeds=(0, 1), algorithms=("fp", "mp"))
+    fp = ds["val_acc"].sel(algorithm="fp").isel(pulse_width=0, drop=True)  # fp trains no device: one run per seed
+    ds["val_acc"] = xr.where(ds["algorithm"] == "fp", fp, ds["val_acc"]).transpose(*ds["val_acc"].dims)
+    reference = analysis.fp_reference(ds)
+    assert reference.dims == ("seed",)
+    assert np.allclose(reference, ds["val_acc"].sel(algorithm="fp").isel(epoch=-1, device=0, pulse_width=0))
+    with_fp = analysis.verdict_of(analysis.claims(ds), MORE_EPOCHS, "mp")
+    without = analysis.verdict_of(analysis.claims(ds.sel(algorithm=["mp"]), reference=reference), MORE_EPOCHS, "mp")
+    assert with_fp.estimate == without.estimate and with_fp.n_units == without.n_units == 2
+    with pytest.raises(ValueError, match="reference"):
+        analysis.claims(ds.sel(algorithm=["mp"]))
+    with pytest.raises(ValueError, match=r"no seed \[1\]"):
+        analysis.claims(ds.sel(algorithm=["mp"]), reference=reference.sel(seed=[0]))
+    with pytest.raises(ValueError, match="differs"):
+        analysis.fp_reference(fake_sweep(seeds=(0, 1), algorithms=("fp", "mp")))  # the fake's fp depends on width
+
+
+def test_epochs_by_width_counts_only_seeds_that_reached_the_target(fake_sweep):
+    ds = fake_sweep()
+    limits = ClaimThresholds(target=0.78, relative=False)  # mp reaches it everywhere, sgd (0.80 at most) not at 20 ns
+    table = analysis.epochs_by_width(ds, limits).set_index(["algorithm", "pulse_width"])
+    conv = analysis.sweep_convergence(ds, 0.78)
+    epochs = conv["epochs_to_target"].sel(algorithm="mp", device="ID170ZR5000")
+    for width in WIDTHS:
+        row = table.loc[("mp", width)]
+        at = epochs.sel(pulse_width=width).values
+        assert row.n_reached == row.n_seeds == 3 and row.epochs_mean == at.mean()
+        assert np.isclose(row.epochs_std, at.std(ddof=1))
+    # the fabricated curves: tau grows one epoch per decade, so 20 ns needs more epochs than 200 us
+    assert table.loc[("mp", 2e-8), "epochs_mean"] > table.loc[("mp", 2e-4), "epochs_mean"]
+    never = table.loc[("sgd", 2e-8)]  # 0.80 times a curve still rising at epoch 8
+    assert never.n_reached == 0 and np.isnan(never.epochs_mean)
+    assert "fp" not in table.index.get_level_values("algorithm")

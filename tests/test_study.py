@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ferrolib import catalog, sourcedata, study
+from ferrolib import catalog, provenance, sourcedata, study
 from ferrolib.sweep import Sweep, run_sweep
 
 from fake_runs import FakeConfig, fake_train
@@ -46,6 +46,36 @@ def test_load_study_joins_devices_with_different_widths(tmp_path: Path):
     assert bool(final.sel(device="ID161ZR15000").notnull().all())
     with pytest.raises(FileNotFoundError, match="make study"):
         study.load_study("study", tmp_path / "empty")
+
+
+def test_load_noise_joins_widths_and_missing_parts_are_named(tmp_path: Path):
+    for width in (2e-4, 2e-8):
+        spec = Sweep(base=FakeConfig(epochs=2), pulse_widths=[width], algorithms=["mp"], seeds=[0, 1],
+                     name=f"study-noise-{study.width_label(width)}")
+        summary = sourcedata.summarize(run_sweep(spec, tmp_path / "runs", run=fake_train, n_workers=1,
+                                                 progress=False), spec)
+        sourcedata.write_summary(summary, sourcedata.summary_path(spec.name, tmp_path))
+    noise = study.load_noise("study-noise", tmp_path)
+    assert list(noise["pulse_width"].values) == [2e-8, 2e-4] and noise.sizes["seed"] == 2
+    assert bool(noise["val_acc"].notnull().all())
+    with pytest.raises(FileNotFoundError, match="make study"):
+        study.load_study("study", tmp_path)  # noise summaries are not device summaries
+    parts = [study.StudyPart(name, None, {}) for name in ("study-noise-20ns", "study-noise-2us", "study-X")]
+    assert study.missing_parts(parts, tmp_path) == ["study-noise-2us", "study-X"]
+
+
+def test_committed_study_summaries_hold_the_runs_of_the_study_now(shared_measurements: Path):
+    """What notebook 06 and the README's findings render from: every committed study summary belongs to a sweep
+    of the plan and holds each of its runs under the run key it would have now (configuration, device model,
+    data, numerics); the device summaries join into one study."""
+    parts = {part.name: part for part in study.plan()}
+    committed = sorted(sourcedata.SOURCE_DATA.glob("study*.nc"))
+    assert committed, "make study's summaries are committed in data/results/"
+    for path in committed:
+        assert path.stem in parts, f"{path.name} is the summary of no sweep of the study"
+        assert sourcedata.covers(provenance.read_netcdf(path), parts[path.stem].spec) is None, path.name
+    devices = sorted(p.stem.removeprefix("study-") for p in committed if not p.stem.startswith("study-noise"))
+    assert sorted(study.load_study()["device"].values.tolist()) == devices
 
 
 @pytest.mark.parametrize("name", ["study", "study-noise"])
