@@ -781,18 +781,23 @@ def _mixed_precision_kernel(chi, increment, x0, d0, scale, rest, lr, eps, cap, c
     for i in prange(n_out):
         row, row_columns = np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64)
         chi_row, eps_row = chi[i], eps[i]
+        requests = 0  # OR of the row's counts: non-zero when any device transfers
         if outer:
             d0_i = d0[i]
             for j in range(n_in):
                 row[j] = _transfer_device(chi_row, scale * (d0_i * x0[j]), eps_row, cap, j)
+                requests |= row[j]
         else:
             increment_row = increment[i]
             for j in range(n_in):
                 row[j] = _transfer_device(chi_row, scale * increment_row[j], eps_row, cap, j)
+                requests |= row[j]
         if accumulate_rest:
             rest_row = rest[i]
             for j in range(n_in):
                 chi_row[j] -= lr * np.float64(rest_row[j])
+        if requests == 0:
+            continue
         count, x_max = 0, 0.0
         for j in range(n_in):  # compact the non-zero requests in place (count <= j)
             n = row[j]
