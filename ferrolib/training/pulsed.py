@@ -719,9 +719,19 @@ def _transfer_device(chi_row, change, eps_row, cap, j):
     device j of a row; returns n. Branch-free on rows (1-D views), so that in a kernel compiled with numba's
     ``error_model="numpy"`` (no ZeroDivisionError branch; eps > 0 is checked once by ``MixedPrecisionLayer``) a loop
     over a row vectorises: the division dominates the pass."""
-    value = chi_row[j] + change
-    n = min(max(np.int64(value / eps_row[j]), -cap), cap)  # int64(): truncation toward zero
-    chi_row[j] = value - n * eps_row[j]
+    chi_row[j] = chi_row[j] + change
+    return _divide(chi_row, eps_row, cap, j)
+
+
+_SURELY_BELOW = 1.0 - 2.0**-20
+"""``|value| < _SURELY_BELOW eps`` guarantees ``trunc(value/eps) = 0`` (the rounded quotient stays below 1)."""
+
+
+@njit(cache=True, inline="always")
+def _divide(chi_row, eps_row, cap, j):
+    """``n = trunc(chi/eps)`` clamped to ``[-cap, cap]``, then ``chi -= n eps``, at device j of a row; returns n."""
+    n = min(max(np.int64(chi_row[j] / eps_row[j]), -cap), cap)  # int64(): truncation toward zero
+    chi_row[j] = chi_row[j] - n * eps_row[j]
     return n
 
 
@@ -770,7 +780,9 @@ def _mixed_precision_kernel(chi, increment, x0, d0, scale, rest, lr, eps, cap, c
 
     1. ``_transfer_device`` with the change ``scale * increment[i, j]``, or, with an empty ``increment``, the
        change of one sample's outer product ``scale * float32(d0[i] x0[j])`` (what torch's ``d0^T @ x0`` of
-       float32 rows gives), computed on the fly;
+       float32 rows gives), computed on the fly. Without dividing where ``|value| < (1 - 2^-20) eps``: there
+       ``value/eps`` rounds below 1, so ``n = 0`` and ``chi = value - 0 eps = value`` exactly; only a row with a
+       device at or above that bound (or NaN) is passed again with the division;
     2. with a non-empty ``rest``, mixed precision's accumulation ``chi -= lr float64(rest)``;
     3. ``_transfer_row_pulses`` of the row's non-zero requests ``-n eps``; with a non-empty ``counts`` the
        requested counts are stored there."""
@@ -779,36 +791,39 @@ def _mixed_precision_kernel(chi, increment, x0, d0, scale, rest, lr, eps, cap, c
     accumulate_rest = rest.size > 0
     keep_counts = counts.size > 0
     for i in prange(n_out):
-        row, row_columns = np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64)
         chi_row, eps_row = chi[i], eps[i]
-        requests = 0  # OR of the row's counts: non-zero when any device transfers
+        near = False  # a device whose value is not surely below its threshold
         if outer:
             d0_i = d0[i]
             for j in range(n_in):
-                row[j] = _transfer_device(chi_row, scale * (d0_i * x0[j]), eps_row, cap, j)
-                requests |= row[j]
+                value = chi_row[j] + scale * (d0_i * x0[j])
+                chi_row[j] = value
+                near |= not abs(value) < _SURELY_BELOW * eps_row[j]
         else:
             increment_row = increment[i]
             for j in range(n_in):
-                row[j] = _transfer_device(chi_row, scale * increment_row[j], eps_row, cap, j)
-                requests |= row[j]
+                value = chi_row[j] + scale * increment_row[j]
+                chi_row[j] = value
+                near |= not abs(value) < _SURELY_BELOW * eps_row[j]
+        if near:  # the pulses change states, never chi: they may precede the accumulation
+            columns, requests = np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64)
+            count, x_max = 0, 0.0
+            for j in range(n_in):
+                if abs(chi_row[j]) < _SURELY_BELOW * eps_row[j]:
+                    continue
+                n = _divide(chi_row, eps_row, cap, j)
+                if n != 0:
+                    if keep_counts:
+                        counts[i, j] = n
+                    columns[count], requests[count] = j, n
+                    x_max = max(x_max, abs(-(n * eps_row[j])))
+                    count += 1
+            _transfer_row_pulses(i, columns, requests, count, x_max, eps_row, constants, levels, desired_bl, seed,
+                                 event0, state, p, count_up, count_down, weight, reference)
         if accumulate_rest:
             rest_row = rest[i]
             for j in range(n_in):
                 chi_row[j] -= lr * np.float64(rest_row[j])
-        if requests == 0:
-            continue
-        count, x_max = 0, 0.0
-        for j in range(n_in):  # compact the non-zero requests in place (count <= j)
-            n = row[j]
-            if n != 0:
-                if keep_counts:
-                    counts[i, j] = n
-                row_columns[count], row[count] = j, n
-                x_max = max(x_max, abs(-(n * eps_row[j])))
-                count += 1
-        _transfer_row_pulses(i, row_columns, row, count, x_max, eps_row, constants, levels, desired_bl, seed, event0,
-                             state, p, count_up, count_down, weight, reference)
 
 
 _NO_ROW = np.zeros(0, dtype=np.float32)
