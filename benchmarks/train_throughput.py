@@ -7,10 +7,11 @@ Every algorithm and thread count is measured in the same run on the same MNIST b
 times every thread count, every algorithm (in a rotated order) ``--batches`` timed mini-batches after a
 warm-up. Reported: the median, min and max samples/s over the repeats, the spread ``(max - min)/median``, the
 median of the per-repeat ratios to fp (same repeat, same thread count), and each thread count's median over
-the one-thread median. On a shared machine compare ratios rather than absolute numbers.
+the one-thread median; the same per second of the process's CPU time (all threads), which a busy neighbour
+inflates less than wall time. On a shared machine compare ratios rather than absolute numbers.
 
-Also measured: the share of a smoke-profile epoch spent in its evaluation passes, and (``--memory-samples``)
-the peak resident memory of a paper-profile run shortened to one epoch of that many samples (a fresh process
+Also measured: the share of a smoke-profile epoch spent in its evaluation passes, and (``--memory-samples``,
+default 4800, 0 skips it) the peak resident memory of a paper-profile run shortened to one epoch of that many samples (a fresh process
 per algorithm, ``resource.getrusage`` maxrss). aihwkit peer columns are added when ``aihwkit`` imports
 (through ``--peers``, the scripts of ``../shared/peers/aihwkit``), otherwise skipped with a note.
 """
@@ -57,15 +58,16 @@ class Runner:
         order = torch.randperm(len(data.train_y), generator=torch.Generator().manual_seed(0))
         return cls(config, network, data, order)
 
-    def train(self, batches: int) -> float:
-        """Train ``batches`` mini-batches; returns samples per second."""
+    def train(self, batches: int) -> tuple[float, float]:
+        """Train ``batches`` mini-batches; returns samples per second of wall time and of this process's CPU time
+        (all its threads: on a shared machine the CPU rate is what the code costs, the wall rate what a run gets)."""
         b = self.config.batch_size
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         for _ in range(batches):
             index = self.order[(self.step * b) % (len(self.order) - b):][:b]
             self.network.train_step(self.data.train_x[index], self.data.train_y[index], self.config.lr, self.step)
             self.step += 1
-        return batches * b / (time.perf_counter() - started)
+        return batches * b / (time.perf_counter() - started), batches * b / (time.process_time() - cpu_started)
 
 
 def summarize(values: list[float]) -> dict:
@@ -80,6 +82,7 @@ def throughput(device: str, pulse_width: float, threads: list[int], repeats: int
     runners = {alg: Runner.build(TrainConfig.paper(alg, device_id=device, pulse_width=pulse_width))
                for alg in ALGORITHMS}
     rates = {n: {alg: [] for alg in ALGORITHMS} for n in threads}
+    cpu_rates = {n: {alg: [] for alg in ALGORITHMS} for n in threads}
     for n in threads:  # warm-up: compiled kernels loaded, thread pools started
         set_threads(n)
         for runner in runners.values():
@@ -89,13 +92,17 @@ def throughput(device: str, pulse_width: float, threads: list[int], repeats: int
             set_threads(n)
             shift = repeat % len(ALGORITHMS)
             for alg in ALGORITHMS[shift:] + ALGORITHMS[:shift]:
-                rates[n][alg].append(runners[alg].train(batches))
+                wall, cpu = runners[alg].train(batches)
+                rates[n][alg].append(wall)
+                cpu_rates[n][alg].append(cpu)
     result = {}
     for n in threads:
         result[n] = {}
         for alg in ALGORITHMS:
             row = summarize(rates[n][alg])
             row["ratio_to_fp"] = statistics.median(a / f for a, f in zip(rates[n][alg], rates[n]["fp"]))
+            row["cpu"] = summarize(cpu_rates[n][alg])
+            row["cpu_ratio_to_fp"] = statistics.median(a / f for a, f in zip(cpu_rates[n][alg], cpu_rates[n]["fp"]))
             if threads[0] == 1:
                 row["speedup_vs_1_thread"] = row["median"] / statistics.median(rates[1][alg])
             row["paper_run_s"] = PAPER_TRAIN_SAMPLES * TrainConfig.paper(alg).epochs / row["median"]
@@ -111,7 +118,7 @@ def evaluation_share(device: str, pulse_width: float) -> dict:
         runner = Runner.build(config)
         runner.train(2)
         batches = -(-len(runner.data.train_y) // config.batch_size)
-        train_s = batches * config.batch_size / runner.train(batches)
+        train_s = batches * config.batch_size / runner.train(batches)[0]
         started = time.perf_counter()
         for x in (runner.data.val_x, runner.data.test_x):
             runner.network.predict(x, config.eval_batch_size)
@@ -162,8 +169,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batches", type=int, default=150, help="timed mini-batches per measurement")
     parser.add_argument("--device", default="ID170ZR5000")
     parser.add_argument("--pulse-width", type=float, default=2e-8)
-    parser.add_argument("--memory-samples", type=int, default=0,
-                        help="also measure the peak memory of one paper-profile epoch of this many samples")
+    parser.add_argument("--memory-samples", type=int, default=4800,
+                        help="peak memory of one paper-profile epoch of this many samples (0: skip)")
     parser.add_argument("--peers", type=Path, default=PEERS, help="folder of the aihwkit peer scripts")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args(argv)
@@ -174,6 +181,8 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--repeats: at least 3 interleaved repeats, got {args.repeats}")
     if args.batches < 1:
         parser.error(f"--batches: must be positive, got {args.batches}")
+    if args.memory_samples < 0:
+        parser.error(f"--memory-samples: must be 0 (skip) or positive, got {args.memory_samples}")
     load_average = os.getloadavg()
     report = {
         "device": args.device, "pulse_width_s": args.pulse_width, "batch_size": 64, "network": "784-256-128-10",
@@ -200,12 +209,13 @@ def print_table(report: dict) -> None:
           f"{report['batches']} batches; load average {report['load_average_before'][0]:.1f} before, "
           f"{report['load_average_after'][0]:.1f} after, {report['cores_available']} cores")
     print(f"{'threads':>7} {'algorithm':>9} {'median/s':>9} {'min':>7} {'max':>7} {'spread':>7} {'vs fp':>6} "
-          f"{'vs 1 thr':>8} {'paper run':>10}")
+          f"{'vs 1 thr':>8} {'paper run':>10} {'per CPU-s':>9} {'vs fp':>6}")
     for n, rows in report["throughput"].items():
         for alg, row in rows.items():
             speedup = f"{row['speedup_vs_1_thread']:>8.2f}" if "speedup_vs_1_thread" in row else f"{'':>8}"
             print(f"{n:>7} {alg:>9} {row['median']:>9.0f} {row['min']:>7.0f} {row['max']:>7.0f} "
-                  f"{row['spread']:>7.0%} {row['ratio_to_fp']:>6.2f} {speedup} {row['paper_run_s'] / 60:>8.1f} m")
+                  f"{row['spread']:>7.0%} {row['ratio_to_fp']:>6.2f} {speedup} {row['paper_run_s'] / 60:>8.1f} m "
+                  f"{row['cpu']['median']:>9.0f} {row['cpu_ratio_to_fp']:>6.2f}")
     print("smoke epoch: " + ", ".join(f"{alg} eval {row['eval_share']:.0%} ({row['eval_s']:.2f} of "
                                       f"{row['train_s'] + row['eval_s']:.2f} s)"
                                       for alg, row in report["smoke_evaluation"].items()))

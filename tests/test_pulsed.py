@@ -131,13 +131,13 @@ def test_event_ids_follow_the_samples_applied_and_resume_bit_identically(monkeyp
     batches = [(torch.randn(n, SHAPE[1], generator=g), torch.randn(n, SHAPE[0], generator=g))
                for n in (64, 10, 64, 7)]
     events: list[range] = []
-    draw = pulsed.draw_pulse_trains
+    update = pulsed.pulsed_update  # what the layer calls: draw and apply in one kernel
 
     def recording(x, d, lr, dw_min, desired_bl, seed, event0, *args, **kwargs):
         events.append(range(event0, event0 + x.shape[0]))
-        return draw(x, d, lr, dw_min, desired_bl, seed, event0, *args, **kwargs)
+        return update(x, d, lr, dw_min, desired_bl, seed, event0, *args, **kwargs)
 
-    monkeypatch.setattr(pulsed, "draw_pulse_trains", recording)
+    monkeypatch.setattr(pulsed, "pulsed_update", recording)
     settings = UpdateSettings(seed=2)
     whole = make_layer("sgd", weight, devices, settings)
     for step, (x, d) in enumerate(batches):
@@ -293,13 +293,17 @@ def test_compile_kernels_covers_every_signature_training_uses() -> None:
     before = {name: len(k.signatures) for name, k in kernels.items()}
     runs = [("sgd", "stochastic", 0.0), ("sps", "stochastic", 0.1), ("mp", "stochastic", 0.1), ("sgd", "implicit", 0.1),
             ("sps", "expected", 0.0), ("sps", "stochastic", 0.0), ("sgd", "stochastic", 0.1), ("mp", "stochastic", 0.0)]
+    runs += [("mp", "pulsed", 0.1), ("mp", "pulsed", 0.0)]  # mixed precision's pulsed transfer (the paper profile)
     for index, (algorithm, mode, d2d) in enumerate(runs):
         device_id = "synthetic-asymmetric" if index % 2 else "synthetic-linear"
+        transfer = {"mp_transfer": "pulsed"} if mode == "pulsed" else {"pulse_mode": mode}
         config = TrainConfig(algorithm=algorithm, device_id=device_id, data="synthetic", train_limit=64, eval_limit=64,
-                             hidden=(8,), pulse_mode=mode, d2d=d2d, c2c=0.1)
+                             hidden=(8,), d2d=d2d, c2c=0.1, **transfer)
         data = load_data(config)
         network, _ = build_network(config, validate(config), data.train_x.shape[1])
-        network.train_step(data.train_x[:16], data.train_y[:16], 0.1, 0)
+        for step in range(2):  # the pulsed transfer starts at the second mini-batch
+            network.train_step(data.train_x[16 * step:16 * step + 16], data.train_y[16 * step:16 * step + 16], 0.1,
+                               step)
         network.predict(data.val_x[:16], 16)
     assert {name: len(k.signatures) for name, k in kernels.items()} == before
 
@@ -389,3 +393,73 @@ def test_accumulate_equals_the_numpy_expression() -> None:
     expected = chi - 0.37 * increment.astype(np.float64)
     pulsed.accumulate(chi, increment, 0.37)
     np.testing.assert_array_equal(chi, expected)
+
+
+@pytest.mark.parametrize("kind", ["piecewise", "softbounds", "powstep"])
+@pytest.mark.parametrize("c2c", [0.0, 0.3])
+def test_fused_pulsed_update_equals_draw_then_apply(kind: str, c2c: float) -> None:
+    """``pulsed_update`` (training's one kernel, compact trains) leaves states, counters and read-out weight exactly
+    as the naive references ``draw_pulse_trains_reference`` + ``apply_pulse_trains_reference`` on the same keys,
+    over managed sparse trains, dense long trains, unmanaged trains, silent samples and rows, both dtypes."""
+    devices = make_devices(kind, c2c)
+    params = pulsed.kernel_device(devices, SHAPE)
+    g = torch.Generator().manual_seed(11)
+    cases = [(0.05, 31, True, True, torch.float32), (0.5, 31, True, True, torch.float64),
+             (0.02, 7, False, False, torch.float32), (2.0, 1, True, True, torch.float64)]
+    pulses = 0
+    for trial, (lr, desired_bl, update_management, bl_management, dtype) in enumerate(cases):
+        x = torch.randn(10, SHAPE[1], generator=g, dtype=dtype) * torch.rand(10, 1, generator=g, dtype=dtype)
+        d = torch.randn(10, SHAPE[0], generator=g, dtype=dtype) * torch.rand(10, 1, generator=g, dtype=dtype)
+        x[2], d[:, 1], x[:, 4] = 0.0, 0.0, 0.0  # a silent sample, row and column
+        state = random_state(devices, seed=trial)
+        reference_weight = np.full(SHAPE, 0.1)
+        fast = state.numpy().copy()
+        weight = (fast - reference_weight).astype(np.float32)
+        up, down = np.zeros(SHAPE, np.int64), np.zeros(SHAPE, np.int64)
+        pulsed.pulsed_update(x, d, lr, 0.02, desired_bl, 3, 40 * trial, fast, params, up, down, weight,
+                             reference_weight, update_management, bl_management)
+        trains = pulsed.draw_pulse_trains_reference(x, d, lr, 0.02, desired_bl, 3, 40 * trial, update_management,
+                                                    bl_management)
+        ref_up, ref_down = np.zeros(SHAPE, np.int64), np.zeros(SHAPE, np.int64)
+        reference = pulsed.apply_pulse_trains_reference(state, trains, devices, 3, 40 * trial, ref_up, ref_down)
+        np.testing.assert_array_equal(up, ref_up, err_msg=f"case {trial}")
+        np.testing.assert_array_equal(down, ref_down, err_msg=f"case {trial}")
+        np.testing.assert_allclose(fast, reference.numpy(), rtol=1e-12, atol=1e-14, err_msg=f"case {trial}")
+        np.testing.assert_array_equal(weight, (fast - reference_weight).astype(np.float32))
+        assert (up + down)[:, 4].sum() == 0 and (up + down)[1].sum() == 0
+        pulses += int(up.sum() + down.sum())
+    assert pulses > 200
+
+
+@pytest.mark.parametrize("c2c, max_pulses, batch", [(0.0, None, 8), (0.3, 2, 8), (0.0, None, 1)])
+def test_fused_transfer_and_accumulate_equals_transfer_then_accumulate(c2c: float, max_pulses, batch: int) -> None:
+    """``pulsed_transfer_and_accumulate`` (the first sample's outer product formed on the fly, one pass) leaves
+    chi, states, counters and read-out weight exactly as ``pulsed_transfer`` of torch's ``d[:1].T @ x[:1]`` then
+    ``accumulate`` of ``d[1:].T @ x[1:]`` (what mixed precision did before), over several steps."""
+    devices = make_devices("piecewise", c2c)
+    params = pulsed.kernel_device(devices, SHAPE)
+    eps = params.scale_up.copy()
+    g = torch.Generator().manual_seed(12)
+    chi0 = (torch.randn(SHAPE, generator=g, dtype=torch.float64) * torch.from_numpy(eps)).numpy()
+    reference_weight = np.zeros(SHAPE)
+    results = []
+    for fused in (True, False):
+        g.manual_seed(13)
+        chi, state = chi0.copy(), random_state(devices).numpy().copy()
+        up, down = np.zeros(SHAPE, np.int64), np.zeros(SHAPE, np.int64)
+        weight = pulsed.effective_weight(state, reference_weight)
+        for step in range(1, 6):
+            x = torch.randn(batch, SHAPE[1], generator=g) * 3
+            d = torch.randn(batch, SHAPE[0], generator=g)
+            rest = (d[1:].T @ x[1:]).numpy()
+            arguments = (0.01, 7, 9, step * SHAPE[0], state, params, up, down, weight, reference_weight)
+            if fused:
+                pulsed.pulsed_transfer_and_accumulate(chi, eps, max_pulses, x[0].numpy(), d[0].numpy(), rest, 0.5,
+                                                      *arguments)
+            else:
+                pulsed.pulsed_transfer(chi, eps, max_pulses, (d[:1].T @ x[:1]).numpy(), -0.5, *arguments)
+                pulsed.accumulate(chi, rest, 0.5)
+        results.append({"chi": chi, "state": state, "up": up, "down": down, "weight": weight})
+    assert results[1]["up"].sum() + results[1]["down"].sum() > 10
+    for name, value in results[1].items():
+        np.testing.assert_array_equal(results[0][name], value, err_msg=name)

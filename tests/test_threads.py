@@ -62,11 +62,12 @@ def test_cli_rejects_a_bad_thread_count_before_training(tmp_path, capsys) -> Non
 
 @pytest.mark.skipif(threads.available_cores() < 2 or numba.config.NUMBA_NUM_THREADS < 2,
                     reason="needs two cores")
-@pytest.mark.parametrize("algorithm", ["sgd", "mp"])
-def test_one_and_two_threads_give_identical_results(tmp_path, restore_threads, algorithm: str) -> None:
-    """The paper's network (its matrices are big enough for torch to split) on 256 MNIST images."""
+@pytest.mark.parametrize("algorithm, mp_transfer", [("sgd", "exact"), ("mp", "exact"), ("mp", "pulsed")])
+def test_one_and_two_threads_give_identical_results(tmp_path, restore_threads, algorithm: str, mp_transfer: str) -> None:
+    """The paper's network (its matrices are big enough for torch to split) on 256 MNIST images: the fused
+    pulsed update (sgd), both mixed-precision transfers."""
     config = TrainConfig.smoke(algorithm, device_id="synthetic-asymmetric", epochs=1, train_limit=256,
-                               eval_limit=200, c2c=0.1, snapshot_epochs=(1,))
+                               eval_limit=200, c2c=0.1, snapshot_epochs=(1,), mp_transfer=mp_transfer)
     results = []
     for count in (1, 2):
         threads.set_threads(count)

@@ -159,10 +159,9 @@ class PulsedSGDLayer(Layer):
         s, tile = self.settings, self.tile
         event0 = self.samples_seen
         if s.pulse_mode == "stochastic":
-            trains = pulsed.draw_pulse_trains(x, d, lr, self.granularity, s.desired_bl, s.seed, event0,
-                                              s.update_management, s.bl_management, live_slots_only=True)
-            pulsed.apply_pulse_trains(tile.state, trains, tile.params, s.seed, event0, tile.count_up,
-                                      tile.count_down, tile.live_weight(), tile.reference)
+            pulsed.pulsed_update(x, d, lr, self.granularity, s.desired_bl, s.seed, event0, tile.state, tile.params,
+                                 tile.count_up, tile.count_down, tile.live_weight(), tile.reference,
+                                 s.update_management, s.bl_management)
         else:
             pulsed.apply_deterministic(tile.state, x, d, lr, self.granularity, s.desired_bl, tile.params, s.pulse_mode,
                                        s.seed, event0, tile.count_up, tile.count_down, s.update_management,
@@ -235,10 +234,15 @@ class MixedPrecisionLayer(Layer):
         if self.settings.mp_transfer == "exact":
             self.transfer(step, (d.T @ x).numpy(), -lr)
             return
-        if step > 0:
-            self.transfer(step, (d[:1].T @ x[:1]).numpy(), -lr)
-            x, d = x[1:], d[1:]
-        pulsed.accumulate(self.chi, (d.T @ x).numpy(), lr)
+        if step == 0:
+            pulsed.accumulate(self.chi, (d.T @ x).numpy(), lr)
+            return
+        # transfer(step, d[:1].T @ x[:1], -lr), then accumulate the other samples, in one pass over chi
+        s, tile = self.settings, self.tile
+        pulsed.pulsed_transfer_and_accumulate(
+            self.chi, self.eps, s.max_pulses, x[0].numpy(), d[0].numpy(), (d[1:].T @ x[1:]).numpy(), lr,
+            self.granularity, s.desired_bl, s.seed, step * tile.shape[0], tile.state, tile.params, tile.count_up,
+            tile.count_down, tile.live_weight(), tile.reference)
 
     def state_dict(self) -> dict:
         return {**self.tile.state_dict(), **self.reader_state(), "chi": self.chi.copy(),

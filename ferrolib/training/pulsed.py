@@ -93,6 +93,19 @@ def _apply_steps(w: float, n: int, up: bool, i: int, j: int, p: KernelDevice, se
 
 
 @njit(cache=True, inline="always")
+def _pulse_device(state, i, j, pulses, up, p, seed, event, count_up, count_down, weight, reference):
+    """``_apply_steps`` of ``pulses`` pulses on device (i, j), its counter and, given a non-empty ``weight``, its
+    read-out weight ``state - reference``."""
+    state[i, j] = _apply_steps(state[i, j], pulses, up, i, j, p, seed, event)
+    if weight.size > 0:
+        weight[i, j] = state[i, j] - reference[i, j]
+    if up:
+        count_up[i, j] += pulses
+    else:
+        count_down[i, j] += pulses
+
+
+@njit(cache=True, inline="always")
 def _popcount(x: np.int64) -> np.int64:
     x = x - ((x >> 1) & 0x5555555555555555)
     x = (x & 0x3333333333333333) + ((x >> 2) & 0x3333333333333333)
@@ -319,14 +332,19 @@ def draw_pulse_trains(
     slots where both a column and a row fire (``x_bits & OR_i d_bits``, ``d_bits & OR_j x_bits`` per sample):
     the same coincidences, hence the same update, drawn at a fraction of the cost (what training uses).
     """
+    x_np, d_np, constants, levels = _draw_arguments(x, d, lr, dw_min, desired_bl)
+    return PulseTrains(*_draw_kernel(x_np, d_np, constants, levels, desired_bl, update_management or bl_management,
+                                     bl_management, seed, event0, live_slots_only))
+
+
+def _draw_arguments(x: Tensor, d: Tensor, lr: float, dw_min: float, desired_bl: int) -> tuple:
+    """x and d as numpy arrays of their common dtype, the constants and levels of ``_train_scales`` in it."""
     if not 1 <= desired_bl <= MAX_BL:
         raise ValueError(f"desired_bl must be in 1..{MAX_BL}, got {desired_bl}")
     dtype = torch.promote_types(x.dtype, d.dtype)
     x_np, d_np = x.detach().to(dtype).contiguous().numpy(), d.detach().to(dtype).contiguous().numpy()
     constants = np.array([lr, dw_min, 1e-30, desired_bl, 1.0], dtype=x_np.dtype)
-    return PulseTrains(*_draw_kernel(x_np, d_np, constants, _LEVELS[x_np.dtype.type], desired_bl,
-                                     update_management or bl_management, bl_management, seed, event0,
-                                     live_slots_only))
+    return x_np, d_np, constants, _LEVELS[x_np.dtype.type]
 
 
 _LEVELS = {t: np.arange(MAX_BL + 1, dtype=t) for t in (np.float32, np.float64)}
@@ -447,6 +465,113 @@ def apply_pulse_trains(
         weight, reference = _NO_WEIGHT, np.zeros((0, 0))
     _coincidence_kernel(state, trains.x_bits, trains.d_bits, trains.x_negative, trains.d_negative, devices, seed,
                         event0, count_up, count_down, weight, reference)
+
+
+@njit(cache=True, inline="always")
+def _draw_lines(values, key, scale, one, n_slots, slots, lines, words):
+    """The non-zero words of ``_draw_side`` in compact form: line numbers in ``lines``, words in ``words``;
+    returns their count and the slots where any fires."""
+    count, fired = 0, 0
+    if slots == 0:
+        return count, fired
+    for line in range(values.shape[0]):
+        word = _line_bits(key, line, min(scale * abs(values[line]), one), n_slots, slots)
+        if word != 0:
+            lines[count], words[count] = line, word
+            count += 1
+            fired |= word
+    return count, fired
+
+
+@njit(parallel=True, cache=True)
+def _train_update_kernel(x, d, constants, levels, desired_bl, balanced, bl_management, seed, event0, state, p,
+                         count_up, count_down, weight, reference):
+    """``_draw_kernel`` with ``live_slots_only`` and ``_coincidence_kernel`` fused, with the trains kept compact.
+
+    1. Samples in parallel: scales of ``_train_scales``; the side with fewer non-zero lines drawn first, the other
+       only in the slots where it fires, both restricted to the slots where both fire; only the firing lines are
+       stored (line, word).
+    2. The firing rows grouped by row (samples in order).
+    3. Rows in parallel: for each sample where row i fires, each firing column j: ``popcount(d & x)`` pulses on
+       device (i, j) in a row, pulse k keyed ``(seed, event0 + b, i, j, k)``: the per-device order and keys of
+       the coincidence kernel, hence its states, counters and read-out weight. Cost: the hashing of the sparser
+       side plus the coincidences, never a dense pass over the tile."""
+    batch, n_in = x.shape
+    n_out = d.shape[1]
+    one = constants[4]
+    x_count = np.zeros(batch, dtype=np.int64)
+    d_count = np.zeros(batch, dtype=np.int64)
+    x_lines = np.empty((batch, n_in), dtype=np.int64)
+    x_words = np.empty((batch, n_in), dtype=np.int64)
+    d_lines = np.empty((batch, n_out), dtype=np.int64)
+    d_words = np.empty((batch, n_out), dtype=np.int64)
+    for b in prange(batch):
+        x_max, x_nonzero = one - one, 0
+        for j in range(n_in):
+            x_max = max(x_max, abs(x[b, j]))
+            x_nonzero += x[b, j] != 0
+        d_max, d_nonzero = one - one, 0
+        for i in range(n_out):
+            d_max = max(d_max, abs(d[b, i]))
+            d_nonzero += d[b, i] != 0
+        n_slots, scale_x, scale_d = _train_scales(x_max, d_max, constants, levels, desired_bl, balanced,
+                                                  bl_management)
+        if n_slots == 0:
+            continue
+        full = (1 << n_slots) - 1
+        sample = _sample_hash(seed, event0 + b)
+        x_key, d_key = _tag_key(sample, 0), _tag_key(sample, 1)
+        if x_nonzero <= d_nonzero:
+            nx, live = _draw_lines(x[b], x_key, scale_x, one, n_slots, full, x_lines[b], x_words[b])
+            nd, both = _draw_lines(d[b], d_key, scale_d, one, n_slots, live, d_lines[b], d_words[b])
+            for c in range(nx):
+                x_words[b, c] &= both
+        else:
+            nd, live = _draw_lines(d[b], d_key, scale_d, one, n_slots, full, d_lines[b], d_words[b])
+            nx, both = _draw_lines(x[b], x_key, scale_x, one, n_slots, live, x_lines[b], x_words[b])
+            for c in range(nd):
+                d_words[b, c] &= both
+        x_count[b], d_count[b] = nx, nd
+    row_start = np.zeros(n_out + 1, dtype=np.int64)
+    for b in range(batch):
+        for c in range(d_count[b]):
+            row_start[d_lines[b, c] + 1] += 1
+    for i in range(n_out):
+        row_start[i + 1] += row_start[i]
+    row_sample = np.empty(row_start[n_out], dtype=np.int64)
+    row_word = np.empty(row_start[n_out], dtype=np.int64)
+    fill = row_start[:n_out].copy()
+    for b in range(batch):
+        for c in range(d_count[b]):
+            i = d_lines[b, c]
+            row_sample[fill[i]], row_word[fill[i]] = b, d_words[b, c]
+            fill[i] += 1
+    for i in prange(n_out):
+        for e in range(row_start[i], row_start[i + 1]):
+            b, d_word = row_sample[e], row_word[e]
+            d_negative = d[b, i] < 0
+            for c in range(x_count[b]):
+                pulses = _popcount(d_word & x_words[b, c])
+                if pulses == 0:
+                    continue
+                j = x_lines[b, c]
+                up = (x[b, j] < 0) != d_negative
+                _pulse_device(state, i, j, pulses, up, p, seed, event0 + b, count_up, count_down, weight, reference)
+
+
+def pulsed_update(
+    x: Tensor, d: Tensor, lr: float, dw_min: float, desired_bl: int, seed: int, event0: int, state: np.ndarray,
+    devices: KernelDevice, count_up: np.ndarray, count_down: np.ndarray, weight: np.ndarray | None = None,
+    reference: np.ndarray | None = None, update_management: bool = True, bl_management: bool = True,
+) -> None:
+    """Training's stochastic pulsed update of a mini-batch in one kernel: ``draw_pulse_trains`` (with
+    ``live_slots_only``) then ``apply_pulse_trains``, with identical states, counters and read-out weight, but
+    no dense (B, n) trains: only the firing lines of every sample are kept."""
+    x_np, d_np, constants, levels = _draw_arguments(x, d, lr, dw_min, desired_bl)
+    if weight is None:
+        weight, reference = _NO_WEIGHT, np.zeros((0, 0))
+    _train_update_kernel(x_np, d_np, constants, levels, desired_bl, update_management or bl_management,
+                         bl_management, seed, event0, state, devices, count_up, count_down, weight, reference)
 
 
 def apply_pulse_trains_reference(
@@ -577,77 +702,146 @@ def transfer_counts(chi: np.ndarray, eps: np.ndarray, max_pulses: int | None = N
 
 def _transfer_arguments(chi: np.ndarray, eps: np.ndarray, max_pulses: int | None, increment: np.ndarray | None,
                         scale: float) -> tuple:
-    """``(chi, increment, scale, eps, max_pulses)`` as the transfer kernels take them (no increment: zeros;
-    no cap: -1)."""
+    """``(chi, increment, scale, eps, cap)`` as the transfer kernels take them (no increment: zeros; no cap, or a
+    negative one: the largest int64, which clamps nothing)."""
     if increment is None:
         increment, scale = np.zeros(chi.shape, dtype=np.float32), 0.0
-    return chi, increment, float(scale), eps, -1 if max_pulses is None else int(max_pulses)
+    cap = _NO_CAP if max_pulses is None or max_pulses < 0 else int(max_pulses)
+    return chi, increment, float(scale), eps, cap
+
+
+_NO_CAP = int(np.iinfo(np.int64).max)
 
 
 @njit(cache=True, inline="always")
-def _transfer_device(chi, increment, scale, eps, max_pulses, i, j):
-    """``chi += scale increment``, ``n = trunc(chi/eps)`` (capped), ``chi -= n eps`` at device (i, j); returns n."""
-    value = chi[i, j] + scale * increment[i, j]
-    n = int(value / eps[i, j])  # truncation toward zero
-    if max_pulses >= 0:
-        n = min(max(n, -max_pulses), max_pulses)
-    chi[i, j] = value - n * eps[i, j]
+def _transfer_device(chi_row, change, eps_row, cap, j):
+    """``value = chi + change``, ``n = trunc(value/eps)`` clamped to ``[-cap, cap]``, ``chi = value - n eps`` at
+    device j of a row; returns n. Branch-free on rows (1-D views), so that in a kernel compiled with numba's
+    ``error_model="numpy"`` (no ZeroDivisionError branch; eps > 0 is checked once by ``MixedPrecisionLayer``) a loop
+    over a row vectorises: the division dominates the pass."""
+    chi_row[j] = chi_row[j] + change
+    return _divide(chi_row, eps_row, cap, j)
+
+
+_SURELY_BELOW = 1.0 - 2.0**-20
+"""``|value| < _SURELY_BELOW eps`` guarantees ``trunc(value/eps) = 0`` (the rounded quotient stays below 1)."""
+
+
+@njit(cache=True, inline="always")
+def _divide(chi_row, eps_row, cap, j):
+    """``n = trunc(chi/eps)`` clamped to ``[-cap, cap]``, then ``chi -= n eps``, at device j of a row; returns n."""
+    n = min(max(np.int64(chi_row[j] / eps_row[j]), -cap), cap)  # int64(): truncation toward zero
+    chi_row[j] = chi_row[j] - n * eps_row[j]
     return n
 
 
-@njit(parallel=True, cache=True)
-def _transfer_kernel(chi, increment, scale, eps, max_pulses):
+@njit(parallel=True, cache=True, error_model="numpy")
+def _transfer_kernel(chi, increment, scale, eps, cap):
     n_out, n_in = chi.shape
     counts = np.zeros((n_out, n_in), dtype=np.int64)
     for i in prange(n_out):
+        chi_row, eps_row, increment_row, counts_row = chi[i], eps[i], increment[i], counts[i]
         for j in range(n_in):
-            counts[i, j] = _transfer_device(chi, increment, scale, eps, max_pulses, i, j)
+            counts_row[j] = _transfer_device(chi_row, scale * increment_row[j], eps_row, cap, j)
     return counts
 
 
-@njit(parallel=True, cache=True)
-def _pulsed_transfer_kernel(chi, increment, scale, eps, max_pulses, constants, levels, desired_bl, seed, event0,
-                            state, p, count_up, count_down, weight, reference):
-    """Row i in parallel: ``_transfer_device`` on the row, then its transfer train (sample ``event0 + i``,
-    ``x = -n eps``, one-hot ``d = e_i``, both managements on, scales of ``_train_scales``) and, per device,
-    its ``popcount(x_bits & d_bits)`` pulses in a row (x drawn only in the slots where row i fires; pulse k keyed
-    ``(seed, event0 + i, i, j, k)``, the order of the coincidence kernel within one device). Returns the
-    requested counts."""
-    n_out, n_in = chi.shape
+@njit(cache=True, inline="always")
+def _transfer_row_pulses(i, columns, counts, count, x_max, eps_row, constants, levels, desired_bl, seed, event0, state,
+                         p, count_up, count_down, weight, reference):
+    """Row i's transfer train (sample ``event0 + i``, ``x = -n eps`` at ``columns[:count]`` with the requested
+    counts ``n = counts[:count]``, zero elsewhere, one-hot ``d = e_i``, both managements on, scales of
+    ``_train_scales``; ``x_max = max|x|``) and, per
+    device, its ``popcount(x_bits & d_bits)`` pulses in a row (x drawn only in the slots where row i fires; pulse
+    k keyed ``(seed, event0 + i, i, j, k)``, the order of the coincidence kernel within one device)."""
     one = constants[4]
-    counts = np.zeros((n_out, n_in), dtype=np.int64)  # zero pages: only the non-zero requests are written
-    keep_weight = weight.size > 0
+    n_slots, scale_x, scale_d = _train_scales(x_max, one, constants, levels, desired_bl, True, True)
+    if n_slots == 0:
+        return
+    sample = _sample_hash(seed, event0 + i)
+    d_word = _line_bits(_tag_key(sample, 1), i, min(scale_d * one, one), n_slots, (1 << n_slots) - 1)
+    if d_word == 0:
+        return
+    x_key = _tag_key(sample, 0)
+    for c in range(count):
+        j = columns[c]
+        requested = -(counts[c] * eps_row[j])
+        pulses = _popcount(_line_bits(x_key, j, min(scale_x * abs(requested), one), n_slots, d_word))
+        if pulses == 0:
+            continue
+        up = requested < 0
+        _pulse_device(state, i, j, pulses, up, p, seed, event0 + i, count_up, count_down, weight, reference)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _mixed_precision_kernel(chi, increment, x0, d0, scale, rest, lr, eps, cap, constants, levels, desired_bl, seed,
+                            event0, state, p, count_up, count_down, weight, reference, counts):
+    """Row i in parallel, one pass over its chi (still in L1 for the second and third loop):
+
+    1. ``_transfer_device`` with the change ``scale * increment[i, j]``, or, with an empty ``increment``, the
+       change of one sample's outer product ``scale * float32(d0[i] x0[j])`` (what torch's ``d0^T @ x0`` of
+       float32 rows gives), computed on the fly. Without dividing where ``|value| < (1 - 2^-20) eps``: there
+       ``value/eps`` rounds below 1, so ``n = 0`` and ``chi = value - 0 eps = value`` exactly; only a row with a
+       device at or above that bound (or NaN) is passed again with the division;
+    2. with a non-empty ``rest``, mixed precision's accumulation ``chi -= lr float64(rest)``;
+    3. ``_transfer_row_pulses`` of the row's non-zero requests ``-n eps``; with a non-empty ``counts`` the
+       requested counts are stored there."""
+    n_out, n_in = chi.shape
+    outer = increment.size == 0
+    accumulate_rest = rest.size > 0
+    keep_counts = counts.size > 0
     for i in prange(n_out):
-        x_max = one - one
-        for j in range(n_in):
-            n = _transfer_device(chi, increment, scale, eps, max_pulses, i, j)
-            if n != 0:
-                counts[i, j] = n
-                x_max = max(x_max, abs(-(n * eps[i, j])))
-        n_slots, scale_x, scale_d = _train_scales(x_max, one, constants, levels, desired_bl, True, True)
-        if n_slots == 0:
-            continue
-        sample = _sample_hash(seed, event0 + i)
-        d_word = _line_bits(_tag_key(sample, 1), i, min(scale_d * one, one), n_slots, (1 << n_slots) - 1)
-        if d_word == 0:
-            continue
-        x_key = _tag_key(sample, 0)
-        for j in range(n_in):
-            if counts[i, j] == 0:
-                continue
-            requested = -(counts[i, j] * eps[i, j])
-            pulses = _popcount(_line_bits(x_key, j, min(scale_x * abs(requested), one), n_slots, d_word))
-            if pulses == 0:
-                continue
-            up = requested < 0
-            state[i, j] = _apply_steps(state[i, j], pulses, up, i, j, p, seed, event0 + i)
-            if keep_weight:
-                weight[i, j] = state[i, j] - reference[i, j]
-            if up:
-                count_up[i, j] += pulses
-            else:
-                count_down[i, j] += pulses
-    return counts
+        chi_row, eps_row = chi[i], eps[i]
+        near = False  # a device whose value is not surely below its threshold
+        if outer:
+            d0_i = d0[i]
+            for j in range(n_in):
+                value = chi_row[j] + scale * (d0_i * x0[j])
+                chi_row[j] = value
+                near |= not abs(value) < _SURELY_BELOW * eps_row[j]
+        else:
+            increment_row = increment[i]
+            for j in range(n_in):
+                value = chi_row[j] + scale * increment_row[j]
+                chi_row[j] = value
+                near |= not abs(value) < _SURELY_BELOW * eps_row[j]
+        if near:  # the pulses change states, never chi: they may precede the accumulation
+            columns, requests = np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64)
+            count, x_max = 0, 0.0
+            for j in range(n_in):
+                if abs(chi_row[j]) < _SURELY_BELOW * eps_row[j]:
+                    continue
+                n = _divide(chi_row, eps_row, cap, j)
+                if n != 0:
+                    if keep_counts:
+                        counts[i, j] = n
+                    columns[count], requests[count] = j, n
+                    x_max = max(x_max, abs(-(n * eps_row[j])))
+                    count += 1
+            _transfer_row_pulses(i, columns, requests, count, x_max, eps_row, constants, levels, desired_bl, seed,
+                                 event0, state, p, count_up, count_down, weight, reference)
+        if accumulate_rest:
+            rest_row = rest[i]
+            for j in range(n_in):
+                chi_row[j] -= lr * np.float64(rest_row[j])
+
+
+_NO_ROW = np.zeros(0, dtype=np.float32)
+_NO_MATRIX = np.zeros((0, 0), dtype=np.float32)
+_NO_COUNTS = np.zeros((0, 0), dtype=np.int64)
+
+
+def _mixed_precision(chi, eps, max_pulses, increment, x0, d0, scale, rest, lr, granularity, desired_bl, seed, event0,
+                     state, devices, count_up, count_down, weight, reference, counts) -> None:
+    """Checks and argument defaults of ``_mixed_precision_kernel`` (empty arrays stand for absent ones)."""
+    if not 1 <= desired_bl <= MAX_BL:
+        raise ValueError(f"desired_bl must be in 1..{MAX_BL}, got {desired_bl}")
+    if weight is None:
+        weight, reference = _NO_WEIGHT, np.zeros((0, 0))
+    chi, increment, scale, eps, cap = _transfer_arguments(chi, eps, max_pulses, increment, scale)
+    constants = np.array([1.0, granularity, 1e-30, desired_bl, 1.0])
+    _mixed_precision_kernel(chi, increment, x0, d0, scale, rest, float(lr), eps, cap, constants, _LEVELS[np.float64],
+                            desired_bl, seed, event0, state, devices, count_up, count_down, weight, reference, counts)
 
 
 def pulsed_transfer(
@@ -659,21 +853,33 @@ def pulsed_transfer(
     """Fast path of mixed precision's pulsed transfer in one pass over chi: ``transfer_counts``, then
     ``transfer_pulse_trains`` applied with ``apply_pulse_trains`` (identical chi, counts, states, counters and
     read-out weight); returns the requested counts."""
-    if not 1 <= desired_bl <= MAX_BL:
-        raise ValueError(f"desired_bl must be in 1..{MAX_BL}, got {desired_bl}")
-    if weight is None:
-        weight, reference = _NO_WEIGHT, np.zeros((0, 0))
-    constants = np.array([1.0, granularity, 1e-30, desired_bl, 1.0])
-    return _pulsed_transfer_kernel(*_transfer_arguments(chi, eps, max_pulses, increment, scale), constants,
-                                   _LEVELS[np.float64], desired_bl, seed, event0, state, devices, count_up,
-                                   count_down, weight, reference)
+    counts = np.zeros(chi.shape, dtype=np.int64)  # zero pages: only the non-zero requests are written
+    _mixed_precision(chi, eps, max_pulses, increment, _NO_ROW, _NO_ROW, scale, _NO_MATRIX, 0.0, granularity,
+                     desired_bl, seed, event0, state, devices, count_up, count_down, weight, reference, counts)
+    return counts
+
+
+def pulsed_transfer_and_accumulate(
+    chi: np.ndarray, eps: np.ndarray, max_pulses: int | None, x0: np.ndarray, d0: np.ndarray, rest: np.ndarray,
+    lr: float, granularity: float, desired_bl: int, seed: int, event0: int, state: np.ndarray, devices: KernelDevice,
+    count_up: np.ndarray, count_down: np.ndarray, weight: np.ndarray | None = None,
+    reference: np.ndarray | None = None,
+) -> None:
+    """Mixed precision's pulsed step after the first mini-batch, in one pass over chi: ``pulsed_transfer`` of the
+    first sample's increment ``float32 d0^T x0`` (float32 rows (n_out,), (n_in,); scale ``-lr``), then
+    ``accumulate(chi, rest, lr)`` of the other samples' float32 increment ``rest`` (identical chi, states,
+    counters and read-out weight; the outer product is never stored and no counts are kept)."""
+    _mixed_precision(chi, eps, max_pulses, _NO_MATRIX, np.ascontiguousarray(x0, dtype=np.float32),
+                     np.ascontiguousarray(d0, dtype=np.float32), -lr, rest, lr, granularity, desired_bl, seed, event0,
+                     state, devices, count_up, count_down, weight, reference, _NO_COUNTS)
 
 
 @njit(parallel=True, cache=True)
 def _accumulate_kernel(chi, increment, lr):
     for i in prange(chi.shape[0]):
+        chi_row, increment_row = chi[i], increment[i]
         for j in range(chi.shape[1]):
-            chi[i, j] -= lr * np.float64(increment[i, j])
+            chi_row[j] -= lr * np.float64(increment_row[j])
 
 
 def accumulate(chi: np.ndarray, increment: np.ndarray, lr: float) -> None:
@@ -743,6 +949,10 @@ def compile_kernels() -> None:
             apply_pulse_counts(state, counts, params, 0, 0, up, down, weight, reference)
             pulsed_transfer(np.ones(shape), np.ascontiguousarray(params.scale_up), None, (d.T @ x).numpy(), -0.1,
                             0.01, 31, 0, 0, state, params, up, down, weight, reference)
+            pulsed_transfer_and_accumulate(np.ones(shape), np.ascontiguousarray(params.scale_up), None, x[0].numpy(),
+                                           d[0].numpy(), (d.T @ x).numpy(), 0.1, 0.01, 31, 0, 0, state, params, up,
+                                           down, weight, reference)
+            pulsed_update(x, d, 0.1, 0.01, 31, 0, 0, state, params, up, down, weight, reference)
         for mode in ("implicit", "expected"):
             apply_deterministic(state, x, d, 0.1, 0.01, 31, params, mode, 0, 0, up, down)
         device_step_array(params.kind, True, state, params)
@@ -794,4 +1004,5 @@ def transfer_pulse_trains(counts: np.ndarray, eps: np.ndarray, granularity: floa
     return draw_pulse_trains(x, d, 1.0, granularity, desired_bl, seed, event0, True, True)
 
 
-__all__ += ["aihwkit_granularity", "transfer_pulse_trains", "pulsed_transfer"]
+__all__ += ["aihwkit_granularity", "transfer_pulse_trains", "pulsed_transfer", "pulsed_transfer_and_accumulate",
+            "pulsed_update"]
