@@ -696,7 +696,8 @@ def transfer_counts(chi: np.ndarray, eps: np.ndarray, max_pulses: int | None = N
                     increment: np.ndarray | None = None, scale: float = 0.0) -> np.ndarray:
     """Mixed-precision accumulate and transfer, in place on chi: ``chi += scale * increment``, then
     ``n = trunc(chi/eps)`` (capped at ``max_pulses`` if given) and ``chi -= n eps``; returns n.
-    Capped counts leave their excess in chi."""
+    Capped counts leave their excess in chi. Needs eps > 0 everywhere: a hot path, so it is not checked here
+    (``MixedPrecisionLayer`` checks it once, when it is built)."""
     return _transfer_kernel(*_transfer_arguments(chi, eps, max_pulses, increment, scale))
 
 
