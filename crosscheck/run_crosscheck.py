@@ -4,7 +4,8 @@ order (issue 9). Run by ``make crosscheck`` with the cross-check environment (fe
 
 Every run is cached (ferrolib: its result file; aihwkit: one JSON per run), so an interrupted cross-check resumes
 where it stopped and a reduced grid (``--seeds``, ``--widths``, ``--algos``, ``--epochs``) can be extended later.
-Writes ``data/crosscheck/{accuracy,pulses,responses}.csv`` + ``meta.json`` and ``figures/crosscheck_*.png``.
+Writes ``data/crosscheck/{accuracy,pulses,responses,verdicts}.csv`` + ``meta.json`` and ``figures/crosscheck_*.png``;
+ferrolib's epochs come from the committed paper-profile summary where it holds the same run (``--summary``).
 """
 from __future__ import annotations
 
@@ -14,18 +15,22 @@ import json
 import sys
 from pathlib import Path
 
+import ferrolib  # noqa: F401 - before torch: sets its thread environment (ferrolib/threads.py)
 import numpy as np
 import pandas as pd
 import torch
+import xarray as xr
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "crosscheck"))
 
 import aihwkit_peer  # noqa: E402
 
+from ferrolib import provenance  # noqa: E402
 from ferrolib.catalog import get_device  # noqa: E402
 from ferrolib.devices import to_aihwkit  # noqa: E402
-from ferrolib.training.run import TrainConfig, load_data, train  # noqa: E402
+from ferrolib.training.run import TrainConfig, expected_key, load_data, train  # noqa: E402
+from ferrolib.units import format_pulse_width  # noqa: E402
 
 DEVICE_ID = "ID170ZR5000"
 WIDTHS = (2e-8, 2e-7, 2e-6, 2e-5, 2e-4)
@@ -42,12 +47,34 @@ def exported_device(pulse_width: float) -> dict:
             "symmetry_point": device.symmetry_point, "config": device.config}
 
 
-def ferrolib_run(algo: str, pulse_width: float, seed: int, epochs: int, out: Path) -> dict:
+def ferrolib_run(algo: str, pulse_width: float, seed: int, epochs: int, out: Path, summary=None) -> dict:
+    """ferrolib's history of the first ``epochs`` epochs: read from the paper profile's summary when it holds this
+    run under the current run key (its lr is halved every 10 epochs, and the sample order and pulse keys do not
+    depend on the total number of epochs, so its first epochs are those of a shorter run; verified bit for bit
+    on the 3-epoch runs), otherwise trained (cached under ``out``)."""
+    reused = _from_summary(summary, algo, pulse_width, seed, epochs)
+    if reused is not None:
+        return reused
     config = TrainConfig.paper(algo, pulse_width=pulse_width, seed=seed, epochs=epochs, device_id=DEVICE_ID,
                                snapshot_epochs=())
     result = train(config, out / "ferrolib", progress=False)
     pulses = result["pulses"].values if "pulses" in result else np.zeros((epochs, 0, 2))
     return {"val_acc": [float(v) for v in result["val_acc"].values], "pulses": pulses.tolist()}
+
+
+def _from_summary(summary, algo: str, pulse_width: float, seed: int, epochs: int) -> dict | None:
+    """The run's first ``epochs`` epochs from a paper-profile summary (``data/results/paper.nc``), or None when the
+    summary lacks it, is shorter or was trained under another run key (configuration, device, data, numerics)."""
+    if summary is None or algo not in summary.algorithm or pulse_width not in summary.pulse_width \
+            or seed not in summary.seed or summary.sizes["epoch"] < epochs:
+        return None
+    run = summary.sel(device=DEVICE_ID, algorithm=algo, pulse_width=pulse_width, seed=seed)
+    config = TrainConfig.paper(algo, pulse_width=pulse_width, seed=seed, device_id=DEVICE_ID,
+                               epochs=summary.sizes["epoch"])
+    if provenance.key_mismatch(json.loads(str(run.run_key.values)), expected_key(config)):
+        return None
+    return {"val_acc": [float(v) for v in run.val_acc.values[:epochs]], "pulses": run.pulses.values[:epochs].tolist(),
+            "source": "summary"}
 
 
 def aihwkit_run(algo: str, device: dict, seed: int, epochs: int, data, out: Path) -> dict:
@@ -110,6 +137,31 @@ def summarise(runs: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     return wide, total
 
 
+PULSE_TOLERANCE = 0.10
+"""Pulses per layer and polarity agree when ferrolib's total is within 10 % of aihwkit's."""
+
+
+def verdicts(accuracy: pd.DataFrame, pulses: pd.DataFrame) -> pd.DataFrame:
+    """One row per (algorithm, pulse width): do all epochs' mean accuracies agree (``within``), the largest
+    |difference of means| and the epoch it occurs at, the final epoch's means, and the range of the pulse ratios
+    (ferrolib / aihwkit over layers and polarities) with whether all lie within ``PULSE_TOLERANCE``."""
+    rows = []
+    for (algo, width), part in accuracy.groupby(["algorithm", "pulse_width"]):
+        difference = (part["ferrolib_mean"] - part["aihwkit_mean"]).abs()
+        last = part.loc[part.epoch.idxmax()]
+        row = {"algorithm": algo, "pulse_width": width, "epochs": int(part.epoch.max()),
+               "accuracy_within": bool(part["within"].all()), "max_difference": float(difference.max()),
+               "at_epoch": int(part.epoch[difference.idxmax()]), "ferrolib_final": float(last["ferrolib_mean"]),
+               "aihwkit_final": float(last["aihwkit_mean"])}
+        counted = pulses[(pulses.algorithm == algo) & (pulses.pulse_width == width)] if not pulses.empty else pulses
+        if len(counted) and {"ratio_up", "ratio_down"} <= set(counted.columns):
+            ratios = np.concatenate([counted.ratio_up.values, counted.ratio_down.values])
+            row.update(pulse_ratio_min=float(np.min(ratios)), pulse_ratio_max=float(np.max(ratios)),
+                       pulses_within=bool(np.all(np.abs(ratios - 1) <= PULSE_TOLERANCE)))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def figures(accuracy: pd.DataFrame, response: pd.DataFrame, figures_dir: Path, stamp: str) -> None:
     import matplotlib
 
@@ -129,7 +181,7 @@ def figures(accuracy: pd.DataFrame, response: pd.DataFrame, figures_dir: Path, s
                     continue
                 ax.plot(part.epoch, part[f"{sim}_mean"], color=colour, label=sim)
                 ax.fill_between(part.epoch, part[f"{sim}_min"], part[f"{sim}_max"], color=colour, alpha=0.25)
-            ax.set_title(f"{algo}, {width * 1e9:g} ns", fontsize=9)
+            ax.set_title(f"{algo}, {format_pulse_width(width)}", fontsize=9)
             ax.set_ylim(0, 1)
     axes[0, 0].legend(fontsize=8)
     for ax in axes[-1]:
@@ -152,7 +204,7 @@ def figures(accuracy: pd.DataFrame, response: pd.DataFrame, figures_dir: Path, s
             ax = axes[row, col]
             ax.plot(part.pulse, part.ferrolib, "C0-", label="ferrolib")
             ax.plot(part.pulse, part.aihwkit, "C3.", ms=3, label="aihwkit")
-            ax.set_title(f"{name}, {width * 1e9:g} ns", fontsize=9)
+            ax.set_title(f"{name}, {format_pulse_width(width)}", fontsize=9)
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(f"single-device pulse responses from w = 0 - {stamp}", fontsize=10)
     fig.tight_layout()
@@ -170,23 +222,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table", type=Path, default=ROOT / "data" / "crosscheck")
     parser.add_argument("--figures", type=Path, default=ROOT / "figures")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--summary", type=Path, default=ROOT / "data" / "results" / "paper.nc",
+                        help="paper-profile summary whose runs (same run key) supply ferrolib's epochs")
+    parser.add_argument("--simulators", default="ferrolib,aihwkit",
+                        help="which simulators to run (aihwkit alone fills the run cache in the background)")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s]
     widths = [float(w) for w in args.widths.split(",") if w]
     algos = [a for a in args.algos.split(",") if a]
-    unknown = sorted(set(algos) - set(aihwkit_peer.LR))
-    if unknown or not seeds or not widths or args.epochs < 1:
-        parser.error(f"need known algorithms (got unknown {unknown}), seeds, widths and epochs >= 1")
+    simulators = [s for s in args.simulators.split(",") if s]
+    unknown = sorted(set(algos) - set(aihwkit_peer.LR)) + sorted(set(simulators) - {"ferrolib", "aihwkit"})
+    if unknown or not seeds or not widths or not simulators or args.epochs < 1:
+        parser.error(f"need known algorithms and simulators (got unknown {unknown}), seeds, widths and epochs >= 1")
     torch.set_num_threads(args.threads)
     devices = {w: exported_device(w) for w in widths}
     data = load_data(TrainConfig.paper("fp", device_id=DEVICE_ID))
+    summary = xr.open_dataset(args.summary) if args.summary.exists() else None
     runs = []
     for seed in seeds:
         for width in widths:
             for algo in algos:
-                for simulator in ("ferrolib", "aihwkit"):
+                for simulator in simulators:
                     if simulator == "ferrolib":
-                        history = ferrolib_run(algo, width, seed, args.epochs, args.work)
+                        history = ferrolib_run(algo, width, seed, args.epochs, args.work, summary)
                     else:
                         history = aihwkit_run(algo, devices[width], seed, args.epochs, data, args.work)
                     key = {"algorithm": algo, "pulse_width": width, "simulator": simulator, "seed": seed}
@@ -198,6 +256,8 @@ def main(argv: list[str] | None = None) -> None:
     args.table.mkdir(parents=True, exist_ok=True)
     accuracy.to_csv(args.table / "accuracy.csv", index=False, float_format="%.6g")
     pulses.to_csv(args.table / "pulses.csv", index=False, float_format="%.6g")
+    if "within" in accuracy:
+        verdicts(accuracy, pulses).to_csv(args.table / "verdicts.csv", index=False, float_format="%.4g")
     response.to_csv(args.table / "responses.csv", index=False, float_format="%.6g")
     meta = {"aihwkit": aihwkit_peer.version(), "date": datetime.date.today().isoformat(), "device": DEVICE_ID,
             "seeds": seeds, "widths": widths, "algorithms": algos, "epochs": args.epochs,
