@@ -77,8 +77,13 @@ def _from_summary(summary, algo: str, pulse_width: float, seed: int, epochs: int
             "source": "summary"}
 
 
+def aihwkit_path(out: Path, algo: str, pulse_width: float, seed: int, epochs: int) -> Path:
+    """The cache file of one aihwkit run."""
+    return out / "aihwkit" / f"{algo}_{pulse_width:g}_seed{seed}_epochs{epochs}.json"
+
+
 def aihwkit_run(algo: str, device: dict, seed: int, epochs: int, data, out: Path) -> dict:
-    path = out / "aihwkit" / f"{algo}_{device['pulse_width']:g}_seed{seed}_epochs{epochs}.json"
+    path = aihwkit_path(out, algo, device["pulse_width"], seed, epochs)
     if path.exists():
         return json.loads(path.read_text())
     history = aihwkit_peer.train(algo, device, data, seed, epochs)
@@ -106,7 +111,8 @@ def responses(device: dict) -> list[dict]:
 
 
 def summarise(runs: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-epoch accuracy (mean, min, max over seeds) and pulses per layer and polarity (mean over seeds)."""
+    """Per-epoch accuracy (mean, min, max over seeds) and pulses per layer and polarity (mean over seeds) in the
+    first epoch and over the run."""
     accuracy, pulses = [], []
     for run in runs:
         for epoch, value in enumerate(run["val_acc"], start=1):
@@ -125,9 +131,12 @@ def summarise(runs: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
         wide["within"] = (wide["ferrolib_mean"] - wide["aihwkit_mean"]).abs() <= spread
     total = pd.DataFrame(pulses)
     if not total.empty:
-        total = (total.groupby(["algorithm", "pulse_width", "simulator", "layer", "seed"])[["up", "down"]].sum()
-                 .groupby(["algorithm", "pulse_width", "simulator", "layer"]).mean().reset_index())
-        total = total.pivot_table(index=["algorithm", "pulse_width", "layer"], columns="simulator",
+        total = total[total.algorithm != "fp"]  # fp programs no devices
+        spans = [total[total.epoch == 1].assign(span="epoch 1"), total.assign(span="run")]
+        keys = ["algorithm", "pulse_width", "span", "simulator", "layer"]
+        total = (pd.concat(spans).groupby(keys + ["seed"])[["up", "down"]].sum().groupby(keys).mean()
+                 .reset_index())
+        total = total.pivot_table(index=["algorithm", "pulse_width", "span", "layer"], columns="simulator",
                                   values=["up", "down"])
         total.columns = [f"{sim}_{polarity}" for polarity, sim in total.columns]
         total = total.reset_index()
@@ -144,7 +153,8 @@ PULSE_TOLERANCE = 0.10
 def verdicts(accuracy: pd.DataFrame, pulses: pd.DataFrame) -> pd.DataFrame:
     """One row per (algorithm, pulse width): do all epochs' mean accuracies agree (``within``), the largest
     |difference of means| and the epoch it occurs at, the final epoch's means, and the range of the pulse ratios
-    (ferrolib / aihwkit over layers and polarities) with whether all lie within ``PULSE_TOLERANCE``."""
+    (ferrolib / aihwkit over layers and polarities) with whether all lie within ``PULSE_TOLERANCE``, over the
+    first epoch (same start) and over the run."""
     rows = []
     for (algo, width), part in accuracy.groupby(["algorithm", "pulse_width"]):
         difference = (part["ferrolib_mean"] - part["aihwkit_mean"]).abs()
@@ -153,11 +163,14 @@ def verdicts(accuracy: pd.DataFrame, pulses: pd.DataFrame) -> pd.DataFrame:
                "accuracy_within": bool(part["within"].all()), "max_difference": float(difference.max()),
                "at_epoch": int(part.epoch[difference.idxmax()]), "ferrolib_final": float(last["ferrolib_mean"]),
                "aihwkit_final": float(last["aihwkit_mean"])}
-        counted = pulses[(pulses.algorithm == algo) & (pulses.pulse_width == width)] if not pulses.empty else pulses
-        if len(counted) and {"ratio_up", "ratio_down"} <= set(counted.columns):
-            ratios = np.concatenate([counted.ratio_up.values, counted.ratio_down.values])
-            row.update(pulse_ratio_min=float(np.min(ratios)), pulse_ratio_max=float(np.max(ratios)),
-                       pulses_within=bool(np.all(np.abs(ratios - 1) <= PULSE_TOLERANCE)))
+        counted = pulses[(pulses.algorithm == algo) & (pulses.pulse_width == width)] if len(pulses) else pulses
+        for span, label in (("epoch 1", "epoch1"), ("run", "run")):
+            part_pulses = counted[counted.span == span] if len(counted) else counted
+            if len(part_pulses) and {"ratio_up", "ratio_down"} <= set(part_pulses.columns):
+                ratios = np.concatenate([part_pulses.ratio_up.values, part_pulses.ratio_down.values])
+                row.update({f"pulse_ratio_{label}_min": float(np.min(ratios)),
+                            f"pulse_ratio_{label}_max": float(np.max(ratios)),
+                            f"pulses_within_{label}": bool(np.all(np.abs(ratios - 1) <= PULSE_TOLERANCE))})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -224,6 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--summary", type=Path, default=ROOT / "data" / "results" / "paper.nc",
                         help="paper-profile summary whose runs (same run key) supply ferrolib's epochs")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="compare only the cells whose aihwkit run is cached (the rest are listed as missing)")
     parser.add_argument("--simulators", default="ferrolib,aihwkit",
                         help="which simulators to run (aihwkit alone fills the run cache in the background)")
     args = parser.parse_args(argv)
@@ -238,13 +253,17 @@ def main(argv: list[str] | None = None) -> None:
     devices = {w: exported_device(w) for w in widths}
     data = load_data(TrainConfig.paper("fp", device_id=DEVICE_ID))
     summary = xr.open_dataset(args.summary) if args.summary.exists() else None
-    runs = []
+    runs, missing, ferrolib_sources = [], [], []
     for seed in seeds:
         for width in widths:
             for algo in algos:
+                if args.cached_only and not aihwkit_path(args.work, algo, width, seed, args.epochs).exists():
+                    missing.append({"algorithm": algo, "pulse_width": width, "seed": seed})
+                    continue
                 for simulator in simulators:
                     if simulator == "ferrolib":
                         history = ferrolib_run(algo, width, seed, args.epochs, args.work, summary)
+                        ferrolib_sources.append(history.get("source", "trained"))
                     else:
                         history = aihwkit_run(algo, devices[width], seed, args.epochs, data, args.work)
                     key = {"algorithm": algo, "pulse_width": width, "simulator": simulator, "seed": seed}
@@ -260,7 +279,8 @@ def main(argv: list[str] | None = None) -> None:
         verdicts(accuracy, pulses).to_csv(args.table / "verdicts.csv", index=False, float_format="%.4g")
     response.to_csv(args.table / "responses.csv", index=False, float_format="%.6g")
     meta = {"aihwkit": aihwkit_peer.version(), "date": datetime.date.today().isoformat(), "device": DEVICE_ID,
-            "seeds": seeds, "widths": widths, "algorithms": algos, "epochs": args.epochs,
+            "seeds": seeds, "widths": widths, "algorithms": algos, "epochs": args.epochs, "missing": missing,
+            "ferrolib_runs": {source: ferrolib_sources.count(source) for source in sorted(set(ferrolib_sources))},
             "max_response_difference": float((response.ferrolib - response.aihwkit).abs().max())}
     (args.table / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     figures(accuracy, response, args.figures, stamp)
