@@ -239,3 +239,28 @@ def test_peer_pulse_estimate_is_the_expected_count_of_aihwkits_trains() -> None:
     assert int(bl[3]) == peer.DESIRED_BL and estimate.up > 0 and estimate.down > 0
     assert estimate.up == pytest.approx(float(expected[up].sum()), rel=1e-12)
     assert estimate.down == pytest.approx(float(expected[down].sum()), rel=1e-12)
+
+
+def test_crosscheck_verdicts_compare_means_within_the_seed_range_and_pulse_ratios() -> None:
+    """sgd: ferrolib's mean 0.02 above aihwkit's (within 0.03) in epoch 1, 0.10 above in epoch 2 (aihwkit's range
+    0.04): not within; fc1 pulses 8 % / 29 % above in the first epoch / over the run. fp has no pulse row."""
+    crosscheck = crosscheck_module("run_crosscheck")
+    runs = []
+    for simulator, accuracy, fc1 in (("ferrolib", (0.52, 0.80), (108, 150)), ("aihwkit", (0.50, 0.70), (100, 100))):
+        for seed, offset in ((0, -0.02), (1, 0.02)):
+            key = {"algorithm": "sgd", "pulse_width": 2e-8, "simulator": simulator, "seed": seed}
+            pulses = [[[count, count], [50, 50]] for count in fc1]
+            runs.append({"key": key, "val_acc": [a + offset for a in accuracy], "pulses": pulses})
+            runs.append({"key": {**key, "algorithm": "fp"}, "val_acc": [0.9, 0.95], "pulses": [[[0, 0]]] * 2})
+    accuracy, pulses = crosscheck.summarise(runs)
+    sgd = accuracy[accuracy.algorithm == "sgd"].set_index("epoch")
+    assert list(sgd.within) == [True, False]
+    assert sgd.loc[2, "aihwkit_max"] - sgd.loc[2, "aihwkit_min"] == pytest.approx(0.04)
+    assert set(pulses.algorithm) == {"sgd"}
+    verdict = crosscheck.verdicts(accuracy, pulses).set_index("algorithm")
+    assert not verdict.loc["sgd", "accuracy_within"] and verdict.loc["fp", "accuracy_within"]
+    assert verdict.loc["sgd", "max_difference"] == pytest.approx(0.10) and verdict.loc["sgd", "at_epoch"] == 2
+    assert (verdict.loc["sgd", "pulse_ratio_epoch1_min"], verdict.loc["sgd", "pulse_ratio_epoch1_max"]) == \
+        pytest.approx((1.0, 1.08))
+    assert verdict.loc["sgd", "pulses_within_epoch1"] and not verdict.loc["sgd", "pulses_within_run"]
+    assert verdict.loc["sgd", "pulse_ratio_run_max"] == pytest.approx(1.29)
