@@ -273,6 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     accuracy, pulses = summarise(runs)
     stamp = f"aihwkit {aihwkit_peer.version()}, {datetime.date.today().isoformat()}"
     args.table.mkdir(parents=True, exist_ok=True)
+    args.figures.mkdir(parents=True, exist_ok=True)
     accuracy.to_csv(args.table / "accuracy.csv", index=False, float_format="%.6g")
     pulses.to_csv(args.table / "pulses.csv", index=False, float_format="%.6g")
     if "within" in accuracy:
