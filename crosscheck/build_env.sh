@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Build the cross-check environment: aihwkit 1.2.0 from its PyPI sdist (CPU, ~7+ minutes on 2 cores) plus ferrolib.
-# Usage: crosscheck/build_env.sh VENV   (make crosscheck uses .crosscheck-venv, ignored by git).
+# Usage: crosscheck/build_env.sh VENV   (make crosscheck uses .crosscheck-venv, ignored by git). An environment that
+# already imports aihwkit 1.2.0 is kept; only this checkout's ferrolib is (re)installed into it, editable.
 # A plain `pip install aihwkit` pulls torchvision, which replaces the CPU torch with a CUDA build, and its isolated
 # build cannot find torch; hence torch first, then the sdist without build isolation. Needs libopenblas-dev.
 set -euo pipefail
 VENV=${1:?usage: build_env.sh VENV}
 PYTHON=${PYTHON:-python3.11}
-if [ -f "$VENV/.aihwkit-built" ]; then exit 0; fi
+if "$VENV/bin/python" -c 'import sys, aihwkit; sys.exit(aihwkit.__version__ != "1.2.0")' 2>/dev/null; then
+  echo "build_env.sh: $VENV already has aihwkit 1.2.0: installing this checkout's ferrolib only"
+  "$VENV/bin/pip" install --quiet -e '.[test]'
+  exit 0
+fi
 if ! ls /usr/include/cblas.h /usr/include/*/cblas.h >/dev/null 2>&1; then
   echo "build_env.sh: OpenBLAS headers missing: install libopenblas-dev (apt-get install -y libopenblas-dev)" >&2
   exit 1
@@ -20,4 +25,3 @@ test -x "$VENV/bin/python" || "$PYTHON" -m venv "$VENV"
 VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
   nice -n 10 "$VENV/bin/pip" install --no-build-isolation --no-deps "$VENV/sdist/aihwkit-1.2.0.tar.gz"
 "$VENV/bin/pip" install --quiet -e '.[test]'
-touch "$VENV/.aihwkit-built"

@@ -4,7 +4,8 @@ order (issue 9). Run by ``make crosscheck`` with the cross-check environment (fe
 
 Every run is cached (ferrolib: its result file; aihwkit: one JSON per run), so an interrupted cross-check resumes
 where it stopped and a reduced grid (``--seeds``, ``--widths``, ``--algos``, ``--epochs``) can be extended later.
-Writes ``data/crosscheck/{accuracy,pulses,responses}.csv`` + ``meta.json`` and ``figures/crosscheck_*.png``.
+Writes ``data/crosscheck/{accuracy,pulses,responses,verdicts}.csv`` + ``meta.json`` and ``figures/crosscheck_*.png``;
+ferrolib's epochs come from the committed paper-profile summary where it holds the same run (``--summary``).
 """
 from __future__ import annotations
 
@@ -14,18 +15,22 @@ import json
 import sys
 from pathlib import Path
 
+import ferrolib  # noqa: F401 - before torch: sets its thread environment (ferrolib/threads.py)
 import numpy as np
 import pandas as pd
 import torch
+import xarray as xr
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "crosscheck"))
 
 import aihwkit_peer  # noqa: E402
 
+from ferrolib import provenance  # noqa: E402
 from ferrolib.catalog import get_device  # noqa: E402
 from ferrolib.devices import to_aihwkit  # noqa: E402
-from ferrolib.training.run import TrainConfig, load_data, train  # noqa: E402
+from ferrolib.training.run import TrainConfig, expected_key, load_data, train  # noqa: E402
+from ferrolib.units import format_pulse_width  # noqa: E402
 
 DEVICE_ID = "ID170ZR5000"
 WIDTHS = (2e-8, 2e-7, 2e-6, 2e-5, 2e-4)
@@ -42,7 +47,14 @@ def exported_device(pulse_width: float) -> dict:
             "symmetry_point": device.symmetry_point, "config": device.config}
 
 
-def ferrolib_run(algo: str, pulse_width: float, seed: int, epochs: int, out: Path) -> dict:
+def ferrolib_run(algo: str, pulse_width: float, seed: int, epochs: int, out: Path, summary=None) -> dict:
+    """ferrolib's history of the first ``epochs`` epochs: read from the paper profile's summary when it holds this
+    run under the current run key (its lr is halved every 10 epochs, and the sample order and pulse keys do not
+    depend on the total number of epochs, so its first epochs are those of a shorter run; verified bit for bit
+    on the 3-epoch runs), otherwise trained (cached under ``out``)."""
+    reused = _from_summary(summary, algo, pulse_width, seed, epochs)
+    if reused is not None:
+        return reused
     config = TrainConfig.paper(algo, pulse_width=pulse_width, seed=seed, epochs=epochs, device_id=DEVICE_ID,
                                snapshot_epochs=())
     result = train(config, out / "ferrolib", progress=False)
@@ -50,8 +62,28 @@ def ferrolib_run(algo: str, pulse_width: float, seed: int, epochs: int, out: Pat
     return {"val_acc": [float(v) for v in result["val_acc"].values], "pulses": pulses.tolist()}
 
 
+def _from_summary(summary, algo: str, pulse_width: float, seed: int, epochs: int) -> dict | None:
+    """The run's first ``epochs`` epochs from a paper-profile summary (``data/results/paper.nc``), or None when the
+    summary lacks it, is shorter or was trained under another run key (configuration, device, data, numerics)."""
+    if summary is None or algo not in summary.algorithm or pulse_width not in summary.pulse_width \
+            or seed not in summary.seed or summary.sizes["epoch"] < epochs:
+        return None
+    run = summary.sel(device=DEVICE_ID, algorithm=algo, pulse_width=pulse_width, seed=seed)
+    config = TrainConfig.paper(algo, pulse_width=pulse_width, seed=seed, device_id=DEVICE_ID,
+                               epochs=summary.sizes["epoch"])
+    if provenance.key_mismatch(json.loads(str(run.run_key.values)), expected_key(config)):
+        return None
+    return {"val_acc": [float(v) for v in run.val_acc.values[:epochs]], "pulses": run.pulses.values[:epochs].tolist(),
+            "source": "summary"}
+
+
+def aihwkit_path(out: Path, algo: str, pulse_width: float, seed: int, epochs: int) -> Path:
+    """The cache file of one aihwkit run."""
+    return out / "aihwkit" / f"{algo}_{pulse_width:g}_seed{seed}_epochs{epochs}.json"
+
+
 def aihwkit_run(algo: str, device: dict, seed: int, epochs: int, data, out: Path) -> dict:
-    path = out / "aihwkit" / f"{algo}_{device['pulse_width']:g}_seed{seed}_epochs{epochs}.json"
+    path = aihwkit_path(out, algo, device["pulse_width"], seed, epochs)
     if path.exists():
         return json.loads(path.read_text())
     history = aihwkit_peer.train(algo, device, data, seed, epochs)
@@ -79,7 +111,8 @@ def responses(device: dict) -> list[dict]:
 
 
 def summarise(runs: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-epoch accuracy (mean, min, max over seeds) and pulses per layer and polarity (mean over seeds)."""
+    """Per-epoch accuracy (mean, min, max over seeds) and pulses per layer and polarity (mean over seeds) in the
+    first epoch and over the run."""
     accuracy, pulses = [], []
     for run in runs:
         for epoch, value in enumerate(run["val_acc"], start=1):
@@ -98,9 +131,12 @@ def summarise(runs: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
         wide["within"] = (wide["ferrolib_mean"] - wide["aihwkit_mean"]).abs() <= spread
     total = pd.DataFrame(pulses)
     if not total.empty:
-        total = (total.groupby(["algorithm", "pulse_width", "simulator", "layer", "seed"])[["up", "down"]].sum()
-                 .groupby(["algorithm", "pulse_width", "simulator", "layer"]).mean().reset_index())
-        total = total.pivot_table(index=["algorithm", "pulse_width", "layer"], columns="simulator",
+        total = total[total.algorithm != "fp"]  # fp programs no devices
+        spans = [total[total.epoch == 1].assign(span="epoch 1"), total.assign(span="run")]
+        keys = ["algorithm", "pulse_width", "span", "simulator", "layer"]
+        total = (pd.concat(spans).groupby(keys + ["seed"])[["up", "down"]].sum().groupby(keys).mean()
+                 .reset_index())
+        total = total.pivot_table(index=["algorithm", "pulse_width", "span", "layer"], columns="simulator",
                                   values=["up", "down"])
         total.columns = [f"{sim}_{polarity}" for polarity, sim in total.columns]
         total = total.reset_index()
@@ -108,6 +144,35 @@ def summarise(runs: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
             for polarity in ("up", "down"):
                 total[f"ratio_{polarity}"] = total[f"ferrolib_{polarity}"] / total[f"aihwkit_{polarity}"]
     return wide, total
+
+
+PULSE_TOLERANCE = 0.10
+"""Pulses per layer and polarity agree when ferrolib's total is within 10 % of aihwkit's."""
+
+
+def verdicts(accuracy: pd.DataFrame, pulses: pd.DataFrame) -> pd.DataFrame:
+    """One row per (algorithm, pulse width): do all epochs' mean accuracies agree (``within``), the largest
+    |difference of means| and the epoch it occurs at, the final epoch's means, and the range of the pulse ratios
+    (ferrolib / aihwkit over layers and polarities) with whether all lie within ``PULSE_TOLERANCE``, over the
+    first epoch (same start) and over the run."""
+    rows = []
+    for (algo, width), part in accuracy.groupby(["algorithm", "pulse_width"]):
+        difference = (part["ferrolib_mean"] - part["aihwkit_mean"]).abs()
+        last = part.loc[part.epoch.idxmax()]
+        row = {"algorithm": algo, "pulse_width": width, "epochs": int(part.epoch.max()),
+               "accuracy_within": bool(part["within"].all()), "max_difference": float(difference.max()),
+               "at_epoch": int(part.epoch[difference.idxmax()]), "ferrolib_final": float(last["ferrolib_mean"]),
+               "aihwkit_final": float(last["aihwkit_mean"])}
+        counted = pulses[(pulses.algorithm == algo) & (pulses.pulse_width == width)] if len(pulses) else pulses
+        for span, label in (("epoch 1", "epoch1"), ("run", "run")):
+            part_pulses = counted[counted.span == span] if len(counted) else counted
+            if len(part_pulses) and {"ratio_up", "ratio_down"} <= set(part_pulses.columns):
+                ratios = np.concatenate([part_pulses.ratio_up.values, part_pulses.ratio_down.values])
+                row.update({f"pulse_ratio_{label}_min": float(np.min(ratios)),
+                            f"pulse_ratio_{label}_max": float(np.max(ratios)),
+                            f"pulses_within_{label}": bool(np.all(np.abs(ratios - 1) <= PULSE_TOLERANCE))})
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def figures(accuracy: pd.DataFrame, response: pd.DataFrame, figures_dir: Path, stamp: str) -> None:
@@ -129,7 +194,7 @@ def figures(accuracy: pd.DataFrame, response: pd.DataFrame, figures_dir: Path, s
                     continue
                 ax.plot(part.epoch, part[f"{sim}_mean"], color=colour, label=sim)
                 ax.fill_between(part.epoch, part[f"{sim}_min"], part[f"{sim}_max"], color=colour, alpha=0.25)
-            ax.set_title(f"{algo}, {width * 1e9:g} ns", fontsize=9)
+            ax.set_title(f"{algo}, {format_pulse_width(width)}", fontsize=9)
             ax.set_ylim(0, 1)
     axes[0, 0].legend(fontsize=8)
     for ax in axes[-1]:
@@ -152,7 +217,7 @@ def figures(accuracy: pd.DataFrame, response: pd.DataFrame, figures_dir: Path, s
             ax = axes[row, col]
             ax.plot(part.pulse, part.ferrolib, "C0-", label="ferrolib")
             ax.plot(part.pulse, part.aihwkit, "C3.", ms=3, label="aihwkit")
-            ax.set_title(f"{name}, {width * 1e9:g} ns", fontsize=9)
+            ax.set_title(f"{name}, {format_pulse_width(width)}", fontsize=9)
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(f"single-device pulse responses from w = 0 - {stamp}", fontsize=10)
     fig.tight_layout()
@@ -170,23 +235,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table", type=Path, default=ROOT / "data" / "crosscheck")
     parser.add_argument("--figures", type=Path, default=ROOT / "figures")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--summary", type=Path, default=ROOT / "data" / "results" / "paper.nc",
+                        help="paper-profile summary whose runs (same run key) supply ferrolib's epochs")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="compare only the cells whose aihwkit run is cached (the rest are listed as missing)")
+    parser.add_argument("--simulators", default="ferrolib,aihwkit",
+                        help="which simulators to run (aihwkit alone fills the run cache in the background)")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s]
     widths = [float(w) for w in args.widths.split(",") if w]
     algos = [a for a in args.algos.split(",") if a]
-    unknown = sorted(set(algos) - set(aihwkit_peer.LR))
-    if unknown or not seeds or not widths or args.epochs < 1:
-        parser.error(f"need known algorithms (got unknown {unknown}), seeds, widths and epochs >= 1")
+    simulators = [s for s in args.simulators.split(",") if s]
+    unknown = sorted(set(algos) - set(aihwkit_peer.LR)) + sorted(set(simulators) - {"ferrolib", "aihwkit"})
+    if unknown or not seeds or not widths or not simulators or args.epochs < 1:
+        parser.error(f"need known algorithms and simulators (got unknown {unknown}), seeds, widths and epochs >= 1")
     torch.set_num_threads(args.threads)
     devices = {w: exported_device(w) for w in widths}
     data = load_data(TrainConfig.paper("fp", device_id=DEVICE_ID))
-    runs = []
+    summary = xr.open_dataset(args.summary) if args.summary.exists() else None
+    runs, missing, ferrolib_sources = [], [], []
     for seed in seeds:
         for width in widths:
             for algo in algos:
-                for simulator in ("ferrolib", "aihwkit"):
+                if args.cached_only and not aihwkit_path(args.work, algo, width, seed, args.epochs).exists():
+                    missing.append({"algorithm": algo, "pulse_width": width, "seed": seed})
+                    continue
+                for simulator in simulators:
                     if simulator == "ferrolib":
-                        history = ferrolib_run(algo, width, seed, args.epochs, args.work)
+                        history = ferrolib_run(algo, width, seed, args.epochs, args.work, summary)
+                        ferrolib_sources.append(history.get("source", "trained"))
                     else:
                         history = aihwkit_run(algo, devices[width], seed, args.epochs, data, args.work)
                     key = {"algorithm": algo, "pulse_width": width, "simulator": simulator, "seed": seed}
@@ -196,11 +273,15 @@ def main(argv: list[str] | None = None) -> None:
     accuracy, pulses = summarise(runs)
     stamp = f"aihwkit {aihwkit_peer.version()}, {datetime.date.today().isoformat()}"
     args.table.mkdir(parents=True, exist_ok=True)
+    args.figures.mkdir(parents=True, exist_ok=True)
     accuracy.to_csv(args.table / "accuracy.csv", index=False, float_format="%.6g")
     pulses.to_csv(args.table / "pulses.csv", index=False, float_format="%.6g")
+    if "within" in accuracy:
+        verdicts(accuracy, pulses).to_csv(args.table / "verdicts.csv", index=False, float_format="%.4g")
     response.to_csv(args.table / "responses.csv", index=False, float_format="%.6g")
     meta = {"aihwkit": aihwkit_peer.version(), "date": datetime.date.today().isoformat(), "device": DEVICE_ID,
-            "seeds": seeds, "widths": widths, "algorithms": algos, "epochs": args.epochs,
+            "seeds": seeds, "widths": widths, "algorithms": algos, "epochs": args.epochs, "missing": missing,
+            "ferrolib_runs": {source: ferrolib_sources.count(source) for source in sorted(set(ferrolib_sources))},
             "max_response_difference": float((response.ferrolib - response.aihwkit).abs().max())}
     (args.table / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     figures(accuracy, response, args.figures, stamp)

@@ -103,5 +103,7 @@ if (table / "accuracy.csv").exists():
     display(last.round(3))
     pulses = pd.read_csv(table / "pulses.csv")
     display(pulses.round(2))
+    if (table / "verdicts.csv").exists():  # per algorithm and width: accuracy within spread, pulse ratios
+        display(pd.read_csv(table / "verdicts.csv").round(3))
 else:
     display(Markdown("No recorded cross-check in `data/crosscheck/` yet: run `make crosscheck`."))

@@ -2,6 +2,7 @@
 granularity, and (only where aihwkit is importable, as under ``make crosscheck``) single-device round trips."""
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -155,6 +156,12 @@ def test_mp_transfer_mode_is_validated() -> None:
 
 
 # --------------------------------------------------------------------- against aihwkit itself (optional)
+def crosscheck_module(name: str):
+    """A module of crosscheck/ (the aihwkit peer imports aihwkit only inside its functions)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "crosscheck"))
+    return importlib.import_module(name)
+
+
 TRAINS = {"up": [1] * 60, "down": [-1] * 60, "alternating": [1, -1] * 30}
 
 
@@ -172,9 +179,7 @@ def ferrolib_trace(config: PiecewiseStep, directions: list[int], start: float) -
 def test_to_aihwkit_pulse_responses_match_state_by_state(pulse_width: float) -> None:
     """Exported fitted devices step identically in aihwkit (one pulse per update, crosscheck/aihwkit_peer.py)."""
     pytest.importorskip("aihwkit", reason="aihwkit is not installed (run `make crosscheck`)")
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "crosscheck"))
-    import aihwkit_peer
-
+    aihwkit_peer = crosscheck_module("aihwkit_peer")
     from ferrolib.catalog import get_device
 
     config = get_device("ID170ZR5000", pulse_width, "piecewise").config
@@ -186,3 +191,76 @@ def test_to_aihwkit_pulse_responses_match_state_by_state(pulse_width: float) -> 
             theirs = aihwkit_peer.pulse_response(parameters, directions, start)
             # aihwkit computes in float32: agree to float32 rounding accumulated over 60 pulses
             np.testing.assert_allclose(theirs, ours, atol=2e-5, err_msg=f"{pulse_width} {name} from {start}")
+
+
+@pytest.mark.parametrize("algorithm", ["sgd", "sps", "mp"])
+def test_peer_passes_back_the_errors_of_outputs_beyond_the_default_bound(algorithm: str) -> None:
+    """With perfect reads the peer's layers pass every output's error back, as ferrolib's do: aihwkit zeroes the
+    errors of outputs beyond 0.999 x its default forward.out_bound (12) even when the forward does not clip them,
+    which kept plain SGD at chance (issue 9); the peer sets out_bound = 0."""
+    pytest.importorskip("aihwkit", reason="aihwkit is not installed (run `make crosscheck`)")
+    from aihwkit.nn import AnalogLinear
+
+    run_crosscheck = crosscheck_module("run_crosscheck")
+    layer = AnalogLinear(3, 2, bias=False, rpu_config=run_crosscheck.aihwkit_peer.rpu_config(
+        algorithm, run_crosscheck.exported_device(2e-8)))
+    weights = torch.tensor([[0.3, 0.2, 0.1], [0.2, -0.1, 0.1]])
+    layer.set_weights(weights)
+    x = torch.full((1, 3), 30.0, requires_grad=True)
+    y = layer(x)
+    assert float(y[0, 0]) == pytest.approx(18.0, rel=1e-5)  # unclipped, beyond 12
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad[0].numpy(), weights.sum(0).numpy(), rtol=1e-5)
+
+
+# ------------------------------------------------- the cross-check's own bookkeeping (no aihwkit needed)
+def test_peer_pulse_estimate_is_the_expected_count_of_aihwkits_trains() -> None:
+    """The cross-check's expected aihwkit pulses (sum_b BL_b p_bj q_bi, up where x_j d_i < 0) equal those of
+    ``pulsed.pulse_probabilities`` (tested against aihwkit's hand values above) on the same x and d, including a
+    saturated sample (k > BL), a sample with d = 0, which fires nothing (it gave NaN before), and one whose only
+    non-zero input is the bias."""
+    peer = crosscheck_module("aihwkit_peer")
+    params = {"dw_min": 0.05, "piecewise_up": [0.5, 1.6, 1.2, 0.4]}
+    granularity = 0.05 * 1.2
+    generator = torch.Generator().manual_seed(3)
+    x = torch.rand(6, 5, generator=generator, dtype=torch.float64) - 0.3
+    d = (torch.rand(6, 4, generator=generator, dtype=torch.float64) - 0.5) * 0.02
+    d[1] = 0.0
+    x[2] = 0.0
+    d[3] *= 20000.0  # k = lr max|x| max|d| / granularity > 31
+    estimate = peer.PulseEstimate("sgd", {"params": params, "granularity": 0.0}, (4, 6))
+    estimate.observe(x, d, 0.1)
+    with_bias = torch.cat([x, torch.ones(6, 1, dtype=torch.float64)], dim=1)
+    p, q, bl = pulsed.pulse_probabilities(with_bias, d, 0.1, granularity, peer.DESIRED_BL, True, True)
+    live = (with_bias.abs().amax(1) > 0) & (d.abs().amax(1) > 0)
+    expected = bl[:, None, None] * q[:, :, None] * p[:, None, :] * live[:, None, None]
+    up = (d[:, :, None] * with_bias[:, None, :]) < 0
+    down = (d[:, :, None] * with_bias[:, None, :]) > 0
+    assert int(bl[3]) == peer.DESIRED_BL and estimate.up > 0 and estimate.down > 0
+    assert estimate.up == pytest.approx(float(expected[up].sum()), rel=1e-12)
+    assert estimate.down == pytest.approx(float(expected[down].sum()), rel=1e-12)
+
+
+def test_crosscheck_verdicts_compare_means_within_the_seed_range_and_pulse_ratios() -> None:
+    """sgd: ferrolib's mean 0.02 above aihwkit's (within 0.03) in epoch 1, 0.10 above in epoch 2 (aihwkit's range
+    0.04): not within; fc1 pulses 8 % / 29 % above in the first epoch / over the run. fp has no pulse row."""
+    crosscheck = crosscheck_module("run_crosscheck")
+    runs = []
+    for simulator, accuracy, fc1 in (("ferrolib", (0.52, 0.80), (108, 150)), ("aihwkit", (0.50, 0.70), (100, 100))):
+        for seed, offset in ((0, -0.02), (1, 0.02)):
+            key = {"algorithm": "sgd", "pulse_width": 2e-8, "simulator": simulator, "seed": seed}
+            pulses = [[[count, count], [50, 50]] for count in fc1]
+            runs.append({"key": key, "val_acc": [a + offset for a in accuracy], "pulses": pulses})
+            runs.append({"key": {**key, "algorithm": "fp"}, "val_acc": [0.9, 0.95], "pulses": [[[0, 0]]] * 2})
+    accuracy, pulses = crosscheck.summarise(runs)
+    sgd = accuracy[accuracy.algorithm == "sgd"].set_index("epoch")
+    assert list(sgd.within) == [True, False]
+    assert sgd.loc[2, "aihwkit_max"] - sgd.loc[2, "aihwkit_min"] == pytest.approx(0.04)
+    assert set(pulses.algorithm) == {"sgd"}
+    verdict = crosscheck.verdicts(accuracy, pulses).set_index("algorithm")
+    assert not verdict.loc["sgd", "accuracy_within"] and verdict.loc["fp", "accuracy_within"]
+    assert verdict.loc["sgd", "max_difference"] == pytest.approx(0.10) and verdict.loc["sgd", "at_epoch"] == 2
+    assert (verdict.loc["sgd", "pulse_ratio_epoch1_min"], verdict.loc["sgd", "pulse_ratio_epoch1_max"]) == \
+        pytest.approx((1.0, 1.08))
+    assert verdict.loc["sgd", "pulses_within_epoch1"] and not verdict.loc["sgd", "pulses_within_run"]
+    assert verdict.loc["sgd", "pulse_ratio_run_max"] == pytest.approx(1.29)
