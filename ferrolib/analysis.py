@@ -181,7 +181,7 @@ def per_update_energy(sweep_result: xr.Dataset, estimate: str | None = None) -> 
     """Energy of one programming pulse (J), mean of both polarities, per device and pulse width: the ledger's
     components summed, or one entry of ``energy.TABLE_COMPONENTS`` (e.g. ``"leakage_conductance"``)."""
     if estimate is None:
-        pulse = sweep_result["energy_per_pulse"].sum("component")
+        pulse = sweep_result["energy_per_pulse"].sum("component", min_count=1)  # a width a device lacks stays NaN
     else:
         pulse = sweep_result["energy_per_pulse_estimates"].sel(estimate=estimate, drop=True)
     pulse = pulse.mean("polarity")
@@ -253,6 +253,18 @@ def _width_label(seconds: float) -> str:
     return format_pulse_width(seconds)
 
 
+def smallest_adjacent_log_ratio(e_pulse: xr.DataArray) -> xr.DataArray:
+    """Per device, ``min_i log10(E(t_{i+1}) / E(t_i))`` over the pulse widths t_1 < t_2 < ... *that device* has
+    (a study joins devices measured at different widths: a width another device lacks is skipped, not a gap);
+    > 0 everywhere: the energy of one pulse grows with the width. NaN for a device with fewer than two widths."""
+    smallest = []
+    for device in e_pulse["device"].values:
+        row = e_pulse.sel(device=device).sortby("pulse_width").dropna("pulse_width")
+        steps = np.log10(row.values[1:] / row.values[:-1])
+        smallest.append(float(steps.min()) if steps.size else float("nan"))
+    return xr.DataArray(smallest, coords={"device": e_pulse["device"].values}, dims="device")
+
+
 def _claim_effects(ds: xr.Dataset, conv: xr.Dataset, limits: ClaimThresholds, unit: str = "seed") -> list[_Effect]:
     """Every testable claim of the paper as per-unit effects (``unit``: see ``claims``)."""
     algorithms = [str(a) for a in ds["algorithm"].values]
@@ -264,9 +276,7 @@ def _claim_effects(ds: xr.Dataset, conv: xr.Dataset, limits: ClaimThresholds, un
                            ("without the Schottky bound (ohmic leakage + capacitive + switching)",
                             per_update_energy_without_schottky(ds))):
         e_pulse = e_pulse.sortby("pulse_width")
-        steps = np.log10(e_pulse).diff("pulse_width")  # > 0: energy grows with the width
-        smallest = steps.min("pulse_width", skipna=True).where(steps.notnull().any("pulse_width"))
-        units = smallest.broadcast_like(final.isel(pulse_width=0, algorithm=0, drop=True))
+        units = smallest_adjacent_log_ratio(e_pulse).broadcast_like(final.isel(pulse_width=0, algorithm=0, drop=True))
 
         def energies(values: xr.DataArray, e_pulse=e_pulse) -> str:
             row = e_pulse.sel(device=values["device"]).mean("device")

@@ -268,3 +268,30 @@ def test_epochs_by_width_counts_only_seeds_that_reached_the_target(fake_sweep):
     never = table.loc[("sgd", 2e-8)]  # 0.80 times a curve still rising at epoch 8
     assert never.n_reached == 0 and np.isnan(never.epochs_mean)
     assert "fp" not in table.index.get_level_values("algorithm")
+
+
+def test_smallest_adjacent_log_ratio_skips_widths_a_device_lacks():
+    # Two devices joined over the union of their widths (as the study joins ID301's 12 widths with 6-width devices):
+    # A measured at 1, 10, 100 (energy x10 per decade), B at 1, 3, 10, 30, 100 (x2 per step, but falling once).
+    widths = [1.0, 3.0, 10.0, 30.0, 100.0]
+    nan = np.nan
+    e_pulse = xr.DataArray([[1.0, nan, 10.0, nan, 100.0], [1.0, 2.0, 4.0, 2.0, 4.0]],
+                           coords={"device": ["A", "B"], "pulse_width": widths}, dims=("device", "pulse_width"))
+    ratio = analysis.smallest_adjacent_log_ratio(e_pulse)
+    assert ratio.sel(device="A") == pytest.approx(1.0)
+    assert ratio.sel(device="B") == pytest.approx(np.log10(0.5))
+    lone = analysis.smallest_adjacent_log_ratio(e_pulse.where(e_pulse["pulse_width"] == 1.0))
+    assert np.isnan(lone.values).all()
+
+
+def test_per_update_energy_keeps_a_missing_width_missing():
+    # A joined study has NaN where a device was not measured; summing the ledger's components must not turn that
+    # into an energy of 0 J (log10 -> -inf would decide the energy claims).
+    energy_per_pulse = xr.DataArray(np.full((2, 2, 3), np.nan), dims=("pulse_width", "polarity", "component"),
+                                    coords={"pulse_width": [1e-8, 2e-8]})
+    energy_per_pulse[0] = 1e-9
+    data = xr.Dataset({"energy_per_pulse": energy_per_pulse.expand_dims(device=["A"]),
+                       "data_kind": xr.DataArray([["measured", "measured"]], dims=("device", "pulse_width"))})
+    e = analysis.per_update_energy(data)
+    assert float(e.sel(device="A", pulse_width=1e-8)) == pytest.approx(3e-9)
+    assert np.isnan(float(e.sel(device="A", pulse_width=2e-8)))
