@@ -20,7 +20,7 @@ import torch
 import xarray as xr
 
 from . import devices as dev
-from . import paths, provenance, sourcedata, sweep
+from . import paths, provenance, sourcedata, study, sweep
 from .training.run import TrainConfig
 
 SWEEP_CONFIG = "sp-limits"
@@ -145,11 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         variants, options = plan()
         root = Path(args.results_dir or paths.RESULTS)
         if args.dry_run:
-            for name, spec in variants.items():
-                for _, config in spec.points():
-                    state = "cached" if sweep.load_cached(config, root) is not None else "to run"
-                    print(f"{state:7s} {provenance.config_hash(config)}  {name}: {config.pulse_width:g} s, "
-                          f"seed {config.seed}")
+            parts = [study.StudyPart(name, spec, options) for name, spec in variants.items()]
+            print("\n".join(study.dry_run(parts, root)))
             return 0
         _, source = results(variants, options, root, sourcedata.summary_path(SWEEP_CONFIG, args.out),
                             args.workers or options.get("n_workers"), write=True, results_source="runs")

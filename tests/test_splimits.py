@@ -219,3 +219,13 @@ def test_committed_summary_covers_every_variant():
     assert splimits.covers(summary, variants) is None
     assert list(summary["variant"].values) == list(variants)
     assert summary["final_device_hist"].sum("bin").min() > 0
+
+
+def test_dry_run_lists_every_variant_point_with_its_cache_state(tmp_path, capsys):
+    variants, _ = splimits.plan()
+    assert splimits.main(["run", "--dry-run", "--results-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    points = sum(len(list(spec.points())) for spec in variants.values())
+    assert sum(line.startswith("to run") for line in lines) == points  # an empty cache holds none of them
+    assert lines[-1] == f"{points} runs in {len(variants)} sweeps, 0 cached"
+    assert {line.split(":")[0].split()[-1] for line in lines[:-1]} == set(variants)
