@@ -463,3 +463,42 @@ def test_fused_transfer_and_accumulate_equals_transfer_then_accumulate(c2c: floa
     assert results[1]["up"].sum() + results[1]["down"].sum() > 10
     for name, value in results[1].items():
         np.testing.assert_array_equal(results[0][name], value, err_msg=name)
+
+
+def test_transfers_with_a_shared_threshold_row_equal_the_full_thresholds() -> None:
+    """Without device-to-device variation ``shared_row`` gives the kernels one row of thresholds (1, in), and
+    ``transfer_counts``, ``pulsed_transfer`` and ``pulsed_transfer_and_accumulate`` leave chi, counts, states,
+    counters and read-out weight exactly as with the full (out, in) matrix; thresholds that differ between rows
+    are passed on whole."""
+    devices = make_devices("piecewise", 0.3)
+    params = pulsed.kernel_device(devices, SHAPE)
+    row = params.scale_up[0].copy()
+    eps = np.ascontiguousarray(np.broadcast_to(row, SHAPE))  # every row the same, columns differ
+    shared = pulsed.shared_row(eps)
+    assert shared.shape == (1, SHAPE[1]) and shared.flags.c_contiguous
+    varied = eps.copy()
+    varied[3, 2] *= 1.5
+    assert pulsed.shared_row(varied) is varied
+    g = torch.Generator().manual_seed(21)
+    chi0 = (torch.randn(SHAPE, generator=g, dtype=torch.float64) * 3 * torch.from_numpy(eps)).numpy()
+    state0 = random_state(devices).numpy()
+    reference_weight = np.zeros(SHAPE)
+    results = []
+    for thresholds in (eps, shared):
+        g.manual_seed(22)
+        chi, state = chi0.copy(), state0.copy()
+        up, down = np.zeros(SHAPE, np.int64), np.zeros(SHAPE, np.int64)
+        weight = pulsed.effective_weight(state, reference_weight)
+        fields = {"chi": chi, "state": state, "up": up, "down": down, "weight": weight}
+        for step in range(1, 5):
+            x, d = torch.randn(8, SHAPE[1], generator=g) * 3, torch.randn(8, SHAPE[0], generator=g)
+            arguments = (0.01, 7, 9, step * SHAPE[0], state, params, up, down, weight, reference_weight)
+            fields[f"counts{step}"] = pulsed.transfer_counts(chi, thresholds, 2, (d.T @ x).numpy(), -0.1)
+            fields[f"pulsed{step}"] = pulsed.pulsed_transfer(chi, thresholds, None, (d.T @ x).numpy(), -0.5,
+                                                             *arguments)
+            pulsed.pulsed_transfer_and_accumulate(chi, thresholds, None, x[0].numpy(), d[0].numpy(),
+                                                  (d[1:].T @ x[1:]).numpy(), 0.5, *arguments)
+        results.append({name: value.copy() for name, value in fields.items()})
+    assert results[0]["up"].sum() + results[0]["down"].sum() > 10 and np.abs(results[0]["counts1"]).sum() > 0
+    for name, value in results[0].items():
+        np.testing.assert_array_equal(results[1][name], value, err_msg=name)

@@ -201,6 +201,8 @@ class MixedPrecisionLayer(Layer):
         """Transfer threshold per device (weight units)."""
         if not np.all(self.eps > 0):
             raise ValueError("mixed precision needs a positive mean step at w = 0 on every device")
+        self._kernel_eps = pulsed.shared_row(self.eps)
+        """``eps`` as the transfer kernels read it (one shared row without device-to-device variation)."""
         self.chi = np.zeros(tile.shape)
         """Digital accumulator (float64)."""
         self.granularity = pulsed.aihwkit_granularity(tile.devices) if settings.mp_transfer == "pulsed" else 0.0
@@ -215,10 +217,10 @@ class MixedPrecisionLayer(Layer):
         weight is kept current in place at every pulsed device."""
         s, tile = self.settings, self.tile
         if s.mp_transfer == "pulsed":  # one pass: transfer_counts, transfer_pulse_trains, apply_pulse_trains
-            return pulsed.pulsed_transfer(self.chi, self.eps, s.max_pulses, increment, scale, self.granularity,
+            return pulsed.pulsed_transfer(self.chi, self._kernel_eps, s.max_pulses, increment, scale, self.granularity,
                                           s.desired_bl, s.seed, step * tile.shape[0], tile.state, tile.params,
                                           tile.count_up, tile.count_down, tile.live_weight(), tile.reference)
-        counts = pulsed.transfer_counts(self.chi, self.eps, s.max_pulses, increment, scale)
+        counts = pulsed.transfer_counts(self.chi, self._kernel_eps, s.max_pulses, increment, scale)
         pulsed.apply_pulse_counts(tile.state, counts, tile.params, s.seed, step, tile.count_up, tile.count_down,
                                   tile.live_weight(), tile.reference)
         return counts
@@ -240,7 +242,7 @@ class MixedPrecisionLayer(Layer):
         # transfer(step, d[:1].T @ x[:1], -lr), then accumulate the other samples, in one pass over chi
         s, tile = self.settings, self.tile
         pulsed.pulsed_transfer_and_accumulate(
-            self.chi, self.eps, s.max_pulses, x[0].numpy(), d[0].numpy(), (d[1:].T @ x[1:]).numpy(), lr,
+            self.chi, self._kernel_eps, s.max_pulses, x[0].numpy(), d[0].numpy(), (d[1:].T @ x[1:]).numpy(), lr,
             self.granularity, s.desired_bl, s.seed, step * tile.shape[0], tile.state, tile.params, tile.count_up,
             tile.count_down, tile.live_weight(), tile.reference)
 

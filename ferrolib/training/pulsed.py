@@ -692,10 +692,17 @@ def apply_pulse_counts(
                    count_down, weight, reference)
 
 
+def shared_row(eps: np.ndarray) -> np.ndarray:
+    """``eps`` (out, in) as the transfer kernels read it fastest: its first row (1, in) when every row equals it
+    (devices without device-to-device variation: the pass over chi then streams no thresholds), else ``eps``."""
+    return np.ascontiguousarray(eps[:1]) if np.array_equal(eps, np.broadcast_to(eps[:1], eps.shape)) else eps
+
+
 def transfer_counts(chi: np.ndarray, eps: np.ndarray, max_pulses: int | None = None,
                     increment: np.ndarray | None = None, scale: float = 0.0) -> np.ndarray:
     """Mixed-precision accumulate and transfer, in place on chi: ``chi += scale * increment``, then
     ``n = trunc(chi/eps)`` (capped at ``max_pulses`` if given) and ``chi -= n eps``; returns n.
+    ``eps`` is per device (out, in) or one row shared by every row (1, in), as ``shared_row`` gives it.
     Capped counts leave their excess in chi. Needs eps > 0 everywhere: a hot path, so it is not checked here
     (``MixedPrecisionLayer`` checks it once, when it is built)."""
     return _transfer_kernel(*_transfer_arguments(chi, eps, max_pulses, increment, scale))
@@ -740,8 +747,9 @@ def _divide(chi_row, eps_row, cap, j):
 def _transfer_kernel(chi, increment, scale, eps, cap):
     n_out, n_in = chi.shape
     counts = np.zeros((n_out, n_in), dtype=np.int64)
+    last_eps = eps.shape[0] - 1  # 0 for a shared row (1, n_in)
     for i in prange(n_out):
-        chi_row, eps_row, increment_row, counts_row = chi[i], eps[i], increment[i], counts[i]
+        chi_row, eps_row, increment_row, counts_row = chi[i], eps[min(np.int64(i), last_eps)], increment[i], counts[i]
         for j in range(n_in):
             counts_row[j] = _transfer_device(chi_row, scale * increment_row[j], eps_row, cap, j)
     return counts
@@ -791,8 +799,9 @@ def _mixed_precision_kernel(chi, increment, x0, d0, scale, rest, lr, eps, cap, c
     outer = increment.size == 0
     accumulate_rest = rest.size > 0
     keep_counts = counts.size > 0
+    last_eps = eps.shape[0] - 1  # 0 for a shared row (1, n_in)
     for i in prange(n_out):
-        chi_row, eps_row = chi[i], eps[i]
+        chi_row, eps_row = chi[i], eps[min(np.int64(i), last_eps)]
         near = False  # a device whose value is not surely below its threshold
         if outer:
             d0_i = d0[i]
@@ -853,7 +862,7 @@ def pulsed_transfer(
 ) -> np.ndarray:
     """Fast path of mixed precision's pulsed transfer in one pass over chi: ``transfer_counts``, then
     ``transfer_pulse_trains`` applied with ``apply_pulse_trains`` (identical chi, counts, states, counters and
-    read-out weight); returns the requested counts."""
+    read-out weight); returns the requested counts. ``eps``: (out, in) or a shared row (1, in)."""
     counts = np.zeros(chi.shape, dtype=np.int64)  # zero pages: only the non-zero requests are written
     _mixed_precision(chi, eps, max_pulses, increment, _NO_ROW, _NO_ROW, scale, _NO_MATRIX, 0.0, granularity,
                      desired_bl, seed, event0, state, devices, count_up, count_down, weight, reference, counts)
@@ -869,7 +878,8 @@ def pulsed_transfer_and_accumulate(
     """Mixed precision's pulsed step after the first mini-batch, in one pass over chi: ``pulsed_transfer`` of the
     first sample's increment ``float32 d0^T x0`` (float32 rows (n_out,), (n_in,); scale ``-lr``), then
     ``accumulate(chi, rest, lr)`` of the other samples' float32 increment ``rest`` (identical chi, states,
-    counters and read-out weight; the outer product is never stored and no counts are kept)."""
+    counters and read-out weight; the outer product is never stored and no counts are kept). ``eps``: (out, in)
+    or a shared row (1, in)."""
     _mixed_precision(chi, eps, max_pulses, _NO_MATRIX, np.ascontiguousarray(x0, dtype=np.float32),
                      np.ascontiguousarray(d0, dtype=np.float32), -lr, rest, lr, granularity, desired_bl, seed, event0,
                      state, devices, count_up, count_down, weight, reference, _NO_COUNTS)
@@ -965,7 +975,7 @@ __all__ = [
     "pulse_probabilities", "bernoulli_bits", "draw_pulse_trains", "draw_pulse_trains_reference",
     "apply_pulse_trains", "apply_pulse_trains_reference",
     "apply_deterministic", "apply_pulse_counts", "apply_pulse_counts_reference",
-    "transfer_counts", "accumulate", "effective_weight", "compile_kernels",
+    "shared_row", "transfer_counts", "accumulate", "effective_weight", "compile_kernels",
 ]
 
 
