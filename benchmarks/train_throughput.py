@@ -1,6 +1,6 @@
 """Training throughput (samples/s) of fp, sgd, mp and sps on the paper's network and batch size.
 
-    python benchmarks/train_throughput.py [--threads 1 2] [--repeats 3] [--batches 150] [--device ID170ZR5000]
+    python benchmarks/train_throughput.py [--threads 1 2] [--runs 2] [--repeats 3] [--batches 150] [--device ID170ZR5000]
                                           [--pulse-width 2e-8] [--memory-samples 4800] [--json]
 
 Every algorithm and thread count is measured in the same run on the same MNIST batches, interleaved: repeat r
@@ -9,6 +9,11 @@ warm-up. Reported: the median, min and max samples/s over the repeats, the sprea
 median of the per-repeat ratios to fp (same repeat, same thread count), and each thread count's median over
 the one-thread median; the same per second of the process's CPU time (all threads), which a busy neighbour
 inflates less than wall time. On a shared machine compare ratios rather than absolute numbers.
+
+Runs in parallel (``--runs``, default: the cores available; 1 skips it): that many one-thread processes train the
+same algorithm at once, as sweeps spend the cores (one run per worker); reported is their aggregate samples/s (all
+samples over the span from the first start to the last finish) over one such process training alone, measured in
+the same repeat, interleaved like the thread counts.
 
 Also measured: the share of a smoke-profile epoch spent in its evaluation passes, and (``--memory-samples``,
 default 4800, 0 skips it) the peak resident memory of a paper-profile run shortened to one epoch of that many samples (a fresh process
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import multiprocessing
 import os
 import statistics
 import subprocess
@@ -32,7 +38,7 @@ from pathlib import Path
 import ferrolib  # noqa: F401, I001 - first: sets the thread environment before torch loads (ferrolib.threads)
 import torch
 
-from ferrolib.threads import available_cores, default_threads, set_threads
+from ferrolib.threads import available_cores, set_threads
 from ferrolib.training import ALGORITHMS, PAPER_TRAIN_SAMPLES, TrainConfig
 from ferrolib.training.network import MLP
 from ferrolib.training.run import build_network, load_data, validate
@@ -110,6 +116,58 @@ def throughput(device: str, pulse_width: float, threads: list[int], repeats: int
     return result
 
 
+def _run_worker(connection, device: str, pulse_width: float, batches: int) -> None:
+    """One-thread process holding a runner per algorithm: trains ``batches`` of the algorithm it receives and
+    sends back when it started and finished (``time.monotonic``: one clock for every process); None stops it."""
+    set_threads(1)
+    runners = {alg: Runner.build(TrainConfig.paper(alg, device_id=device, pulse_width=pulse_width))
+               for alg in ALGORITHMS}
+    for runner in runners.values():
+        runner.train(5)
+    connection.send("ready")
+    while (alg := connection.recv()) is not None:
+        started = time.monotonic()
+        runners[alg].train(batches)
+        connection.send((started, time.monotonic()))
+
+
+def parallel_runs(device: str, pulse_width: float, runs: int, repeats: int, batches: int) -> dict:
+    """Per algorithm: ``runs`` one-thread processes training at once, aggregate samples/s over one of them alone
+    (same repeat), interleaved over ``repeats`` in a rotated algorithm order."""
+    context = multiprocessing.get_context("spawn")
+    pipes, workers = [], []
+    for _ in range(runs):
+        parent, child = context.Pipe()
+        worker = context.Process(target=_run_worker, args=(child, device, pulse_width, batches), daemon=True)
+        worker.start()
+        pipes.append(parent)
+        workers.append(worker)
+    samples = batches * TrainConfig.paper("fp").batch_size
+    alone = {alg: [] for alg in ALGORITHMS}
+    together = {alg: [] for alg in ALGORITHMS}
+    try:
+        for pipe in pipes:
+            pipe.recv()
+        for repeat in range(repeats):
+            shift = repeat % len(ALGORITHMS)
+            for alg in ALGORITHMS[shift:] + ALGORITHMS[:shift]:
+                pipes[0].send(alg)
+                started, finished = pipes[0].recv()
+                alone[alg].append(samples / (finished - started))
+                for pipe in pipes:
+                    pipe.send(alg)
+                spans = [pipe.recv() for pipe in pipes]
+                together[alg].append(runs * samples / (max(end for _, end in spans) - min(start for start, _ in spans)))
+    finally:
+        for pipe in pipes:
+            pipe.send(None)
+        for worker in workers:
+            worker.join()
+    return {alg: {"one_run": summarize(alone[alg]), "runs": summarize(together[alg]),
+                  "speedup_vs_one_run": statistics.median(t / a for t, a in zip(together[alg], alone[alg]))}
+            for alg in ALGORITHMS}
+
+
 def evaluation_share(device: str, pulse_width: float) -> dict:
     """Share of one smoke-profile epoch (train + its validation and test passes) spent evaluating."""
     shares = {}
@@ -163,8 +221,11 @@ def peer_columns(peers: Path, threads: list[int], batches: int, pulse_width: flo
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, nargs="+", help="thread counts to compare (default: the cores "
-                        "available, or FERROLIB_THREADS); include 1 for the speedup column")
+    parser.add_argument("--threads", type=int, nargs="+", help="thread counts to compare (default: 1 and the "
+                        "cores available); include 1 for the speedup column")
+    parser.add_argument("--runs", type=int, default=available_cores(),
+                        help="one-thread runs training at once for the parallel-runs column (default: the cores "
+                             "available; 1 skips it)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (at least 3)")
     parser.add_argument("--batches", type=int, default=150, help="timed mini-batches per measurement")
     parser.add_argument("--device", default="ID170ZR5000")
@@ -174,11 +235,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--peers", type=Path, default=PEERS, help="folder of the aihwkit peer scripts")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args(argv)
-    threads = sorted(set(args.threads or [default_threads()]))
+    threads = sorted(set(args.threads or [1, available_cores()]))
     if threads[0] < 1:
         parser.error(f"--threads: thread counts must be positive, got {threads[0]}")
     if args.repeats < 3:
         parser.error(f"--repeats: at least 3 interleaved repeats, got {args.repeats}")
+    if args.runs < 1:
+        parser.error(f"--runs: must be positive (1 skips the parallel runs), got {args.runs}")
     if args.batches < 1:
         parser.error(f"--batches: must be positive, got {args.batches}")
     if args.memory_samples < 0:
@@ -188,8 +251,13 @@ def main(argv: list[str] | None = None) -> dict:
         "device": args.device, "pulse_width_s": args.pulse_width, "batch_size": 64, "network": "784-256-128-10",
         "cores_available": available_cores(), "repeats": args.repeats, "batches": args.batches,
         "load_average_before": load_average,
+        "thread_environment": {name: os.environ.get(name) for name in
+                               ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "NUMBA_THREADING_LAYER_PRIORITY")},
         "throughput": throughput(args.device, args.pulse_width, threads, args.repeats, args.batches),
     }
+    if args.runs > 1:
+        report["parallel_runs"] = parallel_runs(args.device, args.pulse_width, args.runs, args.repeats, args.batches)
+        report["parallel_run_count"] = args.runs
     set_threads(threads[-1])
     report["smoke_evaluation"] = evaluation_share(args.device, args.pulse_width)
     report["peers"] = peer_columns(args.peers, threads, args.batches, args.pulse_width)
@@ -216,6 +284,11 @@ def print_table(report: dict) -> None:
             print(f"{n:>7} {alg:>9} {row['median']:>9.0f} {row['min']:>7.0f} {row['max']:>7.0f} "
                   f"{row['spread']:>7.0%} {row['ratio_to_fp']:>6.2f} {speedup} {row['paper_run_s'] / 60:>8.1f} m "
                   f"{row['cpu']['median']:>9.0f} {row['cpu_ratio_to_fp']:>6.2f}")
+    if "parallel_runs" in report:
+        print(f"{report['parallel_run_count']} one-thread runs at once (how sweeps use the cores), aggregate "
+              f"samples/s: median (spread), vs one such run alone in the same repeat")
+        print("  " + ", ".join(f"{alg} {row['runs']['median']:.0f} ({row['runs']['spread']:.0%}) "
+                               f"{row['speedup_vs_one_run']:.2f}x" for alg, row in report["parallel_runs"].items()))
     print("smoke epoch: " + ", ".join(f"{alg} eval {row['eval_share']:.0%} ({row['eval_s']:.2f} of "
                                       f"{row['train_s'] + row['eval_s']:.2f} s)"
                                       for alg, row in report["smoke_evaluation"].items()))

@@ -14,7 +14,6 @@ import difflib
 import itertools
 import math
 import multiprocessing
-import os
 import tomllib
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from . import energy, paths, provenance
-from .threads import default_threads, set_threads
+from .threads import available_cores, default_threads, set_threads
 
 RunFunction = Callable[..., xr.Dataset]
 """``run(config, results_dir=..., progress=False) -> xr.Dataset``, e.g. ``ferrolib.training.train``."""
@@ -199,8 +198,9 @@ def run_sweep(
     default): one invalid point fails the sweep with one line listing them before any run starts. Cached runs
     are reused only when their run key matches (stale ones are moved aside and recomputed).
     ``run`` defaults to ``ferrolib.training.train``; it must be a module-level function for process pools.
-    ``n_workers`` local processes (spawn; default: CPU count; 1 runs in this process); threads per
-    worker = ``threads.default_threads()`` // workers (``FERROLIB_THREADS``, else the cores available). ``scheduler``: a dask.distributed scheduler address or ``Client`` instead.
+    ``n_workers`` local processes (spawn; default: the cores available; 1 runs in this process); threads per
+    worker = ``FERROLIB_THREADS // workers`` if that is set, else 1. ``scheduler``: a dask.distributed scheduler
+    address or ``Client`` instead.
     ``energy_model`` None uses ``EnergyModel()``.
     """
     results_dir = provenance.check_writable_dir(Path(results_dir) if results_dir else paths.RESULTS,
@@ -234,7 +234,7 @@ def _dispatch(pending: list, run: RunFunction | None, results_dir: Path, n_worke
     """Yield ``(key, config, result)`` as runs finish, on dask, a local process pool, or in this process."""
     if not pending:
         return
-    cpus = os.cpu_count() or 1
+    cpus = available_cores()
     if scheduler is not None:
         from distributed import Client, as_completed
 

@@ -10,8 +10,16 @@ Two halves, because OpenMP and numba read their settings when they load:
   the pool sizes ``OMP_NUM_THREADS`` / ``NUMBA_NUM_THREADS``. Importing torch before ferrolib keeps torch's
   own (spinning) defaults.
 * ``set_threads(n)`` sets the number of threads of both libraries at run time (``--threads`` of
-  ``ferrolib train``, ``ferrolib sweep`` and the benchmark). ``None`` means ``FERROLIB_THREADS`` if set, else
-  the cores this process may run on (``os.sched_getaffinity``).
+  ``ferrolib train``, ``ferrolib sweep`` and the benchmark; ``training.train`` applies the default through
+  ``ensure_threads`` when nothing was set). ``None`` means ``FERROLIB_THREADS`` if set, else
+  **one thread per run**; the cores go to runs in parallel instead (``ferrolib sweep`` starts one worker per
+  available core, ``os.sched_getaffinity``).
+
+Why one thread per run (``benchmarks/train_throughput.py``, 2-core machine, paper network, batch 64): a
+mini-batch costs about 1.1 ms in some 30 parallel regions (each matrix product and kernel), too small to share.
+Two threads trained at 0.5x the speed of one with sleeping pools on an idle machine (every region waits for a
+woken thread), and 1.3-1.45x with spinning pools (``OMP_WAIT_POLICY=ACTIVE`` or ``GOMP_SPINCOUNT``) on an idle
+machine but 0.1-0.2x beside one busy process; two one-thread runs at once trained 1.8-2.1x the samples of one.
 
 Thread count never changes a result: every numba kernel gives each row to one thread in a fixed order, and the
 counter-based random keys do not depend on the schedule (tested with 1 and 2 threads).
@@ -47,9 +55,9 @@ def _parse(value: int | str, source: str) -> int:
 
 
 def default_threads() -> int:
-    """``FERROLIB_THREADS`` if set, else ``available_cores()``."""
+    """``FERROLIB_THREADS`` if set, else 1 (one thread per run; see the module docstring)."""
     value = os.environ.get(THREADS_ENV, "").strip()
-    return _parse(value, THREADS_ENV) if value else available_cores()
+    return _parse(value, THREADS_ENV) if value else 1
 
 
 def prepare_environment() -> None:
@@ -67,19 +75,34 @@ def prepare_environment() -> None:
         os.environ.setdefault("NUMBA_NUM_THREADS", threads)
 
 
+_chosen: int | None = None
+"""The thread count last set with ``set_threads`` in this process (None: none yet)."""
+
+
 def set_threads(threads: int | None = None) -> int:
     """Use ``threads`` (None: ``default_threads()``) in torch and numba; returns the number set.
 
     numba's pool cannot grow past the size it was created with (``NUMBA_NUM_THREADS``), so it gets at most that.
+    numba is set first: the first call starts its OpenMP pool, which resets OpenMP's thread count (torch's) to
+    the pool size.
     """
     import numba
     import torch
 
+    global _chosen
     count = default_threads() if threads is None else _parse(threads, "--threads")
+    numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
-    numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+    _chosen = count
     return count
 
 
-__all__ = ["THREADS_ENV", "available_cores", "default_threads", "prepare_environment", "set_threads"]
+def ensure_threads() -> int:
+    """The count chosen with ``set_threads``; if none was chosen in this process, ``set_threads()`` (the default),
+    so that training in a notebook or script gets the same one thread per run as ``ferrolib train``."""
+    return _chosen if _chosen is not None else set_threads()
+
+
+__all__ = ["THREADS_ENV", "available_cores", "default_threads", "ensure_threads", "prepare_environment",
+           "set_threads"]

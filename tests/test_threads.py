@@ -23,9 +23,9 @@ def restore_threads():
     numba.set_num_threads(before[1])
 
 
-def test_default_is_the_environment_else_the_available_cores(monkeypatch) -> None:
+def test_default_is_the_environment_else_one_thread_per_run(monkeypatch) -> None:
     monkeypatch.delenv(threads.THREADS_ENV, raising=False)
-    assert threads.default_threads() == threads.available_cores() >= 1
+    assert threads.default_threads() == 1
     monkeypatch.setenv(threads.THREADS_ENV, "3")
     assert threads.default_threads() == 3
     for bad in ("0", "-2", "two"):
@@ -84,3 +84,31 @@ def test_torch_loaded_first_without_a_wait_policy_is_warned() -> None:
     early = subprocess.run([sys.executable, "-c", "import ferrolib, torch, os; print(os.environ['OMP_WAIT_POLICY'])"],
                            env=env, capture_output=True, text=True)
     assert early.stdout.strip() == "PASSIVE" and "torch was imported" not in early.stderr
+
+
+_TRAIN_IN_A_FRESH_PROCESS = """
+import sys, tempfile
+import numba, torch
+from ferrolib import threads
+from ferrolib.training import TrainConfig, train
+if sys.argv[1] != "default":
+    threads.set_threads(int(sys.argv[1]))
+config = TrainConfig.smoke("fp", epochs=1, train_limit=64, eval_limit=64, snapshot_epochs=(1,))
+with tempfile.TemporaryDirectory() as results:
+    train(config, results, progress=False)
+print(torch.get_num_threads(), numba.get_num_threads())
+"""
+
+
+@pytest.mark.skipif(threads.available_cores() < 2 or numba.config.NUMBA_NUM_THREADS < 2,
+                    reason="needs two cores")
+@pytest.mark.parametrize("chosen, expected", [("default", "1 1"), ("2", "2 2")])
+def test_training_in_a_script_uses_one_thread_unless_one_was_chosen(monkeypatch, chosen: str, expected: str) -> None:
+    """``train`` called from a notebook or script (not the CLI) gets the one-thread default, not torch's and
+    numba's own (every core); a count chosen with ``set_threads`` before it is kept."""
+    monkeypatch.delenv(threads.THREADS_ENV, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    done = subprocess.run([sys.executable, "-c", _TRAIN_IN_A_FRESH_PROCESS, chosen], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split()[-2:] == expected.split()

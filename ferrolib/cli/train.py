@@ -47,9 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_threads_option(parser: argparse.ArgumentParser) -> None:
-    """``--threads N``: torch and numba threads (default: FERROLIB_THREADS, else the cores available)."""
-    parser.add_argument("--threads", type=int, help="torch and numba threads (default: $FERROLIB_THREADS, "
-                                                    "else the cores available); results do not depend on it")
+    """``--threads N``: torch and numba threads (default: FERROLIB_THREADS, else 1: ``ferrolib.threads``)."""
+    parser.add_argument("--threads", type=int, help="torch and numba threads per run (default: $FERROLIB_THREADS, "
+                                                    "else 1, the fastest on small shared machines); results do "
+                                                    "not depend on it")
 
 
 def config_from_args(args: argparse.Namespace):

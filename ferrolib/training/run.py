@@ -42,6 +42,7 @@ import xarray as xr
 from .. import __version__, paths, provenance
 from ..provenance import OMIT_DEFAULT, run_path as result_path
 from ..devices import SYMMETRY_POINT_METHODS, DeviceNoise, FittedDevice, PiecewiseStep, SoftBounds, scale_asymmetry
+from ..threads import ensure_threads
 from .algorithms import ALGORITHMS, MP_TRANSFERS, PULSE_MODES, SPS_INITS, Layer, UpdateSettings, make_layer
 from .network import MLP
 from .tile import Periphery
@@ -456,10 +457,12 @@ def train(config: TrainConfig, results_dir: Path | str | None = None, progress: 
     is written atomically to ``result_path(config, results_dir)``; a per-epoch checkpoint beside it
     (``<hash>.ckpt.pt``) lets an interrupted run resume with identical numbers, and is removed on completion.
     Cached results and checkpoints are used only when their full ``run_key`` matches (module docstring).
+    Threads: those chosen with ``ferrolib.threads.set_threads``, else its default (``ensure_threads``).
     """
     root = provenance.check_writable_dir(Path(results_dir or paths.RESULTS), "results directory")
     device = validate(config)
     data = load_data(config)
+    ensure_threads()
     key = run_key(config, device, data)
     path = result_path(config, root)
     provenance.check_writable_dir(path.parent, "results directory")
