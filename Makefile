@@ -102,7 +102,7 @@ site: data $(SITE_INPUTS) ## render the executed notebooks, figures and claims t
 	$(BIN)/python -m ferrolib.site $(dir $(firstword $(SITE_INPUTS))) $(SITE_FIGURES) $(BUILD)/site
 
 BENCH_ARGS ?= --threads 1 2 --repeats 3
-bench: data ## print training throughput of fp, sgd, mp and sps: 1 and 2 threads, ratios to fp (BENCH_ARGS)
+bench: data ## training throughput of fp, sgd, mp and sps: 1 and 2 threads, 2 runs at once, ratios (BENCH_ARGS)
 	$(BIN)/python benchmarks/train_throughput.py $(BENCH_ARGS)
 
 CROSSCHECK_VENV ?= .crosscheck-venv

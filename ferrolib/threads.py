@@ -15,11 +15,11 @@ Two halves, because OpenMP and numba read their settings when they load:
   **one thread per run**; the cores go to runs in parallel instead (``ferrolib sweep`` starts one worker per
   available core, ``os.sched_getaffinity``).
 
-Why one thread per run (``benchmarks/train_throughput.py``, 2-core machine, paper network, batch 64): a
-mini-batch costs about 1.1 ms in some 30 parallel regions (each matrix product and kernel), too small to share.
-Two threads trained at 0.5x the speed of one with sleeping pools on an idle machine (every region waits for a
-woken thread), and 1.3-1.45x with spinning pools (``OMP_WAIT_POLICY=ACTIVE`` or ``GOMP_SPINCOUNT``) on an idle
-machine but 0.1-0.2x beside one busy process; two one-thread runs at once trained 1.8-2.1x the samples of one.
+Why one thread per run (``benchmarks/thread_policies.py``, 2-core machine, paper network, batch 64): a mini-batch
+costs about 1.1 ms in more than ten parallel regions (every matrix product and kernel), too small to share. Two
+threads trained at 0.5x the speed of one with sleeping pools on an idle machine (every region waits for a woken
+thread), and 1.3-1.6x with spinning pools (``OMP_WAIT_POLICY=ACTIVE`` or ``GOMP_SPINCOUNT``) on an idle machine
+but 0.1-0.2x beside one busy process; two one-thread runs at once trained 1.8-2.1x the samples of one.
 
 Thread count never changes a result: every numba kernel gives each row to one thread in a fixed order, and the
 counter-based random keys do not depend on the schedule (tested with 1 and 2 threads).
