@@ -21,8 +21,10 @@ threads trained at 0.5x the speed of one with sleeping pools on an idle machine 
 thread), and 1.3-1.6x with spinning pools (``OMP_WAIT_POLICY=ACTIVE`` or ``GOMP_SPINCOUNT``) on an idle machine
 but 0.1-0.2x beside one busy process; two one-thread runs at once trained 1.8-2.1x the samples of one.
 
-Thread count never changes a result: every numba kernel gives each row to one thread in a fixed order, and the
-counter-based random keys do not depend on the schedule (tested with 1 and 2 threads).
+Thread count never changes a result: every numba kernel gives each row to one thread in a fixed order, the
+counter-based random keys do not depend on the schedule, and the one matrix product whose MKL result depended on
+its thread count (``d^T x`` of fp and mixed precision, in the output layer) is always computed by one thread
+(``training.algorithms.batch_outer``); tested with 1 and 2 threads.
 """
 from __future__ import annotations
 

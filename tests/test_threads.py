@@ -62,18 +62,23 @@ def test_cli_rejects_a_bad_thread_count_before_training(tmp_path, capsys) -> Non
 
 @pytest.mark.skipif(threads.available_cores() < 2 or numba.config.NUMBA_NUM_THREADS < 2,
                     reason="needs two cores")
-@pytest.mark.parametrize("algorithm, mp_transfer", [("sgd", "exact"), ("mp", "exact"), ("mp", "pulsed")])
-def test_one_and_two_threads_give_identical_results(tmp_path, restore_threads, algorithm: str, mp_transfer: str) -> None:
-    """The paper's network (its matrices are big enough for torch to split) on 256 MNIST images: the fused
-    pulsed update (sgd), both mixed-precision transfers."""
-    config = TrainConfig.smoke(algorithm, device_id="synthetic-asymmetric", epochs=1, train_limit=256,
+@pytest.mark.parametrize("algorithm, mp_transfer, device_id", [
+    ("sgd", "exact", "synthetic-asymmetric"), ("fp", "exact", "ID170ZR5000"), ("mp", "exact", "ID170ZR5000"),
+    ("mp", "pulsed", "ID170ZR5000")])
+def test_one_and_two_threads_give_identical_results(tmp_path, restore_threads, algorithm: str, mp_transfer: str,
+                                                    device_id: str) -> None:
+    """The paper's network (its matrices are big enough for torch to split) on 768 MNIST images: the fused
+    pulsed update (sgd), fp and both mixed-precision transfers, whose ``d^T x`` of the output layer differed
+    between one and two MKL threads before ``algorithms.batch_outer``."""
+    config = TrainConfig.smoke(algorithm, device_id=device_id, pulse_width=2e-8, epochs=1, train_limit=768,
                                eval_limit=200, c2c=0.1, snapshot_epochs=(1,), mp_transfer=mp_transfer)
     results = []
     for count in (1, 2):
         threads.set_threads(count)
         results.append(train(config, tmp_path / str(count), progress=False))
     for name in ("train_loss", "val_acc", "pulses", "device_pulses_fc1", "weight_hist"):
-        np.testing.assert_array_equal(results[0][name], results[1][name])
+        if name in results[0]:  # fp has no device pulses
+            np.testing.assert_array_equal(results[0][name], results[1][name])
 
 
 def test_torch_loaded_first_without_a_wait_policy_is_warned() -> None:

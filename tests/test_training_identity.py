@@ -1,7 +1,10 @@
 """Short smoke trainings give exactly the numbers recorded before the fused fast paths (issue 10, round 2).
 
 The digests were recorded from the code before the fused pulse-train and transfer kernels landed; any change of
-a state, a counter, a mixed-precision accumulator, a loss or an accuracy changes them.
+a state, a counter, a mixed-precision accumulator, a loss or an accuracy changes them. Those of mixed precision were
+recorded again from that code (main at b7aa1b5) with one thread: it had been recorded with two, and MKL's output
+layer product ``d^T x`` then differed in the last bits (``algorithms.batch_outer`` now computes it with one thread
+whatever the setting, so every case gives these digests with one or two threads).
 """
 from __future__ import annotations
 
@@ -29,8 +32,8 @@ CASES: dict[str, dict] = {
 RECORDED: dict[str, str] = {
     "sgd": "d4c21793c9c4535fe705ab74ca5c323a6dc330411d1437c2fa3f556611b552fd",
     "sps": "3d66b11d702d8c6699a342bb1e19876d27653be457b2dc1ee51b2408c6ec858d",
-    "mp-exact": "ba5036bac757bc1629c86a213c1bd8f333893ad421dce02c98d590330cfa84eb",
-    "mp-pulsed": "7d93bc455eb6bb8cb1e178578b03984c5ef9967ad64ebef74d292ac7f7bcb002",
+    "mp-exact": "2d186e24efed8471927eb3c07c270583757d68d5e104f8c37647c44b7d947157",
+    "mp-pulsed": "472c1f1167d54624808e6cb78262b783e01d3759817d8b29661f5a48f23c3dee",
     "sgd-c2c-d2d": "167970d559822680eb1d5682b276e7f7cd4e185e2db1f5d575abcf643c9ec047",
     "sgd-unmanaged": "501a930948f312c4cc8c9dd5d215960e3e49d7ea880282c3eb96ce2c55583dea",
     "sgd-lr1-bl1": "80a4fafca996d8f22716df0521288a14eac438a554bdbd6d5df2b684d816e993",

@@ -74,6 +74,20 @@ class UpdateSettings:
     __repr__ = compact_repr
 
 
+def batch_outer(d: Tensor, x: Tensor) -> Tensor:
+    """``sum_b d_b x_b^T = d^T x`` (float32), always computed by one thread, so that fp and mixed precision give the
+    same numbers for any thread count: MKL's result for small products depends on its thread count (the output
+    layer's 10 x 64 x 129 differs by up to 2e-9 between one and two threads)."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        return d.T @ x
+    torch.set_num_threads(1)
+    try:
+        return d.T @ x
+    finally:
+        torch.set_num_threads(threads)
+
+
 class Layer:
     """A fully connected layer (out, in + 1 with the bias column) and its update rule."""
 
@@ -128,7 +142,7 @@ class FloatingPointLayer(Layer):
         return self._weight
 
     def update(self, x: Tensor, d: Tensor, lr: float, step: int) -> None:
-        self._weight -= lr * (d.T @ x)
+        self._weight -= lr * batch_outer(d, x)
 
     def state_dict(self) -> dict:
         return {"weight": self._weight.clone()}
@@ -234,16 +248,16 @@ class MixedPrecisionLayer(Layer):
         """
         self.digital_macs += x.shape[0] * self.chi.size
         if self.settings.mp_transfer == "exact":
-            self.transfer(step, (d.T @ x).numpy(), -lr)
+            self.transfer(step, batch_outer(d, x).numpy(), -lr)
             return
         if step == 0:
-            pulsed.accumulate(self.chi, (d.T @ x).numpy(), lr)
+            pulsed.accumulate(self.chi, batch_outer(d, x).numpy(), lr)
             return
         # transfer(step, d[:1].T @ x[:1], -lr), then accumulate the other samples, in one pass over chi
         s, tile = self.settings, self.tile
         pulsed.pulsed_transfer_and_accumulate(
-            self.chi, self._kernel_eps, s.max_pulses, x[0].numpy(), d[0].numpy(), (d[1:].T @ x[1:]).numpy(), lr,
-            self.granularity, s.desired_bl, s.seed, step * tile.shape[0], tile.state, tile.params, tile.count_up,
+            self.chi, self._kernel_eps, s.max_pulses, x[0].numpy(), d[0].numpy(), batch_outer(d[1:], x[1:]).numpy(),
+            lr, self.granularity, s.desired_bl, s.seed, step * tile.shape[0], tile.state, tile.params, tile.count_up,
             tile.count_down, tile.live_weight(), tile.reference)
 
     def state_dict(self) -> dict:
