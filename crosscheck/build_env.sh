@@ -12,7 +12,8 @@ if "$VENV/bin/python" -c 'import sys, aihwkit; sys.exit(aihwkit.__version__ != "
   "$VENV/bin/pip" install --quiet -e '.[test]'
   exit 0
 fi
-if ! ls /usr/include/cblas.h /usr/include/*/cblas.h >/dev/null 2>&1; then
+# (find, not ls: ls of two paths fails when either is missing, and Debian keeps cblas.h under a multiarch folder)
+if [ -z "$(find /usr/include -maxdepth 2 -name cblas.h -print -quit)" ]; then
   echo "build_env.sh: OpenBLAS headers missing: install libopenblas-dev (apt-get install -y libopenblas-dev)" >&2
   exit 1
 fi
