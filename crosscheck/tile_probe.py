@@ -24,6 +24,7 @@ from pathlib import Path
 import ferrolib  # noqa: F401 - before torch: sets its thread environment (ferrolib/threads.py)
 import numpy as np
 import pandas as pd
+import torch
 import xarray as xr
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +67,41 @@ def ferrolib_probe(config: TrainConfig, device: dict) -> dict:
         predicted = network.predict(data.val_x, config.eval_batch_size)
         history["val_acc"].append(float((predicted == data.val_y).float().mean()))
     return history
+
+
+def lockstep_errors(config: TrainConfig, device: dict, warmup: int) -> list[float]:
+    """Per layer, the largest |d_aihwkit - d_ferrolib| / max |d_ferrolib| of the errors both simulators
+    back-propagate on one mini-batch from the same weights: ferrolib's after ``warmup`` mini-batches of ``config``
+    (ferrolib's effective weights programmed into aihwkit's layers), the next mini-batch of its sample order."""
+    from aihwkit.optim import AnalogSGD
+
+    data = load_data(config)
+    network, _ = build_network(config, validate(config), data.train_x.shape[1])
+    stream = _Stream(len(data.train_y), config.seed)
+    for step in range(warmup):
+        index = stream.take(config.batch_size)
+        network.train_step(data.train_x[index], data.train_y[index], config.lr, step)
+    index = stream.take(config.batch_size)
+    model, _ = aihwkit_peer.build(config.algorithm, device, [layer.weight() for layer in network.layers])
+    theirs, ours = [], []
+    for tile in (tile for layer in model.children() if hasattr(layer, "analog_tiles") for tile in layer.analog_tiles()):
+        tile.update = _recorded(tile.update, theirs)
+    for layer in network.layers:
+        layer.update = _recorded(layer.update, ours)
+    network.train_step(data.train_x[index], data.train_y[index], config.lr, warmup)
+    optimizer = AnalogSGD(model.parameters(), lr=config.lr)
+    optimizer.regroup_param_groups(model)
+    torch.nn.NLLLoss()(model(data.train_x[index]), data.train_y[index]).backward()
+    optimizer.step()
+    return [float((a.double() - b).abs().max() / b.abs().max()) for a, b in zip(theirs, ours)]
+
+
+def _recorded(update, errors: list):
+    """``update`` that first appends its d (the layer's back-propagated error) to ``errors``."""
+    def wrapped(x, d, *rest):
+        errors.append(d.detach().clone())
+        return update(x, d, *rest)
+    return wrapped
 
 
 def _observed(update, estimate):
@@ -127,6 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "crosscheck" / "probe")
     parser.add_argument("--table", type=Path, default=ROOT / "data" / "crosscheck" / "probe.csv")
     parser.add_argument("--summary", type=Path, default=ROOT / "data" / "results" / "paper.nc")
+    parser.add_argument("--lockstep", default="",
+                        help="comma-separated warm-up mini-batches: instead of training, compare the errors both "
+                             "simulators back-propagate from ferrolib's weights after each (needs aihwkit)")
     args = parser.parse_args(argv)
     try:
         cells = [(algo, float(width)) for algo, width in (cell.split(":") for cell in args.cells.split(","))]
@@ -137,6 +176,15 @@ def main(argv: list[str] | None = None) -> None:
                      f"{args.epochs})")
     seeds = [int(s) for s in args.seeds.split(",") if s]
     set_threads(1)
+    if args.lockstep:
+        for algo, width in cells:
+            for seed in seeds:
+                config = TrainConfig.paper(algo, pulse_width=width, seed=seed, device_id=run_crosscheck.DEVICE_ID)
+                for warmup in (int(n) for n in args.lockstep.split(",")):
+                    errors = lockstep_errors(config, run_crosscheck.exported_device(width), warmup)
+                    print(f"{algo} {width:g} seed {seed} after {warmup} mini-batches: largest relative difference "
+                          f"of d per layer {', '.join(f'{e:.2g}' for e in errors)}", flush=True)
+        return
     summary = xr.open_dataset(args.summary) if args.summary.exists() else None
     runs: dict[str, dict] = {"ferrolib": {}, "aihwkit": {}}
     data = None

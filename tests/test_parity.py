@@ -326,3 +326,18 @@ def test_tile_probe_reproduces_ferrolibs_training_loop(tmp_path: Path) -> None:
     assert np.asarray(run["counted"]).sum() > 0
     assert np.all(np.asarray(run["mean_abs_x"]) > 0) and np.all(np.asarray(run["mean_abs_d"]) > 0)
     assert np.all(np.asarray(run["pulses"]).sum(axis=(0, 2)) > 0)
+
+
+@pytest.mark.parametrize("algorithm", ["sgd", "mp"])
+def test_both_simulators_back_propagate_the_same_errors_from_the_same_weights(algorithm: str) -> None:
+    """From ferrolib's weights after 3 mini-batches, aihwkit's layers receive the errors d that ferrolib's do, to
+    float32 rounding (the tile probe's lockstep check: a pulse-count gap with the same rule and the same
+    back-propagation is the trajectory)."""
+    pytest.importorskip("aihwkit", reason="aihwkit is not installed (run `make crosscheck`)")
+    from ferrolib.training.run import TrainConfig
+
+    probe = crosscheck_module("tile_probe")
+    config = TrainConfig.smoke(algorithm, device_id="ID170ZR5000", pulse_width=2e-8, train_limit=256,
+                               eval_limit=200, mp_transfer="pulsed")
+    errors = probe.lockstep_errors(config, probe.run_crosscheck.exported_device(2e-8), warmup=3)
+    assert len(errors) == 3 and max(errors) < 1e-4
