@@ -167,8 +167,6 @@ def summarise(runs: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     return wide, total
 
 
-
-
 def verdicts(accuracy: pd.DataFrame, pulses: pd.DataFrame) -> pd.DataFrame:
     """One row per (algorithm, pulse width): how many epochs' mean accuracies are ``within`` (issue 9's rule) and
     how many ``agree`` (within, or aihwkit's mean inside ferrolib's seed range), the largest |difference of means|
