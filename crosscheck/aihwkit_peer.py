@@ -80,7 +80,8 @@ def rpu_config(algo: str, device: dict):
 
 
 class PulseEstimate:
-    """Expected device pulses (up, down) of one analog layer under aihwkit's rules, from the tile's x and d."""
+    """Expected device pulses (up, down) of one analog layer under aihwkit's rules, from the tile's x and d, and
+    the traffic those came from: the sums over mini-batches of mean |x| (bias excluded) and mean |d|."""
 
     def __init__(self, algo: str, device: dict, shape: tuple[int, int]) -> None:
         self.algo = algo
@@ -89,8 +90,18 @@ class PulseEstimate:
         self.chi = torch.zeros(shape, dtype=torch.float64)
         self.up = 0.0
         self.down = 0.0
+        self.abs_x = 0.0
+        self.abs_d = 0.0
+        self.batches = 0
+
+    def totals(self) -> tuple[float, float, float, float, int]:
+        """Running (up, down, sum of mean |x|, sum of mean |d|, mini-batches)."""
+        return self.up, self.down, self.abs_x, self.abs_d, self.batches
 
     def observe(self, x: torch.Tensor, d: torch.Tensor, lr: float) -> None:
+        self.abs_x += float(x.abs().mean())
+        self.abs_d += float(d.abs().mean())
+        self.batches += 1
         x = torch.cat([x.double(), torch.ones(x.shape[0], 1, dtype=torch.float64)], dim=1)  # analog bias
         d = d.double()
         if self.algo == "mp":
@@ -147,7 +158,7 @@ def _observed(tile, update, estimate: PulseEstimate):
 
 def train(algo: str, device: dict, data, seed: int, epochs: int, samples_per_epoch: int = 48_000) -> dict:
     """One aihwkit run on ferrolib's split ``data``, initial weights and sample order of ``seed``: per-epoch
-    validation accuracy, expected pulses per layer and polarity, samples/s."""
+    validation accuracy, expected pulses per layer and polarity, mean |x| and |d| per layer, samples/s."""
     from aihwkit.optim import AnalogSGD
 
     from ferrolib.training.run import _init_weights, _Stream  # the very same start and sample order
@@ -159,11 +170,11 @@ def train(algo: str, device: dict, data, seed: int, epochs: int, samples_per_epo
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=10, gamma=0.5)
     loss_fn = nn.NLLLoss()
     stream = _Stream(len(data.train_y), seed)
-    history = {"val_acc": [], "pulses": [], "samples_per_s": []}
+    history = {"val_acc": [], "pulses": [], "mean_abs_x": [], "mean_abs_d": [], "samples_per_s": []}
     for _ in range(epochs):
         model.train()
         started, seen = time.perf_counter(), 0
-        before = [(e.up, e.down) for e in estimates]
+        before = [e.totals() for e in estimates]
         while seen < samples_per_epoch:
             index = stream.take(min(BATCH, samples_per_epoch - seen))
             optimizer.zero_grad()
@@ -177,8 +188,17 @@ def train(algo: str, device: dict, data, seed: int, epochs: int, samples_per_epo
         with torch.no_grad():
             accuracy = float((model(data.val_x).argmax(1) == data.val_y).float().mean())
         history["val_acc"].append(accuracy)
-        history["pulses"].append([[e.up - b[0], e.down - b[1]] for e, b in zip(estimates, before)])
+        record_epoch(history, estimates, before)
     return history
+
+
+def record_epoch(history: dict, estimates: list[PulseEstimate], before: list[tuple]) -> None:
+    """Append one epoch of every layer's expected pulses (up, down) and mean |x|, |d| per mini-batch to
+    ``history``, from the estimators' running totals now and ``before`` the epoch."""
+    changes = [np.subtract(e.totals(), b) for e, b in zip(estimates, before)]
+    history["pulses"].append([[float(c[0]), float(c[1])] for c in changes])
+    history["mean_abs_x"].append([float(c[2] / max(c[4], 1)) for c in changes])
+    history["mean_abs_d"].append([float(c[3] / max(c[4], 1)) for c in changes])
 
 
 def pulse_response(params: dict, directions: list[int], start: float) -> np.ndarray:

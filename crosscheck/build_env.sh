@@ -5,14 +5,16 @@
 # A plain `pip install aihwkit` pulls torchvision, which replaces the CPU torch with a CUDA build, and its isolated
 # build cannot find torch; hence torch first, then the sdist without build isolation. Needs libopenblas-dev.
 set -euo pipefail
-VENV=${1:?usage: build_env.sh VENV}
+# absolute: the sdist builds in a temporary folder, where a relative "$VENV/bin" on PATH finds no stubgen
+VENV=$(realpath -m "${1:?usage: build_env.sh VENV}")
 PYTHON=${PYTHON:-python3.11}
 if "$VENV/bin/python" -c 'import sys, aihwkit; sys.exit(aihwkit.__version__ != "1.2.0")' 2>/dev/null; then
   echo "build_env.sh: $VENV already has aihwkit 1.2.0: installing this checkout's ferrolib only"
   "$VENV/bin/pip" install --quiet -e '.[test]'
   exit 0
 fi
-if ! ls /usr/include/cblas.h /usr/include/*/cblas.h >/dev/null 2>&1; then
+# (find, not ls: ls of two paths fails when either is missing, and Debian keeps cblas.h under a multiarch folder)
+if [ -z "$(find /usr/include -maxdepth 2 -name cblas.h -print -quit)" ]; then
   echo "build_env.sh: OpenBLAS headers missing: install libopenblas-dev (apt-get install -y libopenblas-dev)" >&2
   exit 1
 fi

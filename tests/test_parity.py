@@ -264,3 +264,80 @@ def test_crosscheck_verdicts_compare_means_within_the_seed_range_and_pulse_ratio
         pytest.approx((1.0, 1.08))
     assert verdict.loc["sgd", "pulses_within_epoch1"] and not verdict.loc["sgd", "pulses_within_run"]
     assert verdict.loc["sgd", "pulse_ratio_run_max"] == pytest.approx(1.29)
+
+
+def test_crosscheck_counts_a_difference_inside_ferrolibs_seed_range_as_seed_variation() -> None:
+    """Epoch 1: means 0.50 / 0.61 differ by 0.11 > max(aihwkit's range 0.02, 0.03), not within, but aihwkit's
+    mean lies inside ferrolib's seed range [0.30, 0.70]: agrees. Epoch 2: outside both. fc1 up: ratio 1.11 (not
+    within 10 %) but aihwkit's 100 lies inside ferrolib's [80, 153]: agrees; fc1 down 1.25 outside [120, 130]:
+    disagrees, named; fc2 0.96: within."""
+    crosscheck = crosscheck_module("run_crosscheck")
+    runs = []
+    ferrolib = {"accuracy": ((0.30, 0.50), (0.50, 0.52), (0.70, 0.54)), "fc1": ((80, 120), (100, 125), (153, 130))}
+    for seed in range(3):
+        key = {"algorithm": "sgd", "pulse_width": 2e-5, "simulator": "ferrolib", "seed": seed}
+        pulses = [[list(ferrolib["fc1"][seed]), [50, 50]], [[0, 0], [0, 0]]]
+        runs.append({"key": key, "val_acc": list(ferrolib["accuracy"][seed]), "pulses": pulses})
+    for seed, accuracy in ((0, (0.60, 0.60)), (1, (0.62, 0.62))):
+        key = {"algorithm": "sgd", "pulse_width": 2e-5, "simulator": "aihwkit", "seed": seed}
+        runs.append({"key": key, "val_acc": list(accuracy), "pulses": [[[100, 100], [52, 52]], [[0, 0], [0, 0]]]})
+    accuracy, pulses = crosscheck.summarise(runs)
+    assert list(accuracy.within) == [False, False]
+    assert list(accuracy.in_ferrolib_range) == [True, False]
+    assert list(accuracy.agrees) == [True, False]
+    fc1 = pulses[(pulses.layer == "fc1") & (pulses.span == "run")].iloc[0]
+    assert (fc1.ferrolib_up_min, fc1.ferrolib_up, fc1.ferrolib_up_max) == pytest.approx((80, 111, 153))
+    assert fc1.ratio_up == pytest.approx(1.11) and fc1.agrees_up and not fc1.agrees_down
+    verdict = crosscheck.verdicts(accuracy, pulses).iloc[0]
+    assert (verdict.seeds, verdict.epochs_within, verdict.epochs_agree) == (2, 0, 1)
+    assert not verdict.pulses_within_run and not verdict.pulses_agree_run
+    assert verdict.pulses_disagree_run == "fc1 down 1.25"
+
+
+def test_tile_probe_splits_the_pulse_ratio_into_rule_and_trajectory() -> None:
+    """ferrolib counts 90 where aihwkit's rule on ferrolib's x, d expects 100 (rule 0.9) and aihwkit expects 125
+    on its own x, d (trajectory 0.8): the cross-check's ratio 0.72 is their product; |x|, |d| ratios per layer."""
+    probe = crosscheck_module("tile_probe")
+    ferrolib = {("mp", 2e-5, 0): {"counted": [[[90, 40]]], "pulses": [[[100, 40]]], "mean_abs_x": [[0.2]],
+                                  "mean_abs_d": [[0.003]]}}
+    aihwkit = {("mp", 2e-5, seed): {"pulses": [[[125 + offset, 40]]], "mean_abs_x": [[0.25]],
+                                    "mean_abs_d": [[0.004 + offset / 1e4]]} for seed, offset in ((0, -5), (1, 5))}
+    table = probe.probe_table(ferrolib, aihwkit).set_index("polarity")
+    up = table.loc["up"]
+    assert (up.rule_ratio, up.trajectory_ratio, up.pulse_ratio) == pytest.approx((0.9, 0.8, 0.72))
+    assert (up.abs_x_ratio, up.abs_d_ratio) == pytest.approx((0.8, 0.75))
+    assert (up.ferrolib_seeds, up.aihwkit_seeds) == (1, 2)
+    assert table.loc["down", "pulse_ratio"] == pytest.approx(1.0)
+
+
+def test_tile_probe_reproduces_ferrolibs_training_loop(tmp_path: Path) -> None:
+    """The probe's loop (layers wrapped to show x and d to aihwkit's pulse estimator) trains exactly as ``train``:
+    same accuracies and counted pulses per epoch; the estimator saw every layer's x and d (non-zero mean |x|,
+    |d| and expected pulses)."""
+    from ferrolib.training.run import TrainConfig, train
+
+    probe = crosscheck_module("tile_probe")
+    config = TrainConfig.smoke("sgd", device_id="ID170ZR5000", pulse_width=2e-5, train_limit=256, eval_limit=200,
+                               snapshot_epochs=())
+    run = probe.ferrolib_probe(config, probe.run_crosscheck.exported_device(2e-5))
+    reference = train(config, tmp_path, progress=False)
+    np.testing.assert_array_equal(run["counted"], reference["pulses"].values)
+    np.testing.assert_allclose(run["val_acc"], reference["val_acc"].values, rtol=0, atol=1e-12)
+    assert np.asarray(run["counted"]).sum() > 0
+    assert np.all(np.asarray(run["mean_abs_x"]) > 0) and np.all(np.asarray(run["mean_abs_d"]) > 0)
+    assert np.all(np.asarray(run["pulses"]).sum(axis=(0, 2)) > 0)
+
+
+@pytest.mark.parametrize("algorithm", ["sgd", "mp"])
+def test_both_simulators_back_propagate_the_same_errors_from_the_same_weights(algorithm: str) -> None:
+    """From ferrolib's weights after 3 mini-batches, aihwkit's layers receive the errors d that ferrolib's do, to
+    float32 rounding (the tile probe's lockstep check: a pulse-count gap with the same rule and the same
+    back-propagation is the trajectory)."""
+    pytest.importorskip("aihwkit", reason="aihwkit is not installed (run `make crosscheck`)")
+    from ferrolib.training.run import TrainConfig
+
+    probe = crosscheck_module("tile_probe")
+    config = TrainConfig.smoke(algorithm, device_id="ID170ZR5000", pulse_width=2e-8, train_limit=256,
+                               eval_limit=200, mp_transfer="pulsed")
+    errors = probe.lockstep_errors(config, probe.run_crosscheck.exported_device(2e-8), warmup=3)
+    assert len(errors) == 3 and max(errors) < 1e-4
