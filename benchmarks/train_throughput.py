@@ -1,7 +1,7 @@
 """Training throughput (samples/s) of fp, sgd, mp and sps on the paper's network and batch size.
 
-    python benchmarks/train_throughput.py [--threads 1 2] [--runs 2] [--repeats 3] [--batches 150] [--device ID170ZR5000]
-                                          [--pulse-width 2e-8] [--memory-samples 4800] [--json]
+    python benchmarks/train_throughput.py [--threads 1 2] [--runs 2] [--repeats 3] [--batches 150]
+                                          [--device ID170ZR5000] [--pulse-width 2e-8] [--memory-samples 4800] [--json]
 
 Every algorithm and thread count is measured in the same run on the same MNIST batches, interleaved: repeat r
 times every thread count, every algorithm (in a rotated order) ``--batches`` timed mini-batches after a
@@ -83,10 +83,21 @@ def summarize(values: list[float]) -> dict:
             "spread": (max(values) - min(values)) / median if median else float("nan"), "values": values}
 
 
+def paper_runners(device: str, pulse_width: float) -> dict[str, Runner]:
+    """A paper-profile runner of every algorithm on the device."""
+    return {alg: Runner.build(TrainConfig.paper(alg, device_id=device, pulse_width=pulse_width))
+            for alg in ALGORITHMS}
+
+
+def rotated_algorithms(repeat: int) -> tuple[str, ...]:
+    """Every algorithm, starting one further on each repeat (so no rule always runs first)."""
+    shift = repeat % len(ALGORITHMS)
+    return ALGORITHMS[shift:] + ALGORITHMS[:shift]
+
+
 def throughput(device: str, pulse_width: float, threads: list[int], repeats: int, batches: int) -> dict:
     """Interleaved repeats of every thread count and algorithm; per thread count and algorithm a summary."""
-    runners = {alg: Runner.build(TrainConfig.paper(alg, device_id=device, pulse_width=pulse_width))
-               for alg in ALGORITHMS}
+    runners = paper_runners(device, pulse_width)
     rates = {n: {alg: [] for alg in ALGORITHMS} for n in threads}
     cpu_rates = {n: {alg: [] for alg in ALGORITHMS} for n in threads}
     for n in threads:  # warm-up: compiled kernels loaded, thread pools started
@@ -96,8 +107,7 @@ def throughput(device: str, pulse_width: float, threads: list[int], repeats: int
     for repeat in range(repeats):
         for n in threads:
             set_threads(n)
-            shift = repeat % len(ALGORITHMS)
-            for alg in ALGORITHMS[shift:] + ALGORITHMS[:shift]:
+            for alg in rotated_algorithms(repeat):
                 wall, cpu = runners[alg].train(batches)
                 rates[n][alg].append(wall)
                 cpu_rates[n][alg].append(cpu)
@@ -120,8 +130,7 @@ def _run_worker(connection, device: str, pulse_width: float, batches: int) -> No
     """One-thread process holding a runner per algorithm: trains ``batches`` of the algorithm it receives and
     sends back when it started and finished (``time.monotonic``: one clock for every process); None stops it."""
     set_threads(1)
-    runners = {alg: Runner.build(TrainConfig.paper(alg, device_id=device, pulse_width=pulse_width))
-               for alg in ALGORITHMS}
+    runners = paper_runners(device, pulse_width)
     for runner in runners.values():
         runner.train(5)
     connection.send("ready")
@@ -149,8 +158,7 @@ def parallel_runs(device: str, pulse_width: float, runs: int, repeats: int, batc
         for pipe in pipes:
             pipe.recv()
         for repeat in range(repeats):
-            shift = repeat % len(ALGORITHMS)
-            for alg in ALGORITHMS[shift:] + ALGORITHMS[:shift]:
+            for alg in rotated_algorithms(repeat):
                 pipes[0].send(alg)
                 started, finished = pipes[0].recv()
                 alone[alg].append(samples / (finished - started))
