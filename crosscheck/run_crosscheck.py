@@ -82,16 +82,21 @@ def aihwkit_path(out: Path, algo: str, pulse_width: float, seed: int, epochs: in
     return out / "aihwkit" / f"{algo}_{pulse_width:g}_seed{seed}_epochs{epochs}.json"
 
 
-def aihwkit_run(algo: str, device: dict, seed: int, epochs: int, data, out: Path) -> dict:
-    path = aihwkit_path(out, algo, device["pulse_width"], seed, epochs)
+def cached(path: Path, compute) -> dict:
+    """The JSON at ``path``, or ``compute()`` written there atomically (an interrupted cross-check resumes)."""
     if path.exists():
         return json.loads(path.read_text())
-    history = aihwkit_peer.train(algo, device, data, seed, epochs)
+    result = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(history))
+    tmp.write_text(json.dumps(result))
     tmp.replace(path)
-    return history
+    return result
+
+
+def aihwkit_run(algo: str, device: dict, seed: int, epochs: int, data, out: Path) -> dict:
+    return cached(aihwkit_path(out, algo, device["pulse_width"], seed, epochs),
+                  lambda: aihwkit_peer.train(algo, device, data, seed, epochs))
 
 
 def responses(device: dict) -> list[dict]:

@@ -17,7 +17,6 @@ the update rule. Writes ``data/crosscheck/probe.csv``; every run is cached under
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -112,17 +111,6 @@ def _observed(update, estimate):
     return wrapped
 
 
-def cached(path: Path, compute) -> dict:
-    """The JSON at ``path``, or ``compute()`` written there atomically."""
-    if path.exists():
-        return json.loads(path.read_text())
-    result = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".tmp").write_text(json.dumps(result))
-    path.with_suffix(".tmp").replace(path)
-    return result
-
-
 def probe_table(ferrolib_runs: dict, aihwkit_runs: dict) -> pd.DataFrame:
     """Per (algorithm, width, layer, polarity), summed over the run and averaged over the seeds each simulator ran:
     ferrolib's counted and estimated pulses, aihwkit's estimated pulses, the rule and trajectory ratios and the
@@ -195,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
             if "ferrolib" in args.simulators:
                 config = TrainConfig.paper(algo, pulse_width=width, seed=seed, epochs=args.epochs,
                                            device_id=run_crosscheck.DEVICE_ID, snapshot_epochs=())
-                run = cached(args.work / f"ferrolib_{name}", lambda: ferrolib_probe(config, device))
+                run = run_crosscheck.cached(args.work / f"ferrolib_{name}", lambda: ferrolib_probe(config, device))
                 reference = run_crosscheck.from_summary(summary, algo, width, seed, args.epochs)
                 if reference is not None and not np.array_equal(reference["pulses"], run["counted"]):
                     raise SystemExit(f"{name}: the probe's ferrolib pulses differ from the summary's run")
@@ -203,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
             if "aihwkit" in args.simulators:
                 if data is None:
                     data = load_data(TrainConfig.paper("fp", device_id=run_crosscheck.DEVICE_ID))
-                runs["aihwkit"][algo, width, seed] = cached(
+                runs["aihwkit"][algo, width, seed] = run_crosscheck.cached(
                     args.work / f"aihwkit_{name}", lambda: aihwkit_peer.train(algo, device, data, seed, args.epochs))
             print(name, flush=True)
     if runs["ferrolib"] and runs["aihwkit"]:
