@@ -502,3 +502,98 @@ def test_transfers_with_a_shared_threshold_row_equal_the_full_thresholds() -> No
     assert results[0]["up"].sum() + results[0]["down"].sum() > 10 and np.abs(results[0]["counts1"]).sum() > 0
     for name, value in results[0].items():
         np.testing.assert_array_equal(results[1][name], value, err_msg=name)
+
+
+def sparse_inputs(g: torch.Generator, batch: int, n: int) -> torch.Tensor:
+    """Inputs with exact zeros, like MNIST's blank pixels: whole blank columns, scattered zeros, a bias column."""
+    x = torch.rand(batch, n, generator=g)
+    x[torch.rand(batch, n, generator=g) < 0.6] = 0.0
+    x[:, torch.rand(n, generator=g) < 0.3] = 0.0
+    x[:, -1] = 1.0
+    return x
+
+
+def test_active_columns_are_the_non_zero_columns_as_runs() -> None:
+    """``active_columns`` gives the columns with a non-zero (or NaN) entry as ``[start, stop)`` runs, and x on
+    them, as numpy's boolean indexing does; with every column active it returns x itself."""
+    g = torch.Generator().manual_seed(21)
+    for trial in range(20):
+        x = sparse_inputs(g, 1 + trial % 7, 3 + 5 * trial).numpy()
+        if trial == 3:
+            x[0, 0] = np.nan
+        active = (x != 0).any(axis=0)
+        runs, compact = pulsed.active_columns(x)
+        covered = np.zeros(x.shape[1], dtype=bool)
+        for start, stop in runs:
+            assert stop > start and not covered[start:stop].any()
+            covered[start:stop] = True
+        np.testing.assert_array_equal(covered, active)
+        assert all(stop < next_start for (_, stop), (next_start, _) in zip(runs[:-1], runs[1:]))  # separated
+        np.testing.assert_array_equal(compact, x[:, active])
+    dense = np.ones((3, 4), dtype=np.float32)
+    assert pulsed.active_columns(dense)[1] is dense
+    runs, compact = pulsed.active_columns(np.zeros((2, 5), dtype=np.float32))
+    assert runs.shape == (0, 2) and compact.shape == (2, 0)
+
+
+@pytest.mark.parametrize("batch, n_out, n_in", [(64, 256, 785), (63, 256, 785), (1, 256, 785), (64, 128, 257),
+                                                 (63, 16, 129), (64, 300, 100), (7, 5, 6), (63, 10, 129)])
+def test_active_outer_equals_the_full_product_on_every_column(batch: int, n_out: int, n_in: int) -> None:
+    """The product on the active columns equals ``batch_outer``'s columns bit for bit, at the paper network's
+    shapes (MNIST batches included) and others, and the skipped columns are zeros; small products (fewer than
+    ``ACTIVE_OUTER_MIN_SHAPE``) cover every column."""
+    from ferrolib.training import TrainConfig
+    from ferrolib.training.algorithms import ACTIVE_OUTER_MIN_SHAPE, active_outer, batch_outer
+    from ferrolib.training.run import load_data
+    from ferrolib.training.tile import append_bias
+
+    g = torch.Generator().manual_seed(22 + batch + n_out + n_in)
+    mnist = append_bias(load_data(TrainConfig.smoke("fp")).train_x) if n_in == 785 else None
+    for trial in range(10):
+        x = sparse_inputs(g, batch, n_in) if mnist is None or trial % 2 else mnist[(trial * batch) % (len(mnist) - batch):][:batch]
+        d = torch.randn(batch, n_out, generator=g) * 1e-3
+        full = batch_outer(d, x).numpy()
+        product, runs = active_outer(d, x)
+        columns = np.concatenate([np.arange(int(start), int(stop)) for start, stop in runs])
+        np.testing.assert_array_equal(product, full[:, columns])
+        skipped = np.setdiff1d(np.arange(n_in), columns)
+        assert not full[:, skipped].any()
+        assert len(skipped) > 0 if n_out >= ACTIVE_OUTER_MIN_SHAPE[0] else len(skipped) == 0
+
+
+def test_transfers_on_column_runs_equal_the_dense_increment() -> None:
+    """``transfer_counts``, ``accumulate``, ``pulsed_transfer`` and ``pulsed_transfer_and_accumulate`` given the
+    increment on the active column runs leave chi, counts, states, counters and read-out weight exactly as with
+    the dense increment, over several steps with pulses."""
+    devices = make_devices("piecewise")
+    params = pulsed.kernel_device(devices, SHAPE)
+    eps = params.scale_up.copy()
+    g = torch.Generator().manual_seed(23)
+    chi0 = (torch.randn(SHAPE, generator=g, dtype=torch.float64) * torch.from_numpy(eps)).numpy()
+    results = []
+    for on_runs in (True, False):
+        g.manual_seed(24)
+        chi, state = chi0.copy(), random_state(devices).numpy().copy()
+        up, down = np.zeros(SHAPE, np.int64), np.zeros(SHAPE, np.int64)
+        weight = pulsed.effective_weight(state, np.zeros(SHAPE))
+        fields = {}
+        for step in range(1, 6):
+            x = sparse_inputs(g, 8, SHAPE[1]) * 3
+            d = torch.randn(8, SHAPE[0], generator=g)
+            product, rest_product = (d.T @ x).numpy(), (d[1:].T @ x[1:]).numpy()
+            runs, rest_runs = pulsed.active_columns(x.numpy())[0], pulsed.active_columns(x[1:].numpy())[0]
+            given, given_rest = (runs, rest_runs) if on_runs else (None, None)
+            if on_runs:  # the same products on the active columns only
+                product, rest_product = (np.ascontiguousarray(matrix[:, np.concatenate([np.arange(int(r[0]), int(r[1])) for r in rs])])
+                                         for matrix, rs in ((product, runs), (rest_product, rest_runs)))
+            arguments = (0.01, 7, 9, step * SHAPE[0], state, params, up, down, weight, np.zeros(SHAPE))
+            fields[f"counts{step}"] = pulsed.transfer_counts(chi, eps, 3, product, -0.2, given)
+            pulsed.accumulate(chi, product, 0.3, given)
+            fields[f"pulsed{step}"] = pulsed.pulsed_transfer(chi, eps, None, product, -0.2, *arguments, given)
+            pulsed.pulsed_transfer_and_accumulate(chi, eps, None, x[0].numpy(), d[0].numpy(), rest_product, 0.5,
+                                                  *arguments, given_rest)
+        results.append({**fields, "chi": chi, "state": state, "up": up, "down": down, "weight": weight})
+    assert results[1]["up"].sum() + results[1]["down"].sum() > 10
+    for name, value in results[1].items():
+        np.testing.assert_array_equal(results[0][name], value, err_msg=name)
+        assert results[0][name].tobytes() == value.tobytes(), name  # signed zeros too

@@ -699,36 +699,35 @@ def shared_row(eps: np.ndarray) -> np.ndarray:
 
 
 def transfer_counts(chi: np.ndarray, eps: np.ndarray, max_pulses: int | None = None,
-                    increment: np.ndarray | None = None, scale: float = 0.0) -> np.ndarray:
+                    increment: np.ndarray | None = None, scale: float = 0.0,
+                    runs: np.ndarray | None = None) -> np.ndarray:
     """Mixed-precision accumulate and transfer, in place on chi: ``chi += scale * increment``, then
     ``n = trunc(chi/eps)`` (capped at ``max_pulses`` if given) and ``chi -= n eps``; returns n.
     ``eps`` is per device (out, in) or one row shared by every row (1, in), as ``shared_row`` gives it.
-    Capped counts leave their excess in chi. Needs eps > 0 everywhere: a hot path, so it is not checked here
-    (``MixedPrecisionLayer`` checks it once, when it is built)."""
-    return _transfer_kernel(*_transfer_arguments(chi, eps, max_pulses, increment, scale))
+    ``increment`` covers every column, or only the column ``runs`` of ``active_columns`` (the other columns'
+    increments are zeros, which leave chi as it is). Capped counts leave their excess in chi. Needs eps > 0
+    everywhere: a hot path, so it is not checked here (``MixedPrecisionLayer`` checks it once, when it is built)."""
+    return _transfer_kernel(*_transfer_arguments(chi, eps, max_pulses, increment, scale, runs))
 
 
 def _transfer_arguments(chi: np.ndarray, eps: np.ndarray, max_pulses: int | None, increment: np.ndarray | None,
-                        scale: float) -> tuple:
-    """``(chi, increment, scale, eps, cap)`` as the transfer kernels take them (no increment: zeros; no cap, or a
-    negative one: the largest int64, which clamps nothing)."""
+                        scale: float, runs: np.ndarray | None = None) -> tuple:
+    """``(chi, increment, scale, eps, cap, runs)`` as the transfer kernels take them (no increment: none, and no
+    runs; no runs given: every column; no cap, or a negative one: the largest int64, which clamps nothing)."""
     if increment is None:
-        increment, scale = np.zeros(chi.shape, dtype=np.float32), 0.0
+        increment, scale, runs = _NO_MATRIX, 0.0, _NO_RUNS
+    elif runs is None:
+        runs = every_column(chi.shape[1])
     cap = _NO_CAP if max_pulses is None or max_pulses < 0 else int(max_pulses)
-    return chi, increment, float(scale), eps, cap
+    return chi, increment, float(scale), eps, cap, runs
+
+
+def every_column(n_columns: int) -> np.ndarray:
+    """The column runs ``[[0, n_columns]]`` of a dense increment."""
+    return np.array([[0, n_columns]], dtype=np.uint64)
 
 
 _NO_CAP = int(np.iinfo(np.int64).max)
-
-
-@njit(cache=True, inline="always")
-def _transfer_device(chi_row, change, eps_row, cap, j):
-    """``value = chi + change``, ``n = trunc(value/eps)`` clamped to ``[-cap, cap]``, ``chi = value - n eps`` at
-    device j of a row; returns n. Branch-free on rows (1-D views), so that in a kernel compiled with numba's
-    ``error_model="numpy"`` (no ZeroDivisionError branch; eps > 0 is checked once by ``MixedPrecisionLayer``) a loop
-    over a row vectorises: the division dominates the pass."""
-    chi_row[j] = chi_row[j] + change
-    return _divide(chi_row, eps_row, cap, j)
 
 
 _SURELY_BELOW = 1.0 - 2.0**-20
@@ -737,21 +736,38 @@ _SURELY_BELOW = 1.0 - 2.0**-20
 
 @njit(cache=True, inline="always")
 def _divide(chi_row, eps_row, cap, j):
-    """``n = trunc(chi/eps)`` clamped to ``[-cap, cap]``, then ``chi -= n eps``, at device j of a row; returns n."""
+    """``n = trunc(chi/eps)`` clamped to ``[-cap, cap]``, then ``chi -= n eps``, at device j of a row; returns n.
+    Branch-free on rows (1-D views), so that in a kernel compiled with numba's ``error_model="numpy"`` (no
+    ZeroDivisionError branch; eps > 0 is checked once by ``MixedPrecisionLayer``) a loop over a row vectorises."""
     n = min(max(np.int64(chi_row[j] / eps_row[j]), -cap), cap)  # int64(): truncation toward zero
     chi_row[j] = chi_row[j] - n * eps_row[j]
     return n
 
 
+@njit(cache=True, inline="always")
+def _add_runs(chi_row, increment_row, runs, factor):
+    """``chi[j] += factor * float64(increment[c])`` for the c-th column j of the ``runs`` (uint64 ``[start, stop)``
+    pairs, in order): a dense loop per run, so it vectorises. With ``factor = -lr`` this is bit for bit
+    ``chi -= lr * increment`` (IEEE negation is exact)."""
+    c = np.uint64(0)
+    for r in range(runs.shape[0]):
+        start, length = runs[r, 0], runs[r, 1] - runs[r, 0]
+        for k in range(length):  # unsigned indices: no negative-index wrap-around test in the loop
+            chi_row[start + k] += factor * np.float64(increment_row[c + k])
+        c += length
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
-def _transfer_kernel(chi, increment, scale, eps, cap):
+def _transfer_kernel(chi, increment, scale, eps, cap, runs):
     n_out, n_in = chi.shape
     counts = np.zeros((n_out, n_in), dtype=np.int64)
     last_eps = eps.shape[0] - 1  # 0 for a shared row (1, n_in)
     for i in prange(n_out):
-        chi_row, eps_row, increment_row, counts_row = chi[i], eps[min(np.int64(i), last_eps)], increment[i], counts[i]
+        chi_row, eps_row, counts_row = chi[i], eps[min(np.int64(i), last_eps)], counts[i]
+        if runs.shape[0] > 0:
+            _add_runs(chi_row, increment[i], runs, scale)
         for j in range(n_in):
-            counts_row[j] = _transfer_device(chi_row, scale * increment_row[j], eps_row, cap, j)
+            counts_row[j] = _divide(chi_row, eps_row, cap, j)
     return counts
 
 
@@ -783,21 +799,22 @@ def _transfer_row_pulses(i, columns, counts, count, x_max, eps_row, constants, l
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _mixed_precision_kernel(chi, increment, x0, d0, scale, rest, lr, eps, cap, constants, levels, desired_bl, seed,
-                            event0, state, p, count_up, count_down, weight, reference, counts):
+def _mixed_precision_kernel(chi, increment, increment_runs, x0, d0, scale, rest, rest_runs, lr, eps, cap, constants,
+                            levels, desired_bl, seed, event0, state, p, count_up, count_down, weight, reference,
+                            counts):
     """Row i in parallel, one pass over its chi (still in L1 for the second and third loop):
 
-    1. ``_transfer_device`` with the change ``scale * increment[i, j]``, or, with an empty ``increment``, the
-       change of one sample's outer product ``scale * float32(d0[i] x0[j])`` (what torch's ``d0^T @ x0`` of
-       float32 rows gives), computed on the fly. Without dividing where ``|value| < (1 - 2^-20) eps``: there
-       ``value/eps`` rounds below 1, so ``n = 0`` and ``chi = value - 0 eps = value`` exactly; only a row with a
-       device at or above that bound (or NaN) is passed again with the division;
-    2. with a non-empty ``rest``, mixed precision's accumulation ``chi -= lr float64(rest)``;
-    3. ``_transfer_row_pulses`` of the row's non-zero requests ``-n eps``; with a non-empty ``counts`` the
-       requested counts are stored there."""
+    1. ``chi += scale * change``: with a non-empty ``x0``, the change of one sample's outer product
+       ``float32(d0[i] x0[j])`` (what torch's ``d0^T @ x0`` of float32 rows gives), computed on the fly; else
+       ``increment`` on its column runs (``_add_runs``; none: no change). Without dividing where
+       ``|value| < (1 - 2^-20) eps``: there ``value/eps`` rounds below 1, so ``n = 0`` and
+       ``chi = value - 0 eps = value`` exactly; only a row with a device at or above that bound (or NaN) is
+       passed again with the division;
+    2. ``_transfer_row_pulses`` of the row's non-zero requests ``-n eps``; with a non-empty ``counts`` the
+       requested counts are stored there;
+    3. mixed precision's accumulation ``chi -= lr float64(rest)`` on the column runs of ``rest``."""
     n_out, n_in = chi.shape
-    outer = increment.size == 0
-    accumulate_rest = rest.size > 0
+    outer = x0.size > 0
     keep_counts = counts.size > 0
     last_eps = eps.shape[0] - 1  # 0 for a shared row (1, n_in)
     for i in prange(n_out):
@@ -810,11 +827,10 @@ def _mixed_precision_kernel(chi, increment, x0, d0, scale, rest, lr, eps, cap, c
                 chi_row[j] = value
                 near |= not abs(value) < _SURELY_BELOW * eps_row[j]
         else:
-            increment_row = increment[i]
+            if increment_runs.shape[0] > 0:
+                _add_runs(chi_row, increment[i], increment_runs, scale)
             for j in range(n_in):
-                value = chi_row[j] + scale * increment_row[j]
-                chi_row[j] = value
-                near |= not abs(value) < _SURELY_BELOW * eps_row[j]
+                near |= not abs(chi_row[j]) < _SURELY_BELOW * eps_row[j]
         if near:  # the pulses change states, never chi: they may precede the accumulation
             columns, requests = np.empty(n_in, dtype=np.int64), np.empty(n_in, dtype=np.int64)
             count, x_max = 0, 0.0
@@ -830,42 +846,45 @@ def _mixed_precision_kernel(chi, increment, x0, d0, scale, rest, lr, eps, cap, c
                     count += 1
             _transfer_row_pulses(i, columns, requests, count, x_max, eps_row, constants, levels, desired_bl, seed,
                                  event0, state, p, count_up, count_down, weight, reference)
-        if accumulate_rest:
-            rest_row = rest[i]
-            for j in range(n_in):
-                chi_row[j] -= lr * np.float64(rest_row[j])
+        if rest_runs.shape[0] > 0:
+            _add_runs(chi_row, rest[i], rest_runs, -lr)
 
 
 _NO_ROW = np.zeros(0, dtype=np.float32)
 _NO_MATRIX = np.zeros((0, 0), dtype=np.float32)
 _NO_COUNTS = np.zeros((0, 0), dtype=np.int64)
+_NO_RUNS = np.zeros((0, 2), dtype=np.uint64)
 
 
-def _mixed_precision(chi, eps, max_pulses, increment, x0, d0, scale, rest, lr, granularity, desired_bl, seed, event0,
-                     state, devices, count_up, count_down, weight, reference, counts) -> None:
+def _mixed_precision(chi, eps, max_pulses, increment, increment_runs, x0, d0, scale, rest, rest_runs, lr, granularity,
+                     desired_bl, seed, event0, state, devices, count_up, count_down, weight, reference, counts) -> None:
     """Checks and argument defaults of ``_mixed_precision_kernel`` (empty arrays stand for absent ones)."""
     if not 1 <= desired_bl <= MAX_BL:
         raise ValueError(f"desired_bl must be in 1..{MAX_BL}, got {desired_bl}")
     if weight is None:
         weight, reference = _NO_WEIGHT, np.zeros((0, 0))
-    chi, increment, scale, eps, cap = _transfer_arguments(chi, eps, max_pulses, increment, scale)
+    chi, increment, scale, eps, cap, increment_runs = _transfer_arguments(chi, eps, max_pulses, increment, scale,
+                                                                          increment_runs)
     constants = np.array([1.0, granularity, 1e-30, desired_bl, 1.0])
-    _mixed_precision_kernel(chi, increment, x0, d0, scale, rest, float(lr), eps, cap, constants, _LEVELS[np.float64],
-                            desired_bl, seed, event0, state, devices, count_up, count_down, weight, reference, counts)
+    _mixed_precision_kernel(chi, increment, increment_runs, x0, d0, scale, rest, rest_runs, float(lr), eps, cap,
+                            constants, _LEVELS[np.float64], desired_bl, seed, event0, state, devices, count_up,
+                            count_down, weight, reference, counts)
 
 
 def pulsed_transfer(
     chi: np.ndarray, eps: np.ndarray, max_pulses: int | None, increment: np.ndarray | None, scale: float,
     granularity: float, desired_bl: int, seed: int, event0: int, state: np.ndarray, devices: KernelDevice,
     count_up: np.ndarray, count_down: np.ndarray, weight: np.ndarray | None = None,
-    reference: np.ndarray | None = None,
+    reference: np.ndarray | None = None, runs: np.ndarray | None = None,
 ) -> np.ndarray:
     """Fast path of mixed precision's pulsed transfer in one pass over chi: ``transfer_counts``, then
     ``transfer_pulse_trains`` applied with ``apply_pulse_trains`` (identical chi, counts, states, counters and
-    read-out weight); returns the requested counts. ``eps``: (out, in) or a shared row (1, in)."""
+    read-out weight); returns the requested counts. ``eps``: (out, in) or a shared row (1, in); ``increment``:
+    every column, or the column ``runs`` of ``active_columns``."""
     counts = np.zeros(chi.shape, dtype=np.int64)  # zero pages: only the non-zero requests are written
-    _mixed_precision(chi, eps, max_pulses, increment, _NO_ROW, _NO_ROW, scale, _NO_MATRIX, 0.0, granularity,
-                     desired_bl, seed, event0, state, devices, count_up, count_down, weight, reference, counts)
+    _mixed_precision(chi, eps, max_pulses, increment, runs, _NO_ROW, _NO_ROW, scale, _NO_MATRIX, _NO_RUNS, 0.0,
+                     granularity, desired_bl, seed, event0, state, devices, count_up, count_down, weight, reference,
+                     counts)
     return counts
 
 
@@ -873,29 +892,70 @@ def pulsed_transfer_and_accumulate(
     chi: np.ndarray, eps: np.ndarray, max_pulses: int | None, x0: np.ndarray, d0: np.ndarray, rest: np.ndarray,
     lr: float, granularity: float, desired_bl: int, seed: int, event0: int, state: np.ndarray, devices: KernelDevice,
     count_up: np.ndarray, count_down: np.ndarray, weight: np.ndarray | None = None,
-    reference: np.ndarray | None = None,
+    reference: np.ndarray | None = None, rest_runs: np.ndarray | None = None,
 ) -> None:
     """Mixed precision's pulsed step after the first mini-batch, in one pass over chi: ``pulsed_transfer`` of the
     first sample's increment ``float32 d0^T x0`` (float32 rows (n_out,), (n_in,); scale ``-lr``), then
-    ``accumulate(chi, rest, lr)`` of the other samples' float32 increment ``rest`` (identical chi, states,
-    counters and read-out weight; the outer product is never stored and no counts are kept). ``eps``: (out, in)
-    or a shared row (1, in)."""
-    _mixed_precision(chi, eps, max_pulses, _NO_MATRIX, np.ascontiguousarray(x0, dtype=np.float32),
-                     np.ascontiguousarray(d0, dtype=np.float32), -lr, rest, lr, granularity, desired_bl, seed, event0,
-                     state, devices, count_up, count_down, weight, reference, _NO_COUNTS)
+    ``accumulate(chi, rest, lr, rest_runs)`` of the other samples' float32 increment ``rest`` (identical chi,
+    states, counters and read-out weight; the outer product is never stored and no counts are kept). ``eps``:
+    (out, in) or a shared row (1, in)."""
+    rest_runs = every_column(chi.shape[1]) if rest_runs is None else rest_runs
+    _mixed_precision(chi, eps, max_pulses, _NO_MATRIX, _NO_RUNS, np.ascontiguousarray(x0, dtype=np.float32),
+                     np.ascontiguousarray(d0, dtype=np.float32), -lr, rest, rest_runs, lr, granularity, desired_bl,
+                     seed, event0, state, devices, count_up, count_down, weight, reference, _NO_COUNTS)
 
 
 @njit(parallel=True, cache=True)
-def _accumulate_kernel(chi, increment, lr):
+def _accumulate_kernel(chi, increment, lr, runs):
     for i in prange(chi.shape[0]):
-        chi_row, increment_row = chi[i], increment[i]
-        for j in range(chi.shape[1]):
-            chi_row[j] -= lr * np.float64(increment_row[j])
+        _add_runs(chi[i], increment[i], runs, -lr)
 
 
-def accumulate(chi: np.ndarray, increment: np.ndarray, lr: float) -> None:
-    """``chi -= lr * float64(increment)`` in place (mixed precision's accumulation, no temporary arrays)."""
-    _accumulate_kernel(chi, increment, float(lr))
+def accumulate(chi: np.ndarray, increment: np.ndarray, lr: float, runs: np.ndarray | None = None) -> None:
+    """``chi -= lr * float64(increment)`` in place (mixed precision's accumulation, no temporary arrays);
+    ``increment`` covers every column, or only the column ``runs`` of ``active_columns``."""
+    _accumulate_kernel(chi, increment, float(lr), every_column(chi.shape[1]) if runs is None else runs)
+
+
+# ----------------------------------------------------------------------------------------- active columns
+@njit(cache=True)
+def _active_columns_kernel(x):
+    batch, n = x.shape
+    active = np.zeros(n, dtype=np.uint8)
+    for b in range(batch):
+        row = x[b]
+        for j in range(n):
+            active[j] |= row[j] != 0
+    runs = np.empty((n // 2 + 1, 2), dtype=np.uint64)  # runs are separated by inactive columns
+    columns = np.empty(n, dtype=np.uint64)
+    n_runs, n_active = 0, 0
+    for j in range(n):
+        if not active[j]:
+            continue
+        if j == 0 or not active[j - 1]:
+            runs[n_runs, 0] = j
+            n_runs += 1
+        runs[n_runs - 1, 1] = j + 1
+        columns[n_active] = j
+        n_active += 1
+    if n_active == n:
+        return runs[:n_runs].copy(), x
+    compact = np.empty((batch, n_active), dtype=x.dtype)
+    for b in range(batch):
+        row, compact_row = x[b], compact[b]
+        for c in range(n_active):
+            compact_row[c] = row[columns[c]]
+    return runs[:n_runs].copy(), compact
+
+
+def active_columns(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The columns of ``x`` (B, n) with a non-zero (or NaN) entry, as ``[start, stop)`` runs (n_runs, 2; uint64)
+    in order, and ``x`` restricted to them (B, n_active; ``x`` itself when every column is active).
+
+    The columns of ``d^T x`` outside the runs are sums of ``d x`` with x = 0: zeros, which leave chi as it is,
+    so mixed precision accumulates the product of the active columns only (MNIST's inputs: about 490 of 785
+    columns in a batch of 64)."""
+    return _active_columns_kernel(np.ascontiguousarray(x))
 
 
 @njit(parallel=True, cache=True)
@@ -954,6 +1014,9 @@ def compile_kernels() -> None:
         apply_pulse_counts(state, counts, params, 0, 0, up, down)
         transfer_pulse_trains(counts, np.ascontiguousarray(params.scale_up), 0.01, 31, 0, 0)
         accumulate(np.ones(shape), (d.T @ x).numpy(), 0.1)
+        for inputs in (x, torch.where(x > 0, x, 0.0)):  # every column active, some inactive
+            runs, compact = active_columns(inputs.numpy())
+            accumulate(np.ones(shape), (d.T @ torch.from_numpy(compact)).numpy(), 0.1, runs)
         for reference in (np.zeros(shape), np.broadcast_to(np.zeros(shape), shape)):
             weight = effective_weight(state, reference)
             apply_pulse_trains(state, trains, params, 0, 0, up, down, weight, reference)
@@ -975,7 +1038,8 @@ __all__ = [
     "pulse_probabilities", "bernoulli_bits", "draw_pulse_trains", "draw_pulse_trains_reference",
     "apply_pulse_trains", "apply_pulse_trains_reference",
     "apply_deterministic", "apply_pulse_counts", "apply_pulse_counts_reference",
-    "shared_row", "transfer_counts", "accumulate", "effective_weight", "compile_kernels",
+    "shared_row", "transfer_counts", "accumulate", "active_columns", "every_column", "effective_weight",
+    "compile_kernels",
 ]
 
 
