@@ -386,6 +386,54 @@ def test_fused_pulsed_transfer_equals_counts_trains_and_coincidences(kind: str, 
         np.testing.assert_array_equal(results[0][name], value, err_msg=name)
 
 
+@pytest.mark.parametrize("kind", ["piecewise", "softbounds", "powstep"])
+@pytest.mark.parametrize("c2c, max_pulses", [(0.0, None), (0.3, 4)])
+def test_fused_exact_transfer_equals_counts_then_pulse_counts(kind: str, c2c: float, max_pulses) -> None:
+    """``exact_transfer`` (one pass, dividing only near the threshold) leaves chi, the requested counts, states,
+    counters and read-out weight exactly as ``transfer_counts`` then ``apply_pulse_counts`` on the same keys,
+    with a silent row, a row of large requests, a non-zero reference, the increment dense or on column runs,
+    and without keeping the counts."""
+    devices = make_devices(kind, c2c)
+    params = pulsed.kernel_device(devices, SHAPE)
+    eps = params.scale_up.copy()
+    g = torch.Generator().manual_seed(31)
+    state0 = random_state(devices).numpy()
+    chi0 = (torch.randn(SHAPE, generator=g, dtype=torch.float64) * 3 * torch.from_numpy(eps)).numpy()
+    chi0[0] = 0.0  # a silent row
+    chi0[1] *= 40.0  # large requests
+    reference = 0.1 * torch.randn(SHAPE, generator=g, dtype=torch.float64).numpy()
+    x = sparse_inputs(g, 8, SHAPE[1])
+    d = torch.randn(8, SHAPE[0], generator=g)
+    d[:, 0] = 0.0
+    dense = (d.T @ x).numpy()
+    runs, _ = pulsed.active_columns(x.numpy())
+    on_runs = np.ascontiguousarray(dense[:, np.concatenate([np.arange(int(a), int(b)) for a, b in runs])])
+    results = {}
+    for variant in ("reference", "fused", "fused on runs", "fused without counts"):
+        chi, state = chi0.copy(), state0.copy()
+        up, down = np.zeros(SHAPE, np.int64), np.zeros(SHAPE, np.int64)
+        weight = pulsed.effective_weight(state, reference)
+        fields = {"chi": chi, "state": state, "up": up, "down": down, "weight": weight}
+        for step in range(3):
+            if variant == "reference":
+                counts = pulsed.transfer_counts(chi, eps, max_pulses, dense, -0.5)
+                pulsed.apply_pulse_counts(state, counts, params, 9, step, up, down, weight, reference)
+            else:
+                increment, given = (on_runs, runs) if variant == "fused on runs" else (dense, None)
+                counts = pulsed.exact_transfer(chi, eps, max_pulses, increment, -0.5, 9, step, state, params, up,
+                                               down, weight, reference, given, variant != "fused without counts")
+            if counts is not None:
+                fields[f"counts{step}"] = counts
+        results[variant] = fields
+    expected = results["reference"]
+    assert expected["up"].sum() + expected["down"].sum() > 20 and np.abs(expected["counts0"][1]).min() >= 4
+    assert not (expected["up"] + expected["down"])[0].any()
+    for variant, fields in results.items():
+        assert set(fields) == set(expected) or variant == "fused without counts"
+        for name, value in fields.items():
+            np.testing.assert_array_equal(value, expected[name], err_msg=f"{variant}: {name}")
+
+
 def test_accumulate_equals_the_numpy_expression() -> None:
     g = torch.Generator().manual_seed(6)
     chi = torch.randn(7, 9, generator=g, dtype=torch.float64).numpy()
@@ -494,6 +542,8 @@ def test_transfers_with_a_shared_threshold_row_equal_the_full_thresholds() -> No
             x, d = torch.randn(8, SHAPE[1], generator=g) * 3, torch.randn(8, SHAPE[0], generator=g)
             arguments = (0.01, 7, 9, step * SHAPE[0], state, params, up, down, weight, reference_weight)
             fields[f"counts{step}"] = pulsed.transfer_counts(chi, thresholds, 2, (d.T @ x).numpy(), -0.1)
+            fields[f"exact{step}"] = pulsed.exact_transfer(chi, thresholds, 2, (d.T @ x).numpy(), -0.1, 9, step,
+                                                           state, params, up, down, weight, reference_weight)
             fields[f"pulsed{step}"] = pulsed.pulsed_transfer(chi, thresholds, None, (d.T @ x).numpy(), -0.5,
                                                              *arguments)
             pulsed.pulsed_transfer_and_accumulate(chi, thresholds, None, x[0].numpy(), d[0].numpy(),

@@ -253,10 +253,15 @@ class MixedPrecisionLayer(Layer):
             return pulsed.pulsed_transfer(self.chi, self._kernel_eps, s.max_pulses, increment, scale, self.granularity,
                                           s.desired_bl, s.seed, step * tile.shape[0], tile.state, tile.params,
                                           tile.count_up, tile.count_down, tile.live_weight(), tile.reference, runs)
-        counts = pulsed.transfer_counts(self.chi, self._kernel_eps, s.max_pulses, increment, scale, runs)
-        pulsed.apply_pulse_counts(tile.state, counts, tile.params, s.seed, step, tile.count_up, tile.count_down,
-                                  tile.live_weight(), tile.reference)
-        return counts
+        return self._exact_transfer(step, increment, scale, runs, keep_counts=True)
+
+    def _exact_transfer(self, step: int, increment: np.ndarray | None, scale: float, runs: np.ndarray | None,
+                        keep_counts: bool) -> np.ndarray | None:
+        """One pass: ``transfer_counts``, then ``apply_pulse_counts`` (noise event ``step``)."""
+        s, tile = self.settings, self.tile
+        return pulsed.exact_transfer(self.chi, self._kernel_eps, s.max_pulses, increment, scale, s.seed, step,
+                                     tile.state, tile.params, tile.count_up, tile.count_down, tile.live_weight(),
+                                     tile.reference, runs, keep_counts)
 
     def update(self, x: Tensor, d: Tensor, lr: float, step: int) -> None:
         """``chi -= lr sum_b d_b x_b^T`` (the per-sample accumulation as one product, on the active columns of x:
@@ -269,7 +274,7 @@ class MixedPrecisionLayer(Layer):
         self.digital_macs += x.shape[0] * self.chi.size
         if self.settings.mp_transfer == "exact":
             product, runs = active_outer(d, x)
-            self.transfer(step, product, -lr, runs)
+            self._exact_transfer(step, product, -lr, runs, keep_counts=False)
             return
         if step == 0:
             product, runs = active_outer(d, x)

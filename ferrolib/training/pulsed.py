@@ -799,9 +799,9 @@ def _transfer_row_pulses(i, columns, counts, count, x_max, eps_row, constants, l
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _mixed_precision_kernel(chi, increment, increment_runs, x0, d0, scale, rest, rest_runs, lr, eps, cap, constants,
-                            levels, desired_bl, seed, event0, state, p, count_up, count_down, weight, reference,
-                            counts):
+def _mixed_precision_kernel(chi, increment, increment_runs, x0, d0, scale, rest, rest_runs, lr, eps, cap, exact,
+                            constants, levels, desired_bl, seed, event0, state, p, count_up, count_down, weight,
+                            reference, counts):
     """Row i in parallel, one pass over its chi (still in L1 for the second and third loop):
 
     1. ``chi += scale * change``: with a non-empty ``x0``, the change of one sample's outer product
@@ -810,8 +810,9 @@ def _mixed_precision_kernel(chi, increment, increment_runs, x0, d0, scale, rest,
        ``|value| < (1 - 2^-20) eps``: there ``value/eps`` rounds below 1, so ``n = 0`` and
        ``chi = value - 0 eps = value`` exactly; only a row with a device at or above that bound (or NaN) is
        passed again with the division;
-    2. ``_transfer_row_pulses`` of the row's non-zero requests ``-n eps``; with a non-empty ``counts`` the
-       requested counts are stored there;
+    2. ``exact``: ``|n|`` pulses of sign n on every device with a non-zero request, one at a time (pulse k keyed
+       ``(seed, event0, i, j, k)``, as ``apply_pulse_counts``); else ``_transfer_row_pulses`` of the row's
+       non-zero requests ``-n eps``. With a non-empty ``counts`` the requested counts are stored there;
     3. mixed precision's accumulation ``chi -= lr float64(rest)`` on the column runs of ``rest``."""
     n_out, n_in = chi.shape
     outer = x0.size > 0
@@ -838,14 +839,20 @@ def _mixed_precision_kernel(chi, increment, increment_runs, x0, d0, scale, rest,
                 if abs(chi_row[j]) < _SURELY_BELOW * eps_row[j]:
                     continue
                 n = _divide(chi_row, eps_row, cap, j)
-                if n != 0:
-                    if keep_counts:
-                        counts[i, j] = n
+                if n == 0:
+                    continue
+                if keep_counts:
+                    counts[i, j] = n
+                if exact:
+                    _pulse_device(state, i, j, abs(n), n > 0, p, seed, event0, count_up, count_down, weight,
+                                  reference)
+                else:
                     columns[count], requests[count] = j, n
                     x_max = max(x_max, abs(-(n * eps_row[j])))
                     count += 1
-            _transfer_row_pulses(i, columns, requests, count, x_max, eps_row, constants, levels, desired_bl, seed,
-                                 event0, state, p, count_up, count_down, weight, reference)
+            if not exact:
+                _transfer_row_pulses(i, columns, requests, count, x_max, eps_row, constants, levels, desired_bl, seed,
+                                     event0, state, p, count_up, count_down, weight, reference)
         if rest_runs.shape[0] > 0:
             _add_runs(chi_row, rest[i], rest_runs, -lr)
 
@@ -857,7 +864,8 @@ _NO_RUNS = np.zeros((0, 2), dtype=np.uint64)
 
 
 def _mixed_precision(chi, eps, max_pulses, increment, increment_runs, x0, d0, scale, rest, rest_runs, lr, granularity,
-                     desired_bl, seed, event0, state, devices, count_up, count_down, weight, reference, counts) -> None:
+                     desired_bl, seed, event0, state, devices, count_up, count_down, weight, reference, counts,
+                     exact=False) -> None:
     """Checks and argument defaults of ``_mixed_precision_kernel`` (empty arrays stand for absent ones)."""
     if not 1 <= desired_bl <= MAX_BL:
         raise ValueError(f"desired_bl must be in 1..{MAX_BL}, got {desired_bl}")
@@ -867,8 +875,25 @@ def _mixed_precision(chi, eps, max_pulses, increment, increment_runs, x0, d0, sc
                                                                           increment_runs)
     constants = np.array([1.0, granularity, 1e-30, desired_bl, 1.0])
     _mixed_precision_kernel(chi, increment, increment_runs, x0, d0, scale, rest, rest_runs, float(lr), eps, cap,
-                            constants, _LEVELS[np.float64], desired_bl, seed, event0, state, devices, count_up,
+                            exact, constants, _LEVELS[np.float64], desired_bl, seed, event0, state, devices, count_up,
                             count_down, weight, reference, counts)
+
+
+def exact_transfer(
+    chi: np.ndarray, eps: np.ndarray, max_pulses: int | None, increment: np.ndarray | None, scale: float, seed: int,
+    event: int, state: np.ndarray, devices: KernelDevice, count_up: np.ndarray, count_down: np.ndarray,
+    weight: np.ndarray | None = None, reference: np.ndarray | None = None, runs: np.ndarray | None = None,
+    keep_counts: bool = True,
+) -> np.ndarray | None:
+    """Fast path of mixed precision's exact transfer in one pass over chi: ``transfer_counts`` then
+    ``apply_pulse_counts`` with noise event ``event`` (identical chi, counts, states, counters and read-out
+    weight), dividing only where ``|chi| >= (1 - 2^-20) eps``; returns the requested counts (``keep_counts``),
+    else None. ``eps``: (out, in) or a shared row (1, in); ``increment``: every column, or the column ``runs`` of
+    ``active_columns``."""
+    counts = np.zeros(chi.shape, dtype=np.int64) if keep_counts else _NO_COUNTS  # zero pages: written where n != 0
+    _mixed_precision(chi, eps, max_pulses, increment, runs, _NO_ROW, _NO_ROW, scale, _NO_MATRIX, _NO_RUNS, 0.0, 0.0,
+                     1, seed, event, state, devices, count_up, count_down, weight, reference, counts, exact=True)
+    return counts if keep_counts else None
 
 
 def pulsed_transfer(
@@ -1011,6 +1036,10 @@ def compile_kernels() -> None:
         counts = transfer_counts(np.ones(shape), np.ascontiguousarray(params.scale_up), None,
                                  (d.T @ x).numpy(), -0.1)
         transfer_counts(np.ones(shape), params.scale_up, 2)
+        for keep_counts in (True, False):
+            exact_transfer(np.ones(shape), np.ascontiguousarray(params.scale_up), None, (d.T @ x).numpy(), -0.1, 0, 0,
+                           state, params, up, down, effective_weight(state, np.zeros(shape)), np.zeros(shape),
+                           keep_counts=keep_counts)
         apply_pulse_counts(state, counts, params, 0, 0, up, down)
         transfer_pulse_trains(counts, np.ascontiguousarray(params.scale_up), 0.01, 31, 0, 0)
         accumulate(np.ones(shape), (d.T @ x).numpy(), 0.1)
@@ -1038,7 +1067,7 @@ __all__ = [
     "pulse_probabilities", "bernoulli_bits", "draw_pulse_trains", "draw_pulse_trains_reference",
     "apply_pulse_trains", "apply_pulse_trains_reference",
     "apply_deterministic", "apply_pulse_counts", "apply_pulse_counts_reference",
-    "shared_row", "transfer_counts", "accumulate", "active_columns", "every_column", "effective_weight",
+    "shared_row", "transfer_counts", "exact_transfer", "accumulate", "active_columns", "every_column", "effective_weight",
     "compile_kernels",
 ]
 
