@@ -102,8 +102,9 @@ site: data $(SITE_INPUTS) ## render the executed notebooks, figures and claims t
 	$(BIN)/python -m ferrolib.site $(dir $(firstword $(SITE_INPUTS))) $(SITE_FIGURES) $(BUILD)/site
 
 BENCH_ARGS ?= --threads 1 2 --repeats 3
-bench: data ## training throughput of fp, sgd, mp and sps: 1 and 2 threads, 2 runs at once, ratios (BENCH_ARGS)
+bench: data ## training throughput of fp, sgd, mp and sps: 1 and 2 threads, 2 runs at once, ratios (BENCH_ARGS); serial share
 	$(BIN)/python benchmarks/train_throughput.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/serial_share.py
 
 CROSSCHECK_VENV ?= .crosscheck-venv
 CROSSCHECK_ARGS ?=
