@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from numba import njit
 
 from ferrolib.devices import DeviceArray
 from ferrolib.training import pulsed
@@ -477,6 +478,102 @@ def test_fused_pulsed_update_equals_draw_then_apply(kind: str, c2c: float) -> No
         assert (up + down)[:, 4].sum() == 0 and (up + down)[1].sum() == 0
         pulses += int(up.sum() + down.sum())
     assert pulses > 200
+
+
+@njit
+def _compact_draws(values, scale, one, bl, slots, seed, event0, tag):
+    """``_draw_compact`` of every row b (BL ``bl[b]``, drawn in ``slots[b]``) on the keys of ``bernoulli_bits``,
+    expanded back to dense words; also returns the slots where any line fired."""
+    words = np.zeros(values.shape, dtype=np.int64)
+    fired = np.zeros(values.shape[0], dtype=np.int64)
+    lines, compact = np.empty(values.shape[1], dtype=np.int64), np.empty(values.shape[1], dtype=np.int64)
+    for b in range(values.shape[0]):
+        key = pulsed._tag_key(pulsed._sample_hash(seed, event0 + b), tag)
+        count, fired[b] = pulsed._draw_compact(values[b], key, scale, one, bl[b], slots[b], lines, compact)
+        for c in range(count):
+            words[b, lines[c]] = compact[c]
+    return words, fired
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compact_draw_equals_line_bits_on_the_same_keys(dtype) -> None:
+    """The training kernel's drawing (``_draw_compact``: the vectorised one-slot blocks, else ``_draw_lines``)
+    fires exactly the lines and slots of ``bernoulli_bits`` (``_line_bits``) with ``p = min(scale |v|, 1)``, over
+    p of 0 (also -0), exactly 1, above 1, NaN and random, one slot and longer trains, all slots and some, rows
+    longer than one 64-line block."""
+    rng = np.random.default_rng(8)
+    values = (rng.standard_normal((40, 150)) * (rng.random((40, 150)) < 0.6)).astype(dtype)
+    values[:, :3] = [0.0, -0.0, np.nan]
+    scale, one = dtype(0.7), dtype(1.0)
+    values[:, 3], values[:, 4] = 1 / scale, -5.0  # p exactly 1 (when scale/scale rounds to 1), p > 1
+    bl = np.where(np.arange(40) < 24, 1, rng.integers(2, pulsed.MAX_BL + 1, 40))
+    full = (np.int64(1) << bl) - 1
+    some = np.where(np.arange(40) % 3 == 0, full & rng.integers(0, 2**62, 40), full)
+    probability = np.minimum(scale * np.abs(values), one).astype(np.float64)
+    reference = pulsed.bernoulli_bits(probability, bl, 5, 70, 1)
+    assert ((scale * np.abs(values[:, 3])) == 1).all() and ((probability > 0) & (probability < 1)).sum() > 2000
+    for slots in (full, some):
+        words, fired = _compact_draws(values, scale, one, bl, slots, 5, 70, 1)
+        np.testing.assert_array_equal(words, reference & slots[:, None])
+        np.testing.assert_array_equal(fired, np.bitwise_or.reduce(reference & slots[:, None], axis=1))
+    assert (reference[:24, 4] == 1).all() and (reference[:, :3] == 0).all()
+    assert 0 < (reference[:24] != 0).mean() < 0.5
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_magnitude_scan_equals_the_float_loop(dtype) -> None:
+    """``_magnitude_scan`` (integer max over the IEEE bits) gives the float loop's ``max(m, |v|)`` from 0, which
+    skips NaN, and the count of ``v != 0``, over signed zeros, NaN, infinity, subnormals and an all-zero row."""
+    rng = np.random.default_rng(9)
+    integer, magnitude_mask, infinity = pulsed._IEEE[dtype]
+    tiny = np.finfo(dtype).smallest_subnormal
+    rows = [rng.standard_normal(100).astype(dtype), np.array([-0.0, 0.0], dtype=dtype),
+            np.array([np.nan, -3.0, 2.0, np.nan], dtype=dtype), np.array([1.0, -np.inf, np.nan], dtype=dtype),
+            np.array([tiny, -2 * tiny, 0.0], dtype=dtype), np.zeros(70, dtype=dtype)]
+    for row in rows:
+        largest, nonzero = _scan(row.view(integer), magnitude_mask, infinity, dtype(1.0))
+        expected = dtype(0.0)
+        for value in row:
+            expected = abs(value) if abs(value) > expected else expected
+        assert (largest, nonzero) == (expected, np.count_nonzero(row)) and np.signbit(largest) == 0
+
+
+@njit
+def _scan(bits, magnitude_mask, infinity, one):
+    return pulsed._magnitude_scan(bits, magnitude_mask, infinity, one)
+
+
+@pytest.mark.parametrize("shape, dtype", [((7, 150), torch.float32), ((130, 9), torch.float64)])
+def test_fused_pulsed_update_with_one_slot_and_longer_trains_in_one_batch(shape, dtype) -> None:
+    """``pulsed_update`` on a batch whose samples have one-slot trains (the vectorised drawing) and longer ones
+    (``_draw_lines``), on rows longer than a 64-line block, with more columns than rows and fewer: states,
+    counters and read-out weight exactly as ``draw_pulse_trains_reference`` + ``apply_pulse_trains_reference``."""
+    g = torch.Generator().manual_seed(12)
+    ones = torch.ones(shape, dtype=torch.float64)
+    spread = 1.0 + 0.2 * torch.rand(shape, generator=g, dtype=torch.float64)
+    devices = DeviceArray("softbounds", -0.9 * spread, spread, 0.03 * spread, 0.02 * ones, dw_min=0.02, c2c=0.2)
+    params = pulsed.kernel_device(devices, shape)
+    x = torch.randn(12, shape[1], generator=g, dtype=dtype) * (torch.rand(12, shape[1], generator=g) < 0.4)
+    d = torch.randn(12, shape[0], generator=g, dtype=dtype)
+    x = x * torch.tensor([0.03, 0.3, 1.0, 3.0], dtype=dtype).repeat(3)[:, None]  # k from below 1 to above
+    d[5] = 0.0
+    lr, dw_min, desired_bl = 0.05, 0.02, 31
+    bl = pulsed.pulse_probabilities(x, d, lr, dw_min, desired_bl)[2]
+    assert (bl == 1).sum() >= 3 and (bl > 1).sum() >= 3 and bl[5] == 0
+    state = devices.w_min + torch.rand(shape, generator=g, dtype=torch.float64) * (devices.w_max - devices.w_min)
+    fast, reference_weight = state.numpy().copy(), np.full(shape, 0.05)
+    weight = (fast - reference_weight).astype(np.float32)
+    up, down = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+    pulsed.pulsed_update(x, d, lr, dw_min, desired_bl, 4, 90, fast, params, up, down, weight, reference_weight)
+    trains = pulsed.draw_pulse_trains_reference(x, d, lr, dw_min, desired_bl, 4, 90)
+    ref_up, ref_down = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+    reference = pulsed.apply_pulse_trains_reference(state, trains, devices, 4, 90, ref_up, ref_down)
+    np.testing.assert_array_equal(up, ref_up)
+    np.testing.assert_array_equal(down, ref_down)
+    np.testing.assert_allclose(fast, reference.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(weight, (fast - reference_weight).astype(np.float32))
+    one_slot = (bl == 1).numpy()
+    assert (up + down).sum() > 100 and (trains.x_bits[one_slot] != 0).sum() > 0
 
 
 @pytest.mark.parametrize("c2c, max_pulses, batch", [(0.0, None, 8), (0.3, 2, 8), (0.0, None, 1)])

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 from torch import Tensor
 
 from ..devices import MODEL_KINDS, DeviceArray
@@ -342,13 +344,25 @@ def _draw_arguments(x: Tensor, d: Tensor, lr: float, dw_min: float, desired_bl: 
     if not 1 <= desired_bl <= MAX_BL:
         raise ValueError(f"desired_bl must be in 1..{MAX_BL}, got {desired_bl}")
     dtype = torch.promote_types(x.dtype, d.dtype)
-    x_np, d_np = x.detach().to(dtype).contiguous().numpy(), d.detach().to(dtype).contiguous().numpy()
+    x_np, d_np = _contiguous_array(x, dtype), _contiguous_array(d, dtype)
     constants = np.array([lr, dw_min, 1e-30, desired_bl, 1.0], dtype=x_np.dtype)
     return x_np, d_np, constants, _LEVELS[x_np.dtype.type]
 
 
+def _contiguous_array(values: Tensor, dtype: torch.dtype) -> np.ndarray:
+    """``values.detach().to(dtype).contiguous().numpy()``, skipping the steps that would return it unchanged (each
+    costs about a microsecond of Python, for x and d of every layer and mini-batch)."""
+    if values.dtype != dtype or values.requires_grad or not values.is_contiguous():
+        values = values.detach().to(dtype).contiguous()
+    return values.numpy()
+
+
 _LEVELS = {t: np.arange(MAX_BL + 1, dtype=t) for t in (np.float32, np.float64)}
 """``levels[n] = n`` in each dtype the draw kernel runs in (a train length as a float of that dtype)."""
+
+_IEEE = {np.float32: (np.int32, np.int32(0x7FFFFFFF), np.int32(0x7F800000)),
+         np.float64: (np.int64, np.int64(0x7FFFFFFFFFFFFFFF), np.int64(0x7FF0000000000000))}
+"""Per float dtype: the integer of its width, the mask of |v|'s bits and the bits of +inf (``_magnitude_scan``)."""
 
 
 def draw_pulse_trains_reference(
@@ -483,14 +497,86 @@ def _draw_lines(values, key, scale, one, n_slots, slots, lines, words):
     return count, fired
 
 
+@intrinsic
+def _float_from_bits(typingctx, bits, like):
+    """The float of ``like``'s type whose IEEE bits are the low bits of the integer ``bits`` (an LLVM bitcast)."""
+    if not (isinstance(bits, types.Integer) and isinstance(like, types.Float) and bits.bitwidth >= like.bitwidth):
+        return None
+
+    def codegen(context, builder, signature, args):
+        value = args[0]
+        if bits.bitwidth > like.bitwidth:
+            value = builder.trunc(value, ir.IntType(like.bitwidth))
+        return builder.bitcast(value, context.get_value_type(like))
+
+    return like(bits, like), codegen
+
+
+@njit(cache=True, inline="always")
+def _magnitude_scan(bits, magnitude_mask, infinity, one):
+    """``(max(..max(max(0, |v_0|), |v_1|)..), number of v != 0)`` of a row v (in the type of ``one``) from its
+    IEEE bits ``bits`` (the row as integers of the float's width), in one branch-free pass that vectorises.
+
+    numba's ``max(m, a)`` is ``a if a > m else m``, so the float loop skips NaN; it does not vectorise (no
+    fast-math). For floats that are not NaN, the bits of |v|, ``bits & magnitude_mask``, order as |v| does, so
+    the integer maximum over the bits at or below ``infinity`` (NaN lies above) is the bits of the float maximum
+    (-0 and +0 both give 0, the start value). ``v != 0`` exactly when ``|v|``'s bits are not 0 (NaN included)."""
+    largest, nonzero = magnitude_mask & 0, 0
+    for k in range(bits.shape[0]):
+        magnitude = bits[k] & magnitude_mask
+        largest = max(largest, magnitude if magnitude <= infinity else magnitude & 0)
+        nonzero += magnitude != 0
+    return _float_from_bits(largest, one), nonzero
+
+
+_BLOCK = 64
+"""Lines per block of ``_draw_single_slot``: one int64 mask."""
+
+
+@njit(cache=True, inline="always")
+def _draw_single_slot(values, key, scale, one, lines, words):
+    """``_draw_lines`` of a one-slot train (``n_slots = slots = 1``), in blocks of 64 lines with a branch-free
+    inner loop that vectorises: bit k of the mask of the block from ``start`` is ``u < p`` of line
+    ``start + k``, ``p = min(scale |v|, one)``, ``u`` the top 53 bits of ``mix(mix(key ^ (line + golden)) +
+    golden)`` over 2^53, exactly ``_line_bits``'s hash and comparison in slot 0. It equals ``_line_bits``
+    without its two shortcuts: ``0 <= u < 1``, so ``p <= 0`` never fires and ``p >= 1`` always does, as there
+    (and NaN never, as there). The firing lines are then read off the mask's set bits, in order, with word 1."""
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    n, count = values.shape[0], 0
+    for start in range(0, n, _BLOCK):
+        block, mask = values[start:start + _BLOCK], 0  # indices from 0 in a view: contiguous loads, no gather
+        for k in range(block.shape[0]):
+            p = min(scale * abs(block[k]), one)
+            h = _mix(key ^ (np.uint64(start + k) + golden)) + golden
+            fires = float(_mix(h) >> np.uint64(11)) * (1.0 / 9007199254740992.0) < p
+            mask |= np.int64(fires) << k
+        while mask != 0:
+            lines[count], words[count] = start + _popcount((mask & -mask) - 1), 1
+            count += 1
+            mask &= mask - 1
+    return count, min(count, 1)
+
+
+@njit(cache=True, inline="always")
+def _draw_compact(values, key, scale, one, n_slots, slots, lines, words):
+    """What ``_draw_lines`` returns, by ``_draw_single_slot`` for a one-slot train drawn in its slot."""
+    if n_slots == 1 and slots == 1:
+        return _draw_single_slot(values, key, scale, one, lines, words)
+    return _draw_lines(values, key, scale, one, n_slots, slots, lines, words)
+
+
 @njit(parallel=True, cache=True)
-def _train_update_kernel(x, d, constants, levels, desired_bl, balanced, bl_management, seed, event0, state, p,
-                         count_up, count_down, weight, reference):
+def _train_update_kernel(x, d, x_ieee, d_ieee, magnitude_mask, infinity, constants, levels, desired_bl, balanced,
+                         bl_management, seed, event0, state, p, count_up, count_down, weight, reference):
     """``_draw_kernel`` with ``live_slots_only`` and ``_coincidence_kernel`` fused, with the trains kept compact.
 
-    1. Samples in parallel: scales of ``_train_scales``; the side with fewer non-zero lines drawn first, the other
-       only in the slots where it fires, both restricted to the slots where both fire; only the firing lines are
-       stored (line, word).
+    1. Samples in parallel: max |v| and the non-zero count of x and d (``_magnitude_scan``: the float loop's
+       values, vectorised), scales of ``_train_scales``; one side drawn first, the other only in the slots where
+       it fires, both restricted to the slots where both fire; only the firing lines are stored (line, word), by
+       ``_draw_compact`` (``_draw_lines``; one-slot trains, the common case with BL management, vectorised).
+       The final words are ``x & OR_i d`` and ``d & OR_j x`` of the full draws whichever side goes first, so the
+       order only sets the cost: a one-slot side costs its length (every line hashed), first the shorter; a
+       longer train hashes only its non-zero lines, first the side with fewer.
     2. The firing rows grouped by row (samples in order).
     3. Rows in parallel: for each sample where row i fires, each firing column j: ``popcount(d & x)`` pulses on
        device (i, j) in a row, pulse k keyed ``(seed, event0 + b, i, j, k)``: the per-device order and keys of
@@ -506,14 +592,8 @@ def _train_update_kernel(x, d, constants, levels, desired_bl, balanced, bl_manag
     d_lines = np.empty((batch, n_out), dtype=np.int64)
     d_words = np.empty((batch, n_out), dtype=np.int64)
     for b in prange(batch):
-        x_max, x_nonzero = one - one, 0
-        for j in range(n_in):
-            x_max = max(x_max, abs(x[b, j]))
-            x_nonzero += x[b, j] != 0
-        d_max, d_nonzero = one - one, 0
-        for i in range(n_out):
-            d_max = max(d_max, abs(d[b, i]))
-            d_nonzero += d[b, i] != 0
+        x_max, x_nonzero = _magnitude_scan(x_ieee[b], magnitude_mask, infinity, one)
+        d_max, d_nonzero = _magnitude_scan(d_ieee[b], magnitude_mask, infinity, one)
         n_slots, scale_x, scale_d = _train_scales(x_max, d_max, constants, levels, desired_bl, balanced,
                                                   bl_management)
         if n_slots == 0:
@@ -521,14 +601,14 @@ def _train_update_kernel(x, d, constants, levels, desired_bl, balanced, bl_manag
         full = (1 << n_slots) - 1
         sample = _sample_hash(seed, event0 + b)
         x_key, d_key = _tag_key(sample, 0), _tag_key(sample, 1)
-        if x_nonzero <= d_nonzero:
-            nx, live = _draw_lines(x[b], x_key, scale_x, one, n_slots, full, x_lines[b], x_words[b])
-            nd, both = _draw_lines(d[b], d_key, scale_d, one, n_slots, live, d_lines[b], d_words[b])
+        if x_nonzero <= d_nonzero if n_slots > 1 else n_in <= n_out:
+            nx, live = _draw_compact(x[b], x_key, scale_x, one, n_slots, full, x_lines[b], x_words[b])
+            nd, both = _draw_compact(d[b], d_key, scale_d, one, n_slots, live, d_lines[b], d_words[b])
             for c in range(nx):
                 x_words[b, c] &= both
         else:
-            nd, live = _draw_lines(d[b], d_key, scale_d, one, n_slots, full, d_lines[b], d_words[b])
-            nx, both = _draw_lines(x[b], x_key, scale_x, one, n_slots, live, x_lines[b], x_words[b])
+            nd, live = _draw_compact(d[b], d_key, scale_d, one, n_slots, full, d_lines[b], d_words[b])
+            nx, both = _draw_compact(x[b], x_key, scale_x, one, n_slots, live, x_lines[b], x_words[b])
             for c in range(nd):
                 d_words[b, c] &= both
         x_count[b], d_count[b] = nx, nd
@@ -570,8 +650,10 @@ def pulsed_update(
     x_np, d_np, constants, levels = _draw_arguments(x, d, lr, dw_min, desired_bl)
     if weight is None:
         weight, reference = _NO_WEIGHT, np.zeros((0, 0))
-    _train_update_kernel(x_np, d_np, constants, levels, desired_bl, update_management or bl_management,
-                         bl_management, seed, event0, state, devices, count_up, count_down, weight, reference)
+    integer, magnitude_mask, infinity = _IEEE[x_np.dtype.type]
+    _train_update_kernel(x_np, d_np, x_np.view(integer), d_np.view(integer), magnitude_mask, infinity, constants,
+                         levels, desired_bl, update_management or bl_management, bl_management, seed, event0, state,
+                         devices, count_up, count_down, weight, reference)
 
 
 def apply_pulse_trains_reference(
