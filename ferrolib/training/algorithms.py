@@ -99,10 +99,11 @@ def active_outer(d: Tensor, x: Tensor) -> tuple[np.ndarray, np.ndarray]:
     (out, n_active) float32 and the column runs it covers. The other columns of ``d^T x`` are zeros. Each kept
     column equals ``batch_outer``'s bit for bit (tested at the network's shapes), so mixed precision skips MNIST's
     blank pixels at no change in its numbers; below ``ACTIVE_OUTER_MIN_SHAPE`` the product covers every column."""
-    runs, compact = pulsed.active_columns(x.numpy())
-    if d.shape[1] < ACTIVE_OUTER_MIN_SHAPE[0] or compact.shape[1] < ACTIVE_OUTER_MIN_SHAPE[1]:
-        return batch_outer(d, x).numpy(), pulsed.every_column(x.shape[1])
-    return batch_outer(d, torch.from_numpy(compact)).numpy(), runs
+    if d.shape[1] >= ACTIVE_OUTER_MIN_SHAPE[0]:
+        runs, compact = pulsed.active_columns(x.numpy())
+        if compact.shape[1] >= ACTIVE_OUTER_MIN_SHAPE[1]:
+            return batch_outer(d, torch.from_numpy(compact)).numpy(), runs
+    return batch_outer(d, x).numpy(), pulsed.every_column(x.shape[1])
 
 
 class Layer:

@@ -1028,6 +1028,15 @@ def accumulate(chi: np.ndarray, increment: np.ndarray, lr: float, runs: np.ndarr
 @njit(cache=True)
 def _active_columns_kernel(x):
     batch, n = x.shape
+    dense = batch > 0
+    for j in range(n):  # a first row without zeros (a hidden layer's sigmoid outputs): every column is active
+        if x[0, j] == 0:
+            dense = False
+            break
+    if dense:
+        runs = np.empty((1, 2), dtype=np.uint64)
+        runs[0, 0], runs[0, 1] = 0, n
+        return runs, x
     active = np.zeros(n, dtype=np.uint8)
     for b in range(batch):
         row = x[b]
