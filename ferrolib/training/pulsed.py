@@ -743,20 +743,11 @@ def apply_deterministic(
 @njit(parallel=True, cache=True)
 def _counts_kernel(state, counts, p, seed, event, count_up, count_down, weight, reference):
     n_out, n_in = state.shape
-    keep_weight = weight.size > 0
     for i in prange(n_out):
         for j in range(n_in):
             n = counts[i, j]
-            if n == 0:
-                continue
-            up = n > 0
-            state[i, j] = _apply_steps(state[i, j], abs(n), up, i, j, p, seed, event)
-            if keep_weight:
-                weight[i, j] = state[i, j] - reference[i, j]
-            if up:
-                count_up[i, j] += n
-            else:
-                count_down[i, j] -= n
+            if n != 0:
+                _pulse_device(state, i, j, abs(n), n > 0, p, seed, event, count_up, count_down, weight, reference)
 
 
 def apply_pulse_counts(
@@ -1158,8 +1149,8 @@ __all__ = [
     "pulse_probabilities", "bernoulli_bits", "draw_pulse_trains", "draw_pulse_trains_reference",
     "apply_pulse_trains", "apply_pulse_trains_reference",
     "apply_deterministic", "apply_pulse_counts", "apply_pulse_counts_reference",
-    "shared_row", "transfer_counts", "exact_transfer", "accumulate", "active_columns", "every_column", "effective_weight",
-    "compile_kernels",
+    "shared_row", "transfer_counts", "exact_transfer", "accumulate", "active_columns", "every_column",
+    "effective_weight", "compile_kernels",
 ]
 
 
