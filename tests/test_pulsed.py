@@ -408,7 +408,7 @@ def test_fused_exact_transfer_equals_counts_then_pulse_counts(kind: str, c2c: fl
     d[:, 0] = 0.0
     dense = (d.T @ x).numpy()
     runs, _ = pulsed.active_columns(x.numpy())
-    on_runs = np.ascontiguousarray(dense[:, np.concatenate([np.arange(int(a), int(b)) for a, b in runs])])
+    on_runs = np.ascontiguousarray(dense[:, run_columns(runs)])
     results = {}
     for variant in ("reference", "fused", "fused on runs", "fused without counts"):
         chi, state = chi0.copy(), state0.copy()
@@ -660,6 +660,11 @@ def sparse_inputs(g: torch.Generator, batch: int, n: int) -> torch.Tensor:
     return x
 
 
+def run_columns(runs: np.ndarray) -> np.ndarray:
+    """The column indices that ``[start, stop)`` runs cover, in order."""
+    return np.concatenate([np.arange(int(start), int(stop)) for start, stop in runs])
+
+
 def test_active_columns_are_the_non_zero_columns_as_runs() -> None:
     """``active_columns`` gives the columns with a non-zero (or NaN) entry as ``[start, stop)`` runs, and x on
     them, as numpy's boolean indexing does; with every column active it returns x itself."""
@@ -697,11 +702,14 @@ def test_active_outer_equals_the_full_product_on_every_column(batch: int, n_out:
     g = torch.Generator().manual_seed(22 + batch + n_out + n_in)
     mnist = append_bias(load_data(TrainConfig.smoke("fp")).train_x) if n_in == 785 else None
     for trial in range(10):
-        x = sparse_inputs(g, batch, n_in) if mnist is None or trial % 2 else mnist[(trial * batch) % (len(mnist) - batch):][:batch]
+        if mnist is None or trial % 2:
+            x = sparse_inputs(g, batch, n_in)
+        else:
+            x = mnist[(trial * batch) % (len(mnist) - batch):][:batch]
         d = torch.randn(batch, n_out, generator=g) * 1e-3
         full = batch_outer(d, x).numpy()
         product, runs = active_outer(d, x)
-        columns = np.concatenate([np.arange(int(start), int(stop)) for start, stop in runs])
+        columns = run_columns(runs)
         np.testing.assert_array_equal(product, full[:, columns])
         skipped = np.setdiff1d(np.arange(n_in), columns)
         assert not full[:, skipped].any()
@@ -731,8 +739,8 @@ def test_transfers_on_column_runs_equal_the_dense_increment() -> None:
             runs, rest_runs = pulsed.active_columns(x.numpy())[0], pulsed.active_columns(x[1:].numpy())[0]
             given, given_rest = (runs, rest_runs) if on_runs else (None, None)
             if on_runs:  # the same products on the active columns only
-                product, rest_product = (np.ascontiguousarray(matrix[:, np.concatenate([np.arange(int(r[0]), int(r[1])) for r in rs])])
-                                         for matrix, rs in ((product, runs), (rest_product, rest_runs)))
+                product = np.ascontiguousarray(product[:, run_columns(runs)])
+                rest_product = np.ascontiguousarray(rest_product[:, run_columns(rest_runs)])
             arguments = (0.01, 7, 9, step * SHAPE[0], state, params, up, down, weight, np.zeros(SHAPE))
             fields[f"counts{step}"] = pulsed.transfer_counts(chi, eps, 3, product, -0.2, given)
             pulsed.accumulate(chi, product, 0.3, given)
