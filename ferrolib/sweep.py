@@ -14,6 +14,11 @@ import difflib
 import itertools
 import math
 import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 import tomllib
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -24,7 +29,7 @@ import xarray as xr
 import yaml
 from tqdm.auto import tqdm
 
-from . import energy, paths, provenance
+from . import energy, measurements, paths, provenance, validation
 from .threads import available_cores, default_threads, set_threads
 
 RunFunction = Callable[..., xr.Dataset]
@@ -80,9 +85,13 @@ class Sweep:
             raise ValueError(f"Sweep.base ({type(self.base).__name__}) lacks the field(s) {missing}")
         if self.learning_rates and self.lr_by_algorithm:
             raise ValueError("give either learning_rates (a dimension) or lr_by_algorithm, not both")
+        validation.check_name(self.name, "sweep name")
+        for device in self.devices:
+            validation.check_name(device, "sweep device")
         for dim, values in self.axes().items():
             if len(set(values)) != len(values):
                 raise ValueError(f"sweep axis {dim!r} has repeated values: {values}")
+        validation.check_distinct_widths(self.axes()["pulse_width"])
 
     def axes(self) -> dict[str, list]:
         """Dimension -> values, in grid order (``learning_rate`` only when swept)."""
@@ -205,6 +214,9 @@ def run_sweep(
     """
     results_dir = provenance.check_writable_dir(Path(results_dir) if results_dir else paths.RESULTS,
                                                 "results directory")
+    check_device_areas(sweep)
+    if isinstance(scheduler, str):
+        scheduler = connect(scheduler)
     rows = plan(sweep, results_dir, key_of or default_key_function(run))
     invalid = [f"{point_label(sweep, point)}: {status.removeprefix('invalid: ')}"
                for point, _, _, status in rows if status.startswith("invalid")]
@@ -229,6 +241,76 @@ def run_sweep(
     return combine(sweep, results, energy_model or energy.EnergyModel())
 
 
+SCHEDULER_TIMEOUT_S = 10.0
+"""How long (s) ``connect`` tries to reach a dask scheduler before it gives up with one line."""
+
+
+def connect(address: str, timeout_s: float = SCHEDULER_TIMEOUT_S) -> Any:
+    """A ``distributed.Client`` of the scheduler at ``address``; ValueError naming it if it cannot be reached within
+    ``timeout_s`` seconds."""
+    import logging
+
+    from distributed import Client
+
+    quiet = [logging.getLogger(name) for name in ("distributed", "distributed.client", "distributed.comm")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        return Client(address, timeout=f"{timeout_s}s")
+    except (OSError, TimeoutError, ValueError) as error:
+        raise ValueError(f"scheduler {address}: unreachable within {timeout_s:g} s "
+                         f"({type(error).__name__}: {' '.join(str(error).split())[:160]})") from None
+    finally:
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
+
+
+def check_device_areas(sweep: Sweep) -> None:
+    """ValueError naming every measured device of ``sweep`` whose area is unknown (``measurements.device_area``
+    is NaN): the energy ledger of every run needs it, so such a sweep would fail after all its training."""
+    from .training.run import SYNTHETIC_DEVICES
+
+    if set(sweep.axes()["algorithm"]) <= {"fp"}:
+        return
+    unknown = [d for d in sweep.axes()["device"]
+               if d not in SYNTHETIC_DEVICES and math.isnan(measurements.device_area(d))]
+    if unknown:
+        raise ValueError(f"sweep {sweep.name!r}: device {', '.join(unknown)}: "
+                         f"{measurements.area_note(unknown[0])}; the energy ledger needs the area, nothing was run")
+
+
+PARENT_POLL_S = 0.5
+"""Interval (s) at which a sweep worker checks that the process that started it is still alive."""
+
+
+def _worker_init(parent: int) -> None:
+    """Set up a local sweep worker: Ctrl-C goes to the parent only (which stops the workers), and the worker ends
+    itself when its parent is gone (killed, crashed), so no worker outlives a sweep."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ferrolib-parent-watch", daemon=True).start()
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate every worker process of ``pool`` (an interrupted run keeps its last checkpoint) and wait for them."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+            process.join(5)
+
+
 def _dispatch(pending: list, run: RunFunction | None, results_dir: Path, n_workers: int | None,
               scheduler: Any) -> Iterator[tuple[tuple, Any, xr.Dataset]]:
     """Yield ``(key, config, result)`` as runs finish, on dask, a local process pool, or in this process."""
@@ -238,7 +320,7 @@ def _dispatch(pending: list, run: RunFunction | None, results_dir: Path, n_worke
     if scheduler is not None:
         from distributed import Client, as_completed
 
-        client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+        client = scheduler if isinstance(scheduler, Client) else connect(scheduler)
         try:
             futures = {client.submit(_execute, run, cfg, str(results_dir), 1, pure=False): (key, cfg)
                        for key, cfg in pending}
@@ -255,18 +337,18 @@ def _dispatch(pending: list, run: RunFunction | None, results_dir: Path, n_worke
         for key, cfg in pending:
             yield key, cfg, _execute(run, cfg, str(results_dir), None)
         return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                               initargs=(os.getpid(),))
+    try:
         futures = {pool.submit(_execute, run, cfg, str(results_dir), threads): (key, cfg) for key, cfg in pending}
-        try:
-            remaining = set(futures)
-            while remaining:
-                done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
-                for future in done:
-                    key, cfg = futures[future]
-                    yield key, cfg, future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+        remaining = set(futures)
+        while remaining:
+            done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+            for future in done:
+                key, cfg = futures[future]
+                yield key, cfg, future.result()
+    finally:
+        _stop_workers(pool)
 
 
 def combine(sweep: Sweep, results: dict[tuple, xr.Dataset], energy_model: energy.EnergyModel) -> xr.Dataset:
@@ -315,7 +397,9 @@ def _data_kind(result: xr.Dataset) -> str:
 
 def sweep_path(sweep: Sweep, results_dir: str | Path | None = None) -> Path:
     """Where the combined Dataset of ``sweep`` is written."""
-    return Path(results_dir or paths.RESULTS) / "sweeps" / f"{sweep.name}_{provenance.config_hash(sweep)}.nc"
+    folder = Path(results_dir or paths.RESULTS) / "sweeps"
+    return validation.inside(folder / f"{validation.check_name(sweep.name, 'sweep name')}_"
+                                      f"{provenance.config_hash(sweep)}.nc", folder, "sweep file")
 
 
 # ---------------------------------------------------------------------------------------------- config files
@@ -324,7 +408,7 @@ def resolve_sweep_config(name_or_path: str | Path) -> Path:
     text = str(name_or_path)
     if text.endswith((".toml", ".yaml", ".yml")):
         return Path(text)
-    return paths.ROOT / "sweeps" / f"{text}.toml"
+    return paths.ROOT / "sweeps" / f"{validation.check_name(text, 'sweep')}.toml"
 
 
 def load_sweep_config(path: str | Path, base_factory: Callable[..., Any] | None = None) -> tuple[Sweep, dict]:
@@ -337,7 +421,12 @@ def load_sweep_config(path: str | Path, base_factory: Callable[..., Any] | None 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: sweep configuration not found")
-    text = path.read_text()
+    if not path.is_file():
+        raise ValueError(f"{path}: is a directory, not a sweep file (.toml or .yaml)")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: cannot read the sweep file ({type(error).__name__}: {error})") from None
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
@@ -349,6 +438,7 @@ def load_sweep_config(path: str | Path, base_factory: Callable[..., Any] | None 
         from .training import TrainConfig as base_factory
     base_values = _table(data, "base", path)
     _check_keys(base_values, [f.name for f in dataclasses.fields(base_factory)], "[base] key", path)
+    _check_values(lambda: validation.check_fields(base_values, base_factory, "[base]"), path)
     try:
         base = base_factory(**base_values)
     except TypeError as error:
@@ -356,16 +446,20 @@ def load_sweep_config(path: str | Path, base_factory: Callable[..., Any] | None 
                          f"{error}") from error
     grid = _table(data, "sweep", path)
     _check_keys(grid, [f.name for f in dataclasses.fields(Sweep) if f.name != "base"], "[sweep] key", path)
-    sweep = Sweep(base=base, **grid)
+    _check_values(lambda: _check_grid(grid), path)
+    sweep = _check_values(lambda: canonical_widths(Sweep(base=base, **grid)), path)
     _check_keys(sweep.lr_by_algorithm, sweep.axes()["algorithm"], "[sweep.lr_by_algorithm] algorithm", path)
     options = _table(data, "run", path)
     _check_keys(options, RUN_OPTIONS, "[run] key", path)
+    _check_values(lambda: _check_run_options(options), path)
     options["energy_model"] = energy_model_from_options(_table(data, "energy", path), origin=str(path))
     variants = _table(data, "variants", path)
     for name in variants:
         overrides = _table(variants, name, path)
         _check_keys(overrides, [f.name for f in dataclasses.fields(base_factory)] + list(VARIANT_GRID_KEYS),
                     f"[variants.{name}] key", path)
+        _check_values(lambda: validation.check_fields(overrides, base_factory, f"[variants.{name}]"), path)
+        _check_values(lambda: _check_grid({k: v for k, v in overrides.items() if k in VARIANT_GRID_KEYS}), path)
         try:
             variant_sweeps(sweep, {name: overrides})
         except (TypeError, ValueError) as error:
@@ -395,6 +489,66 @@ SECTIONS: tuple[str, ...] = ("sweep", "base", "run", "energy", "variants")
 
 RUN_OPTIONS: tuple[str, ...] = ("n_workers", "scheduler", "results_dir")
 """Keys of a sweep file's ``[run]`` table."""
+
+
+def _check_values(check: Callable[[], Any], path: Path) -> Any:
+    """``check()``'s value; its ValueError or TypeError becomes one ValueError line naming the sweep file."""
+    try:
+        return check()
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+_GRID_TYPES: dict[str, Any] = {"devices": str, "pulse_widths": float, "algorithms": str, "seeds": int,
+                               "learning_rates": float}
+"""Element type of every list of a sweep file's ``[sweep]`` table."""
+
+
+def _check_grid(grid: dict) -> None:
+    """Types of a ``[sweep]`` table: lists of names, numbers and seeds (``validation``), a dict of learning rates
+    and a name; ValueError naming the first wrong value (``seeds = 1``, ``seeds = [0, 1.5]``)."""
+    for key, kind in _GRID_TYPES.items():
+        if key not in grid:
+            continue
+        for index, value in enumerate(validation.check_list(grid[key], f"[sweep] {key}")):
+            what = f"[sweep] {key}[{index}]"
+            if key == "seeds":
+                validation.check_seed(value, what)
+            else:
+                validation.check_type(value, kind, what)
+            if key == "devices":
+                validation.check_name(value, what)
+    if "lr_by_algorithm" in grid:
+        validation.check_type(grid["lr_by_algorithm"], dict[str, float], "[sweep] lr_by_algorithm")
+        for algorithm, lr in grid["lr_by_algorithm"].items():
+            validation.check_type(lr, float, f"[sweep.lr_by_algorithm] {algorithm}")
+    if "name" in grid:
+        validation.check_name(grid["name"], "[sweep] name")
+
+
+def _check_run_options(options: dict) -> None:
+    """Types of a ``[run]`` table: ``n_workers`` an integer >= 1, ``scheduler`` and ``results_dir`` text."""
+    if "n_workers" in options:
+        validation.check_positive_int(options["n_workers"], "[run] n_workers")
+    for key in ("scheduler", "results_dir"):
+        if key in options:
+            validation.check_type(options[key], str, f"[run] {key}")
+
+
+def canonical_widths(sweep: Sweep) -> Sweep:
+    """``sweep`` with every pulse width within ``measurements.PULSE_WIDTH_RTOL`` of a width measured for one of its
+    devices replaced by that width (``validation.canonical_pulse_width``): one run, one key."""
+    from .training.run import SYNTHETIC_DEVICES
+
+    measured = [d for d in sweep.axes()["device"] if d not in SYNTHETIC_DEVICES]
+    if not (sweep.pulse_widths and measured):
+        return sweep
+    widths = []
+    for width in sweep.pulse_widths:
+        snapped = {validation.canonical_pulse_width(d, float(width)) for d in measured}
+        snapped.discard(float(width))
+        widths.append(min(snapped) if snapped else float(width))
+    return dataclasses.replace(sweep, pulse_widths=widths) if widths != list(sweep.pulse_widths) else sweep
 
 
 def _table(data: dict, name: str, path: Path) -> dict:
