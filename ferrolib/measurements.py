@@ -631,10 +631,14 @@ def describe_ramps(ramps: Mapping[str, Sequence[xr.Dataset]]) -> str:
 def inventory(source: str | Path | None = None) -> pandas.DataFrame:
     """One row per measurement file: device, pulse width, pulse counts, on/off ratio, amplitudes, outliers."""
     rows = []
-    found = find_measurements(source=source)
+    with warnings.catch_warnings(record=True) as skipped:
+        warnings.simplefilter("always", MeasurementWarning)
+        found = find_measurements(source=source)
     if not found:
-        raise MeasurementError(f"{resolve_source(source)}: no readable measurement file (every {SUMMARY_GLOB} file "
-                               "was skipped: see the warnings above)")
+        reasons = "; ".join(str(w.message).removeprefix("skipped ") for w in skipped)
+        raise MeasurementError(f"{resolve_source(source)}: no readable measurement file ({reasons or 'none found'})")
+    for warning in skipped:
+        warnings.warn(warning.message, warning.category, stacklevel=2)
     for path in found:
         ds = read_summary(path)
         amplitude, polarity = ds["amplitude"].values, ds["polarity"].values

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import hashlib
 import json
@@ -286,8 +287,6 @@ def provenance_attrs(config: Any = None, **extra: Any) -> dict[str, str]:
 
 def describe_os_error(error: OSError) -> str:
     """A short text of an OS error for one line: ``disk full (ENOSPC)``, ``read-only file system (EROFS)``..."""
-    import errno
-
     names = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system",
              errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
              errno.ENOTDIR: "a path component is a file, not a directory", errno.EISDIR: "is a directory"}
@@ -312,6 +311,30 @@ def clean_orphans(path: Path | str) -> list[Path]:
     return removed
 
 
+def clean_folder(folder: Path | str) -> list[Path]:
+    """Remove what killed processes left in ``folder``: lock files whose recorded owner is dead (and which nobody
+    holds) and temporary files of atomic writes whose process is dead (``clean_orphans``); returns what was
+    removed. Used when a sweep starts and after it stopped its workers."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for lock in folder.glob("*.lock"):
+        with contextlib.suppress(OSError), open(lock, "a+") as handle:
+            owner = _lock_owner(handle)
+            if owner is None or process_state(owner[0]) != "dead":
+                continue
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            lock.unlink()
+            removed.append(lock)
+    for target in {tmp.name[1:].rsplit(".", 3)[0] for tmp in folder.glob(".*.tmp")}:
+        removed += clean_orphans(folder / target)
+    return removed
+
+
 def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
     """Write a file through ``write(tmp_path)`` then rename it into place.
 
@@ -323,9 +346,12 @@ def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
     path = Path(path)
     tmp_path = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file where a folder should be
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(path.parent)) from None
         if path.is_dir():
-            raise IsADirectoryError(21, "Is a directory", str(path))
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
         with contextlib.suppress(OSError):
             clean_orphans(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)

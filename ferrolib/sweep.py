@@ -9,6 +9,7 @@ Every key of a sweep file and every grid point is validated before the first run
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import itertools
@@ -215,30 +216,35 @@ def run_sweep(
     results_dir = provenance.check_writable_dir(Path(results_dir) if results_dir else paths.RESULTS,
                                                 "results directory")
     check_device_areas(sweep)
-    if isinstance(scheduler, str):
-        scheduler = connect(scheduler)
-    rows = plan(sweep, results_dir, key_of or default_key_function(run))
-    invalid = [f"{point_label(sweep, point)}: {status.removeprefix('invalid: ')}"
-               for point, _, _, status in rows if status.startswith("invalid")]
-    if invalid:
-        raise ValueError(f"sweep {sweep.name!r}: {len(invalid)} of {len(rows)} grid points are invalid, nothing "
-                         f"was run: {'; '.join(invalid)}")
-    results: dict[tuple, xr.Dataset] = {}
-    pending = []
-    for key, config, run_key, _ in rows:
-        cached = load_cached(config, results_dir, run_key)
-        if cached is None:
-            pending.append((key, config))
-        else:
-            results[key] = cached
-    bar = tqdm(total=len(rows), initial=len(results), desc=f"sweep {sweep.name}", unit="run", disable=not progress)
+    for folder in ("runs", "sweeps"):  # what killed sweeps left: locks of dead owners, half-written files
+        provenance.clean_folder(results_dir / folder)
+    client = connect(scheduler) if isinstance(scheduler, str) else None  # unreachable: one line before any work
     try:
-        for key, config, result in _dispatch(pending, run, results_dir, n_workers, scheduler):
-            results[key] = _store(result, config, results_dir)
-            bar.update()
+        rows = plan(sweep, results_dir, key_of or default_key_function(run))
+        invalid = [f"{point_label(sweep, point)}: {status.removeprefix('invalid: ')}"
+                   for point, _, _, status in rows if status.startswith("invalid")]
+        if invalid:
+            raise ValueError(f"sweep {sweep.name!r}: {len(invalid)} of {len(rows)} grid points are invalid, nothing "
+                             f"was run: {'; '.join(invalid)}")
+        results: dict[tuple, xr.Dataset] = {}
+        pending = []
+        for key, config, run_key, _ in rows:
+            cached = load_cached(config, results_dir, run_key)
+            if cached is None:
+                pending.append((key, config))
+            else:
+                results[key] = cached
+        bar = tqdm(total=len(rows), initial=len(results), desc=f"sweep {sweep.name}", unit="run", disable=not progress)
+        try:
+            for key, config, result in _dispatch(pending, run, results_dir, n_workers, client or scheduler):
+                results[key] = _store(result, config, results_dir)
+                bar.update()
+        finally:
+            bar.close()
+        return combine(sweep, results, energy_model or energy.EnergyModel())
     finally:
-        bar.close()
-    return combine(sweep, results, energy_model or energy.EnergyModel())
+        if client is not None:
+            client.close()
 
 
 SCHEDULER_TIMEOUT_S = 10.0
@@ -267,17 +273,22 @@ def connect(address: str, timeout_s: float = SCHEDULER_TIMEOUT_S) -> Any:
 
 
 def check_device_areas(sweep: Sweep) -> None:
-    """ValueError naming every measured device of ``sweep`` whose area is unknown (``measurements.device_area``
-    is NaN): the energy ledger of every run needs it, so such a sweep would fail after all its training."""
+    """ValueError naming the first device of ``sweep`` whose area is unknown (``measurements.device_area`` is NaN,
+    or a synthetic model device) when it trains on devices: the energy ledger of every run needs the area, so
+    such a sweep would fail after all its training."""
     from .training.run import SYNTHETIC_DEVICES
 
     if set(sweep.axes()["algorithm"]) <= {"fp"}:
         return
-    unknown = [d for d in sweep.axes()["device"]
-               if d not in SYNTHETIC_DEVICES and math.isnan(measurements.device_area(d))]
-    if unknown:
-        raise ValueError(f"sweep {sweep.name!r}: device {', '.join(unknown)}: "
-                         f"{measurements.area_note(unknown[0])}; the energy ledger needs the area, nothing was run")
+    for device in sweep.axes()["device"]:
+        if device in SYNTHETIC_DEVICES:
+            note = "area unknown: a synthetic model device has no area"
+        elif math.isnan(measurements.device_area(device)):
+            note = measurements.area_note(device)
+        else:
+            continue
+        raise ValueError(f"sweep {sweep.name!r}: device {device}: {note}; the energy ledger needs the area, "
+                         "nothing was run")
 
 
 PARENT_POLL_S = 0.5
@@ -288,8 +299,14 @@ def _worker_init(parent: int) -> None:
     """Set up a local sweep worker: Ctrl-C goes to the parent only (which stops the workers), and the worker ends
     itself when its parent is gone (killed, crashed), so no worker outlives a sweep."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tqdm.set_lock(threading.RLock())  # not tqdm's default multiprocessing lock: a stopped worker leaks no semaphore
+    if sys.platform.startswith("linux"):  # the kernel kills the worker with its parent (PR_SET_PDEATHSIG)
+        import ctypes
 
-    def watch() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+
+    def watch() -> None:  # any platform, and a parent that died before the line above
         while os.getppid() == parent:
             time.sleep(PARENT_POLL_S)
         os._exit(1)
@@ -297,10 +314,24 @@ def _worker_init(parent: int) -> None:
     threading.Thread(target=watch, name="ferrolib-parent-watch", daemon=True).start()
 
 
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Ignore SIGINT while worker processes start, so they inherit the ignoring from their first instruction (a
+    terminal's Ctrl-C reaches the whole process group; the parent alone stops the sweep, ``_stop_workers``)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """Terminate every worker process of ``pool`` (an interrupted run keeps its last checkpoint) and wait for them."""
+    """Terminate every worker process of ``pool`` (an interrupted run keeps its last checkpoint), wait for them and
+    shut the pool down (its queues released: nothing leaks)."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         if process.is_alive():
             process.terminate()
@@ -309,6 +340,7 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
         if process.is_alive():
             process.kill()
             process.join(5)
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _dispatch(pending: list, run: RunFunction | None, results_dir: Path, n_workers: int | None,
@@ -340,7 +372,8 @@ def _dispatch(pending: list, run: RunFunction | None, results_dir: Path, n_worke
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
                                initargs=(os.getpid(),))
     try:
-        futures = {pool.submit(_execute, run, cfg, str(results_dir), threads): (key, cfg) for key, cfg in pending}
+        with _workers_ignore_ctrl_c():
+            futures = {pool.submit(_execute, run, cfg, str(results_dir), threads): (key, cfg) for key, cfg in pending}
         remaining = set(futures)
         while remaining:
             done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
@@ -349,6 +382,7 @@ def _dispatch(pending: list, run: RunFunction | None, results_dir: Path, n_worke
                 yield key, cfg, future.result()
     finally:
         _stop_workers(pool)
+        provenance.clean_folder(results_dir / "runs")
 
 
 def combine(sweep: Sweep, results: dict[tuple, xr.Dataset], energy_model: energy.EnergyModel) -> xr.Dataset:
