@@ -210,12 +210,13 @@ def run_sweep(
     ``run`` defaults to ``ferrolib.training.train``; it must be a module-level function for process pools.
     ``n_workers`` local processes (spawn; default: the cores available; 1 runs in this process); threads per
     worker = ``FERROLIB_THREADS // workers`` if that is set, else 1. ``scheduler``: a dask.distributed scheduler
-    address or ``Client`` instead.
-    ``energy_model`` None uses ``EnergyModel()``.
+    address or ``Client`` instead (an address unreachable within ``SCHEDULER_TIMEOUT_S``: one ValueError line).
+    ``energy_model`` None uses ``EnergyModel()``; a device without a known area is rejected before any run
+    (``check_device_areas``). Local workers end with this process (killed or interrupted: ``_worker_init``,
+    ``_stop_workers``); what killed runs left (locks of dead owners, temporary files) is removed on start.
     """
     results_dir = provenance.check_writable_dir(Path(results_dir) if results_dir else paths.RESULTS,
                                                 "results directory")
-    check_device_areas(sweep)
     for folder in ("runs", "sweeps"):  # what killed sweeps left: locks of dead owners, half-written files
         provenance.clean_folder(results_dir / folder)
     client = connect(scheduler) if isinstance(scheduler, str) else None  # unreachable: one line before any work
@@ -226,6 +227,7 @@ def run_sweep(
         if invalid:
             raise ValueError(f"sweep {sweep.name!r}: {len(invalid)} of {len(rows)} grid points are invalid, nothing "
                              f"was run: {'; '.join(invalid)}")
+        check_device_areas(sweep)
         results: dict[tuple, xr.Dataset] = {}
         pending = []
         for key, config, run_key, _ in rows:

@@ -180,6 +180,16 @@ def measurement_line(cut: Callable[[str], str], expected: str) -> Callable[[Cont
     return drive
 
 
+def env_line(name: str, value: str, arguments: list, expected: str) -> Callable[[Context], None]:
+    def drive(c: Context) -> None:
+        c.monkeypatch.setenv(name, value.format(tmp=c.tmp))
+        command = arguments[0]
+        one_line(cli(c.capsys, [a.format(tmp=c.tmp) for a in arguments]), expected, command)
+        assert c.trained() == 0
+
+    return drive
+
+
 def snapped_width(c: Context) -> None:
     from ferrolib.cli import build_parser
     from ferrolib.cli.train import config_from_args
@@ -495,6 +505,12 @@ CASES = [
     Case("seed at 2**59", "train --seed 576460752303423488", "one line: seed range (numba's int64 limit)",
          train_line(["--seed", str(2**59)], f"seed must be in 0..{validation.MAX_SEED}")),
     Case("negative seed", "train --seed -1", "one line: seed range", train_line(["--seed", "-1"], "got -1")),
+    Case("threads variable not a number", "FERROLIB_THREADS=two ferrolib train", "one line naming the variable",
+         env_line("FERROLIB_THREADS", "two", ["train", *TINY_TRAIN, "--results-dir", "{tmp}/results"],
+                  "FERROLIB_THREADS: number of threads must be a positive integer, got 'two'")),
+    Case("measurements variable not a folder", "FERROLIB_MEASUREMENTS=<missing> ferrolib data info",
+         "one line naming the variable", env_line("FERROLIB_MEASUREMENTS", "{tmp}/missing", ["data", "info"],
+                                                  "$FERROLIB_MEASUREMENTS is not a directory holding")),
     Case("sweep file is a directory", "ferrolib sweep dir.toml/", "one line: is a directory",
          sweep_toml_is_a_directory),
     Case("unreachable scheduler", "--scheduler tcp://127.0.0.1:1", "one line within the 10 s time-out",
