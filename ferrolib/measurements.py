@@ -581,6 +581,11 @@ def find_measurements(
     return found
 
 
+def measured_pulse_widths(device_id: str, source: str | Path | None = None) -> list[float]:
+    """The distinct pulse widths (s) measured for ``device_id``, read from the file headers, ascending."""
+    return sorted({_quick_header(path).pulse_width_s for path in find_measurements(device_id, source=source)})
+
+
 def load_measurements(
     device_id: str,
     pulse_width: float | None = None,

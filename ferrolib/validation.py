@@ -125,8 +125,7 @@ def measured_widths(device_id: str, source: str | Path | None = None) -> list[fl
     """The pulse widths (s) measured for ``device_id`` (from the file headers); empty where there are none or the
     measurements cannot be found."""
     try:
-        found = measurements.find_measurements(device_id=device_id, source=source)
-        return sorted({measurements._quick_header(path).pulse_width_s for path in found})
+        return measurements.measured_pulse_widths(device_id, source)
     except (OSError, measurements.MeasurementError):
         return []
 
