@@ -10,6 +10,7 @@ each checked before any work and reported as one ``ValueError`` line naming the 
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import types
@@ -106,7 +107,12 @@ def check_type(value: Any, hint: Any, what: str) -> Any:
     """``value`` if it fits the type hint ``hint`` (``_matches``); ValueError naming ``what`` otherwise, e.g.
     ``epochs must be int, got str '1'``."""
     if not _matches(value, hint):
-        raise ValueError(f"{what} must be {_hint_text(hint)}, got {type(value).__name__} {value!r}")
+        hint_note = ""
+        if isinstance(value, str) and (_matches(1.5, hint) or _matches(1, hint)):
+            with contextlib.suppress(ValueError):
+                float(value)
+                hint_note = " (a number in quotes, or YAML's 2e-8: write it unquoted, in YAML as 2.0e-8)"
+        raise ValueError(f"{what} must be {_hint_text(hint)}, got {type(value).__name__} {value!r}{hint_note}")
     return value
 
 
