@@ -371,8 +371,10 @@ def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
 
 
 def write_netcdf(dataset: xr.Dataset, path: Path | str) -> Path:
-    """Atomically write a Dataset to netCDF with the h5netcdf engine."""
-    return atomic_write(path, lambda tmp: dataset.to_netcdf(tmp, engine="h5netcdf"))
+    """Atomically write a Dataset to netCDF with the h5netcdf engine. The file is built in memory and then written
+    as bytes, so a full disk is a plain OS error (``WriteError``), never an HDF5 library failure mid-file."""
+    data = dataset.to_netcdf(engine="h5netcdf")
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def read_netcdf(path: Path | str) -> xr.Dataset:

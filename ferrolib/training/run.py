@@ -27,6 +27,7 @@ checkpoint and caches nothing.
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import os
 import time
@@ -562,7 +563,9 @@ def _train(config: TrainConfig, device: FittedDevice | None, data: Any, key: dic
         if epoch < config.epochs:
             state = {"run_key": key, "layers": [layer.state_dict() for layer in layers], "stream": stream.state_dict(),
                      "history": history, "histograms": histograms, "step": step}
-            provenance.atomic_write(checkpoint, lambda tmp: torch.save(state, tmp))
+            buffer = io.BytesIO()  # serialised in memory: a full disk is an OS error (WriteError), not torch's
+            torch.save(state, buffer)
+            provenance.atomic_write(checkpoint, lambda tmp: tmp.write_bytes(buffer.getvalue()))
     bar.close()
     return _dataset(config, data, device, layers, sizes, history, histograms, samples_per_epoch, key)
 
