@@ -299,6 +299,58 @@ def _check_pulse_counts(path: Path, summary: dict[str, str], polarity: np.ndarra
             )
 
 
+SUMMARY_WINDOW_ROUNDING_V = 0.05
+"""Half the 0.1 V resolution to which the summary block states its analysis windows (``VEndPos (V)``, ...)."""
+
+_RAMP_ENDS = {1: ("ramp_pos_start_V", "ramp_pos_end_V", "VEndPos (V)", "positive"),
+              -1: ("ramp_neg_start_V", "ramp_neg_end_V", "VEndNeg (V)", "negative")}
+
+
+def _check_ramps(path: Path, instrument: dict[str, str], summary: dict[str, str], amplitude: np.ndarray) -> None:
+    """The pulses of each polarity against the header's ramp settings (start, end and step voltages): their
+    amplitudes are successive points ``start + k step`` of the ramp (no row lost inside it), no more than the ramp
+    holds, and, where the summary block states the analysis window's end (``VEndPos``/``VEndNeg``), the last pulse
+    reaches it within one step and the window's rounding: a file cut short at a line boundary fails here even
+    without ``num_LTP``/``num_LTD``. All 44 LBE247 files pass (their last pulse lies at most one step short)."""
+    values = {name: _number(path, instrument[column], column) for column, (name, _) in _RAMP_COLUMNS.items()
+              if column in ("startVolage1", "endVoltage1", "startVolage2", "endVoltage2", "stepSize")}
+    step = abs(values["ramp_step_V"])
+    if not (math.isfinite(step) and step > 0):
+        return
+    for sign, (start_name, end_name, window, ramp) in _RAMP_ENDS.items():
+        start, end = abs(values[start_name]), abs(values[end_name])
+        found = np.abs(amplitude[np.sign(amplitude) == sign])
+        k = (found - start) / step
+        if np.abs(k - np.round(k)).max() > 1e-6 or (np.diff(np.round(k)) != 1).any():
+            raise MeasurementError(f"{path}: the {ramp} pulse amplitudes are not successive steps of the ramp "
+                                   f"{start:g} V + k * {step:g} V of the header (rows lost or edited?)")
+        holds = math.floor((end - start) / step + 0.5) + 1
+        if found.size > holds:
+            raise MeasurementError(f"{path}: {found.size} {ramp} pulses but the header's ramp ({start:g} V to "
+                                   f"{end:g} V in steps of {step:g} V) holds at most {holds}")
+        if window in summary:
+            target = min(end, abs(_number(path, summary[window], f"summary block {window}")))
+            if found[-1] < target - step - SUMMARY_WINDOW_ROUNDING_V - 1e-9:
+                expected = math.floor((target - found[0]) / step + 1e-9) + 1
+                raise MeasurementError(
+                    f"{path}: the {ramp} ramp ends at {found[-1]:g} V after {found.size} pulses, but the header's "
+                    f"ramp settings ({start:g} V to {min(end, target):g} V in steps of {step:g} V) expect about "
+                    f"{expected} (file truncated?)")
+
+
+def _check_complete(path: Path) -> None:
+    """The file ends with a line break: its last row was written whole (a file cut mid-number would otherwise
+    lose digits of its last read without a message; all 44 LBE247 files end with one)."""
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() == 0:
+            return
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) not in (b"\n", b"\r"):
+            raise MeasurementError(f"{path}: the last line has no line break: the file was cut short mid-line "
+                                   "(its last read would be damaged); restore the whole file")
+
+
 def flag_outliers(conductance: np.ndarray, z_threshold: float = OUTLIER_Z, isolation: float = OUTLIER_ISOLATION) -> np.ndarray:
     """Flag isolated outlier reads in a pulse sequence of conductances (never drops them).
 
@@ -361,6 +413,8 @@ def read_summary(path: str | Path, root: str | Path | None = None) -> xr.Dataset
     table = _pulse_table(path, lines)
     pulse_number, amplitude, r_low, r_high = table.T
     _check_pulse_counts(path, header.summary, np.sign(amplitude))
+    _check_ramps(path, header.instrument, header.summary, amplitude)
+    _check_complete(path)
     source_root, source_name = measurement_name(path, root)
     conductance = (1.0 / r_low + 1.0 / r_high) / 2.0
     device_id = header.identity["device_id"]
@@ -511,6 +565,10 @@ def find_measurements(
     for path in sorted(directory.rglob(SUMMARY_GLOB)):
         try:
             header = _quick_header(path)
+        except OSError as error:
+            warnings.warn(f"skipped {path}: cannot be read ({error.strerror or error})", MeasurementWarning,
+                          stacklevel=2)
+            continue
         except MeasurementError as error:
             if "not a text file" not in str(error):
                 raise
@@ -521,6 +579,11 @@ def find_measurements(
         ):
             found.append(path)
     return found
+
+
+def measured_pulse_widths(device_id: str, source: str | Path | None = None) -> list[float]:
+    """The distinct pulse widths (s) measured for ``device_id``, read from the file headers, ascending."""
+    return sorted({_quick_header(path).pulse_width_s for path in find_measurements(device_id, source=source)})
 
 
 def load_measurements(
@@ -573,7 +636,15 @@ def describe_ramps(ramps: Mapping[str, Sequence[xr.Dataset]]) -> str:
 def inventory(source: str | Path | None = None) -> pandas.DataFrame:
     """One row per measurement file: device, pulse width, pulse counts, on/off ratio, amplitudes, outliers."""
     rows = []
-    for path in find_measurements(source=source):
+    with warnings.catch_warnings(record=True) as skipped:
+        warnings.simplefilter("always", MeasurementWarning)
+        found = find_measurements(source=source)
+    if not found:
+        reasons = "; ".join(str(w.message).removeprefix("skipped ") for w in skipped)
+        raise MeasurementError(f"{resolve_source(source)}: no readable measurement file ({reasons or 'none found'})")
+    for warning in skipped:
+        warnings.warn(warning.message, warning.category, stacklevel=2)
+    for path in found:
         ds = read_summary(path)
         amplitude, polarity = ds["amplitude"].values, ds["polarity"].values
         down, up = amplitude[polarity > 0], amplitude[polarity < 0]

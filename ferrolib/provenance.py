@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import hashlib
 import json
@@ -94,36 +95,149 @@ def move_aside(path: Path | str, reason: str) -> Path:
     return target
 
 
+LOCK_STOPPED_TIMEOUT_S = 60.0
+"""How long (s) a process waits for a key lock whose owner is stopped (SIGSTOP) or dead before it gives up
+(``LockTimeout``); a running owner is waited for as long as it computes. ``$FERROLIB_LOCK_TIMEOUT`` overrides it."""
+
+LOCK_POLL_S = 0.2
+"""Interval (s) between two attempts to take a held key lock."""
+
+
+class WriteError(RuntimeError):
+    """A file could not be written (full disk, read-only folder, a file where a folder should be); the message is
+    one line naming the file and the problem, and nothing half-written is left."""
+
+
+class LockTimeout(RuntimeError):
+    """A key lock stayed held by a stopped or dead process for longer than the time-out."""
+
+
+def process_state(pid: int) -> str:
+    """``running``, ``stopped`` (SIGSTOP / traced), ``dead`` (no such process, or a zombie) of process ``pid``."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "dead"
+    except PermissionError:
+        return "running"
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "running"
+    return {"T": "stopped", "t": "stopped", "Z": "dead", "X": "dead"}.get(state, "running")
+
+
+def _lock_owner(handle: Any) -> tuple[int, float] | None:
+    """``(pid, start time)`` recorded in an open lock file, None when it records none."""
+    handle.seek(0)
+    try:
+        pid, started = handle.read().split()[:2]
+        return int(pid), float(started)
+    except ValueError:
+        return None
+
+
+def _lock_timeout() -> float:
+    value = os.environ.get("FERROLIB_LOCK_TIMEOUT")
+    if value is None:
+        return LOCK_STOPPED_TIMEOUT_S
+    try:
+        timeout = float(value)
+    except ValueError:
+        raise ValueError(f"$FERROLIB_LOCK_TIMEOUT must be a number of seconds, got {value!r}") from None
+    if not (timeout > 0 and timeout == timeout):
+        raise ValueError(f"$FERROLIB_LOCK_TIMEOUT must be a positive number of seconds, got {value!r}")
+    return timeout
+
+
+def _acquire(lock: Path, stopped_timeout_s: float) -> Any:
+    """The open lock file ``lock``, flocked by this process, with this process's pid and start time in it.
+
+    A held lock is polled every ``LOCK_POLL_S``; while its recorded owner is stopped or dead, one line says so
+    (owner pid, age of the lock) and after ``stopped_timeout_s`` of that ``LockTimeout`` is raised. A lock file
+    that was removed (released by a finished owner) while waiting is opened again."""
+    said, blocked_since = None, None
+    while True:
+        handle = open(lock, "a+")
+        try:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    owner = _lock_owner(handle)
+                    state = process_state(owner[0]) if owner else "running"
+                    if state == "running":
+                        blocked_since = None
+                    else:
+                        blocked_since = blocked_since or time.monotonic()
+                        age = time.time() - owner[1]
+                        if said != owner:
+                            print(f"ferrolib: {lock.name}: held by {state} process {owner[0]} (lock taken "
+                                  f"{age:.0f} s ago); waiting up to {stopped_timeout_s:g} s", file=sys.stderr)
+                            said = owner
+                        if time.monotonic() - blocked_since > stopped_timeout_s:
+                            raise LockTimeout(f"{lock}: held by {state} process {owner[0]} for {age:.0f} s; gave up "
+                                              f"after {stopped_timeout_s:g} s (resume or end process {owner[0]}, "
+                                              "then run again)")
+                    time.sleep(LOCK_POLL_S)
+            try:
+                same = os.fstat(handle.fileno()).st_ino == os.stat(lock).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                handle.seek(0)
+                handle.truncate()
+                handle.write(f"{os.getpid()} {time.time():.3f}\n")
+                handle.flush()
+                return handle
+        except BaseException:
+            handle.close()
+            raise
+        handle.close()  # the file was removed by its previous owner: lock the new one
+
+
 @contextlib.contextmanager
-def key_lock(path: Path | str) -> Iterator[None]:
-    """Hold an exclusive ``fcntl.flock`` on ``<path>.lock`` (blocking): one process computes a key at a time,
-    the next one waits and then finds its result. Also removes orphan ``.<name>.*.tmp`` files of interrupted
-    atomic writes of ``path`` and of files named ``<stem>.*`` beside it (safe: nobody else writes them while
-    the lock is held). The lock file itself stays (removing it would race with a waiting process)."""
+def key_lock(path: Path | str, stopped_timeout_s: float | None = None) -> Iterator[None]:
+    """Hold an exclusive ``fcntl.flock`` on ``<path>.lock``: one process computes a key at a time, the next one
+    waits and then finds its result. The lock file records the owner's pid and start time; a process waiting on
+    an owner that is stopped (SIGSTOP) or dead says so in one line and raises ``LockTimeout`` after
+    ``stopped_timeout_s`` (default ``LOCK_STOPPED_TIMEOUT_S`` or ``$FERROLIB_LOCK_TIMEOUT``). Also removes orphan
+    ``.<name>.*.tmp`` files of interrupted atomic writes of ``path`` and of files named ``<stem>.*`` beside it
+    (safe: nobody else writes them while the lock is held). The lock file is removed on release (a waiting
+    process notices and locks the new file instead)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            stem = path.name.split(".")[0]
-            for orphan in path.parent.glob(f".{stem}.*.tmp"):
-                orphan.unlink(missing_ok=True)
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    lock = path.with_name(path.name + ".lock")
+    handle = _acquire(lock, _lock_timeout() if stopped_timeout_s is None else stopped_timeout_s)
+    try:
+        stem = path.name.split(".")[0]
+        for orphan in path.parent.glob(f".{stem}.*.tmp"):
+            orphan.unlink(missing_ok=True)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
-def check_writable_dir(directory: Path | str, what: str) -> Path:
-    """Create ``directory`` if needed and prove it writable (a probe file); ValueError naming ``what``."""
+def check_writable_dir(directory: Path | str, what: str, probe_bytes: int = 0) -> Path:
+    """Create ``directory`` if needed and prove it writable (a probe file of ``probe_bytes`` bytes, flushed to the
+    file system, so a disk too full for that much fails here); ValueError naming ``what``."""
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"{what} {directory}: exists and is not a directory")
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
-            pass
+        with tempfile.TemporaryFile(dir=directory) as probe:
+            if probe_bytes:
+                probe.write(b"\0" * probe_bytes)
+                probe.flush()
+                os.fsync(probe.fileno())
     except OSError as error:
-        raise ValueError(f"{what} {directory}: not writable ({error.strerror or error})") from error
+        room = f" for {probe_bytes} bytes" if probe_bytes else ""
+        raise ValueError(f"{what} {directory}: not writable{room} ({describe_os_error(error)})") from error
     return directory
 
 
@@ -171,31 +285,96 @@ def provenance_attrs(config: Any = None, **extra: Any) -> dict[str, str]:
     return attrs
 
 
+def describe_os_error(error: OSError) -> str:
+    """A short text of an OS error for one line: ``disk full (ENOSPC)``, ``read-only file system (EROFS)``..."""
+    names = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system",
+             errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+             errno.ENOTDIR: "a path component is a file, not a directory", errno.EISDIR: "is a directory"}
+    code = errno.errorcode.get(error.errno or 0, "")
+    text = names.get(error.errno, error.strerror or str(error) or type(error).__name__)
+    return f"{text} ({code})" if code else text
+
+
+def clean_orphans(path: Path | str) -> list[Path]:
+    """Remove the temporary files ``.<name>.<pid>.*.tmp`` that atomic writes of ``path`` left when their process
+    died (its pid no longer runs); returns what was removed. Writes of live processes are left alone."""
+    path = Path(path)
+    removed = []
+    for orphan in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = orphan.name[len(path.name) + 2:].split(".")[0]
+        if pid.isdigit() and process_state(int(pid)) != "dead":
+            continue
+        if not pid.isdigit() and time.time() - orphan.stat().st_mtime < 3600:
+            continue  # an older-style name without a pid: only when it is clearly abandoned
+        orphan.unlink(missing_ok=True)
+        removed.append(orphan)
+    return removed
+
+
+def clean_folder(folder: Path | str) -> list[Path]:
+    """Remove what killed processes left in ``folder``: lock files whose recorded owner is dead (and which nobody
+    holds) and temporary files of atomic writes whose process is dead (``clean_orphans``); returns what was
+    removed. Used when a sweep starts and after it stopped its workers."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for lock in folder.glob("*.lock"):
+        with contextlib.suppress(OSError), open(lock, "a+") as handle:
+            owner = _lock_owner(handle)
+            if owner is None or process_state(owner[0]) != "dead":
+                continue
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            lock.unlink()
+            removed.append(lock)
+    for target in {tmp.name[1:].rsplit(".", 3)[0] for tmp in folder.glob(".*.tmp")}:
+        removed += clean_orphans(folder / target)
+    return removed
+
+
 def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
     """Write a file through ``write(tmp_path)`` then rename it into place.
 
-    A crash leaves either the old file or none, never a truncated one.
+    A crash leaves either the old file or none, never a truncated one; the temporary file
+    (``.<name>.<pid>.<random>.tmp``) of a process that died is removed by the next write of ``path``
+    (``clean_orphans``). An OS error (full disk, read-only folder, a file where a folder should be) becomes one
+    ``WriteError`` line naming the file, with the temporary file removed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file where a folder should be
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(path.parent)) from None
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
+        with contextlib.suppress(OSError):
+            clean_orphans(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
         write(tmp_path)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; give results the usual permissions
         os.replace(tmp_path, path)
+    except OSError as error:
+        raise WriteError(f"{path}: cannot write: {describe_os_error(error)}; nothing half-written was left") from error
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
     return path
 
 
 def write_netcdf(dataset: xr.Dataset, path: Path | str) -> Path:
-    """Atomically write a Dataset to netCDF with the h5netcdf engine."""
-    return atomic_write(path, lambda tmp: dataset.to_netcdf(tmp, engine="h5netcdf"))
+    """Atomically write a Dataset to netCDF with the h5netcdf engine. The file is built in memory and then written
+    as bytes, so a full disk is a plain OS error (``WriteError``), never an HDF5 library failure mid-file."""
+    data = dataset.to_netcdf(engine="h5netcdf")
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def read_netcdf(path: Path | str) -> xr.Dataset:

@@ -9,11 +9,17 @@ Every key of a sweep file and every grid point is validated before the first run
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import itertools
 import math
 import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 import tomllib
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -24,7 +30,7 @@ import xarray as xr
 import yaml
 from tqdm.auto import tqdm
 
-from . import energy, paths, provenance
+from . import energy, measurements, paths, provenance, validation
 from .threads import available_cores, default_threads, set_threads
 
 RunFunction = Callable[..., xr.Dataset]
@@ -80,9 +86,13 @@ class Sweep:
             raise ValueError(f"Sweep.base ({type(self.base).__name__}) lacks the field(s) {missing}")
         if self.learning_rates and self.lr_by_algorithm:
             raise ValueError("give either learning_rates (a dimension) or lr_by_algorithm, not both")
+        validation.check_name(self.name, "sweep name")
+        for device in self.devices:
+            validation.check_name(device, "sweep device")
         for dim, values in self.axes().items():
             if len(set(values)) != len(values):
                 raise ValueError(f"sweep axis {dim!r} has repeated values: {values}")
+        validation.check_distinct_widths(self.axes()["pulse_width"])
 
     def axes(self) -> dict[str, list]:
         """Dimension -> values, in grid order (``learning_rate`` only when swept)."""
@@ -200,33 +210,139 @@ def run_sweep(
     ``run`` defaults to ``ferrolib.training.train``; it must be a module-level function for process pools.
     ``n_workers`` local processes (spawn; default: the cores available; 1 runs in this process); threads per
     worker = ``FERROLIB_THREADS // workers`` if that is set, else 1. ``scheduler``: a dask.distributed scheduler
-    address or ``Client`` instead.
-    ``energy_model`` None uses ``EnergyModel()``.
+    address or ``Client`` instead (an address unreachable within ``SCHEDULER_TIMEOUT_S``: one ValueError line).
+    ``energy_model`` None uses ``EnergyModel()``; a device without a known area is rejected before any run
+    (``check_device_areas``). Local workers end with this process (killed or interrupted: ``_worker_init``,
+    ``_stop_workers``); what killed runs left (locks of dead owners, temporary files) is removed on start.
     """
     results_dir = provenance.check_writable_dir(Path(results_dir) if results_dir else paths.RESULTS,
                                                 "results directory")
-    rows = plan(sweep, results_dir, key_of or default_key_function(run))
-    invalid = [f"{point_label(sweep, point)}: {status.removeprefix('invalid: ')}"
-               for point, _, _, status in rows if status.startswith("invalid")]
-    if invalid:
-        raise ValueError(f"sweep {sweep.name!r}: {len(invalid)} of {len(rows)} grid points are invalid, nothing "
-                         f"was run: {'; '.join(invalid)}")
-    results: dict[tuple, xr.Dataset] = {}
-    pending = []
-    for key, config, run_key, _ in rows:
-        cached = load_cached(config, results_dir, run_key)
-        if cached is None:
-            pending.append((key, config))
-        else:
-            results[key] = cached
-    bar = tqdm(total=len(rows), initial=len(results), desc=f"sweep {sweep.name}", unit="run", disable=not progress)
+    for folder in ("runs", "sweeps"):  # what killed sweeps left: locks of dead owners, half-written files
+        provenance.clean_folder(results_dir / folder)
+    client = connect(scheduler) if isinstance(scheduler, str) else None  # unreachable: one line before any work
     try:
-        for key, config, result in _dispatch(pending, run, results_dir, n_workers, scheduler):
-            results[key] = _store(result, config, results_dir)
-            bar.update()
+        rows = plan(sweep, results_dir, key_of or default_key_function(run))
+        invalid = [f"{point_label(sweep, point)}: {status.removeprefix('invalid: ')}"
+                   for point, _, _, status in rows if status.startswith("invalid")]
+        if invalid:
+            raise ValueError(f"sweep {sweep.name!r}: {len(invalid)} of {len(rows)} grid points are invalid, nothing "
+                             f"was run: {'; '.join(invalid)}")
+        check_device_areas(sweep)
+        results: dict[tuple, xr.Dataset] = {}
+        pending = []
+        for key, config, run_key, _ in rows:
+            cached = load_cached(config, results_dir, run_key)
+            if cached is None:
+                pending.append((key, config))
+            else:
+                results[key] = cached
+        bar = tqdm(total=len(rows), initial=len(results), desc=f"sweep {sweep.name}", unit="run", disable=not progress)
+        try:
+            for key, config, result in _dispatch(pending, run, results_dir, n_workers, client or scheduler):
+                results[key] = _store(result, config, results_dir)
+                bar.update()
+        finally:
+            bar.close()
+        return combine(sweep, results, energy_model or energy.EnergyModel())
     finally:
-        bar.close()
-    return combine(sweep, results, energy_model or energy.EnergyModel())
+        if client is not None:
+            client.close()
+
+
+SCHEDULER_TIMEOUT_S = 10.0
+"""How long (s) ``connect`` tries to reach a dask scheduler before it gives up with one line."""
+
+
+def connect(address: str, timeout_s: float = SCHEDULER_TIMEOUT_S) -> Any:
+    """A ``distributed.Client`` of the scheduler at ``address``; ValueError naming it if it cannot be reached within
+    ``timeout_s`` seconds."""
+    import logging
+
+    from distributed import Client
+
+    quiet = [logging.getLogger(name) for name in ("distributed", "distributed.client", "distributed.comm")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        return Client(address, timeout=f"{timeout_s}s")
+    except (OSError, TimeoutError, ValueError) as error:
+        raise ValueError(f"scheduler {address}: unreachable within {timeout_s:g} s "
+                         f"({type(error).__name__}: {' '.join(str(error).split())[:160]})") from None
+    finally:
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
+
+
+def check_device_areas(sweep: Sweep) -> None:
+    """ValueError naming the first device of ``sweep`` whose area is unknown (``measurements.device_area`` is NaN,
+    or a synthetic model device) when it trains on devices: the energy ledger of every run needs the area, so
+    such a sweep would fail after all its training."""
+    from .training.run import SYNTHETIC_DEVICES
+
+    if set(sweep.axes()["algorithm"]) <= {"fp"}:
+        return
+    for device in sweep.axes()["device"]:
+        if device in SYNTHETIC_DEVICES:
+            note = "area unknown: a synthetic model device has no area"
+        elif math.isnan(measurements.device_area(device)):
+            note = measurements.area_note(device)
+        else:
+            continue
+        raise ValueError(f"sweep {sweep.name!r}: device {device}: {note}; the energy ledger needs the area, "
+                         "nothing was run")
+
+
+PARENT_POLL_S = 0.5
+"""Interval (s) at which a sweep worker checks that the process that started it is still alive."""
+
+
+def _worker_init(parent: int) -> None:
+    """Set up a local sweep worker: Ctrl-C goes to the parent only (which stops the workers), and the worker ends
+    itself when its parent is gone (killed, crashed), so no worker outlives a sweep."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tqdm.set_lock(threading.RLock())  # not tqdm's default multiprocessing lock: a stopped worker leaks no semaphore
+    if sys.platform.startswith("linux"):  # the kernel kills the worker with its parent (PR_SET_PDEATHSIG)
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+
+    def watch() -> None:  # any platform, and a parent that died before the line above
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ferrolib-parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Ignore SIGINT while worker processes start, so they inherit the ignoring from their first instruction (a
+    terminal's Ctrl-C reaches the whole process group; the parent alone stops the sweep, ``_stop_workers``)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate every worker process of ``pool`` (an interrupted run keeps its last checkpoint), wait for them and
+    shut the pool down (its queues released: nothing leaks)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+            process.join(5)
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _dispatch(pending: list, run: RunFunction | None, results_dir: Path, n_workers: int | None,
@@ -238,7 +354,7 @@ def _dispatch(pending: list, run: RunFunction | None, results_dir: Path, n_worke
     if scheduler is not None:
         from distributed import Client, as_completed
 
-        client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+        client = scheduler if isinstance(scheduler, Client) else connect(scheduler)
         try:
             futures = {client.submit(_execute, run, cfg, str(results_dir), 1, pure=False): (key, cfg)
                        for key, cfg in pending}
@@ -255,18 +371,20 @@ def _dispatch(pending: list, run: RunFunction | None, results_dir: Path, n_worke
         for key, cfg in pending:
             yield key, cfg, _execute(run, cfg, str(results_dir), None)
         return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_execute, run, cfg, str(results_dir), threads): (key, cfg) for key, cfg in pending}
-        try:
-            remaining = set(futures)
-            while remaining:
-                done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
-                for future in done:
-                    key, cfg = futures[future]
-                    yield key, cfg, future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                               initargs=(os.getpid(),))
+    try:
+        with _workers_ignore_ctrl_c():
+            futures = {pool.submit(_execute, run, cfg, str(results_dir), threads): (key, cfg) for key, cfg in pending}
+        remaining = set(futures)
+        while remaining:
+            done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+            for future in done:
+                key, cfg = futures[future]
+                yield key, cfg, future.result()
+    finally:
+        _stop_workers(pool)
+        provenance.clean_folder(results_dir / "runs")
 
 
 def combine(sweep: Sweep, results: dict[tuple, xr.Dataset], energy_model: energy.EnergyModel) -> xr.Dataset:
@@ -315,7 +433,9 @@ def _data_kind(result: xr.Dataset) -> str:
 
 def sweep_path(sweep: Sweep, results_dir: str | Path | None = None) -> Path:
     """Where the combined Dataset of ``sweep`` is written."""
-    return Path(results_dir or paths.RESULTS) / "sweeps" / f"{sweep.name}_{provenance.config_hash(sweep)}.nc"
+    folder = Path(results_dir or paths.RESULTS) / "sweeps"
+    return validation.inside(folder / f"{validation.check_name(sweep.name, 'sweep name')}_"
+                                      f"{provenance.config_hash(sweep)}.nc", folder, "sweep file")
 
 
 # ---------------------------------------------------------------------------------------------- config files
@@ -324,7 +444,7 @@ def resolve_sweep_config(name_or_path: str | Path) -> Path:
     text = str(name_or_path)
     if text.endswith((".toml", ".yaml", ".yml")):
         return Path(text)
-    return paths.ROOT / "sweeps" / f"{text}.toml"
+    return paths.ROOT / "sweeps" / f"{validation.check_name(text, 'sweep')}.toml"
 
 
 def load_sweep_config(path: str | Path, base_factory: Callable[..., Any] | None = None) -> tuple[Sweep, dict]:
@@ -337,7 +457,12 @@ def load_sweep_config(path: str | Path, base_factory: Callable[..., Any] | None 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: sweep configuration not found")
-    text = path.read_text()
+    if not path.is_file():
+        raise ValueError(f"{path}: is a directory, not a sweep file (.toml or .yaml)")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: cannot read the sweep file ({type(error).__name__}: {error})") from None
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
@@ -349,6 +474,7 @@ def load_sweep_config(path: str | Path, base_factory: Callable[..., Any] | None 
         from .training import TrainConfig as base_factory
     base_values = _table(data, "base", path)
     _check_keys(base_values, [f.name for f in dataclasses.fields(base_factory)], "[base] key", path)
+    _check_values(lambda: validation.check_fields(base_values, base_factory, "[base]"), path)
     try:
         base = base_factory(**base_values)
     except TypeError as error:
@@ -356,16 +482,20 @@ def load_sweep_config(path: str | Path, base_factory: Callable[..., Any] | None 
                          f"{error}") from error
     grid = _table(data, "sweep", path)
     _check_keys(grid, [f.name for f in dataclasses.fields(Sweep) if f.name != "base"], "[sweep] key", path)
-    sweep = Sweep(base=base, **grid)
+    _check_values(lambda: _check_grid(grid), path)
+    sweep = _check_values(lambda: canonical_widths(Sweep(base=base, **grid)), path)
     _check_keys(sweep.lr_by_algorithm, sweep.axes()["algorithm"], "[sweep.lr_by_algorithm] algorithm", path)
     options = _table(data, "run", path)
     _check_keys(options, RUN_OPTIONS, "[run] key", path)
+    _check_values(lambda: _check_run_options(options), path)
     options["energy_model"] = energy_model_from_options(_table(data, "energy", path), origin=str(path))
     variants = _table(data, "variants", path)
     for name in variants:
         overrides = _table(variants, name, path)
         _check_keys(overrides, [f.name for f in dataclasses.fields(base_factory)] + list(VARIANT_GRID_KEYS),
                     f"[variants.{name}] key", path)
+        _check_values(lambda: validation.check_fields(overrides, base_factory, f"[variants.{name}]"), path)
+        _check_values(lambda: _check_grid({k: v for k, v in overrides.items() if k in VARIANT_GRID_KEYS}), path)
         try:
             variant_sweeps(sweep, {name: overrides})
         except (TypeError, ValueError) as error:
@@ -395,6 +525,66 @@ SECTIONS: tuple[str, ...] = ("sweep", "base", "run", "energy", "variants")
 
 RUN_OPTIONS: tuple[str, ...] = ("n_workers", "scheduler", "results_dir")
 """Keys of a sweep file's ``[run]`` table."""
+
+
+def _check_values(check: Callable[[], Any], path: Path) -> Any:
+    """``check()``'s value; its ValueError or TypeError becomes one ValueError line naming the sweep file."""
+    try:
+        return check()
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+_GRID_TYPES: dict[str, Any] = {"devices": str, "pulse_widths": float, "algorithms": str, "seeds": int,
+                               "learning_rates": float}
+"""Element type of every list of a sweep file's ``[sweep]`` table."""
+
+
+def _check_grid(grid: dict) -> None:
+    """Types of a ``[sweep]`` table: lists of names, numbers and seeds (``validation``), a dict of learning rates
+    and a name; ValueError naming the first wrong value (``seeds = 1``, ``seeds = [0, 1.5]``)."""
+    for key, kind in _GRID_TYPES.items():
+        if key not in grid:
+            continue
+        for index, value in enumerate(validation.check_list(grid[key], f"[sweep] {key}")):
+            what = f"[sweep] {key}[{index}]"
+            if key == "seeds":
+                validation.check_seed(value, what)
+            else:
+                validation.check_type(value, kind, what)
+            if key == "devices":
+                validation.check_name(value, what)
+    if "lr_by_algorithm" in grid:
+        validation.check_type(grid["lr_by_algorithm"], dict[str, float], "[sweep] lr_by_algorithm")
+        for algorithm, lr in grid["lr_by_algorithm"].items():
+            validation.check_type(lr, float, f"[sweep.lr_by_algorithm] {algorithm}")
+    if "name" in grid:
+        validation.check_name(grid["name"], "[sweep] name")
+
+
+def _check_run_options(options: dict) -> None:
+    """Types of a ``[run]`` table: ``n_workers`` an integer >= 1, ``scheduler`` and ``results_dir`` text."""
+    if "n_workers" in options:
+        validation.check_positive_int(options["n_workers"], "[run] n_workers")
+    for key in ("scheduler", "results_dir"):
+        if key in options:
+            validation.check_type(options[key], str, f"[run] {key}")
+
+
+def canonical_widths(sweep: Sweep) -> Sweep:
+    """``sweep`` with every pulse width within ``measurements.PULSE_WIDTH_RTOL`` of a width measured for one of its
+    devices replaced by that width (``validation.canonical_pulse_width``): one run, one key."""
+    from .training.run import SYNTHETIC_DEVICES
+
+    measured = [d for d in sweep.axes()["device"] if d not in SYNTHETIC_DEVICES]
+    if not (sweep.pulse_widths and measured):
+        return sweep
+    widths = []
+    for width in sweep.pulse_widths:
+        snapped = {validation.canonical_pulse_width(d, float(width)) for d in measured}
+        snapped.discard(float(width))
+        widths.append(min(snapped) if snapped else float(width))
+    return dataclasses.replace(sweep, pulse_widths=widths) if widths != list(sweep.pulse_widths) else sweep
 
 
 def _table(data: dict, name: str, path: Path) -> dict:

@@ -72,7 +72,10 @@ def prepare_environment() -> None:
         os.environ.setdefault(name, value)
     value = os.environ.get(THREADS_ENV, "").strip()
     if value:
-        threads = str(_parse(value, THREADS_ENV))
+        try:
+            threads = str(_parse(value, THREADS_ENV))
+        except ValueError:
+            return  # not at import: ``default_threads`` reports it as one line where a command uses it
         os.environ.setdefault("OMP_NUM_THREADS", threads)
         os.environ.setdefault("NUMBA_NUM_THREADS", threads)
 

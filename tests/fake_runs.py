@@ -102,3 +102,14 @@ def calls(results_dir: Path) -> list[dict]:
     """Configurations ``counting_train`` was called with."""
     log = Path(results_dir) / "calls.log"
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def sleeping_train(config: FakeConfig, results_dir: str | Path | None = None, progress: bool = True) -> xr.Dataset:
+    """A run that never finishes on its own: marks ``<results_dir>/started-<pid>`` and sleeps (kill and Ctrl-C
+    tests of sweep workers)."""
+    import os
+    import time
+
+    Path(results_dir, f"started-{os.getpid()}").touch()
+    time.sleep(300)
+    return fake_result(config)

@@ -14,7 +14,7 @@ PACKAGE = paths.ROOT / "ferrolib"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("__init__", "paths", "provenance", "_download", "mnist", "threads"),  # infrastructure every layer may use
-    ("measurements", "units", "kernels"),
+    ("measurements", "units", "kernels", "validation"),
     ("devices",),
     ("fitting", "physics"),
     ("catalog",),

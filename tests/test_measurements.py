@@ -18,7 +18,7 @@ HEADER = """test_date,test_time,device_name,device_id
 groundWGFMU,pulseWGFMU,startVolage1,endVoltage1,startVolage2,endVoltage2,stepSize,riseTime,fallTime,pulseWidth,pulseDelay,measName
 SMU2,WGFMU1,0.7,5.0,-0.6,-3.6,0.042,2e-08,2e-08,2e-08,0.001,2em8s
 VStartPos (V),VEndPos (V),VStartNeg (V),VEndNeg (V),twidth (s),onOffRatio
-0.6,5.0,-0.5,-3.7,2e-08,4.5
+0.6,0.8,-0.5,-0.7,2e-08,4.5
 Pulse Number,index,Pulse Amplitude (V),R_low (ohm),R_high (ohm)
 """
 ROWS = ["1,1,0.742,1.0e8,1.2e8", "2,2,0.784,1.1e8,1.3e8", "3,3,-0.6,1.05e8,1.25e8", "4,4,-0.642,0.9e8,1.0e8"]
@@ -65,7 +65,7 @@ def test_a_small_valid_file_parses_with_polarity_conductance_and_area(tmp_path: 
         (lambda h, r: h + "\n".join(r[:2]), "empty ramp: no negative"),
         (lambda h, r: h + "\n".join(r[2:]), "empty ramp: no positive"),
         (lambda h, r: h, "no rows"),
-        (lambda h, r: h.replace("0.6,5.0,-0.5,-3.7,2e-08", "0.6,5.0,-0.5,-3.7,2e-07") + "\n".join(r), "pulse width disagrees"),
+        (lambda h, r: h.replace("0.6,0.8,-0.5,-0.7,2e-08", "0.6,5.0,-0.5,-3.7,2e-07") + "\n".join(r), "pulse width disagrees"),
         (lambda h, r: h + "\n".join(r[:3] + ["4,4,-0.642,0.9e8"]), "has 4 values"),
         (lambda h, r: h + "\n".join(r[:3] + ["4,4,0,0.9e8,1e8"]), "no polarity"),
         # truncated at a line boundary: the summary block states 2 positive and 2 negative pulses

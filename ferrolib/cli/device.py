@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from .. import provenance
 from ..catalog import fitted_device_path
 from ..devices import MODEL_KINDS
 
@@ -54,6 +55,11 @@ def _fit(args: argparse.Namespace) -> int:
     jobs = [(ds, model) for ds in datasets for model in models]
     targets = [fitted_device_path(ds.attrs["device_id"], ds.attrs["pulse_width_s"], model, args.save)
                for ds, model in jobs] if args.save else []  # ids checked before any fit
+    if args.save:
+        provenance.check_writable_dir(Path(args.save), "--save")
+    for target in targets:
+        if target.is_dir():
+            raise ValueError(f"--save {args.save}: {target.name} is a directory, where the fit would be written")
     fits = [fitting.fit_ramp(ds, model) for ds, model in jobs]
     rows = [fitted.summary() for fitted in fits]
     print(json.dumps(rows, indent=2) if args.json else _table(rows))

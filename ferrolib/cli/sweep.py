@@ -12,7 +12,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ferrolib import provenance, sweep, threads
+from ferrolib import provenance, sweep, threads, validation
 from ferrolib.cli.train import add_threads_option
 
 
@@ -44,11 +44,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"{state:<8} {provenance.config_hash(config)}  {sweep.point_label(spec, point)}"
                   + (f"  ({why})" if why else ""))
         return 0
+    if workers is not None:
+        validation.check_positive_int(workers, "--workers")
+    target = sweep.sweep_path(spec, results_dir)
+    provenance.check_writable_dir(target.parent, "sweeps folder")  # before any run, not after all of them
     if args.threads is not None:  # all workers together use this many (each gets its share)
         threads.set_threads(args.threads)
         os.environ[threads.THREADS_ENV] = str(args.threads)
     result = sweep.run_sweep(spec, results_dir, n_workers=workers, scheduler=scheduler,
                              energy_model=options["energy_model"])
-    path = provenance.write_netcdf(result, sweep.sweep_path(spec, results_dir))
+    path = provenance.write_netcdf(result, target)
     print(f"{len(spec)} runs -> {path}")
     return 0

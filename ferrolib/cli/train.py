@@ -55,10 +55,14 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """The TrainConfig the arguments describe."""
-    from ..training import TrainConfig
+    from .. import validation
+    from ..training import SYNTHETIC_DEVICES, TrainConfig
 
+    width = args.pulse_width
+    if args.device not in SYNTHETIC_DEVICES:
+        width = validation.canonical_pulse_width(validation.check_name(args.device, "--device"), width)
     values: dict[str, Any] = dict(
-        device_id=args.device, pulse_width=args.pulse_width, device_model=args.model, lr=args.lr, seed=args.seed,
+        device_id=args.device, pulse_width=width, device_model=args.model, lr=args.lr, seed=args.seed,
         batch_size=args.batch_size, c2c=args.c2c, d2d=args.d2d, pulse_mode=args.pulse_mode, data=args.data,
         periphery=args.periphery,
     )

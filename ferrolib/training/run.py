@@ -27,6 +27,7 @@ checkpoint and caches nothing.
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import os
 import time
@@ -39,7 +40,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .. import __version__, paths, provenance
+from .. import __version__, paths, provenance, validation
 from ..provenance import OMIT_DEFAULT, run_path as result_path
 from ..devices import SYMMETRY_POINT_METHODS, DeviceNoise, FittedDevice, PiecewiseStep, SoftBounds, scale_asymmetry
 from ..threads import ensure_threads
@@ -248,6 +249,8 @@ def validate(config: TrainConfig, device: FittedDevice | None = None) -> FittedD
     """Raise ValueError for an invalid configuration before any training; returns the resolved device."""
     if config.algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {config.algorithm!r}; expected one of {ALGORITHMS}")
+    validation.check_name(config.device_id, "device id")
+    validation.check_seed(config.seed)
     if config.pulse_mode not in PULSE_MODES:
         raise ValueError(f"unknown pulse mode {config.pulse_mode!r}; expected one of {PULSE_MODES}")
     if config.mp_transfer not in MP_TRANSFERS:
@@ -465,15 +468,26 @@ def train(config: TrainConfig, results_dir: Path | str | None = None, progress: 
     ensure_threads()
     key = run_key(config, device, data)
     path = result_path(config, root)
-    provenance.check_writable_dir(path.parent, "results directory")
+    provenance.check_writable_dir(path.parent, "results directory", probe_bytes=CHECKPOINT_PROBE_BYTES)
     with provenance.key_lock(path):
         cached = provenance.load_checked_netcdf(path, key, config_hash=key["config"], epochs=config.epochs)
         if cached is not None:
             return cached
         result = _train(config, device, data, key, path, progress)
-        provenance.write_netcdf(result, path)
+        try:
+            provenance.write_netcdf(result, path)
+        except provenance.WriteError as error:
+            kept = path.with_suffix(".ckpt.pt")
+            raise provenance.WriteError(f"{error}; the finished run {key['config']} (run key {key}) is not saved"
+                                        + (f", its last checkpoint {kept.name} is kept: run again once the file "
+                                           "can be written" if kept.exists() else "")) from error
         path.with_suffix(".ckpt.pt").unlink(missing_ok=True)
     return result
+
+
+CHECKPOINT_PROBE_BYTES = 1 << 20
+"""Bytes written (and removed) in the runs folder before training: a disk without room for a checkpoint fails
+before the first epoch instead of after it."""
 
 
 def _train(config: TrainConfig, device: FittedDevice | None, data: Any, key: dict[str, str], path: Path,
@@ -549,7 +563,9 @@ def _train(config: TrainConfig, device: FittedDevice | None, data: Any, key: dic
         if epoch < config.epochs:
             state = {"run_key": key, "layers": [layer.state_dict() for layer in layers], "stream": stream.state_dict(),
                      "history": history, "histograms": histograms, "step": step}
-            provenance.atomic_write(checkpoint, lambda tmp: torch.save(state, tmp))
+            buffer = io.BytesIO()  # serialised in memory: a full disk is an OS error (WriteError), not torch's
+            torch.save(state, buffer)
+            provenance.atomic_write(checkpoint, lambda tmp: tmp.write_bytes(buffer.getvalue()))
     bar.close()
     return _dataset(config, data, device, layers, sizes, history, histograms, samples_per_epoch, key)
 
