@@ -177,6 +177,22 @@ def test_cli_trains_prints_json_and_rejects_bad_input(tmp_path, capsys) -> None:
     assert "saturates every pulse train" in capsys.readouterr().err
 
 
+def test_cli_data_defaults_to_the_profiles_and_the_split_is_passed_on(monkeypatch) -> None:
+    from ferrolib import mnist
+    from ferrolib.cli import build_parser
+    from ferrolib.cli.train import config_from_args
+
+    monkeypatch.setattr(mnist, "resolve_auto", lambda cache_dir=None: "full")
+
+    def config(*arguments: str) -> TrainConfig:
+        return config_from_args(build_parser().parse_args(["train", *arguments]))
+
+    assert (config().data, config("--profile", "smoke").data, config("--profile", "plain").data) == (
+        "subset", "subset", "full")
+    paper = config("--data", "full", "--split", "paper")
+    assert (paper.data, paper.split) == ("full", "paper") and config().split == "stratified"
+
+
 def test_periphery_run_is_deterministic_and_resumable(tmp_path, monkeypatch) -> None:
     config = small("mp", periphery=True, epochs=2, snapshot_epochs=(2,))
     reference = train(config, tmp_path / "full", progress=False)
