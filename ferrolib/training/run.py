@@ -3,7 +3,8 @@
 Epochs and data size. The offline MNIST subset has 6,400 training images, 1/7.5 of the paper's 48,000.
 ``TrainConfig.paper`` keeps the paper's hyperparameters and trains on the same number of samples: an
 "epoch" is ``samples_per_epoch = 48,000`` samples drawn from reshuffled passes over whatever training set is
-loaded (7.5 passes per epoch on the subset, exactly one on the paper's split), 25 epochs, lr halved every 10.
+loaded (7.5 passes per epoch on the subset, exactly one on the paper's split, ``data='full', split='paper'``),
+25 epochs, lr halved every 10.
 Every result reports ``samples_seen`` beside the epoch. Without ``samples_per_epoch`` an epoch is one pass.
 
 Default learning rates (``DEFAULT_LR``): 0.5 for mp (paper) and fp (the same SGD in floating point), 0.1 for
