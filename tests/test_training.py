@@ -23,7 +23,7 @@ def small(algorithm: str, **overrides) -> TrainConfig:
 def mnist_runs(tmp_path_factory) -> dict[str, xr.Dataset]:
     """fp and mp (linear synthetic device) on the MNIST subset: 4 passes over 6,400 images."""
     directory = tmp_path_factory.mktemp("runs")
-    common = dict(device_id="synthetic-linear", epochs=4, eval_limit=1000, snapshot_epochs=(0, 4))
+    common = dict(device_id="synthetic-linear", data="subset", epochs=4, eval_limit=1000, snapshot_epochs=(0, 4))
     return {alg: train(TrainConfig(algorithm=alg, **common), directory, progress=False) for alg in ("fp", "mp")}
 
 
@@ -177,6 +177,22 @@ def test_cli_trains_prints_json_and_rejects_bad_input(tmp_path, capsys) -> None:
     assert "saturates every pulse train" in capsys.readouterr().err
 
 
+def test_cli_data_defaults_to_the_profiles_and_the_split_is_passed_on(monkeypatch) -> None:
+    from ferrolib import mnist
+    from ferrolib.cli import build_parser
+    from ferrolib.cli.train import config_from_args
+
+    monkeypatch.setattr(mnist, "resolve_auto", lambda cache_dir=None: "full")
+
+    def config(*arguments: str) -> TrainConfig:
+        return config_from_args(build_parser().parse_args(["train", *arguments]))
+
+    assert (config().data, config("--profile", "smoke").data, config("--profile", "plain").data) == (
+        "subset", "subset", "full")
+    paper = config("--data", "full", "--split", "paper")
+    assert (paper.data, paper.split) == ("full", "paper") and config().split == "stratified"
+
+
 def test_periphery_run_is_deterministic_and_resumable(tmp_path, monkeypatch) -> None:
     config = small("mp", periphery=True, epochs=2, snapshot_epochs=(2,))
     reference = train(config, tmp_path / "full", progress=False)
@@ -216,9 +232,50 @@ def test_auto_data_is_resolved_into_the_result_key(monkeypatch):
     from ferrolib import mnist
 
     monkeypatch.setattr(mnist, "resolve_auto", lambda cache_dir=None: "subset")
-    subset = TrainConfig.paper("mp")
+    subset = TrainConfig.paper("mp", data="auto")
     monkeypatch.setattr(mnist, "resolve_auto", lambda cache_dir=None: "full")
-    full = TrainConfig.paper("mp")
+    full = TrainConfig.paper("mp", data="auto")
     assert (subset.data, full.data) == ("subset", "full")
     assert result_path(subset) != result_path(full)
     assert TrainConfig.paper("mp", data="synthetic").data == "synthetic"
+
+
+def test_profiles_name_the_subset_so_a_cached_full_mnist_keeps_their_keys(monkeypatch):
+    """The paper and smoke profiles ran on the subset when 'auto' resolved to it: naming it keeps every key."""
+    from ferrolib import mnist
+
+    monkeypatch.setattr(mnist, "resolve_auto", lambda cache_dir=None: "subset")
+    before = [TrainConfig.paper("sps", data="auto"), TrainConfig.smoke("mp", data="auto")]
+    monkeypatch.setattr(mnist, "resolve_auto", lambda cache_dir=None: "full")
+    after = [TrainConfig.paper("sps"), TrainConfig.smoke("mp")]
+    assert [c.data for c in after] == ["subset", "subset"]
+    assert [provenance.config_hash(c) for c in after] == [provenance.config_hash(c) for c in before]
+
+
+def test_the_split_option_keeps_old_keys_and_needs_full_mnist():
+    stratified = TrainConfig.paper("mp")
+    assert provenance.config_hash(TrainConfig.paper("mp", split="stratified")) == provenance.config_hash(stratified)
+    assert "split" not in repr(stratified)
+    paper = TrainConfig.paper("mp", data="full", split="paper")
+    assert provenance.config_hash(paper) != provenance.config_hash(TrainConfig.paper("mp", data="full"))
+    with pytest.raises(ValueError, match="split 'paper' .*needs data='full', got data='subset'"):
+        validate(TrainConfig.paper("fp", split="paper"))
+    with pytest.raises(ValueError, match="unknown split 'random'"):
+        validate(TrainConfig.paper("fp", data="full", split="random"))
+
+
+def test_the_paper_split_changes_the_data_hash(tmp_path, monkeypatch):
+    """With full MNIST (here a small fake set in ``FERROLIB_MNIST``) the two splits give different arrays."""
+    from ferrolib import mnist, paths
+    from test_mnist import fake_mnist_dir
+
+    fake_mnist_dir(tmp_path / "idx", n_train=100, n_test=20)
+    monkeypatch.setenv(paths.MNIST_ENV, str(tmp_path / "idx"))
+    monkeypatch.setattr(paths, "CACHE", tmp_path / "cache")
+    stratified = run_module.load_data(TrainConfig.smoke("fp", data="full", train_limit=None, eval_limit=None))
+    paper = run_module.load_data(TrainConfig.smoke("fp", data="full", split="paper", train_limit=None, eval_limit=None))
+    assert (len(paper.train_y), len(paper.val_y), len(paper.test_y)) == (80, 20, 20)
+    assert torch.equal(paper.test_x, stratified.test_x)
+    assert run_module.data_hash(paper) != run_module.data_hash(stratified)
+    train, _ = mnist.random_split_indices(100, (0.8, 0.2), 2024)
+    assert torch.equal(paper.train_y, torch.from_numpy(np.arange(100) % 10)[train])

