@@ -138,15 +138,13 @@ def prepare(dataset: xr.Dataset, all_reads: bool = False) -> PreparedData:
     inlier = ~outlier & np.isfinite(conductance)
     if inlier.sum() < 2 * MIN_PULSES:
         raise FitError(f"{origin}: too few pulses ({int(inlier.sum())} inlier reads; need {MIN_PULSES} per ramp)")
-    w_inlier, g_mean, g_min, g_max = normalise(conductance[inlier])
-    if all_reads:
-        w_all, g_mean, g_min, g_max = normalise(conductance[np.isfinite(conductance)])
-        w_inlier = w_all[inlier[np.isfinite(conductance)]]
+    normalised = np.isfinite(conductance) if all_reads else inlier
+    w_normalised, g_mean, g_min, g_max = normalise(conductance[normalised])
     if (g_max - g_min) < MIN_RELATIVE_RANGE * abs(g_mean):
         raise FitError(f"{origin}: flat ramp (conductance range {g_max - g_min:.3g} S is below "
                        f"{MIN_RELATIVE_RANGE:g} of the mean {g_mean:.3g} S)")
     w = np.full(len(conductance), np.nan)
-    w[inlier] = w_inlier
+    w[inlier] = w_normalised[inlier[normalised]]
     boundaries = np.flatnonzero(np.diff(polarity)) + 1
     blocks = np.split(np.arange(len(polarity)), boundaries)
     signs = [int(polarity[b[0]]) for b in blocks]
@@ -390,7 +388,7 @@ def _aihwkit_scales(dw_min: float, up_down: float) -> tuple[np.float32, np.float
 
 
 @njit(cache=True)
-def _piecewise_tile_trace(pulses, start, scale_up, scale_down, w_min, w_max, nodes_up, nodes_down):  # pragma: no cover
+def _piecewise_tile_trace(pulses, start, scale_up, scale_down, w_min, w_max, nodes_up, nodes_down):
     """Compiled body of ``aihwkit_pulse_response`` (float32 scalars and node vectors)."""
     n_sections = nodes_up.shape[0] - 1
     sections, one, zero = np.float32(n_sections), np.float32(1.0), np.float32(0.0)

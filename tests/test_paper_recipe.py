@@ -194,3 +194,18 @@ def test_a_rounding_level_change_moves_the_fit_onto_the_printed_one(name):
     moved, _, _ = fitting.fit_measurements(pulses, nudged, dw_min, nodes_up, nodes_down)
     assert max(abs(ours[k] - moved[k]) for k in PARAMETER_TOLERANCE) > 0.005
     assert max(abs(moved[k] - paper[k]) for k in PARAMETER_TOLERANCE) < 0.001
+
+
+@pytest.mark.skipif(not HAVE_MEASUREMENTS, reason="shared LBE247 measurements not present")
+def test_the_paper_normalises_over_every_read_outliers_included():
+    """ID170ZR5000 at 2 ms has one outlier read: the paper's normalisation (``prepare(all_reads=True)``, used by
+    ``paper_piecewise``) keeps it in the mean, ferrolib's own leaves it out; the ramps exclude it either way."""
+    (dataset,) = measurements.load_measurements("ID170ZR5000", 2e-3, select="last")
+    outlier = dataset["outlier"].values.astype(bool)
+    assert outlier.sum() == 1
+    conductance = dataset["G"].values
+    paper, own = fitting.prepare(dataset, all_reads=True), fitting.prepare(dataset)
+    assert paper.g_mean == pytest.approx(conductance.mean(), rel=1e-15)
+    assert own.g_mean == pytest.approx(conductance[~outlier].mean(), rel=1e-15) and own.g_mean != paper.g_mean
+    assert np.isnan(paper.w[outlier]).all()
+    np.testing.assert_allclose(paper.w[~outlier], fitting.paper_response(dataset)[0][~outlier], rtol=0, atol=1e-15)
