@@ -42,10 +42,15 @@ import xarray as xr
 from torch import Tensor
 
 from . import provenance
-from .kernels import MODEL_KINDS
+from .kernels import MODEL_KINDS as KERNEL_KINDS
 from .units import format_pulse_width
 
 ModelKind = Literal["piecewise", "softbounds", "powstep"]
+
+MODEL_KINDS: tuple[str, ...] = (*KERNEL_KINDS, "paper_piecewise")
+"""Fitted device models (``fitting.fit_ramp`` and the file names of ``catalog.fitted_device_path``): the three kernel
+kinds fitted by ferrolib's recipe, and ``paper_piecewise``, a piecewise device fitted by the paper's recipe (its
+``DeviceArray.kind`` is ``piecewise``)."""
 
 
 @dataclass
@@ -56,7 +61,7 @@ class DeviceArray:
     """
 
     kind: str
-    """Model kind: one of ``MODEL_KINDS``."""
+    """Model kind: one of ``KERNEL_KINDS``."""
     w_min: Tensor
     """Lower bound of every device's state (negative)."""
     w_max: Tensor
@@ -84,8 +89,8 @@ class DeviceArray:
     """Provenance (source device id, pulse width, measurement file, fit method, ...)."""
 
     def __post_init__(self) -> None:
-        if self.kind not in MODEL_KINDS:
-            raise ValueError(f"unknown device model kind {self.kind!r}; expected one of {MODEL_KINDS}")
+        if self.kind not in KERNEL_KINDS:
+            raise ValueError(f"unknown device model kind {self.kind!r}; expected one of {KERNEL_KINDS}")
         if self.kind == "piecewise" and (self.nodes_up is None or self.nodes_down is None):
             raise ValueError("a piecewise device needs nodes_up and nodes_down")
         if self.kind == "powstep" and (self.gamma_up is None or self.gamma_down is None):

@@ -1,4 +1,5 @@
-"""Fit device models to a measured pulse-response ramp (the paper's recipe, SCIENCE.md section 2).
+"""Fit device models to a measured pulse-response ramp: ferrolib's recipe, refined from the paper's (below), and
+the paper's own as the model ``paper_piecewise``.
 
 1. Normalise the inlier conductances: ``w = 2 (G - mean G) / (max G - min G)``.
 2. Split the reads by polarity (+1 depression "down", -1 potentiation "up"; one contiguous ramp each).
@@ -16,19 +17,28 @@
 6. Report R^2 of the simulated states per direction, the scatter of measured steps around the model step
    (units of the smaller step at w = 0), the cycle-to-cycle estimate and the number of states.
 
+``paper_piecewise`` is the paper's own recipe instead (its code's ``fit_piecewise_device``, ``paper_fit``): every
+read normalised (outliers included), ``np.gradient`` of the states per polarity in read order, degree-5 polynomial,
+``|p|`` on the 32 nodes with no floor and no clipping, ``dw_min = min |p(0)|``, and (up_down, w_max, w_min) fitted
+with aihwkit's ``fit_measurements`` semantics re-implemented (``fit_measurements``: a float32 piecewise tile started
+at the first read, one pulse per read, Powell on lmfit's sine-bounded variables). Its parameters convert from
+aihwkit's ``up_down`` convention with ``devices.from_aihwkit``.
+
 Approximation kept explicit: the ramp raises the amplitude pulse by pulse, the model gives every pulse of a
 polarity the step the ramp showed at that state.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import xarray as xr
-from scipy.optimize import least_squares
+from numba import njit
+from scipy.optimize import least_squares, minimize
 
 from .devices import (
     MODEL_KINDS,
@@ -39,6 +49,7 @@ from .devices import (
     PowStep,
     SoftBounds,
     _scales,
+    from_aihwkit,
     simulate_sequence,
 )
 from .kernels import kernel_device, pulse_train_states
@@ -111,8 +122,11 @@ def normalise(conductance: np.ndarray) -> tuple[np.ndarray, float, float, float]
     return 2.0 * (conductance - g_mean) / (g_max - g_min), g_mean, g_min, g_max
 
 
-def prepare(dataset: xr.Dataset) -> PreparedData:
-    """Validate, normalise and split a ``read_summary``-style Dataset; raises FitError naming the file."""
+def prepare(dataset: xr.Dataset, all_reads: bool = False) -> PreparedData:
+    """Validate, normalise and split a ``read_summary``-style Dataset; raises FitError naming the file.
+
+    The normalisation runs over the inlier reads, or over every finite read (outliers included) with
+    ``all_reads`` (the paper's recipe); outliers stay out of the ramps either way."""
     origin = str(dataset.attrs.get("source_file", "dataset"))
     for name in ("G", "polarity", "amplitude"):
         if name not in dataset:
@@ -124,12 +138,13 @@ def prepare(dataset: xr.Dataset) -> PreparedData:
     inlier = ~outlier & np.isfinite(conductance)
     if inlier.sum() < 2 * MIN_PULSES:
         raise FitError(f"{origin}: too few pulses ({int(inlier.sum())} inlier reads; need {MIN_PULSES} per ramp)")
-    w_inlier, g_mean, g_min, g_max = normalise(conductance[inlier])
+    normalised = np.isfinite(conductance) if all_reads else inlier
+    w_normalised, g_mean, g_min, g_max = normalise(conductance[normalised])
     if (g_max - g_min) < MIN_RELATIVE_RANGE * abs(g_mean):
         raise FitError(f"{origin}: flat ramp (conductance range {g_max - g_min:.3g} S is below "
                        f"{MIN_RELATIVE_RANGE:g} of the mean {g_mean:.3g} S)")
     w = np.full(len(conductance), np.nan)
-    w[inlier] = w_inlier
+    w[inlier] = w_normalised[inlier[normalised]]
     boundaries = np.flatnonzero(np.diff(polarity)) + 1
     blocks = np.split(np.arange(len(polarity)), boundaries)
     signs = [int(polarity[b[0]]) for b in blocks]
@@ -291,7 +306,213 @@ def _fit_powstep(data: PreparedData) -> tuple[DeviceConfig, str]:
     return config, "least squares of the simulated response for a_up, a_down, gamma_up, gamma_down, w_min, w_max (scipy trf)"
 
 
-_FITTERS = {"piecewise": _fit_piecewise, "softbounds": _fit_softbounds, "powstep": _fit_powstep}
+# ------------------------------------------------------------------------------------------ the paper's recipe
+PAPER_PARAMETERS: dict[str, tuple[float, float, float]] = {
+    "up_down": (0.0, -0.99, 0.99),
+    "w_max": (1.0, 0.1, 2.0),
+    "w_min": (-1.0, -2.0, -0.1),
+}
+"""Initial value, lower and upper bound of each parameter the paper's recipe fits (aihwkit's names and its
+``up_down`` convention: the larger step is ``dw_min``); ``dw_min`` itself is held fixed."""
+PAPER_EVALUATIONS_PER_PARAMETER = 2000
+"""lmfit's evaluation budget of a scalar minimiser: ``2000 (n + 1)`` evaluations for n varied parameters."""
+
+
+@dataclass
+class PaperFit:
+    """The paper's recipe applied to one file, in aihwkit's convention (``devices.from_aihwkit`` converts)."""
+
+    dw_min: float
+    """Smaller magnitude of the two step polynomials at w = 0 (held fixed by the fit)."""
+    up_down: float
+    """aihwkit asymmetry: up step scale ``dw_min (1 + min(u, 0))``, down ``dw_min (1 - max(u, 0))``."""
+    w_min: float
+    """Fitted lower bound."""
+    w_max: float
+    """Fitted upper bound."""
+    piecewise_up: np.ndarray
+    """|up-step polynomial| / dw_min on the nodes, 0 at the last node."""
+    piecewise_down: np.ndarray
+    """|down-step polynomial| / dw_min on the nodes, 0 at the first node."""
+    pulses: np.ndarray
+    """Sign of every read's pulse: +1 potentiation (negative amplitude), -1 depression."""
+    response: np.ndarray
+    """Normalised conductance of every read (outliers included)."""
+    model_response: np.ndarray
+    """The float32 tile trace at the fitted parameters (``aihwkit_pulse_response``)."""
+    loss: float
+    """Sum of squared differences of ``model_response`` and ``response``."""
+    n_evaluations: int
+    """Loss evaluations the optimiser used."""
+
+    def aihwkit_parameters(self) -> dict[str, Any]:
+        """aihwkit ``PiecewiseStepDevice`` parameters (input of ``devices.from_aihwkit``)."""
+        return {"dw_min": self.dw_min, "up_down": self.up_down, "w_min": self.w_min, "w_max": self.w_max,
+                "piecewise_up": list(self.piecewise_up), "piecewise_down": list(self.piecewise_down)}
+
+
+def paper_response(dataset: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Step 1: ``w = 2 (G - mean G) / (max G - min G)`` over every read (outliers included) and the pulse sign of
+    each read, ``-1`` for a positive amplitude and ``+1`` otherwise (the paper's ``read_conductance_data``)."""
+    origin = str(dataset.attrs.get("source_file", "dataset"))
+    conductance = np.asarray(dataset["G"].values, dtype=float)
+    if not np.all(np.isfinite(conductance)):
+        raise FitError(f"{origin}: the paper's recipe needs a finite conductance at every read "
+                       f"({int((~np.isfinite(conductance)).sum())} are not)")
+    pulses = np.where(np.asarray(dataset["amplitude"].values, dtype=float) > 0, -1, 1).astype(np.int8)
+    return normalise(conductance)[0], pulses
+
+
+def paper_nodes(response: np.ndarray, pulses: np.ndarray, degree: int = POLY_DEGREE,
+                n_nodes: int = N_NODES) -> tuple[np.ndarray, np.ndarray, float]:
+    """Steps 2-3: per polarity ``np.gradient`` of the states in read order against the state, a degree-``degree``
+    least-squares polynomial (``Polynomial.fit``), ``|p|`` on ``n_nodes`` nodes over [-1, 1] with the node at the
+    saturating bound set to 0 (up: last, down: first), ``dw_min = min(|p_up(0)|, |p_down(0)|)``, nodes divided by
+    it. No floor, no clipping to the measured states. Returns (piecewise_up, piecewise_down, dw_min)."""
+    polynomials = {}
+    for sign in (1, -1):
+        states = response[pulses == sign]
+        polynomials[sign] = np.polynomial.Polynomial.fit(states, np.gradient(states), degree)
+    grid = np.linspace(-1.0, 1.0, n_nodes)
+    nodes_up, nodes_down = np.abs(polynomials[1](grid)), np.abs(polynomials[-1](grid))
+    nodes_up[-1], nodes_down[0] = 0.0, 0.0
+    dw_min = float(min(np.abs(polynomials[1](0.0)), np.abs(polynomials[-1](0.0))))
+    return nodes_up / dw_min, nodes_down / dw_min, dw_min
+
+
+def _aihwkit_scales(dw_min: float, up_down: float) -> tuple[np.float32, np.float32]:
+    """aihwkit's step scales in float32: ``(min(u, 0) + 1) dw_min`` up, ``(-max(u, 0) + 1) dw_min`` down."""
+    u, one, zero = np.float32(up_down), np.float32(1.0), np.float32(0.0)
+    up_bias, down_bias = (zero, -u) if u > 0 else (u, zero)
+    return (up_bias + one) * np.float32(dw_min), (down_bias + one) * np.float32(dw_min)
+
+
+@njit(cache=True)
+def _piecewise_tile_trace(pulses, start, scale_up, scale_down, w_min, w_max, nodes_up, nodes_down):
+    """Compiled body of ``aihwkit_pulse_response`` (float32 scalars and node vectors)."""
+    n_sections = nodes_up.shape[0] - 1
+    sections, one, zero = np.float32(n_sections), np.float32(1.0), np.float32(0.0)
+    out = np.empty(pulses.shape[0], np.float32)
+    w = max(min(start, w_max), w_min)
+    out[0] = w
+    for k in range(pulses.shape[0] - 1):
+        w_scaled = max((w - w_min) / (w_max - w_min) * sections, zero)
+        index = min(int(math.floor(w_scaled)), n_sections - 1)
+        t = min(w_scaled - np.float32(index), one)
+        if pulses[k] > 0:
+            w = w + scale_up * ((one - t) * nodes_up[index] + t * nodes_up[index + 1])
+        else:
+            w = w - scale_down * ((one - t) * nodes_down[index] + t * nodes_down[index + 1])
+        w = min(max(w, w_min), w_max)
+        out[k + 1] = w
+    return out
+
+
+def aihwkit_pulse_response(pulses: np.ndarray, start: float, dw_min: float, up_down: float, w_min: float,
+                           w_max: float, nodes_up: np.ndarray, nodes_down: np.ndarray) -> np.ndarray:
+    """The trace aihwkit's ``fit_measurements`` compares with the measurement (its ``model_response``): a one-device
+    float32 tile of aihwkit's ``PiecewiseStepDevice`` (noise off) set to ``start`` (clipped to the bounds), then one
+    pulse per entry of ``pulses[:-1]`` (+1 up, -1 down: learning rate 1, one pulse per update), the state recorded
+    after each. Step (``rpu_piecewisestep_device.cpp``): ``s = max((w - w_min)/(w_max - w_min) N, 0)``,
+    ``i = min(floor s, N-1)``, ``t = min(s - i, 1)``, ``w +- scale ((1-t) v_i + t v_{i+1})``, clipped; scales
+    from ``_aihwkit_scales``. Returns float32, ``len(pulses)`` states (the first is the clipped start)."""
+    f32 = np.float32
+    scale_up, scale_down = _aihwkit_scales(dw_min, up_down)
+    return _piecewise_tile_trace(np.ascontiguousarray(pulses, dtype=np.int8), f32(start), scale_up, scale_down,
+                                 f32(w_min), f32(w_max), np.ascontiguousarray(nodes_up, dtype=f32),
+                                 np.ascontiguousarray(nodes_down, dtype=f32))
+
+
+def aihwkit_pulse_response_reference(pulses: np.ndarray, start: float, dw_min: float, up_down: float, w_min: float,
+                                     w_max: float, nodes_up: np.ndarray, nodes_down: np.ndarray) -> np.ndarray:
+    """Reference of ``aihwkit_pulse_response``: the same float32 steps, one numpy scalar operation at a time."""
+    f32 = np.float32
+    scale_up, scale_down = _aihwkit_scales(dw_min, up_down)
+    low, high, one = f32(w_min), f32(w_max), f32(1.0)
+    up, down = [f32(v) for v in nodes_up], [f32(v) for v in nodes_down]
+    sections = len(up) - 1
+    w = max(min(f32(start), high), low)
+    trace = [w]
+    for pulse in pulses[:-1]:
+        w_scaled = max((w - low) / (high - low) * f32(sections), f32(0.0))
+        index = min(int(np.floor(w_scaled)), sections - 1)
+        t = min(w_scaled - f32(index), one)
+        nodes, scale, sign = (up, scale_up, 1) if pulse > 0 else (down, scale_down, -1)
+        step = scale * ((one - t) * nodes[index] + t * nodes[index + 1])
+        w = max(min(w + step if sign > 0 else w - step, high), low)
+        trace.append(w)
+    return np.array(trace, dtype=f32)
+
+
+class _EvaluationBudgetSpent(Exception):
+    """lmfit's abort when a scalar minimiser exceeds its evaluation budget."""
+
+
+def fit_measurements(pulses: np.ndarray, response: np.ndarray, dw_min: float, nodes_up: np.ndarray,
+                     nodes_down: np.ndarray) -> tuple[dict[str, float], float, int]:
+    """aihwkit's ``fit_measurements`` as the paper calls it (``method='powell'``, noise suppressed, one pulse per
+    update), re-implemented: minimise ``sum (aihwkit_pulse_response - response)^2`` over ``PAPER_PARAMETERS`` by
+    scipy's Powell on lmfit's bounded internal variables ``x = lo + (sin z + 1)(hi - lo)/2`` (started at
+    ``z0 = arcsin(2 (x0 - lo)/(hi - lo) - 1)``, scipy's default tolerances, at most
+    ``PAPER_EVALUATIONS_PER_PARAMETER (n + 1)`` evaluations, after which lmfit keeps the last point).
+    Returns (parameters, loss, evaluations)."""
+    names = list(PAPER_PARAMETERS)
+    initial, lower, upper = (np.array([PAPER_PARAMETERS[n][i] for n in names]) for i in range(3))
+    budget = PAPER_EVALUATIONS_PER_PARAMETER * (len(names) + 1)
+    evaluations, last = 0, np.arcsin(2 * (initial - lower) / (upper - lower) - 1)
+
+    def external(z: np.ndarray) -> np.ndarray:
+        return lower + (np.sin(z) + 1) * (upper - lower) / 2.0
+
+    def loss(z: np.ndarray) -> float:
+        nonlocal evaluations, last
+        evaluations += 1
+        if evaluations > budget:
+            raise _EvaluationBudgetSpent
+        last = np.array(z, dtype=float)
+        x = dict(zip(names, external(last)))
+        trace = aihwkit_pulse_response(pulses, response[0], dw_min, x["up_down"], x["w_min"], x["w_max"],
+                                       nodes_up, nodes_down)
+        residual = trace.astype(float) - response
+        return float((residual * residual).sum())
+
+    try:
+        z = minimize(loss, last.copy(), method="Powell", options={"maxiter": 2 * budget}).x
+    except _EvaluationBudgetSpent:
+        z = last
+    values = dict(zip(names, (float(v) for v in external(np.atleast_1d(z)))))
+    return values, loss(np.atleast_1d(z)), evaluations - 1
+
+
+def paper_fit(dataset: xr.Dataset) -> PaperFit:
+    """The paper's recipe (its ``fit_piecewise_device``) on one ramp file: ``paper_response``, ``paper_nodes``,
+    then ``fit_measurements`` of up_down, w_max and w_min with dw_min and the nodes fixed."""
+    origin = str(dataset.attrs.get("source_file", "dataset"))
+    response, pulses = paper_response(dataset)
+    if min((pulses == 1).sum(), (pulses == -1).sum()) <= POLY_DEGREE:
+        raise FitError(f"{origin}: the paper's recipe needs more than {POLY_DEGREE} reads of each polarity")
+    nodes_up, nodes_down, dw_min = paper_nodes(response, pulses)
+    if not (np.isfinite(dw_min) and dw_min > 0.0):
+        raise FitError(f"{origin}: the step polynomials vanish at w = 0 (dw_min {dw_min:.3g})")
+    values, loss, evaluations = fit_measurements(pulses, response, dw_min, nodes_up, nodes_down)
+    model = aihwkit_pulse_response(pulses, response[0], dw_min, values["up_down"], values["w_min"], values["w_max"],
+                                   nodes_up, nodes_down)
+    return PaperFit(dw_min=dw_min, piecewise_up=nodes_up, piecewise_down=nodes_down, pulses=pulses, response=response,
+                    model_response=model, loss=loss, n_evaluations=evaluations, **values)
+
+
+def _fit_paper_piecewise(data: PreparedData) -> tuple[DeviceConfig, str]:
+    fit = paper_fit(data.dataset)
+    method = (f"the paper's recipe: every read normalised, np.gradient per polarity, degree-{POLY_DEGREE} polynomial, "
+              f"|p| on {N_NODES} nodes over [-1, 1] (0 at the saturating bound, no floor), dw_min = min |p(0)|; "
+              "up_down, w_max, w_min by aihwkit fit_measurements semantics (float32 piecewise tile, one pulse per "
+              f"read, Powell on lmfit's sine-bounded variables; loss {fit.loss:.6g} after {fit.n_evaluations} "
+              "evaluations)")
+    return from_aihwkit(fit.aihwkit_parameters()), method
+
+
+_FITTERS = {"piecewise": _fit_piecewise, "softbounds": _fit_softbounds, "powstep": _fit_powstep,
+            "paper_piecewise": _fit_paper_piecewise}
 
 
 # ------------------------------------------------------------------------------------------------ quality
@@ -303,10 +524,12 @@ def _r2(simulated: np.ndarray, measured: np.ndarray) -> float:
 
 
 def fit_ramp(dataset: xr.Dataset, model: str = "piecewise") -> FittedDevice:
-    """Fit ``model`` (piecewise, softbounds or powstep) to one ramp file's Dataset (``read_summary`` form)."""
+    """Fit ``model`` (piecewise, softbounds, powstep or paper_piecewise) to one ramp file's Dataset (``read_summary``
+    form). The quality figures (R^2, scatter, c2c) use ferrolib's ramps for every model; ``paper_piecewise``
+    normalises over every read, as the paper does."""
     if model not in MODEL_KINDS:
         raise ValueError(f"unknown device model {model!r}; expected one of {MODEL_KINDS}")
-    data = prepare(dataset)
+    data = prepare(dataset, all_reads=model == "paper_piecewise")
     config, method = _FITTERS[model](data)
     nominal = config.devices()
     zero = torch.zeros((), dtype=torch.float64)

@@ -62,7 +62,7 @@ MODEL_STYLE = {"piecewise": ("C0", "-"), "softbounds": ("C1", "--"), "powstep": 
 
 # %%
 fits = {(d, ds.attrs["pulse_width_s"], model): fitting.fit_ramp(ds, model)
-        for d in device_ids for ds in ramps[d] for model in dev.MODEL_KINDS}
+        for d in device_ids for ds in ramps[d] for model in MODEL_STYLE}
 rows = [{**fitted.summary(n_alternating=1000 if smoke else 4000), "width": plotting.format_pulse_width(width)}
         for (_, width, _), fitted in fits.items()]
 table = pd.DataFrame(rows)
@@ -92,7 +92,7 @@ for device_id in device_ids:
         width = ds.attrs["pulse_width_s"]
         trace = fits[(device_id, width, "piecewise")].trace
         ax.plot(trace["pulse"].values, trace["w_measured"].values, ".", ms=3, color="k", label="measured")
-        for model in dev.MODEL_KINDS:
+        for model in MODEL_STYLE:
             fitted = fits[(device_id, width, model)]
             colour, style = MODEL_STYLE[model]
             ax.plot(fitted.trace["pulse"].values, fitted.trace["w_model"].values, style, color=colour,
@@ -110,7 +110,7 @@ for device_id in device_ids:
 # %%
 fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), layout="constrained")
 for device_id, marker in zip(device_ids, "os"):
-    for model in dev.MODEL_KINDS:
+    for model in MODEL_STYLE:
         part = table[(table.device_id == device_id) & (table.model == model)].sort_values("pulse_width_s")
         colour, style = MODEL_STYLE[model]
         kwargs = dict(color=colour, ls=style, marker=marker, mfc="none" if marker == "s" else colour, ms=4)
@@ -139,7 +139,7 @@ plt.show()
 # %%
 fig, axes = plt.subplots(1, len(device_ids), figsize=(5 * len(device_ids), 3.6), squeeze=False, sharey=True, layout="constrained")
 for ax, device_id in zip(axes[0], device_ids):
-    for model in dev.MODEL_KINDS:
+    for model in MODEL_STYLE:
         part = table[(table.device_id == device_id) & (table.model == model)].sort_values("pulse_width_s")
         colour, style = MODEL_STYLE[model]
         ax.semilogx(part.pulse_width_s, part.sp_analytic, "o" + style, color=colour, label=f"{model} analytic (from 0)")
