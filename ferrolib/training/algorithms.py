@@ -12,7 +12,8 @@
   ``eps`` is per device: the mean of its up and down step at ``w_device = 0`` (the paper's threshold; without
   device-to-device variation it is the same for every device). Large counts are applied in full; with
   ``max_pulses`` set, ``|n|`` is capped and the excess stays in chi (never silently dropped). With
-  ``mp_transfer = "pulsed"`` (aihwkit, the paper profile) n is sent as a stochastic pulse train per row instead.
+  ``mp_transfer = "pulsed"`` (aihwkit, the paper profile) n is sent as a stochastic pulse train per row instead;
+  with ``"deterministic_implicit"`` (the pulse type the paper's scripts set) as aihwkit's rounded coincidence counts.
 
 A new rule (e.g. Tiki-Taka) is one more ``Layer`` subclass plus an entry in ``make_layer``.
 """
