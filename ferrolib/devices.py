@@ -494,9 +494,24 @@ def symmetry_point_protocol(
     return total / tail
 
 
-SYMMETRY_POINT_METHODS: tuple[str, ...] = ("analytic", "protocol_from_zero", "analytic_from_bottom", "protocol")
+SYMMETRY_POINT_METHODS: tuple[str, ...] = ("analytic", "protocol_from_zero", "analytic_from_bottom", "protocol",
+                                           "paper_alternating")
 """How a symmetry point is found (``reference_point``): the analytic root reached from w = 0, the alternating
-train started at w = 0, the analytic root reached from w_min, and the experimenter's full protocol."""
+train started at w = 0, the analytic root reached from w_min, the experimenter's full protocol, and the short
+alternating train of the paper's simulation code (``PAPER_ALTERNATING_PULSES``, ``PAPER_ALTERNATING_TAIL``)."""
+
+PAPER_ALTERNATING_PULSES = 48
+"""Pulses of the paper's SP-shifting train from w = 0 (up first). Its code (msc_project ``plot_symmetry_point(
+n_steps=0, pre_alternating_pulses=0, alternating_pulses=50, w_init=0)``) requests 50 alternating updates
+(+1, -1, ...) on aihwkit's default mixed-precision tile of one device (``build_config('mp')``, single-pulse
+updates, noise-free, exact reads) and reads the weight after each. That tile pulses nothing on the first two
+updates (update 0 only fills chi: no transfer at update index 0; update 1 returns chi to exactly 0) and one pulse
+of the requested sign on every later update (``|chi| > 1 - granularity`` truncates to a non-zero count, sent as
+a one-slot train with p = q = 1): 48 pulses, up first."""
+
+PAPER_ALTERNATING_TAIL = 5
+"""States averaged by the paper's reference: its last 5 read-outs (``np.mean(w_trace[-5:])``), the states after
+pulses 44 to 48 of ``PAPER_ALTERNATING_PULSES`` (after a down, up, down, up and down pulse)."""
 
 
 def reference_point(devices: DeviceArray, method: str = "analytic", n_alternating: int = 4000) -> Tensor:
@@ -506,7 +521,10 @@ def reference_point(devices: DeviceArray, method: str = "analytic", n_alternatin
     * ``analytic``: ``symmetry_point(devices)``, the stable root reached from w = 0 (today's SP-shifting reference);
     * ``protocol_from_zero``: ``symmetry_point_protocol(n=0)``, an alternating train started at w = 0;
     * ``analytic_from_bottom``: ``symmetry_point(start=w_min)``, the stable root reached from w_min;
-    * ``protocol``: ``symmetry_point_protocol()``, n up, n down, alternating (as the experimenter measures it).
+    * ``protocol``: ``symmetry_point_protocol()``, n up, n down, alternating (as the experimenter measures it);
+    * ``paper_alternating``: the paper's SP-shifting reference, ``symmetry_point_protocol(n=0,
+      n_alternating=PAPER_ALTERNATING_PULSES, tail=PAPER_ALTERNATING_TAIL)`` (``n_alternating`` does not apply):
+      the mean of the states after the last 5 of 48 alternating pulses (up first) started at w = 0.
 
     Devices with identical parameters (no device-to-device spread) are computed once and broadcast.
     """
@@ -524,6 +542,9 @@ def reference_point(devices: DeviceArray, method: str = "analytic", n_alternatin
         return symmetry_point(devices, start=devices.w_min)
     if method == "protocol_from_zero":
         return symmetry_point_protocol(devices, n=0, n_alternating=n_alternating)
+    if method == "paper_alternating":
+        return symmetry_point_protocol(devices, n=0, n_alternating=PAPER_ALTERNATING_PULSES,
+                                       tail=PAPER_ALTERNATING_TAIL)
     return symmetry_point_protocol(devices, n_alternating=n_alternating)
 
 
@@ -716,6 +737,8 @@ class FittedDevice:
         reached from w_min and the experimenter's full protocol (n up, n down, alternating train). Each pair agrees
         within about one step, except where the discrete steps trap the protocol next to a bound (the down step
         rising from zero at w_min by more than the up step within one step) or carry it across a narrow root.
+        ``paper_alternating``: the paper's SP-shifting reference (48 alternating pulses from w = 0, mean of the
+        last 5 states), still carrying the start's transient where the steps are small.
         """
         devices = self.config.devices()
         return {method: float(reference_point(devices, method, n_alternating)) for method in SYMMETRY_POINT_METHODS}

@@ -84,6 +84,8 @@ def test_reference_point_fast_path_equals_the_per_device_reference():
                     expected = dev.symmetry_point_protocol(single, n_alternating=300)
                 elif method == "protocol_from_zero":
                     expected = dev.symmetry_point_protocol(single, n=0, n_alternating=300)
+                elif method == "paper_alternating":
+                    expected = dev.symmetry_point_protocol(single, n=0, n_alternating=48, tail=5)
                 else:
                     expected = dev.symmetry_point(single, start=single.w_min if method.endswith("bottom") else 0.0)
                 assert float(fast[index]) == pytest.approx(float(expected), abs=1e-12), (method, index)

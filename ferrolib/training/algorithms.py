@@ -12,7 +12,8 @@
   ``eps`` is per device: the mean of its up and down step at ``w_device = 0`` (the paper's threshold; without
   device-to-device variation it is the same for every device). Large counts are applied in full; with
   ``max_pulses`` set, ``|n|`` is capped and the excess stays in chi (never silently dropped). With
-  ``mp_transfer = "pulsed"`` (aihwkit, the paper profile) n is sent as a stochastic pulse train per row instead.
+  ``mp_transfer = "pulsed"`` (aihwkit, the paper profile) n is sent as a stochastic pulse train per row instead;
+  with ``"deterministic_implicit"`` (the pulse type the paper's scripts set) as aihwkit's rounded coincidence counts.
 
 A new rule (e.g. Tiki-Taka) is one more ``Layer`` subclass plus an entry in ``make_layer``.
 """
@@ -39,10 +40,17 @@ SPS_INITS: tuple[str, ...] = ("reference", "device_zero")
 """Where SP shifting starts its device states: around the reference (w_eff = initial weights) or around
 w_device = 0 (w_eff = initial weights - reference)."""
 
-MP_TRANSFERS: tuple[str, ...] = ("exact", "pulsed")
+MP_TRANSFERS: tuple[str, ...] = ("exact", "pulsed", "deterministic_implicit", "deterministic_implicit_cuda")
 """How mixed precision applies a transfer of ``n = trunc(chi/eps)``: ``exact`` applies exactly n pulses after each
 mini-batch; ``pulsed`` is aihwkit's: n through a stochastic pulse train per row (at most desired_bl pulses), after
-the first sample of the next mini-batch."""
+the first sample of the next mini-batch; ``deterministic_implicit`` is aihwkit's with ``update.pulse_type =
+DETERMINISTIC_IMPLICIT`` (the paper's mixed-precision runs), on the same schedule, with the rounded count
+``rint(BL p q)`` (about ``|n| eps / g``, at most desired_bl) instead of a train; ``deterministic_implicit_cuda`` the
+same pulses on aihwkit's CUDA schedule: the whole mini-batch accumulated, then the transfer (none after the first
+mini-batch)."""
+
+IMPLICIT_TRANSFERS: tuple[str, ...] = ("deterministic_implicit", "deterministic_implicit_cuda")
+"""The transfers with DETERMINISTIC_IMPLICIT pulses."""
 
 
 @dataclass
@@ -62,8 +70,8 @@ class UpdateSettings:
     seed: int = 0
     """Key of the counter-based random streams (pulse-train bits, cycle-to-cycle noise); one per layer."""
     mp_transfer: str = "exact"
-    """Mixed precision: ``exact`` (n pulses per device) or ``pulsed`` (aihwkit's stochastic transfer trains and
-    schedule)."""
+    """Mixed precision: ``exact`` (n pulses per device), ``pulsed`` (aihwkit's stochastic transfer trains and
+    schedule) or a DETERMINISTIC_IMPLICIT transfer on aihwkit's CPU or CUDA schedule (``MP_TRANSFERS``)."""
     sps_reference: str = "analytic"
     """SP shifting: how each reference finds its device's symmetry point (``devices.SYMMETRY_POINT_METHODS``)."""
     sps_init: str = "reference"
@@ -220,6 +228,12 @@ class MixedPrecisionLayer(Layer):
     ``Binomial(BL_i, p_j q_i)`` count with mean ``|n_ij| eps_ij / g`` (g: ``pulsed.aihwkit_granularity``),
     at most ``desired_bl``; chi keeps ``chi - n eps`` whatever was applied, as aihwkit's ``forwardUpdate``
     (src/rpucuda/rpu_mixedprec_device.cpp: ``chi_row[i] = value - dw * granularity_``).
+    ``"deterministic_implicit"`` is the same transfer with aihwkit's DETERMINISTIC_IMPLICIT pulse type: device
+    (i, j) receives ``rint(BL q_i p_j)`` pulses (``pulsed.implicit_transfer_reference``), ``rint(|n_ij| eps_ij / g)``
+    while ``max_j |n_ij| eps_ij / g <= desired_bl``. ``"deterministic_implicit_cuda"`` applies it on the schedule of
+    aihwkit's CUDA device (``MixedPrecRPUDeviceCuda::doDirectUpdate``, src/rpucuda/cuda/
+    rpucuda_mixedprec_device.cu: the mini-batch's product added to chi in one gemm, then ``doTransfer`` when
+    ``current_update_index_ / m_batch > 0``): after every mini-batch but the first, including that mini-batch.
     """
 
     name = "mp"
@@ -237,8 +251,8 @@ class MixedPrecisionLayer(Layer):
         """``eps`` as the transfer kernels read it (one shared row without device-to-device variation)."""
         self.chi = np.zeros(tile.shape)
         """Digital accumulator (float64)."""
-        self.granularity = pulsed.aihwkit_granularity(tile.devices) if settings.mp_transfer == "pulsed" else 0.0
-        """Pulsed transfer: the device granularity the transfer trains are scaled by (weight units)."""
+        self.granularity = pulsed.aihwkit_granularity(tile.devices) if settings.mp_transfer != "exact" else 0.0
+        """aihwkit's transfers: the device granularity the transfer trains are scaled by (weight units)."""
 
     def weight(self) -> Tensor:
         return self.tile.weight()
@@ -250,10 +264,11 @@ class MixedPrecisionLayer(Layer):
         aihwkit's pulsed transfer; returns the requested n. The read-out weight is kept current in place at every
         pulsed device."""
         s, tile = self.settings, self.tile
-        if s.mp_transfer == "pulsed":  # one pass: transfer_counts, transfer_pulse_trains, apply_pulse_trains
+        if s.mp_transfer != "exact":  # one pass: transfer_counts, then the transfer pulses of every row
             return pulsed.pulsed_transfer(self.chi, self._kernel_eps, s.max_pulses, increment, scale, self.granularity,
                                           s.desired_bl, s.seed, step * tile.shape[0], tile.state, tile.params,
-                                          tile.count_up, tile.count_down, tile.live_weight(), tile.reference, runs)
+                                          tile.count_up, tile.count_down, tile.live_weight(), tile.reference, runs,
+                                          implicit=s.mp_transfer in IMPLICIT_TRANSFERS)
         return self._exact_transfer(step, increment, scale, runs, keep_counts=True)
 
     def _exact_transfer(self, step: int, increment: np.ndarray | None, scale: float, runs: np.ndarray | None,
@@ -268,12 +283,14 @@ class MixedPrecisionLayer(Layer):
         """``chi -= lr sum_b d_b x_b^T`` (the per-sample accumulation as one product, on the active columns of x:
         ``active_outer``), then transfer.
 
-        ``pulsed`` also keeps aihwkit's schedule: ``doTransfer`` (src/rpucuda/rpu_mixedprec_device_base.cpp) tests
-        ``current_update_index_ % m_batch == 0`` before the sample counter advances, so a transfer follows the
-        first sample of every mini-batch but the first: the analog weights lag one mini-batch.
+        ``pulsed`` and ``deterministic_implicit`` also keep aihwkit's schedule: ``doTransfer``
+        (src/rpucuda/rpu_mixedprec_device_base.cpp) tests ``current_update_index_ % m_batch == 0`` before the sample
+        counter advances, so a transfer follows the first sample of every mini-batch but the first: the analog
+        weights lag one mini-batch. ``deterministic_implicit_cuda`` transfers after every mini-batch but the first.
         """
         self.digital_macs += x.shape[0] * self.chi.size
-        if self.settings.mp_transfer == "exact":
+        transfer = self.settings.mp_transfer
+        if transfer == "exact":
             product, runs = active_outer(d, x)
             self._exact_transfer(step, product, -lr, runs, keep_counts=False)
             return
@@ -281,13 +298,17 @@ class MixedPrecisionLayer(Layer):
             product, runs = active_outer(d, x)
             pulsed.accumulate(self.chi, product, lr, runs)
             return
+        if transfer == "deterministic_implicit_cuda":
+            product, runs = active_outer(d, x)
+            self.transfer(step, product, -lr, runs)
+            return
         # transfer(step, d[:1].T @ x[:1], -lr), then accumulate the other samples, in one pass over chi
         s, tile = self.settings, self.tile
         rest, runs = active_outer(d[1:], x[1:])
         pulsed.pulsed_transfer_and_accumulate(
             self.chi, self._kernel_eps, s.max_pulses, x[0].numpy(), d[0].numpy(), rest, lr, self.granularity,
             s.desired_bl, s.seed, step * tile.shape[0], tile.state, tile.params, tile.count_up, tile.count_down,
-            tile.live_weight(), tile.reference, runs)
+            tile.live_weight(), tile.reference, runs, implicit=transfer in IMPLICIT_TRANSFERS)
 
     def state_dict(self) -> dict:
         return {**self.tile.state_dict(), **self.reader_state(), "chi": self.chi.copy(),

@@ -871,8 +871,60 @@ def _transfer_row_pulses(i, columns, counts, count, x_max, eps_row, constants, l
         _pulse_device(state, i, j, pulses, up, p, seed, event0 + i, count_up, count_down, weight, reference)
 
 
+@njit(cache=True, inline="always")
+def _implicit_scales(x_max, granularity, desired_bl):
+    """aihwkit's ``(BL, A, B)`` of one transfer row (x_max = max|x|, one-hot d, lr 1, update and BL management on),
+    in the order of ``PulsedUpdateMetaParameter::performUpdateManagement`` (src/rpucuda/
+    rpu_pulsed_meta_parameter.cpp): ``k = x_max / g``, ``BL = min(ceil k, desired_bl)``,
+    ``A = B = sqrt(1 / (g BL))``; ``d_val = 1``, times ``desired_bl / k`` when ``k > desired_bl``;
+    ``A *= sqrt(x_max / d_val)``, ``B *= sqrt(d_val / x_max)``."""
+    k = 1.0 * x_max * 1.0 / granularity
+    n_slots = min(int(math.ceil(k)), desired_bl)
+    a = math.sqrt(1.0 / (granularity * n_slots))
+    b = a
+    d_val = 1.0
+    if k > desired_bl:
+        d_val *= desired_bl / k
+    a *= math.sqrt(x_max / d_val)
+    b *= math.sqrt(d_val / x_max)
+    return n_slots, a, b
+
+
+@njit(cache=True, inline="always")
+def _implicit_coincidences(row_scale, b, value):
+    """One device's DETERMINISTIC_IMPLICIT coincidences (``DenseBitLineMaker::generateCoincidencesDetI``,
+    src/rpucuda/dense_bit_line_maker.cpp, resolutions 0): ``rint(dc x_val)``, ``x_val = min(B |x|, 1)`` and
+    ``dc = BL min(A, 1)`` of the row (``row_scale``); rint rounds half to even (aihwkit's ``RPU_ROUNDFUNF``)."""
+    return np.int64(np.rint(row_scale * min(b * abs(value), 1.0)))
+
+
+@njit(cache=True, inline="always")
+def _implicit_row_pulses(i, columns, counts, count, x_max, eps_row, granularity, desired_bl, seed, event0, state, p,
+                         count_up, count_down, weight, reference):
+    """Row i's DETERMINISTIC_IMPLICIT transfer: ``x = -n eps`` at ``columns[:count]`` (requested counts
+    ``counts[:count]``), one-hot ``d = e_i``, both managements on (``_implicit_scales``); device (i, j) receives
+    ``_implicit_coincidences`` pulses in a row, up where ``x_j < 0`` (pulse k keyed ``(seed, event0 + i, i, j, k)``,
+    as the stochastic transfer). With ``k <= desired_bl`` that is ``rint(|n_ij| eps_ij / g)`` up to rounding."""
+    if count == 0 or not x_max > 0.0:
+        return
+    n_slots, a, b = _implicit_scales(x_max, granularity, desired_bl)
+    row_scale = min(max(a, 0.0), 1.0) * n_slots
+    for c in range(count):
+        j = columns[c]
+        requested = -(counts[c] * eps_row[j])
+        pulses = _implicit_coincidences(row_scale, b, requested)
+        if pulses == 0:
+            continue
+        _pulse_device(state, i, j, pulses, requested < 0, p, seed, event0 + i, count_up, count_down, weight,
+                      reference)
+
+
+_TRANSFER_TRAINS, _TRANSFER_EXACT, _TRANSFER_IMPLICIT = 0, 1, 2
+"""Transfer modes of ``_mixed_precision_kernel``: stochastic trains, exact counts, deterministic implicit counts."""
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
-def _mixed_precision_kernel(chi, increment, increment_runs, x0, d0, scale, rest, rest_runs, lr, eps, cap, exact,
+def _mixed_precision_kernel(chi, increment, increment_runs, x0, d0, scale, rest, rest_runs, lr, eps, cap, mode,
                             constants, levels, desired_bl, seed, event0, state, p, count_up, count_down, weight,
                             reference, counts):
     """Row i in parallel, one pass over its chi (still in L1 for the second and third loop):
@@ -883,13 +935,15 @@ def _mixed_precision_kernel(chi, increment, increment_runs, x0, d0, scale, rest,
        ``|value| < (1 - 2^-20) eps``: there ``value/eps`` rounds below 1, so ``n = 0`` and
        ``chi = value - 0 eps = value`` exactly; only a row with a device at or above that bound (or NaN) is
        passed again with the division;
-    2. ``exact``: ``|n|`` pulses of sign n on every device with a non-zero request, one at a time (pulse k keyed
-       ``(seed, event0, i, j, k)``, as ``apply_pulse_counts``); else ``_transfer_row_pulses`` of the row's
-       non-zero requests ``-n eps``. With a non-empty ``counts`` the requested counts are stored there;
+    2. ``mode`` exact: ``|n|`` pulses of sign n on every device with a non-zero request, one at a time (pulse k
+       keyed ``(seed, event0, i, j, k)``, as ``apply_pulse_counts``); trains: ``_transfer_row_pulses`` of the
+       row's non-zero requests ``-n eps``; implicit: ``_implicit_row_pulses`` of them (granularity
+       ``constants[1]``). With a non-empty ``counts`` the requested counts are stored there;
     3. mixed precision's accumulation ``chi -= lr float64(rest)`` on the column runs of ``rest``."""
     n_out, n_in = chi.shape
     outer = x0.size > 0
     keep_counts = counts.size > 0
+    exact = mode == _TRANSFER_EXACT
     last_eps = eps.shape[0] - 1  # 0 for a shared row (1, n_in)
     for i in prange(n_out):
         chi_row, eps_row = chi[i], eps[min(np.int64(i), last_eps)]
@@ -923,8 +977,11 @@ def _mixed_precision_kernel(chi, increment, increment_runs, x0, d0, scale, rest,
                     columns[count], requests[count] = j, n
                     x_max = max(x_max, abs(-(n * eps_row[j])))
                     count += 1
-            if not exact:
+            if mode == _TRANSFER_TRAINS:
                 _transfer_row_pulses(i, columns, requests, count, x_max, eps_row, constants, levels, desired_bl, seed,
+                                     event0, state, p, count_up, count_down, weight, reference)
+            elif mode == _TRANSFER_IMPLICIT:
+                _implicit_row_pulses(i, columns, requests, count, x_max, eps_row, constants[1], desired_bl, seed,
                                      event0, state, p, count_up, count_down, weight, reference)
         if rest_runs.shape[0] > 0:
             _add_runs(chi_row, rest[i], rest_runs, -lr)
@@ -938,7 +995,7 @@ _NO_RUNS = np.zeros((0, 2), dtype=np.uint64)
 
 def _mixed_precision(chi, eps, max_pulses, increment, increment_runs, x0, d0, scale, rest, rest_runs, lr, granularity,
                      desired_bl, seed, event0, state, devices, count_up, count_down, weight, reference, counts,
-                     exact=False) -> None:
+                     mode=_TRANSFER_TRAINS) -> None:
     """Checks and argument defaults of ``_mixed_precision_kernel`` (empty arrays stand for absent ones)."""
     if not 1 <= desired_bl <= MAX_BL:
         raise ValueError(f"desired_bl must be in 1..{MAX_BL}, got {desired_bl}")
@@ -948,7 +1005,7 @@ def _mixed_precision(chi, eps, max_pulses, increment, increment_runs, x0, d0, sc
                                                                           increment_runs)
     constants = np.array([1.0, granularity, 1e-30, desired_bl, 1.0])
     _mixed_precision_kernel(chi, increment, increment_runs, x0, d0, scale, rest, rest_runs, float(lr), eps, cap,
-                            exact, constants, _LEVELS[np.float64], desired_bl, seed, event0, state, devices, count_up,
+                            mode, constants, _LEVELS[np.float64], desired_bl, seed, event0, state, devices, count_up,
                             count_down, weight, reference, counts)
 
 
@@ -965,7 +1022,8 @@ def exact_transfer(
     ``active_columns``."""
     counts = np.zeros(chi.shape, dtype=np.int64) if keep_counts else _NO_COUNTS  # zero pages: written where n != 0
     _mixed_precision(chi, eps, max_pulses, increment, runs, _NO_ROW, _NO_ROW, scale, _NO_MATRIX, _NO_RUNS, 0.0, 0.0,
-                     1, seed, event, state, devices, count_up, count_down, weight, reference, counts, exact=True)
+                     1, seed, event, state, devices, count_up, count_down, weight, reference, counts,
+                     mode=_TRANSFER_EXACT)
     return counts if keep_counts else None
 
 
@@ -973,16 +1031,17 @@ def pulsed_transfer(
     chi: np.ndarray, eps: np.ndarray, max_pulses: int | None, increment: np.ndarray | None, scale: float,
     granularity: float, desired_bl: int, seed: int, event0: int, state: np.ndarray, devices: KernelDevice,
     count_up: np.ndarray, count_down: np.ndarray, weight: np.ndarray | None = None,
-    reference: np.ndarray | None = None, runs: np.ndarray | None = None,
+    reference: np.ndarray | None = None, runs: np.ndarray | None = None, implicit: bool = False,
 ) -> np.ndarray:
     """Fast path of mixed precision's pulsed transfer in one pass over chi: ``transfer_counts``, then
     ``transfer_pulse_trains`` applied with ``apply_pulse_trains`` (identical chi, counts, states, counters and
     read-out weight); returns the requested counts. ``eps``: (out, in) or a shared row (1, in); ``increment``:
-    every column, or the column ``runs`` of ``active_columns``."""
+    every column, or the column ``runs`` of ``active_columns``. ``implicit``: aihwkit's DETERMINISTIC_IMPLICIT
+    pulses instead of the stochastic trains (identical to ``implicit_transfer_reference``)."""
     counts = np.zeros(chi.shape, dtype=np.int64)  # zero pages: only the non-zero requests are written
     _mixed_precision(chi, eps, max_pulses, increment, runs, _NO_ROW, _NO_ROW, scale, _NO_MATRIX, _NO_RUNS, 0.0,
                      granularity, desired_bl, seed, event0, state, devices, count_up, count_down, weight, reference,
-                     counts)
+                     counts, _TRANSFER_IMPLICIT if implicit else _TRANSFER_TRAINS)
     return counts
 
 
@@ -990,17 +1049,18 @@ def pulsed_transfer_and_accumulate(
     chi: np.ndarray, eps: np.ndarray, max_pulses: int | None, x0: np.ndarray, d0: np.ndarray, rest: np.ndarray,
     lr: float, granularity: float, desired_bl: int, seed: int, event0: int, state: np.ndarray, devices: KernelDevice,
     count_up: np.ndarray, count_down: np.ndarray, weight: np.ndarray | None = None,
-    reference: np.ndarray | None = None, rest_runs: np.ndarray | None = None,
+    reference: np.ndarray | None = None, rest_runs: np.ndarray | None = None, implicit: bool = False,
 ) -> None:
     """Mixed precision's pulsed step after the first mini-batch, in one pass over chi: ``pulsed_transfer`` of the
     first sample's increment ``float32 d0^T x0`` (float32 rows (n_out,), (n_in,); scale ``-lr``), then
     ``accumulate(chi, rest, lr, rest_runs)`` of the other samples' float32 increment ``rest`` (identical chi,
     states, counters and read-out weight; the outer product is never stored and no counts are kept). ``eps``:
-    (out, in) or a shared row (1, in)."""
+    (out, in) or a shared row (1, in). ``implicit``: DETERMINISTIC_IMPLICIT transfer pulses (``pulsed_transfer``)."""
     rest_runs = every_column(chi.shape[1]) if rest_runs is None else rest_runs
     _mixed_precision(chi, eps, max_pulses, _NO_MATRIX, _NO_RUNS, np.ascontiguousarray(x0, dtype=np.float32),
                      np.ascontiguousarray(d0, dtype=np.float32), -lr, rest, rest_runs, lr, granularity, desired_bl,
-                     seed, event0, state, devices, count_up, count_down, weight, reference, _NO_COUNTS)
+                     seed, event0, state, devices, count_up, count_down, weight, reference, _NO_COUNTS,
+                     _TRANSFER_IMPLICIT if implicit else _TRANSFER_TRAINS)
 
 
 @njit(parallel=True, cache=True)
@@ -1190,5 +1250,60 @@ def transfer_pulse_trains(counts: np.ndarray, eps: np.ndarray, granularity: floa
     return draw_pulse_trains(x, d, 1.0, granularity, desired_bl, seed, event0, True, True)
 
 
+def implicit_transfer_reference(
+    chi: np.ndarray, eps: np.ndarray, max_pulses: int | None, increment: np.ndarray | None, scale: float,
+    granularity: float, desired_bl: int, seed: int, event0: int, state: Tensor, devices: DeviceArray,
+    count_up: np.ndarray, count_down: np.ndarray,
+) -> tuple[Tensor, np.ndarray]:
+    """Naive reference of ``pulsed_transfer(..., implicit=True)``, a plain loop written from aihwkit's C++ (CPU):
+    returns the new states and the requested counts; chi and the counters change in place.
+
+    Per row i (``MixedPrecRPUDevice::forwardUpdate``, src/rpucuda/rpu_mixedprec_device.cpp): ``chi += scale *
+    increment``, ``n = trunc(chi / eps)`` (capped at ``max_pulses``), ``chi -= n eps``; then one pulsed update of
+    ``x = -n eps`` (weight units, lr 1; aihwkit sends x = n with lr = eps) and ``d = e_i`` with update and BL
+    management on (``MixedPrecRPUDeviceBase::setUpPar``), pulse type DETERMINISTIC_IMPLICIT: BL, A and B of
+    ``performUpdateManagement`` (rpu_pulsed_meta_parameter.cpp), ``x_val = clamp(B |x|, 0, 1)``,
+    ``d_val = clamp(A, 0, 1)`` (``generateDetImplicit``, resolutions 0), ``c = rint(BL d_val x_val)`` with the
+    sign of x (``generateCoincidencesDetI``, dense_bit_line_maker.cpp); ``|c|`` pulses one at a time, up where
+    x < 0 (a positive coincidence lowers the weight), pulse k keyed ``(seed, event0 + i, i, j, k)``."""
+    state = state.clone()
+    n_out, n_in = chi.shape
+    eps = np.broadcast_to(eps, chi.shape)
+    counts = np.zeros(chi.shape, dtype=np.int64)
+    for i in range(n_out):
+        for j in range(n_in):
+            if increment is not None:
+                chi[i, j] += scale * float(increment[i, j])
+            n = int(chi[i, j] / eps[i, j])
+            if max_pulses is not None:
+                n = max(-max_pulses, min(max_pulses, n))
+            chi[i, j] -= n * eps[i, j]
+            counts[i, j] = n
+        x = [-(int(counts[i, j]) * float(eps[i, j])) for j in range(n_in)]
+        x_abs_max = max(abs(v) for v in x)
+        if x_abs_max == 0.0:  # performUpdateManagement: BL = 0
+            continue
+        k_val = 1.0 * x_abs_max * 1.0 / granularity
+        bl = min(math.ceil(k_val), desired_bl)
+        a = math.sqrt(1.0 / (granularity * bl))
+        b = a
+        d_val = 1.0
+        if k_val > desired_bl:
+            d_val *= desired_bl / k_val
+        a *= math.sqrt(x_abs_max / d_val)
+        b *= math.sqrt(d_val / x_abs_max)
+        d_value = min(max(abs(1.0) * a, 0.0), 1.0)
+        for j in range(n_in):
+            x_value = min(max(abs(x[j]) * b, 0.0), 1.0)
+            coincidences = round(d_value * bl * (-x_value if x[j] < 0 else x_value))
+            device = devices.map(lambda v, i=i, j=j: v[i : i + 1, j : j + 1])
+            direction = torch.tensor([[1.0 if coincidences < 0 else -1.0]], dtype=state.dtype)
+            for pulse in range(abs(coincidences)):
+                noise = torch.tensor([[c2c_normal(seed, event0 + i, i, j, pulse)]], dtype=state.dtype)
+                state[i, j] = device.pulse(state[i : i + 1, j : j + 1], direction, noise)[0, 0]
+                (count_up if coincidences < 0 else count_down)[i, j] += 1
+    return state, counts
+
+
 __all__ += ["aihwkit_granularity", "transfer_pulse_trains", "pulsed_transfer", "pulsed_transfer_and_accumulate",
-            "pulsed_update"]
+            "pulsed_update", "implicit_transfer_reference"]

@@ -140,7 +140,9 @@ class TrainConfig:
     mp_max_pulses: int | None = None
     """Mixed precision: cap on pulses per device and transfer (the excess stays in chi); None = no cap."""
     mp_transfer: str = "exact"
-    """Mixed precision: 'exact' (n pulses) or 'pulsed' (aihwkit's stochastic transfer; the paper profile's)."""
+    """Mixed precision: 'exact' (n pulses), 'pulsed' (aihwkit's stochastic transfer; the paper profile's),
+    'deterministic_implicit' (aihwkit's DETERMINISTIC_IMPLICIT transfer, as the paper's scripts set it) or
+    'deterministic_implicit_cuda' (the same on aihwkit's CUDA schedule); ``algorithms.MP_TRANSFERS``."""
     snapshot_epochs: tuple[int, ...] = (0, 1, 10, 25)
     """Epochs after which weight histograms are stored (0 = initial; epochs beyond ``epochs`` are skipped)."""
     eval_batch_size: int = 1000
