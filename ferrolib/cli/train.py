@@ -1,7 +1,7 @@
 """``ferrolib train``: one cached training run of the paper's MLP on a fitted device.
 
     ferrolib train --device ID170ZR5000 --pulse-width 20e-9 --algorithm mp --epochs 25 --seed 0 [--lr 0.5]
-                   [--profile paper|smoke|plain] [--model piecewise] [--c2c 0] [--d2d 0]
+                   [--profile ideal|paper|smoke|plain] [--model piecewise] [--c2c 0] [--d2d 0]
                    [--pulse-mode stochastic] [--periphery]
                    [--results-dir DIR] [--threads N] [--no-progress] [--json]
 
@@ -26,10 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="ID170ZR5000", help="device id (or synthetic-linear, ...)")
     parser.add_argument("--pulse-width", type=float, default=2e-8, help="programming pulse width in seconds")
-    parser.add_argument("--model", default="piecewise", choices=MODEL_KINDS, help="device model kind")
+    parser.add_argument("--model", choices=MODEL_KINDS, help="device model kind (default: the profile's, else piecewise)")
     parser.add_argument("--algorithm", default="mp", choices=ALGORITHMS)
-    parser.add_argument("--profile", default="paper", choices=("paper", "smoke", "plain"),
-                        help="paper: 48,000 samples per epoch (sample-matched); smoke: seconds; plain: one pass")
+    from ..training.profiles import PROFILES
+
+    parser.add_argument("--profile", default="ideal", choices=sorted(PROFILES),
+                        help="; ".join(f"{p.name}: {p.description}" for p in PROFILES.values()))
     parser.add_argument("--epochs", type=int, help="number of epochs (default: the profile's)")
     parser.add_argument("--lr", type=float, help="learning rate (default per algorithm)")
     parser.add_argument("--seed", type=int, default=0)
@@ -38,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--d2d", type=float, default=0.0, help="device-to-device spread (relative)")
     parser.add_argument("--pulse-mode", default="stochastic", choices=PULSE_MODES)
     parser.add_argument("--periphery", action="store_true", help="7-bit inputs, 9-bit outputs, output noise")
-    parser.add_argument("--data", default="auto", help="MNIST source (auto) or 'synthetic'")
+    parser.add_argument("--data", help="MNIST source (default: the profile's, else auto) or 'synthetic'")
     parser.add_argument("--results-dir", help="results directory (default: the repository's results/)")
     add_threads_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -54,8 +56,9 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    """The TrainConfig the arguments describe."""
-    from ..training import TrainConfig
+    """The TrainConfig the arguments describe: the profile's fields, then every option given (``--lr``,
+    ``--model`` and ``--data`` only when given)."""
+    from ..training.profiles import config_from_profile
 
     values: dict[str, Any] = dict(
         device_id=args.device, pulse_width=args.pulse_width, device_model=args.model, lr=args.lr, seed=args.seed,
@@ -64,11 +67,9 @@ def config_from_args(args: argparse.Namespace):
     )
     if args.epochs is not None:
         values["epochs"] = args.epochs
-    if args.profile == "paper":
-        return TrainConfig.paper(args.algorithm, **values)
-    if args.profile == "smoke":
-        return TrainConfig.smoke(args.algorithm, **values)
-    return TrainConfig(algorithm=args.algorithm, **values)
+    given = {name: value for name, value in values.items()
+             if not (value is None and name in ("lr", "device_model", "data"))}
+    return config_from_profile(args.profile, args.algorithm, **given)
 
 
 def summary(result) -> dict[str, Any]:
