@@ -257,13 +257,14 @@ def read(weight: Tensor, x: Tensor, io: IOParameters, draw: Draw, bound_manageme
     managed = bound_management and io.bound_management == "iterative"
     nm = _nm_scale(x, io)
     in_step, out_step = io.input_step, io.output_step
-    out = torch.zeros((n_rows, n_out), dtype=x.dtype)
+    out: Tensor | None = None  # allocated once some rows are placed apart (zero vectors, retries)
     rows: Tensor | None = None
     if nm is not None:
         live = nm > 0
         if not bool(live.all()):
             rows = live.nonzero().flatten()
             x, nm = x[rows], nm[rows]
+            out = torch.zeros((n_rows, n_out), dtype=x.dtype)
     inverse = None if nm is None else 1.0 / nm
     reduction, round_index, reads = 1.0, 0, 0
     while x.shape[0] > 0:
@@ -287,8 +288,12 @@ def read(weight: Tensor, x: Tensor, io: IOParameters, draw: Draw, bound_manageme
             y.mul_(io.out_scale)
         gave_up = int(reduction) > io.max_bm_factor or (in_step > 0 and reduction > io.max_bm_res / in_step)
         if not managed or bound <= 0 or gave_up or not bool(failed.any()):
-            _place(out, rows, y)
+            if out is None:
+                return y, reads
+            out[rows] = y
             break
+        if out is None:
+            out = torch.zeros((n_rows, n_out), dtype=x.dtype)
         done = ~failed
         out[done if rows is None else rows[done]] = y[done]
         keep = failed.nonzero().flatten()
@@ -311,14 +316,6 @@ def _bound_test_failed(y: Tensor, bound: float, test_negative: bool) -> Tensor:
     index = torch.arange(y.shape[1]).expand_as(y)
     last = torch.where(saturated, index, -1).amax(dim=1)
     return saturated.any(dim=1) & above.gather(1, last.clamp_min(0)[:, None])[:, 0]
-
-
-def _place(out: Tensor, rows: Tensor | None, values: Tensor) -> None:
-    """``out[rows] = values`` (every row when ``rows`` is None)."""
-    if rows is None:
-        out.copy_(values)
-    else:
-        out[rows] = values
 
 
 def forward(weight: Tensor, x: Tensor, io: IOParameters, draw: Draw) -> tuple[Tensor, Tensor | None, int]:
