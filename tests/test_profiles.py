@@ -18,6 +18,7 @@ SWEEP_HASHES: dict[str, tuple[int, str]] = {
     "sp-limits": (48, "90a7e084704c3755f5347a593a0ed19d1eb950383d07f356d9ed07b27d78285a"),
     "study-noise": (45, "1fcc2d8be4f5086e2e38bbc4d39a622702ab662f90eae36cccb4dd9ea0b218da"),
     "smoke": (8, "c2c602fa1c6a993a0254180c735acd61c8a91ca1994360fd75b7c4d6ee62cd1c"),
+    "smoke-check": (4, "0f86b2229f3494c728d790e8991dba38596acbefa08d488f768a45aa217f7e41"),
 }
 """Runs and the SHA-256 of their joined config hashes (variants included) of every sweep file, recorded from the
 code before profiles existed (with ``data = "auto"`` resolved to the subset)."""
