@@ -184,8 +184,9 @@ def test_config_fields_keep_hashes_coerce_and_validate() -> None:
 
 
 def small(algorithm: str, **overrides):
-    return TrainConfig(algorithm=algorithm, device_id="synthetic-softbounds", data="synthetic", epochs=1,
-                       train_limit=256, eval_limit=100, hidden=(32, 16), snapshot_epochs=(1,), **overrides)
+    values = dict(device_id="synthetic-softbounds", data="synthetic", epochs=1, train_limit=256, eval_limit=100,
+                  hidden=(32, 16), snapshot_epochs=(1,))
+    return TrainConfig(algorithm=algorithm, **{**values, **overrides})
 
 
 @pytest.mark.parametrize("algorithm", ["sgd", "mp", "sps"])
@@ -203,3 +204,29 @@ def test_training_with_the_papers_periphery_and_mapping_counts_reads_per_tile(tm
     again = train(config, tmp_path / "again", progress=False)
     np.testing.assert_array_equal(again.val_acc, result.val_acc)
     np.testing.assert_array_equal(again.pulses, result.pulses)
+
+
+@pytest.mark.parametrize("algorithm", ["sgd", "mp"])
+def test_mapped_periphery_run_resumes_with_identical_numbers(tmp_path, monkeypatch, algorithm: str) -> None:
+    """A checkpoint holds every tile's state, noise generator and the digital bias: an interrupted run resumes
+    with the numbers of an uninterrupted one (read counters included)."""
+    from ferrolib.training import run as run_module
+
+    config = small(algorithm, forward_io="aihwkit_default", backward_io="aihwkit_default", mapping="aihwkit_default",
+                   epochs=2, snapshot_epochs=(2,))
+    reference = train(config, tmp_path / "full", progress=False)
+    original, calls = run_module._accuracy, {"n": 0}
+
+    def interrupt(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the validation pass of epoch 2
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "_accuracy", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "resumed", progress=False)
+    monkeypatch.setattr(run_module, "_accuracy", original)
+    resumed = train(config, tmp_path / "resumed", progress=False)
+    for name in ("val_acc", "train_loss", "device_pulses_fc1", "weight_hist", "forward_reads", "analog_mvms"):
+        np.testing.assert_array_equal(reference[name], resumed[name])
