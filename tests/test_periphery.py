@@ -210,23 +210,12 @@ def test_training_with_the_papers_periphery_and_mapping_counts_reads_per_tile(tm
 def test_mapped_periphery_run_resumes_with_identical_numbers(tmp_path, monkeypatch, algorithm: str) -> None:
     """A checkpoint holds every tile's state, noise generator and the digital bias: an interrupted run resumes
     with the numbers of an uninterrupted one (read counters included)."""
-    from ferrolib.training import run as run_module
+    from test_run_cache import interrupt_after_first_epoch
 
     config = small(algorithm, forward_io="aihwkit_default", backward_io="aihwkit_default", mapping="aihwkit_default",
                    epochs=2, snapshot_epochs=(2,))
     reference = train(config, tmp_path / "full", progress=False)
-    original, calls = run_module._accuracy, {"n": 0}
-
-    def interrupt(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:  # the validation pass of epoch 2
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(run_module, "_accuracy", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        train(config, tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(run_module, "_accuracy", original)
+    interrupt_after_first_epoch(monkeypatch, config, tmp_path / "resumed")
     resumed = train(config, tmp_path / "resumed", progress=False)
     for name in ("val_acc", "train_loss", "device_pulses_fc1", "weight_hist", "forward_reads", "analog_mvms"):
         np.testing.assert_array_equal(reference[name], resumed[name])
