@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -123,12 +124,12 @@ class IOParameters:
                 lines.append(f"{name}.max_bm_factor must be >= 1, got {self.max_bm_factor}")
         return lines
 
-    @property
+    @cached_property
     def input_step(self) -> float:
         """DAC step ``s_in`` as aihwkit computes it in float32 (0: no quantisation)."""
         return _step(self.inp_res, self.inp_bound)
 
-    @property
+    @cached_property
     def output_step(self) -> float:
         """ADC step ``s_out`` as aihwkit computes it in float32 (0: no quantisation)."""
         return _step(self.out_res, self.out_bound)
@@ -265,7 +266,7 @@ def read(weight: Tensor, x: Tensor, io: IOParameters, draw: Draw, bound_manageme
             rows = live.nonzero().flatten()
             x, nm = x[rows], nm[rows]
             out = torch.zeros((n_rows, n_out), dtype=x.dtype)
-    inverse = None if nm is None else 1.0 / nm
+    inverse = None if nm is None else nm.reciprocal()  # 1 / nm, correctly rounded like aihwkit's division
     reduction, round_index, reads = 1.0, 0, 0
     while x.shape[0] > 0:
         scale = inverse
@@ -283,7 +284,8 @@ def read(weight: Tensor, x: Tensor, io: IOParameters, draw: Draw, bound_manageme
         if bound > 0:
             y.clamp_(-bound, bound)
         if scale is not None:
-            y.mul_((io.out_scale / scale)[:, None])
+            factor = scale.reciprocal() if io.out_scale == 1.0 else io.out_scale / scale
+            y.mul_(factor[:, None])
         elif io.out_scale != 1.0:
             y.mul_(io.out_scale)
         gave_up = int(reduction) > io.max_bm_factor or (in_step > 0 and reduction > io.max_bm_res / in_step)
@@ -309,9 +311,10 @@ def _bound_test_failed(y: Tensor, bound: float, test_negative: bool) -> Tensor:
     true is set false by every output above ``bound`` and set to ``not test_negative`` by every output below
     ``-bound``. With ``test_negative`` any saturation fails; without it the last saturating output decides (an
     output below ``-bound`` after one above it passes the row: aihwkit's loop assigns rather than combines)."""
-    above = y > bound
     if test_negative:
-        return above.any(dim=1) | (y < -bound).any(dim=1)
+        low, high = torch.aminmax(y, dim=1)
+        return (high > bound) | (low < -bound)
+    above = y > bound
     saturated = above | (y < -bound)
     index = torch.arange(y.shape[1]).expand_as(y)
     last = torch.where(saturated, index, -1).amax(dim=1)
