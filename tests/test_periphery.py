@@ -201,6 +201,10 @@ def test_training_with_the_papers_periphery_and_mapping_counts_reads_per_tile(tm
     assert int(mvms.sel(layer="fc1", phase="backward")) == 0 and int(mvms.sel(layer="fc2", phase="backward")) <= 256
     forward_reads = result.forward_reads.sel(epoch=1).values
     assert np.all(forward_reads >= 256) and np.all(forward_reads <= 5 * 256)
+    # whole-layer units: fc1's two equal tiles make one layer read per two MVMs; the others one per MVM
+    forward_mvms = mvms.sel(phase="forward").values
+    np.testing.assert_array_equal(forward_reads, forward_mvms / np.array([2, 1, 1]))
+    np.testing.assert_array_equal(result.eval_reads.sel(epoch=1) * [2, 1, 1], mvms.sel(phase="eval"))
     again = train(config, tmp_path / "again", progress=False)
     np.testing.assert_array_equal(again.val_acc, result.val_acc)
     np.testing.assert_array_equal(again.pulses, result.pulses)

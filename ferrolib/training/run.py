@@ -1,7 +1,8 @@
-"""Training runs: configuration, the paper and smoke profiles, cached and resumable ``train``.
+"""Training runs: configuration, cached and resumable ``train``. Named profiles live in ``profiles``
+(``TrainConfig.paper`` is the ``ideal`` profile, ``TrainConfig.smoke`` the ``smoke`` one).
 
 Epochs and data size. The offline MNIST subset has 6,400 training images, 1/7.5 of the paper's 48,000.
-``TrainConfig.paper`` keeps the paper's hyperparameters and trains on the same number of samples: an
+``TrainConfig.paper`` (the ideal profile) keeps the paper's hyperparameters and trains on the same number of samples: an
 "epoch" is ``samples_per_epoch = 48,000`` samples drawn from reshuffled passes over whatever training set is
 loaded (7.5 passes per epoch on the subset, exactly one on the paper's split), 25 epochs, lr halved every 10.
 Every result reports ``samples_seen`` beside the epoch. Without ``samples_per_epoch`` an epoch is one pass.
