@@ -206,13 +206,6 @@ class MappingParameters:
         return lines
 
 
-def generator_draw(generator: torch.Generator | None, dtype: torch.dtype) -> Draw:
-    """The training noise source: fresh ``torch.randn`` draws from ``generator`` in the order they are asked for."""
-    def draw(round_index: int, rows: Tensor | None, n_rows: int, n_out: int) -> Tensor:
-        return torch.randn((n_rows, n_out), generator=generator, dtype=dtype)
-    return draw
-
-
 class NoiseTable:
     """A fixed table of draws ``values[round, row, out]``, so that two implementations read the same noise."""
 
@@ -414,4 +407,4 @@ def backward_reference(weight: Tensor, d: Tensor, io: IOParameters, draw: Draw, 
 
 
 __all__ = ["IOParameters", "MappingParameters", "NOISE_MANAGEMENTS", "BOUND_MANAGEMENTS", "SATURATION_MARGIN",
-           "NoiseTable", "generator_draw", "read", "forward", "backward", "forward_reference", "backward_reference"]
+           "NoiseTable", "read", "forward", "backward", "forward_reference", "backward_reference"]
