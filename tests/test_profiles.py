@@ -72,6 +72,8 @@ def test_registry_refuses_duplicates_and_unknown_names() -> None:
     with pytest.raises(ValueError, match="unknown profile 'idael'"):
         get_profile("idael")
     assert {"ideal", "paper", "smoke", "plain"} <= set(PROFILES)
+    with pytest.raises(ValueError, match="lacks"):
+        config_from_profile("smoke", "sgd", no_such_field=1)
 
 
 def test_sweep_files_name_profiles_and_take_their_learning_rates(tmp_path, subset_auto) -> None:

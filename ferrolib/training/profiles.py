@@ -90,9 +90,15 @@ def get_profile(name: str) -> Profile:
 
 def config_from_profile(name: str, algorithm: str, **overrides: Any):
     """The ``TrainConfig`` of profile ``name`` for ``algorithm``, ``overrides`` (TrainConfig fields) applied last."""
+    import dataclasses
+
     from .run import TrainConfig
 
-    return TrainConfig(**{**get_profile(name).values(algorithm), **overrides})
+    values = {**get_profile(name).values(algorithm), **overrides}
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ValueError(f"profile {name!r} sets TrainConfig field(s) {unknown} that this ferrolib lacks")
+    return TrainConfig(**values)
 
 
 register(Profile(
