@@ -448,7 +448,8 @@ def resolve_sweep_config(name_or_path: str | Path) -> Path:
 
 
 def load_sweep_config(path: str | Path, base_factory: Callable[..., Any] | None = None) -> tuple[Sweep, dict]:
-    """Read a sweep from TOML or YAML: tables ``[sweep]`` (grid), ``[base]`` (TrainConfig fields) and
+    """Read a sweep from TOML or YAML: tables ``[sweep]`` (grid), ``[base]`` (TrainConfig fields, optionally on top
+    of a registered ``profile``, ``training.profiles``, whose learning rates fill ``lr_by_algorithm``) and
     optional ``[run]`` (n_workers, scheduler, results_dir), ``[energy]`` (EnergyModel flat options) and
     ``[variants]`` (name -> TrainConfig overrides, returned as ``run_options["variants"]``).
 
@@ -472,15 +473,30 @@ def load_sweep_config(path: str | Path, base_factory: Callable[..., Any] | None 
     _check_keys(data, SECTIONS, "table", path)
     if base_factory is None:
         from .training import TrainConfig as base_factory
-    base_values = _table(data, "base", path)
+    base_values = dict(_table(data, "base", path))
+    profile_name = base_values.pop("profile", None)
     _check_keys(base_values, [f.name for f in dataclasses.fields(base_factory)], "[base] key", path)
+    grid = dict(_table(data, "sweep", path))
+    profile_lrs: dict[str, float] = {}
+    if profile_name is not None:
+        from .training.profiles import get_profile
+
+        try:
+            profile = get_profile(str(profile_name))
+        except ValueError as error:
+            raise ValueError(f"{path}: [base] profile: {error}") from error
+        algorithm = base_values.get("algorithm", "mp")
+        base_values = {**profile.values(algorithm), **base_values}
+        profile_lrs = {name: profile.lr(name) for name in grid.get("algorithms") or [algorithm]
+                       if profile.lr(name) is not None}
     _check_values(lambda: validation.check_fields(base_values, base_factory, "[base]"), path)
     try:
         base = base_factory(**base_values)
     except TypeError as error:
         raise ValueError(f"{path}: [base] does not fit {getattr(base_factory, '__name__', 'the config')}: "
                          f"{error}") from error
-    grid = _table(data, "sweep", path)
+    if profile_lrs and not grid.get("learning_rates"):
+        grid["lr_by_algorithm"] = {**profile_lrs, **grid.get("lr_by_algorithm", {})}
     _check_keys(grid, [f.name for f in dataclasses.fields(Sweep) if f.name != "base"], "[sweep] key", path)
     _check_values(lambda: _check_grid(grid), path)
     sweep = _check_values(lambda: canonical_widths(Sweep(base=base, **grid)), path)

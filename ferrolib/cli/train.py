@@ -1,7 +1,7 @@
 """``ferrolib train``: one cached training run of the paper's MLP on a fitted device.
 
     ferrolib train --device ID170ZR5000 --pulse-width 20e-9 --algorithm mp --epochs 25 --seed 0 [--lr 0.5]
-                   [--profile paper|smoke|plain] [--model piecewise] [--c2c 0] [--d2d 0]
+                   [--profile ideal|paper|smoke|plain] [--model piecewise] [--c2c 0] [--d2d 0]
                    [--pulse-mode stochastic] [--periphery]
                    [--results-dir DIR] [--threads N] [--no-progress] [--json]
 
@@ -26,10 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="ID170ZR5000", help="device id (or synthetic-linear, ...)")
     parser.add_argument("--pulse-width", type=float, default=2e-8, help="programming pulse width in seconds")
-    parser.add_argument("--model", default="piecewise", choices=MODEL_KINDS, help="device model kind")
+    parser.add_argument("--model", choices=MODEL_KINDS, help="device model kind (default: the profile's, else piecewise)")
     parser.add_argument("--algorithm", default="mp", choices=ALGORITHMS)
-    parser.add_argument("--profile", default="paper", choices=("paper", "smoke", "plain"),
-                        help="paper: 48,000 samples per epoch (sample-matched); smoke: seconds; plain: one pass")
+    from ..training.profiles import PROFILES
+
+    parser.add_argument("--profile", default="ideal", choices=sorted(PROFILES),
+                        help="; ".join(f"{p.name}: {p.description}" for p in PROFILES.values()))
     parser.add_argument("--epochs", type=int, help="number of epochs (default: the profile's)")
     parser.add_argument("--lr", type=float, help="learning rate (default per algorithm)")
     parser.add_argument("--seed", type=int, default=0)
@@ -59,9 +61,11 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    """The TrainConfig the arguments describe."""
+    """The TrainConfig the arguments describe: the profile's fields, then every option given (``--lr``,
+    ``--model``, ``--data`` and ``--split`` only when given)."""
     from .. import validation
-    from ..training import SYNTHETIC_DEVICES, TrainConfig
+    from ..training import SYNTHETIC_DEVICES
+    from ..training.profiles import config_from_profile
 
     width = args.pulse_width
     if args.device not in SYNTHETIC_DEVICES:
@@ -73,11 +77,9 @@ def config_from_args(args: argparse.Namespace):
     for name in ("epochs", "data", "split"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
-    if args.profile == "paper":
-        return TrainConfig.paper(args.algorithm, **values)
-    if args.profile == "smoke":
-        return TrainConfig.smoke(args.algorithm, **values)
-    return TrainConfig(algorithm=args.algorithm, **values)
+    given = {name: value for name, value in values.items()
+             if not (value is None and name in ("lr", "device_model"))}
+    return config_from_profile(args.profile, args.algorithm, **given)
 
 
 def summary(result) -> dict[str, Any]:

@@ -1,11 +1,16 @@
 """Crossbar training: analog tiles, the pulsed update engine, training rules (fp, sgd, mp, sps) and cached runs.
 
-Public API: ``TrainConfig`` (with ``.paper`` and ``.smoke`` profiles), ``train``, ``validate``, ``ALGORITHMS``.
+Public API: ``TrainConfig`` (with ``.paper`` and ``.smoke`` profiles), ``train``, ``validate``, ``ALGORITHMS``;
+the read periphery and tile mapping ``IOParameters`` and ``MappingParameters`` (``periphery``); the named profiles
+``PROFILES`` and ``config_from_profile`` (``profiles``).
 """
 from __future__ import annotations
 
 from .algorithms import ALGORITHMS, PULSE_MODES, UpdateSettings, make_layer
+from .periphery import IOParameters, MappingParameters
+from .profiles import PROFILES, config_from_profile
 from .run import DEFAULT_LR, LAYER_NAMES, PAPER_TRAIN_SAMPLES, SYNTHETIC_DEVICES, TrainConfig, result_path, train, validate
 
 __all__ = ["ALGORITHMS", "PULSE_MODES", "UpdateSettings", "make_layer", "DEFAULT_LR", "LAYER_NAMES",
-           "PAPER_TRAIN_SAMPLES", "SYNTHETIC_DEVICES", "TrainConfig", "result_path", "train", "validate"]
+           "PAPER_TRAIN_SAMPLES", "SYNTHETIC_DEVICES", "TrainConfig", "result_path", "train", "validate",
+           "IOParameters", "MappingParameters", "PROFILES", "config_from_profile"]

@@ -15,11 +15,18 @@
   ``mp_transfer = "pulsed"`` (aihwkit, the paper profile) n is sent as a stochastic pulse train per row instead;
   with ``"deterministic_implicit"`` (the pulse type the paper's scripts set) as aihwkit's rounded coincidence counts.
 
+Reads. A layer reads exactly (default), through the simplified ``tile.Periphery`` (``periphery``) or through
+aihwkit's periphery (``io``: forward and backward ``periphery.IOParameters``, with the gradient mask of saturated
+forward outputs). With a ``periphery.MappingParameters`` of digital bias, a layer becomes a ``MappedLayer``: its
+columns split over tiles of at most ``max_input_size`` inputs (one analog layer each, with its own periphery,
+noise and update), the bias a digital float vector. Every layer counts the analog MVMs it performs
+(``reads``: training forward, backward, evaluation; bound-management retries included).
+
 A new rule (e.g. Tiki-Taka) is one more ``Layer`` subclass plus an entry in ``make_layer``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -27,7 +34,9 @@ from torch import Tensor
 
 from ..devices import DeviceArray
 from ..provenance import compact_repr
+from . import periphery as io_periphery
 from . import pulsed
+from .periphery import IOParameters, MappingParameters
 from .tile import AnalogTile, Periphery, read
 
 ALGORITHMS: tuple[str, ...] = ("fp", "sgd", "mp", "sps")
@@ -35,6 +44,10 @@ ALGORITHMS: tuple[str, ...] = ("fp", "sgd", "mp", "sps")
 
 PULSE_MODES: tuple[str, ...] = ("stochastic", "implicit", "expected")
 """Update modes of the pulsed rules: the paper's stochastic trains (default) and two deterministic variants."""
+
+READ_PHASES: tuple[str, ...] = ("forward", "backward", "eval")
+"""What a layer's read counters count: training forward MVMs, training backward (transposed) MVMs, evaluation
+forward MVMs."""
 
 SPS_INITS: tuple[str, ...] = ("reference", "device_zero")
 """Where SP shifting starts its device states: around the reference (w_eff = initial weights) or around
@@ -122,21 +135,58 @@ class Layer:
     """Digital multiply-accumulates spent on weight updates so far (mixed precision only)."""
     tile: AnalogTile | None = None
     periphery: Periphery | None = None
-    """Read periphery of an analog layer (None: exact reads)."""
+    """Simplified read periphery of an analog layer (``TrainConfig.periphery``; None: see ``io``)."""
+    io: tuple[IOParameters, IOParameters] | None = None
+    """aihwkit's periphery of an analog layer: forward and backward ``IOParameters`` (None: exact or ``periphery``)."""
     reader: torch.Generator | None = None
     """Source of the periphery's output noise."""
+    bias_column: bool = True
+    """Whether the last column of ``weight()`` is an analog bias (input 1); False for the tiles of a MappedLayer."""
+    saturated: Tensor | None = None
+    """Mask of the outputs of the last training forward read that reached the output bound (``io`` only)."""
 
     def weight(self) -> Tensor:
         """Effective weight (out, in + 1) used by forward and backward passes."""
         raise NotImplementedError
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``W [x; 1]`` for inputs with bias ``x`` (B, in + 1): one read per row."""
-        return read(self.weight(), x, self.periphery, self.reader)
+    @property
+    def reads(self) -> np.ndarray:
+        """Analog MVMs performed so far per ``READ_PHASES`` entry (int64, 3)."""
+        if "_reads" not in self.__dict__:
+            self._reads = np.zeros(len(READ_PHASES), dtype=np.int64)
+        return self._reads
+
+    @property
+    def device_reads(self) -> np.ndarray:
+        """Devices read so far per ``READ_PHASES`` entry: every MVM times the devices of its tile (int64, 3)."""
+        return self.reads * self.weight().numel()
+
+    def forward(self, x: Tensor, phase: str = "forward") -> Tensor:
+        """``W [x; 1]`` for inputs with bias ``x`` (B, in + 1): one read per row (``phase``: forward or eval)."""
+        counter = READ_PHASES.index(phase)
+        if self.io is None:
+            self.reads[counter] += x.shape[0]
+            return read(self.weight(), x, self.periphery, self.reader)
+        y, saturated, reads = io_periphery.forward(self.weight(), x, self.io[0], self._draw)
+        self.reads[counter] += reads
+        if phase == "forward":
+            self.saturated = saturated
+        return y
 
     def backward(self, d: Tensor) -> Tensor:
-        """``W[:, :-1]^T d`` for errors ``d`` (B, out): one transposed read per row."""
-        return read(self.weight()[:, :-1].T, d, self.periphery, self.reader)
+        """``W[:, :-1]^T d`` for errors ``d`` (B, out): one transposed read per row (with ``io``: the errors of
+        the outputs that saturated in the last training forward read are zeroed first)."""
+        weight = self.weight()[:, :-1] if self.bias_column else self.weight()
+        if self.io is None:
+            self.reads[1] += d.shape[0]
+            return read(weight.T, d, self.periphery, self.reader)
+        out, reads = io_periphery.backward(weight, d, self.io[1], self._draw, self.saturated)
+        self.reads[1] += reads
+        return out
+
+    def _draw(self, round_index: int, rows: Tensor | None, n_rows: int, n_out: int) -> Tensor:
+        """Output-noise draws of the ``io`` periphery from this layer's ``reader``."""
+        return torch.randn((n_rows, n_out), generator=self.reader, dtype=torch.float32)
 
     def reader_state(self) -> dict:
         return {} if self.reader is None else {"reader": self.reader.get_state()}
@@ -321,15 +371,117 @@ class MixedPrecisionLayer(Layer):
         self.digital_macs = int(saved["digital_macs"])
 
 
-def make_layer(algorithm: str, weight: Tensor, devices: DeviceArray | None, settings: UpdateSettings,
-               periphery: Periphery | None = None) -> Layer:
-    """A layer of ``algorithm`` with initial effective ``weight`` (out, in + 1) on ``devices`` of that shape.
+class TileGroup:
+    """The tiles of a MappedLayer seen as one array (their columns side by side) for counters and histograms."""
 
-    Analog layers read through ``periphery`` if given (its noise seeded from ``settings.seed``); fp reads exactly.
+    def __init__(self, tiles: list[AnalogTile]) -> None:
+        self.tiles = tiles
+
+    def _joined(self, name: str) -> np.ndarray:
+        return np.concatenate([getattr(tile, name) for tile in self.tiles], axis=1)
+
+    @property
+    def state(self) -> np.ndarray:
+        return self._joined("state")
+
+    @property
+    def count_up(self) -> np.ndarray:
+        return self._joined("count_up")
+
+    @property
+    def count_down(self) -> np.ndarray:
+        return self._joined("count_down")
+
+    def symmetry_points(self) -> np.ndarray:
+        return np.concatenate([tile.symmetry_points() for tile in self.tiles], axis=1)
+
+
+class MappedLayer(Layer):
+    """An analog layer mapped as aihwkit maps it (``MappingParameters`` with digital bias): column blocks of the
+    inputs on separate tiles (``parts``, analog layers without a bias column), each read with its own periphery
+    and updated with its own rule; ``y = sum_k W_k x_k + b`` with the digital float32 bias ``b``, which plain SGD
+    updates (``b -= lr sum_b d_b``); the input error is the tiles' errors side by side."""
+
+    def __init__(self, parts: list[Layer], sizes: list[int], bias: Tensor) -> None:
+        self.parts = parts
+        starts = np.cumsum([0, *sizes])
+        self.columns = [(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:])]
+        """Input columns [start, stop) of every tile."""
+        self.bias = bias.clone().float()
+        """Digital bias (out,)."""
+        self.name = parts[0].name
+        self.tile = TileGroup([part.tile for part in parts])
+
+    @property
+    def digital_macs(self) -> int:  # type: ignore[override]
+        return sum(part.digital_macs for part in self.parts)
+
+    @property
+    def reads(self) -> np.ndarray:
+        return sum(part.reads for part in self.parts)
+
+    @property
+    def device_reads(self) -> np.ndarray:
+        return sum(part.device_reads for part in self.parts)
+
+    def weight(self) -> Tensor:
+        """The tiles' effective weights side by side and the digital bias as the last column (out, in + 1)."""
+        return torch.cat([part.weight() for part in self.parts] + [self.bias[:, None]], dim=1)
+
+    def forward(self, x: Tensor, phase: str = "forward") -> Tensor:
+        y = None
+        for part, (start, stop) in zip(self.parts, self.columns):
+            partial = part.forward(x[:, start:stop], phase)
+            y = partial if y is None else y.add_(partial)
+        return y + self.bias
+
+    def backward(self, d: Tensor) -> Tensor:
+        return torch.cat([part.backward(d) for part in self.parts], dim=1)
+
+    def update(self, x: Tensor, d: Tensor, lr: float, step: int) -> None:
+        for part, (start, stop) in zip(self.parts, self.columns):
+            part.update(x[:, start:stop].contiguous(), d, lr, step)
+        self.bias -= lr * d.sum(dim=0)
+
+    def state_dict(self) -> dict:
+        return {"parts": [part.state_dict() for part in self.parts], "bias": self.bias.clone()}
+
+    def load_state_dict(self, saved: dict) -> None:
+        for part, part_state in zip(self.parts, saved["parts"]):
+            part.load_state_dict(part_state)
+        self.bias = saved["bias"].clone()
+
+
+def make_layer(algorithm: str, weight: Tensor, devices: DeviceArray | None, settings: UpdateSettings,
+               periphery: Periphery | None = None, io: tuple[IOParameters, IOParameters] | None = None,
+               mapping: MappingParameters | None = None) -> Layer:
+    """A layer of ``algorithm`` with initial effective ``weight`` (out, in + 1) on ``devices`` of that shape
+    (with a digital-bias ``mapping``: of shape (out, in), the bias being digital).
+
+    Analog layers read through ``periphery`` or ``io`` if given (noise seeded from ``settings.seed``); fp reads
+    exactly and ignores the mapping. A digital-bias ``mapping`` makes a ``MappedLayer`` whose tile k has the
+    update seed ``64 settings.seed + k``.
     """
+    if mapping is not None and mapping.digital_bias and algorithm != "fp":
+        inputs = weight[:, :-1]
+        sizes = mapping.split_sizes(inputs.shape[1])
+        if len(sizes) > 64:
+            raise ValueError(f"a layer of {inputs.shape[1]} inputs needs {len(sizes)} tiles (at most 64)")
+        parts, start = [], 0
+        for index, size in enumerate(sizes):
+            stop = start + size
+            part_devices = None if devices is None else devices.map(
+                lambda v, a=start, b=stop: v[:, a:b] if v.dim() == 2 and v.shape[1] == inputs.shape[1] else v)
+            part_settings = replace(settings, seed=settings.seed * 64 + index)
+            part = make_layer(algorithm, inputs[:, start:stop], part_devices, part_settings, periphery, io)
+            part.bias_column = False
+            parts.append(part)
+            start = stop
+        return MappedLayer(parts, sizes, weight[:, -1])
     layer = _make_layer(algorithm, weight, devices, settings)
-    if periphery is not None and layer.tile is not None:
+    if layer.tile is not None and (periphery is not None or io is not None):
         layer.periphery = periphery
+        layer.io = io
         layer.reader = torch.Generator().manual_seed(1_000_003 + settings.seed)
     return layer
 

@@ -20,19 +20,20 @@ class MLP:
     def __init__(self, layers: list[Layer]) -> None:
         self.layers = layers
 
-    def forward(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
-        """Inputs with bias of every layer and the output log-probabilities."""
+    def forward(self, x: Tensor, phase: str = "forward") -> tuple[list[Tensor], Tensor]:
+        """Inputs with bias of every layer and the output log-probabilities (``phase``: training ``forward`` or
+        ``eval``, for the layers' read counters)."""
         inputs = []
         h = x
         for index, layer in enumerate(self.layers):
             inputs.append(append_bias(h))
-            z = layer.forward(inputs[-1])
+            z = layer.forward(inputs[-1], phase)
             h = torch.sigmoid(z) if index < len(self.layers) - 1 else torch.log_softmax(z, dim=1)
         return inputs, h
 
     def predict(self, x: Tensor, batch_size: int) -> Tensor:
         """Predicted class of every row of ``x``, evaluated in chunks of ``batch_size``."""
-        return torch.cat([self.forward(chunk)[1].argmax(dim=1) for chunk in x.split(batch_size)])
+        return torch.cat([self.forward(chunk, "eval")[1].argmax(dim=1) for chunk in x.split(batch_size)])
 
     def train_step(self, x: Tensor, y: Tensor, lr: float, step: int) -> float:
         """One mini-batch of SGD with the layers' own update rules; returns the mean NLL before the update."""

