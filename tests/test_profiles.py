@@ -62,8 +62,19 @@ def test_paper_profile_carries_the_papers_periphery_mapping_and_rates() -> None:
     assert periphery.mapping == MappingParameters() and periphery.lr == 0.05
     assert (values["epochs"], values["batch_size"], values["lr_decay_every"], values["lr_decay_factor"]) == (25, 64,
                                                                                                              10, 0.5)
-    assert values["mp_transfer"] == "deterministic_implicit" and values["sps_reference"] == "paper_alternating"
+    assert values["mp_transfer"] == "deterministic_implicit_cuda" and values["sps_reference"] == "paper_alternating"
     assert (values["data"], values["split"], values["device_model"]) == ("full", "paper", "paper_piecewise")
+
+
+def test_paper_profile_builds_and_validates_for_every_rule() -> None:
+    """Every field the paper profile names exists (periphery, mapping, rules, fitting recipe, split) and passes
+    validation for all four rules on ID170ZR5000's paper_piecewise fit at 20 ns."""
+    from ferrolib.training.run import validate
+
+    for algorithm in ("fp", "sgd", "sps", "mp"):
+        config = config_from_profile("paper", algorithm, pulse_width=2e-8)
+        assert (config.data, config.split, config.device_model) == ("full", "paper", "paper_piecewise")
+        validate(config)
 
 
 def test_registry_refuses_duplicates_and_unknown_names() -> None:
