@@ -19,7 +19,9 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.py))
 EXECUTED := $(NOTEBOOKS:notebooks/%.py=$(BUILD)/notebooks/%.ipynb)
 SMOKED := $(NOTEBOOKS:notebooks/%.py=$(SMOKE)/notebooks/%.ipynb)
 LIBRARY := $(shell find ferrolib -name '*.py' -o -name '*.tsv') pyproject.toml
-PAPERMILL := $(BIN)/papermill --cwd notebooks --log-level WARNING --request-save-on-cell-execute
+# papermill with the kernel on IPC sockets (ferrolib/papermill_ipc.py): no TCP port, so no "running over TCP
+# without encryption" warning in every run.
+PAPERMILL := $(BIN)/python -m ferrolib.papermill_ipc --cwd notebooks --log-level WARNING --request-save-on-cell-execute
 
 .PHONY: help env data figures check study test smoke lab sync site bench crosscheck clean distclean
 

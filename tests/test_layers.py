@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("energy",),
     ("sweep", "analysis", "sourcedata"),
     ("study", "splimits"),
-    ("plotting", "cli", "site", "__main__"),
+    ("plotting", "cli", "site", "papermill_ipc", "__main__"),
 )
 """Bottom to top: a module may import its own layer and the layers below it."""
 

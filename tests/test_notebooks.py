@@ -4,6 +4,8 @@ the static site built from the executed notebooks shows every figure (with alt t
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import nbformat
 import papermill
 import pytest
 
-from ferrolib import paths
+from ferrolib import paths, papermill_ipc
 from ferrolib.site import SiteConfig, build_site, claims_table, figure_captions
 
 NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.py"))
@@ -21,6 +23,24 @@ NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 @pytest.fixture(scope="module")
 def smoke_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("smoke")
+
+
+papermill_ipc.register()
+
+
+@pytest.mark.slow
+def test_papermill_runs_the_kernel_over_ipc_without_the_tcp_warning(tmp_path: Path):
+    """`make figures` runs papermill through ferrolib.papermill_ipc: the notebook runs, stderr has no warning."""
+    source, executed = tmp_path / "one_cell.ipynb", tmp_path / "one_cell.out.ipynb"
+    cell = nbformat.v4.new_code_cell("from ipykernel.kernelapp import IPKernelApp\nprint(IPKernelApp.instance().transport)")
+    notebook = nbformat.v4.new_notebook(cells=[cell], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nbformat.write(notebook, source)
+    run = subprocess.run([sys.executable, "-m", "ferrolib.papermill_ipc", "--no-progress-bar", "--log-level", "WARNING",
+                          str(source), str(executed)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "without encryption" not in run.stderr and "WARNING" not in run.stderr, run.stderr[-2000:]
+    outputs = nbformat.read(executed, as_version=4).cells[0].outputs
+    assert "".join(o.get("text", "") for o in outputs).strip() == "ipc"
 
 
 def _execute_smoke(notebook: Path, smoke_root: Path) -> nbformat.NotebookNode:
@@ -37,6 +57,7 @@ def _execute_smoke(notebook: Path, smoke_root: Path) -> nbformat.NotebookNode:
         cwd=str(paths.NOTEBOOKS),
         kernel_name="python3",
         progress_bar=False,
+        engine_name=papermill_ipc.ENGINE,
     )
 
 
