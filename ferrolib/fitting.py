@@ -1,4 +1,4 @@
-"""Fit device models to a measured pulse-response ramp (the paper's recipe, SCIENCE.md section 2).
+"""Fit device models to a measured pulse-response ramp (the paper's recipe; docs/science.md, "Fitting").
 
 1. Normalise the inlier conductances: ``w = 2 (G - mean G) / (max G - min G)``.
 2. Split the reads by polarity (+1 depression "down", -1 potentiation "up"; one contiguous ramp each).

@@ -122,7 +122,7 @@ def test_bits_kernel_equals_a_scalar_reference() -> None:
 
 
 def test_event_ids_follow_the_samples_applied_and_resume_bit_identically(monkeypatch) -> None:
-    """Issue 8 item 7: batches of 64 then 10 get events [0, 64) and [64, 74) (never an earlier batch's keys);
+    """Batches of 64 then 10 get events [0, 64) and [64, 74) (never an earlier batch's keys);
     a layer restored from ``state_dict`` continues exactly as the uninterrupted one."""
     from ferrolib.training.algorithms import UpdateSettings, make_layer
 

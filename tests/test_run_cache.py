@@ -33,7 +33,7 @@ def stale_files(directory: Path) -> list[Path]:
 
 
 def test_refitted_device_is_recomputed_not_served_from_the_cache(tmp_path, monkeypatch, capsys, count):
-    """The issue's reproduction: a scratch copy of the fitted devices, a run, a refit, the same run again."""
+    """A scratch copy of the fitted devices, a run, a refit, the same run again."""
     scratch = tmp_path / "data" / "devices"
     scratch.mkdir(parents=True)
     original = fitted_device_path("ID170ZR5000", 2e-8, "piecewise")
