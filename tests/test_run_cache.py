@@ -150,6 +150,7 @@ def test_orphan_temporary_files_are_cleaned_up(tmp_path):
     assert not any(o.exists() for o in orphans) and unrelated.exists()
 
 
+@pytest.mark.slow
 def test_two_processes_on_one_key_compute_it_once(tmp_path):
     config = tiny("mp")
     log = tmp_path / "computations.log"
