@@ -19,12 +19,14 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.py))
 EXECUTED := $(NOTEBOOKS:notebooks/%.py=$(BUILD)/notebooks/%.ipynb)
 SMOKED := $(NOTEBOOKS:notebooks/%.py=$(SMOKE)/notebooks/%.ipynb)
 LIBRARY := $(shell find ferrolib -name '*.py' -o -name '*.tsv') pyproject.toml
-PAPERMILL := $(BIN)/papermill --cwd notebooks --log-level WARNING --request-save-on-cell-execute
+# papermill with the kernel on IPC sockets (ferrolib/papermill_ipc.py): no TCP port, so no "running over TCP
+# without encryption" warning in every run.
+PAPERMILL := $(BIN)/python -m ferrolib.papermill_ipc --cwd notebooks --log-level WARNING --request-save-on-cell-execute
 
-.PHONY: help env data figures check study test smoke lab sync site bench crosscheck clean distclean
+.PHONY: help env data figures check study test test-fast smoke lab sync site bench crosscheck clean distclean
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 env: $(STAMP) ## create .venv and install ferrolib (editable) with its notebook and test extras
 
@@ -76,9 +78,15 @@ $(SMOKE)/notebooks/%.ipynb: notebooks/%.py $(LIBRARY) | $(STAMP)
 	$(PAPERMILL) $(@D)/$*.source.ipynb $@ -p smoke True \
 	  -p output_dir $(abspath $(SMOKE))/figures -p results_dir $(abspath $(SMOKE))/results
 
-test: data ## run the test suite (includes every notebook's smoke profile)
+test: data ## run the full test suite, as CI does (includes every notebook's smoke profile and the browser)
 	status=0; $(BIN)/python -m pytest || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$status
+
+# The edit loop: every test not marked `slow` (no notebook, no browser, no multi-epoch training); PYTEST_ARGS adds
+# options, e.g. PYTEST_ARGS="-x tests/test_pulsed.py".
+PYTEST_ARGS ?=
+test-fast: data ## the tests of the edit loop, a few minutes: no notebooks, no browser, no long trainings
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 sync: $(STAMP) ## pair every notebooks/*.py with an .ipynb (jupytext --sync; the newer of the two wins)
 	$(BIN)/jupytext --sync $(NOTEBOOKS)

@@ -68,7 +68,7 @@ def rpu_config(algo: str, device: dict):
         # output at or beyond 0.999 out_scale out_bound (handle_output_bound, get_forward_out_bound in
         # aihwkit/simulator/tiles/rpucuda.py, applied in pre_backward) even when is_perfect leaves it unclipped.
         # With the default 12, plain SGD at 20 ns drifts every logit above 12 within ~70 mini-batches and no error
-        # reaches fc1, fc2 again (issue 9). 0 turns the mask off, as ferrolib's perfect reads have no bound.
+        # reaches fc1, fc2 again. 0 turns the mask off, as ferrolib's perfect reads have no bound.
         config.forward.out_bound = 0.0
     config.mapping.digital_bias = False
     config.mapping.weight_scaling_omega = 0.0

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Cross-check ferrolib against aihwkit 1.2 on the same exported devices, data split, initial weights and sample
-order (issue 9). Run by ``make crosscheck`` with the cross-check environment (ferrolib + aihwkit).
+order. Run by ``make crosscheck`` with the cross-check environment (ferrolib + aihwkit).
 
 Every run is cached (ferrolib: its result file; aihwkit: one JSON per run), so an interrupted cross-check resumes
 where it stopped and a reduced grid (``--seeds``, ``--widths``, ``--algos``, ``--epochs``) can be extended later.
@@ -116,7 +116,7 @@ def responses(device: dict) -> list[dict]:
 
 
 ACCURACY_TOLERANCE = 0.03
-"""An epoch's mean accuracies are ``within`` (issue 9) when they differ by at most aihwkit's seed range or this."""
+"""An epoch's mean accuracies are ``within`` when they differ by at most aihwkit's seed range or this."""
 PULSE_TOLERANCE = 0.10
 """Pulses per layer and polarity are within when ferrolib's total is within 10 % of aihwkit's."""
 
@@ -173,7 +173,7 @@ def summarise(runs: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def verdicts(accuracy: pd.DataFrame, pulses: pd.DataFrame) -> pd.DataFrame:
-    """One row per (algorithm, pulse width): how many epochs' mean accuracies are ``within`` (issue 9's rule) and
+    """One row per (algorithm, pulse width): how many epochs' mean accuracies are ``within`` and
     how many ``agree`` (within, or aihwkit's mean inside ferrolib's seed range), the largest |difference of means|
     and the epoch it occurs at, the final epoch's means, and over the first epoch (same start) and over the run:
     the range of the pulse ratios (ferrolib / aihwkit over layers and polarities), whether all lie within

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Side-by-side probe of what each simulator's tiles receive, to tell a pulse-count difference of rule from one of
-trajectory (issue 9). Run in the cross-check environment (``--simulators aihwkit`` needs aihwkit).
+trajectory. Run in the cross-check environment (``--simulators aihwkit`` needs aihwkit).
 
 For one algorithm, pulse width and seed, ferrolib trains as ``ferrolib.training.run.train`` does (same network,
 sample order and lr schedule, so its counted pulses equal the committed summary's run, checked) while a

@@ -1,6 +1,6 @@
 """Device models: the mean step up and down as functions of the state, with per-device parameters.
 
-Conventions (SCIENCE.md section 3, aihwkit semantics):
+Conventions (docs/science.md, "Device models"; aihwkit semantics):
 
 * States are weights in device units, nominally in [-1, 1]; every device has its own bounds
   ``w_min < 0 < w_max``.

@@ -1,5 +1,5 @@
 """Energy of training on ferroelectric synapses: per-pulse models, a ledger over counted events, and
-convergence metrics (SCIENCE.md sections 8 and 10).
+convergence metrics (docs/science.md: "The energy ledger", "The network and its training").
 
 Every energy figure is counted events times energy per event; nothing is estimated from epochs alone.
 
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 EPS0 = 8.8541878128e-12
 """Vacuum permittivity (F/m)."""
 EPS0_E2_PER_EV_CM = 552634.94
-"""Vacuum permittivity in e^2/(eV cm), as written in the published Schottky model (SCIENCE.md section 10)."""
+"""Vacuum permittivity in e^2/(eV cm), as the published Schottky model writes it (docs/science.md, energy ledger)."""
 K_B_EV = 8.617e-5
 """Boltzmann constant (eV/K), the value of the published model."""
 
@@ -99,7 +99,7 @@ class CapacitiveCharging:
     """Charging the device capacitance once per pulse: E_cap = C V^2 with C = eps0 eps_r A / d."""
 
     eps_r: float = 30.0
-    """Relative permittivity of HZO (about 25-35; SCIENCE.md section 10)."""
+    """Relative permittivity of HZO (about 25-35; docs/science.md, "The energy ledger")."""
     thickness_m: float = 5e-9
     """Dielectric thickness d (m)."""
 
@@ -116,7 +116,7 @@ class PolarizationSwitching:
     """Reversing a fraction s of the remanent polarization per pulse: E_sw = 2 P_r A |V| s."""
 
     remanent_polarization_C_per_m2: float = 0.15
-    """P_r (C/m^2): 15 uC/cm^2, the middle of the 10-20 uC/cm^2 range of SCIENCE.md section 10."""
+    """P_r (C/m^2): 15 uC/cm^2, the middle of the 10-20 uC/cm^2 range in docs/science.md, "The energy ledger"."""
     switched_fraction: float = 1.0 / 80.0
     """s, fraction of the film switched by one pulse: a ramp of 60-100 pulses sweeps the whole window."""
 

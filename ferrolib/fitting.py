@@ -1,5 +1,5 @@
-"""Fit device models to a measured pulse-response ramp: ferrolib's recipe, refined from the paper's (below), and
-the paper's own as the model ``paper_piecewise``.
+"""Fit device models to a measured pulse-response ramp (docs/science.md, "Fitting"): ferrolib's recipe, refined from
+the paper's (below), and the paper's own as the model ``paper_piecewise``.
 
 1. Normalise the inlier conductances: ``w = 2 (G - mean G) / (max G - min G)``.
 2. Split the reads by polarity (+1 depression "down", -1 potentiation "up"; one contiguous ramp each).

@@ -1,7 +1,7 @@
 """Compiled device steps (numba): the mean step of every model kind at a state, shared by the pulsed-update
 kernels of training and by the fast simulated response of the fits.
 
-The formulas are those of ``devices.DeviceArray.dw_up`` / ``dw_down`` (SCIENCE.md section 3), written in the
+The formulas are those of ``devices.DeviceArray.dw_up`` / ``dw_down`` (docs/science.md, "Device models"), written in the
 same floating-point order so that the compiled steps reproduce the torch reference:
 
     piecewise   scale ((1-q) v_i + q v_{i+1}),  t = N (w - w_min)/(w_max - w_min), i = min(floor t, N-1)

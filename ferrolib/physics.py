@@ -1,4 +1,4 @@
-"""Physics stand-in: nucleation-limited switching (NLS) with a Merz-type voltage law (SCIENCE.md section 9).
+"""Physics stand-in: nucleation-limited switching (NLS) with a Merz-type voltage law (docs/science.md, NLS).
 
 Switched fraction after a pulse of width t at voltage V (Lorentzian distribution of log10 tau)::
 

@@ -1,9 +1,12 @@
-"""Static site of the executed notebooks (`make site`): one HTML page per notebook, the figures, and an index with
-what the collection reproduces, the claims table and links to every notebook and figure.
+"""Static site of the executed notebooks (`make site`): one HTML page per notebook, one per page of ``docs/``, the
+figures, and an index with what the collection reproduces, the claims table and links to every page and figure.
 
-Rendered with nbconvert's ``lab`` HTML template (already a dependency of papermill and JupyterLab; no Sphinx or
-Node toolchain, and the pages work from the file system). Every figure gets alternative text: the caption the
-notebook writes in the markdown cell before the figure's code cell. Usage::
+Notebooks are rendered with nbconvert's ``lab`` HTML template (already a dependency of papermill and JupyterLab; no
+Sphinx or Node toolchain, and the pages work from the file system), the ``docs/*.md`` pages with mistune (the
+Markdown renderer nbconvert uses). Equations are converted to MathML at build time (latex2mathml), which browsers
+render natively: no page loads a script, a font or anything else from the network, so the site works offline.
+Every figure gets alternative text: the caption the notebook writes in the markdown cell before the figure's code
+cell. Usage::
 
     python -m ferrolib.site EXECUTED_NOTEBOOKS_DIR FIGURES_DIR OUTPUT_DIR
 """
@@ -21,10 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+import latex2mathml.converter
+import mistune
 import nbconvert
 import nbformat
+from mistune.plugins.math import BLOCK_MATH_PATTERN, INLINE_MATH_PATTERN
 
-from . import provenance
+from . import paths, provenance
 
 IMAGE_MIME = "image/png"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -32,6 +38,11 @@ ALT_TEXT_LIMIT = 400
 """Longest alternative text (characters); longer captions are cut at a word boundary."""
 
 _TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{#- No script from a CDN: equations are MathML already, and the pages have no widgets, JavaScript or diagrams. -#}
+{% block html_head_js_requirejs %}{% endblock html_head_js_requirejs %}
+{% block html_head_js_mathjax %}{% endblock html_head_js_mathjax %}
+{% block html_head_js_mermaidjs %}{% endblock html_head_js_mermaidjs %}
+{% block jupyter_widgets %}{% endblock jupyter_widgets %}
 {% block data_png scoped %}
 <div class="jp-RenderedImage jp-OutputArea-output {{ extra_class }}">
 <img src="data:image/png;base64,{{ output.data['image/png'] | escape_html }}" alt="{{ output.metadata.get('alt', '') | escape_html }}">
@@ -63,6 +74,8 @@ class SiteConfig:
     """The site folder (``build/site``); replaced on every build."""
     claims: Path | None = None
     """The claims table (CSV, ``#`` comment lines carry its provenance); default ``<figures>/05_claims.csv``."""
+    docs: Path | None = None
+    """Folder of the Markdown pages to include (``*.md``); default the repository's ``docs/``."""
 
     def __repr__(self) -> str:
         return provenance.compact_repr(self)
@@ -70,6 +83,10 @@ class SiteConfig:
     @property
     def claims_csv(self) -> Path:
         return self.claims if self.claims is not None else self.figures / "05_claims.csv"
+
+    @property
+    def docs_folder(self) -> Path:
+        return self.docs if self.docs is not None else paths.ROOT / "docs"
 
 
 def plain_text(markdown: str) -> str:
@@ -175,6 +192,60 @@ def claims_table(path: Path) -> str:
     )
 
 
+def latex_to_mathml(latex: str, display: bool = False) -> str:
+    """One equation as MathML (``display``: a block of its own); malformed LaTeX raises ValueError naming it."""
+    try:
+        mathml = latex2mathml.converter.convert(latex.strip(), display="block" if display else "inline")
+    except Exception as error:  # latex2mathml raises its own exception types for malformed input
+        raise ValueError(f"equation {latex.strip()!r} cannot be converted to MathML: {error!r}") from error
+    unknown = re.findall(r">(\\[A-Za-z]+)<", mathml)  # a command latex2mathml does not know stays as text
+    if unknown:
+        raise ValueError(f"equation {latex.strip()!r}: unknown LaTeX command(s) {', '.join(sorted(set(unknown)))}")
+    return mathml
+
+
+class _MathMLRenderer(mistune.HTMLRenderer):
+    """mistune's HTML renderer with ``$...$`` and ``$$...$$`` rendered as MathML."""
+
+    def inline_math(self, text: str) -> str:
+        return latex_to_mathml(text)
+
+    def block_math(self, text: str) -> str:
+        return latex_to_mathml(text, display=True) + "\n"
+
+
+def markdown_to_html(markdown: str) -> str:
+    """Markdown (tables, strikethrough, bare URLs, ``$`` and ``$$`` equations) to HTML with MathML equations;
+    links to other ``.md`` pages point to their ``.html`` renderings."""
+    renderer = _MathMLRenderer(escape=False)
+    convert = mistune.create_markdown(
+        renderer=renderer, plugins=["table", "strikethrough", "url", "math", "mistune.plugins.math.math_in_list",
+                                             "mistune.plugins.math.math_in_quote"])
+    for name in ("inline_math", "block_math"):  # the math plugin registers MathJax delimiters; keep MathML
+        convert.renderer.register(name, getattr(_MathMLRenderer, name))
+    body = convert(markdown)
+    return re.sub(r'href="(?![a-z]+:)([^"#]+)\.md(#[^"]*)?"', r'href="\1.html\2"', body)
+
+
+_CODE = re.compile(r"(```.*?```|`[^`]*`)", flags=re.S)
+_MATH = re.compile(f"{BLOCK_MATH_PATTERN}|{INLINE_MATH_PATTERN}", flags=re.M)
+
+
+def _math_match_to_mathml(match: re.Match) -> str:
+    groups = match.groupdict()
+    display = next((groups[g] for g in ("math_text_single", "math_text_multi", "display_math_text") if groups[g]), None)
+    if display is not None:
+        return latex_to_mathml(display, display=True)
+    return latex_to_mathml(groups["backtick_math_text"] or groups["math_text"])
+
+
+def markdown_math_to_mathml(markdown: str) -> str:
+    """A notebook's markdown with every equation outside code replaced by its MathML (nbconvert then passes the
+    HTML through), so a notebook page needs no MathJax either."""
+    parts = _CODE.split(markdown)
+    return "".join(part if index % 2 else _MATH.sub(_math_match_to_mathml, part) for index, part in enumerate(parts))
+
+
 def _exporter() -> nbconvert.HTMLExporter:
     loader = jinja2.DictLoader({"ferrolib_site.html.j2": _TEMPLATE})
     return nbconvert.HTMLExporter(template_name="lab", template_file="ferrolib_site.html.j2", extra_loaders=[loader])
@@ -206,6 +277,9 @@ def build_site(config: SiteConfig) -> Path:
         notebook = nbformat.read(path, as_version=4)
         title = notebook_title(notebook, path.stem)
         add_alt_text(notebook, title)
+        for cell in notebook.cells:
+            if cell.cell_type == "markdown":
+                cell.source = markdown_math_to_mathml(cell.source)
         body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
         (staging / "notebooks" / f"{path.stem}.html").write_text(body)
         captions = figure_captions(notebook, title)
@@ -222,12 +296,51 @@ def build_site(config: SiteConfig) -> Path:
             f'<section><h3><a href="notebooks/{path.stem}.html">{html.escape(title)}</a></h3>\n'
             f'<ul class="figures">{"".join(figure_items)}</ul></section>'
         )
+    docs = render_docs(config.docs_folder, staging / "docs")
     index = staging / "index.html"
-    index.write_text(_INDEX.format(reproduces=REPRODUCES, claims=claims_table(config.claims_csv), sections="\n".join(sections)))
+    index.write_text(_INDEX.format(reproduces=REPRODUCES, claims=claims_table(config.claims_csv), docs=docs,
+                                   sections="\n".join(sections)))
     shutil.rmtree(config.output, ignore_errors=True)
     staging.rename(config.output)
     return config.output / "index.html"
 
+
+def render_docs(source: Path, output: Path) -> str:
+    """Render every ``source/*.md`` page into ``output/<name>.html``; returns the index's list of links to them."""
+    items = []
+    for page in sorted(source.glob("*.md")):
+        markdown = page.read_text()
+        title = next((plain_text(line) for line in markdown.splitlines() if line.startswith("# ")), page.stem)
+        output.mkdir(parents=True, exist_ok=True)
+        (output / f"{page.stem}.html").write_text(_DOC_PAGE.format(title=html.escape(title), body=markdown_to_html(markdown)))
+        items.append(f'<li><a href="docs/{page.stem}.html">{html.escape(title)}</a></li>')
+    return f'<ul class="docs">{"".join(items)}</ul>' if items else "<p>No documentation pages.</p>"
+
+
+_STYLE = """body {{ font-family: system-ui, sans-serif; max-width: 75rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.45; }}
+table {{ border-collapse: collapse; font-size: 0.9rem; }}
+td, th {{ border: 1px solid #ccc; padding: 0.25rem 0.5rem; vertical-align: top; }}
+table.claims caption {{ caption-side: bottom; font-size: 0.8rem; color: #555; text-align: left; }}
+ul.figures {{ display: flex; flex-wrap: wrap; gap: 1rem; list-style: none; padding: 0; }}
+ul.figures img {{ max-width: 22rem; max-height: 14rem; border: 1px solid #eee; }}
+code, pre {{ background: #f6f6f6; }}
+math[display="block"] {{ margin: 0.8rem 0; font-size: 1.1rem; }}"""
+
+_DOC_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>ferrolib: {title}</title>
+<style>
+""" + _STYLE + """
+</style>
+</head>
+<body>
+<p><a href="../index.html">ferrolib: notebooks, figures, claims and documentation</a></p>
+{body}
+</body>
+</html>
+"""
 
 _INDEX = """<!DOCTYPE html>
 <html lang="en">
@@ -235,12 +348,7 @@ _INDEX = """<!DOCTYPE html>
 <meta charset="utf-8">
 <title>ferrolib: the notebooks, their figures and the claims table</title>
 <style>
-body {{ font-family: system-ui, sans-serif; max-width: 75rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.45; }}
-table.claims {{ border-collapse: collapse; font-size: 0.9rem; }}
-table.claims td, table.claims th {{ border: 1px solid #ccc; padding: 0.25rem 0.5rem; vertical-align: top; }}
-table.claims caption {{ caption-side: bottom; font-size: 0.8rem; color: #555; text-align: left; }}
-ul.figures {{ display: flex; flex-wrap: wrap; gap: 1rem; list-style: none; padding: 0; }}
-ul.figures img {{ max-width: 22rem; max-height: 14rem; border: 1px solid #eee; }}
+""" + _STYLE + """
 </style>
 </head>
 <body>
@@ -249,6 +357,8 @@ ul.figures img {{ max-width: 22rem; max-height: 14rem; border: 1px solid #eee; }
 <p>{reproduces}</p>
 <h2>Claims of the paper and what this reproduction measured</h2>
 {claims}
+<h2>Documentation</h2>
+{docs}
 <h2>Notebooks and figures</h2>
 {sections}
 </body>
@@ -262,9 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("figures", type=Path, help="folder of their figures (figures/)")
     parser.add_argument("output", type=Path, help="site folder to write (build/site)")
     parser.add_argument("--claims", type=Path, default=None, help="claims CSV (default: FIGURES/05_claims.csv)")
+    parser.add_argument("--docs", type=Path, default=None, help="folder of Markdown pages (default: docs/)")
     args = parser.parse_args(argv)
     try:
-        index = build_site(SiteConfig(args.notebooks, args.figures, args.output, args.claims))
+        index = build_site(SiteConfig(args.notebooks, args.figures, args.output, args.claims, args.docs))
     except (FileNotFoundError, ValueError) as error:
         print(f"make site: {error}", file=sys.stderr)
         return 2

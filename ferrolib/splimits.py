@@ -1,4 +1,4 @@
-"""What limits symmetry-point shifting at long pulses (issue 11 item 4; notebook 08).
+"""What limits symmetry-point shifting at long pulses (notebook 08).
 
 ``sweeps/sp-limits.toml`` holds the grid (SP-shifted SGD, ID170ZR5000, 20 ns / 20 us / 200 us, three seeds, the
 paper profile) and one ``[variants]`` entry per candidate cause; each variant is one sweep

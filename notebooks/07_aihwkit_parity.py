@@ -91,7 +91,7 @@ display(pd.DataFrame(rows))
 # the same exported devices, data split, initial weights and sample order. Its small tables are committed:
 # per-epoch validation accuracy (mean and range over seeds), pulses per layer and polarity (aihwkit's are the
 # expected counts of its rules: its CPU tiles have no pulse counters) and single-device pulse responses.
-# An epoch is *within* when the means differ by at most aihwkit's seed range or 0.03 (issue 9's rule); it and a
+# An epoch is *within* when the means differ by at most aihwkit's seed range or 0.03; it and a
 # pulse count *agree* when they are within (pulses: 10 %) or aihwkit's mean lies inside ferrolib's own seed range,
 # a difference ferrolib's seeds show by themselves. `probe.csv` (`crosscheck/tile_probe.py`) splits a pulse
 # ratio into the rule (ferrolib's count over aihwkit's rule applied to ferrolib's own x and d) and the

@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import nbformat
 import pytest
 
 from ferrolib import paths
@@ -240,3 +241,54 @@ def test_reader_opens_runs_edits_and_saves_a_notebook_then_reads_the_site(lab, b
                         "return document.getElementById(arguments[0]) || document.getElementById(arguments[1])",
                         target.fragment, unquote(target.fragment)), f"{page.name}: no anchor {href}"
     assert "<table class=\"claims\">" in index.read_text()
+
+
+EQUATION_PAGE = "science"
+"""The docs page the offline check opens: it carries the equations of the models and the update rules."""
+
+
+def test_docs_page_shows_its_equations_offline_and_no_page_requests_the_network(browser, tmp_path: Path):
+    # A site with one notebook page (an equation in its markdown) and every docs page, opened from file://.
+    notebooks = tmp_path / "executed"
+    notebooks.mkdir()
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+        "# Capacitive charging\n\nOne pulse costs $E = \\frac{\\varepsilon_0 \\varepsilon_r A}{d} V^2$.")])
+    nbformat.write(notebook, notebooks / "00_equation.ipynb")
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    index = build_site(SiteConfig(notebooks, figures, tmp_path / "site", paths.FIGURES / "05_claims.csv"))
+    site = index.parent
+    pages = [index, *sorted((site / "docs").glob("*.html")), *sorted((site / "notebooks").glob("*.html"))]
+    assert site / "docs" / f"{EQUATION_PAGE}.html" in pages
+
+    for page in pages:
+        browser.get(page.as_uri())
+        WebDriverWait(browser, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
+        # Every resource the page loaded (scripts, styles, fonts, images) came from the file system or the page.
+        resources = browser.execute_script(
+            "return performance.getEntriesByType('resource').map(e => e.name)")
+        remote = [url for url in resources if not url.startswith(("file:", "data:", "blob:"))]
+        assert not remote, f"{page.name} requested {remote}"
+        sources = browser.execute_script(
+            "return Array.from(document.querySelectorAll('script[src], link[href], img[src], iframe[src]'),"
+            " e => e.getAttribute('src') || e.getAttribute('href'))")
+        assert not [s for s in sources if s.startswith(("http:", "https:", "//"))], f"{page.name}: {sources}"
+
+    # The equations render as laid-out MathML: a fraction stacks its numerator above its denominator.
+    for page, minimum in ((site / "docs" / f"{EQUATION_PAGE}.html", 20), (site / "notebooks" / "00_equation.html", 1)):
+        browser.get(page.as_uri())
+        WebDriverWait(browser, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
+        sizes = browser.execute_script(
+            "return Array.from(document.querySelectorAll('math'), m => m.getBoundingClientRect())"
+            ".map(r => [r.width, r.height])")
+        assert len(sizes) >= minimum, f"{page.name}: {len(sizes)} equations, expected at least {minimum}"
+        assert all(width > 0 and height > 0 for width, height in sizes), f"{page.name}: an equation has no size"
+        stacked = browser.execute_script(
+            "const f = document.querySelector('mfrac'); if (!f) return null;"
+            "const [top, bottom] = Array.from(f.children, c => c.getBoundingClientRect());"
+            "return bottom.top >= top.bottom - 1 && f.getBoundingClientRect().height > top.height")
+        assert stacked, f"{page.name}: the fraction is not laid out as a fraction (MathML not rendered)"
+        prose = browser.execute_script(
+            "const body = document.body.cloneNode(true); body.querySelectorAll('code, pre').forEach(e => e.remove());"
+            "return body.textContent")
+        assert "$" not in prose, f"{page.name} shows raw LaTeX"

@@ -35,6 +35,7 @@ def test_unknown_model_names_no_file():
         catalog.fitted_device_path("ID1", 2e-8, "linear")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAVE_MEASUREMENTS, reason="shared LBE247 measurements not present")
 def test_cli_save_writes_an_escaping_header_id_inside_the_folder(tmp_path: Path, capsys):
     text = (paths.SHARED_MEASUREMENTS / MAIN_20NS_FILE).read_text().replace(",ID170ZR5000\n", ",../escaped\n", 1)

@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("energy",),
     ("sweep", "analysis", "sourcedata"),
     ("study", "splimits"),
-    ("plotting", "cli", "site", "__main__"),
+    ("plotting", "cli", "site", "papermill_ipc", "__main__"),
 )
 """Bottom to top: a module may import its own layer and the layers below it."""
 
@@ -80,6 +80,7 @@ def test_the_import_parser_sees_relative_absolute_and_nested_imports(tmp_path):
     assert "training" in imported_modules(PACKAGE / "training" / "__init__.py")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("modules", [("devices", "fitting", "measurements", "catalog", "units", "kernels",
                                       "physics", "training", "energy", "sweep")])
 def test_model_code_does_not_import_matplotlib(modules):

@@ -4,6 +4,9 @@ the static site built from the executed notebooks shows every figure (with alt t
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -12,8 +15,8 @@ import nbformat
 import papermill
 import pytest
 
-from ferrolib import paths
-from ferrolib.site import SiteConfig, build_site, claims_table, figure_captions
+from ferrolib import paths, papermill_ipc
+from ferrolib.site import SiteConfig, build_site, claims_table, figure_captions, latex_to_mathml, markdown_to_html
 
 NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 
@@ -21,6 +24,24 @@ NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 @pytest.fixture(scope="module")
 def smoke_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("smoke")
+
+
+papermill_ipc.register()
+
+
+@pytest.mark.slow
+def test_papermill_runs_the_kernel_over_ipc_without_the_tcp_warning(tmp_path: Path):
+    """`make figures` runs papermill through ferrolib.papermill_ipc: the notebook runs, stderr has no warning."""
+    source, executed = tmp_path / "one_cell.ipynb", tmp_path / "one_cell.out.ipynb"
+    cell = nbformat.v4.new_code_cell("from ipykernel.kernelapp import IPKernelApp\nprint(IPKernelApp.instance().transport)")
+    notebook = nbformat.v4.new_notebook(cells=[cell], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nbformat.write(notebook, source)
+    run = subprocess.run([sys.executable, "-m", "ferrolib.papermill_ipc", "--no-progress-bar", "--log-level", "WARNING",
+                          str(source), str(executed)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "without encryption" not in run.stderr and "WARNING" not in run.stderr, run.stderr[-2000:]
+    outputs = nbformat.read(executed, as_version=4).cells[0].outputs
+    assert "".join(o.get("text", "") for o in outputs).strip() == "ipc"
 
 
 def _execute_smoke(notebook: Path, smoke_root: Path) -> nbformat.NotebookNode:
@@ -37,6 +58,7 @@ def _execute_smoke(notebook: Path, smoke_root: Path) -> nbformat.NotebookNode:
         cwd=str(paths.NOTEBOOKS),
         kernel_name="python3",
         progress_bar=False,
+        engine_name=papermill_ipc.ENGINE,
     )
 
 
@@ -155,3 +177,33 @@ def test_claims_table_shows_a_reader_the_verdict_and_a_rounded_interval(tmp_path
     assert "<th>verdict</th>" in table and "<th>ci_low</th>" not in table
     assert "<td>+0.758 [+0.622, +0.894]</td>" in table and "<td>holds</td>" in table
     assert "<td>inconclusive</td><td>epochs</td><td></td><td>0</td><td>not testable</td>" in table
+
+
+def test_site_renders_the_docs_with_mathml_equations_and_references_no_network_resource(tmp_path: Path):
+    notebooks, figures = tmp_path / "executed", tmp_path / "figures"
+    notebooks.mkdir(), figures.mkdir()
+    cells = [nbformat.v4.new_markdown_cell("# Energy\n\n$E = C V^2$, and in code `$HOME` stays.")]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), notebooks / "00_energy.ipynb")
+    index = build_site(SiteConfig(notebooks, figures, tmp_path / "site", paths.FIGURES / "05_claims.csv"))
+    site = index.parent
+    docs = sorted(p.stem for p in (paths.ROOT / "docs").glob("*.md"))
+    assert docs and sorted(p.stem for p in (site / "docs").glob("*.html")) == docs
+    assert all(f'href="docs/{name}.html"' in index.read_text() for name in docs)
+    for page in site.rglob("*.html"):
+        text = page.read_text()
+        remote = re.findall(r'<(?:script|link|img|iframe)\b[^>]*?(?:src|href)="(?:https?:)?//[^"]*"', text)
+        assert not remote, f"{page.relative_to(site)} loads {remote}"
+        assert "mathjax" not in text.lower(), f"{page.relative_to(site)} still configures MathJax"
+    science = (site / "docs" / "science.html").read_text()
+    assert science.count("<math") >= 20 and "<mfrac>" in science
+    assert "$" not in re.sub(r"<code>.*?</code>|<pre>.*?</pre>", "", science, flags=re.S), "raw LaTeX left"
+    notebook_page = (site / "notebooks" / "00_energy.html").read_text()
+    assert re.search(r'<math [^>]*display="inline"[^>]*>.*<msup>.*</math>', notebook_page, flags=re.S)
+    assert "$HOME" in notebook_page and "$E = C V^2$" not in notebook_page
+
+
+def test_links_between_docs_pages_point_to_their_html_and_bad_latex_names_the_equation():
+    html = markdown_to_html("See [the science](science.md#device-models), [a site](https://example.org/a.md).")
+    assert 'href="science.html#device-models"' in html and 'href="https://example.org/a.md"' in html
+    with pytest.raises(ValueError, match=r"\\\\notacommand"):
+        latex_to_mathml(r"x = \notacommand y")

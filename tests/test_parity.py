@@ -1,4 +1,4 @@
-"""aihwkit parity (issue 9): saturated update management, the two mixed-precision transfers, aihwkit's weight
+"""aihwkit parity: saturated update management, the two mixed-precision transfers, aihwkit's weight
 granularity, and (only where aihwkit is importable, as under ``make crosscheck``) single-device round trips."""
 from __future__ import annotations
 
@@ -197,7 +197,7 @@ def test_to_aihwkit_pulse_responses_match_state_by_state(pulse_width: float) -> 
 def test_peer_passes_back_the_errors_of_outputs_beyond_the_default_bound(algorithm: str) -> None:
     """With perfect reads the peer's layers pass every output's error back, as ferrolib's do: aihwkit zeroes the
     errors of outputs beyond 0.999 x its default forward.out_bound (12) even when the forward does not clip them,
-    which kept plain SGD at chance (issue 9); the peer sets out_bound = 0."""
+    which kept plain SGD at chance; the peer sets out_bound = 0."""
     pytest.importorskip("aihwkit", reason="aihwkit is not installed (run `make crosscheck`)")
     from aihwkit.nn import AnalogLinear
 

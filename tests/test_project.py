@@ -67,6 +67,7 @@ def test_notebook_has_one_parameters_cell_with_smoke_and_output_parameters(noteb
         assert re.search(rf"^{parameter}\s*(:\s*\w+\s*)?=", tagged[0], flags=re.M), f"{notebook.name}: no {parameter}"
 
 
+@pytest.mark.slow
 def test_notebook_sources_are_in_canonical_jupytext_form(tmp_path: Path):
     """`jupytext --sync` would change nothing: each .py round-trips through .ipynb unchanged."""
     jupytext = shutil.which("jupytext", path=str(Path(sys.executable).parent))

@@ -122,7 +122,7 @@ def test_bits_kernel_equals_a_scalar_reference() -> None:
 
 
 def test_event_ids_follow_the_samples_applied_and_resume_bit_identically(monkeypatch) -> None:
-    """Issue 8 item 7: batches of 64 then 10 get events [0, 64) and [64, 74) (never an earlier batch's keys);
+    """Batches of 64 then 10 get events [0, 64) and [64, 74) (never an earlier batch's keys);
     a layer restored from ``state_dict`` continues exactly as the uninterrupted one."""
     from ferrolib.training.algorithms import UpdateSettings, make_layer
 
@@ -345,6 +345,7 @@ def test_fused_draw_equals_probabilities_then_bits_on_the_same_keys(dtype: torch
         pulsed.draw_pulse_trains(x, d, 0.1, 0.01, 64, 0, 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["piecewise", "softbounds", "powstep"])
 @pytest.mark.parametrize("c2c, max_pulses", [(0.0, None), (0.3, 4)])
 def test_fused_pulsed_transfer_equals_counts_trains_and_coincidences(kind: str, c2c: float, max_pulses) -> None:
@@ -444,6 +445,7 @@ def test_accumulate_equals_the_numpy_expression() -> None:
     np.testing.assert_array_equal(chi, expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["piecewise", "softbounds", "powstep"])
 @pytest.mark.parametrize("c2c", [0.0, 0.3])
 def test_fused_pulsed_update_equals_draw_then_apply(kind: str, c2c: float) -> None:

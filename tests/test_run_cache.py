@@ -33,7 +33,7 @@ def stale_files(directory: Path) -> list[Path]:
 
 
 def test_refitted_device_is_recomputed_not_served_from_the_cache(tmp_path, monkeypatch, capsys, count):
-    """The issue's reproduction: a scratch copy of the fitted devices, a run, a refit, the same run again."""
+    """A scratch copy of the fitted devices, a run, a refit, the same run again."""
     scratch = tmp_path / "data" / "devices"
     scratch.mkdir(parents=True)
     original = fitted_device_path("ID170ZR5000", 2e-8, "piecewise")
@@ -150,6 +150,7 @@ def test_orphan_temporary_files_are_cleaned_up(tmp_path):
     assert not any(o.exists() for o in orphans) and unrelated.exists()
 
 
+@pytest.mark.slow
 def test_two_processes_on_one_key_compute_it_once(tmp_path):
     config = tiny("mp")
     log = tmp_path / "computations.log"

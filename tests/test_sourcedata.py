@@ -43,6 +43,7 @@ def test_summary_keeps_every_runs_numbers_and_configuration(tmp_path: Path):
     assert "not in the summary" in sourcedata.covers(back, dataclasses.replace(SPEC, seeds=[0, 7]))
 
 
+@pytest.mark.slow
 def test_notebook_results_come_from_the_cache_then_the_summary_then_training(tmp_path: Path, capsys):
     summary_file = sourcedata.write_summary(fake_summary(tmp_path), tmp_path / "fake.nc")
     cache = tmp_path / "cache"

@@ -1,4 +1,4 @@
-"""What limits symmetry-point shifting (issue 11 item 4): stable roots and measured states of piecewise fits, the
+"""What limits symmetry-point shifting: stable roots and measured states of piecewise fits, the
 SP-shifting options against references, the single-device pulse walk, the variant verdicts, the sweep file and
 its committed summary."""
 from __future__ import annotations

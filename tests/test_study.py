@@ -64,8 +64,9 @@ def test_load_noise_joins_widths_and_missing_parts_are_named(tmp_path: Path):
     assert study.missing_parts(parts, tmp_path) == ["study-noise-2us", "study-X"]
 
 
+@pytest.mark.slow
 def test_committed_study_summaries_hold_the_runs_of_the_study_now(shared_measurements: Path):
-    """What notebook 06 and the README's findings render from: every committed study summary belongs to a sweep
+    """What notebook 06 and the findings of docs/results.md render from: every committed study summary belongs to a sweep
     of the plan and holds each of its runs under the run key it would have now (configuration, device model,
     data, numerics); the device summaries join into one study."""
     parts = {part.name: part for part in study.plan()}

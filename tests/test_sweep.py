@@ -45,6 +45,7 @@ def test_sweep_dataset_has_the_grid_dimensions_and_each_runs_numbers(tmp_path: P
     assert np.array_equal(back["energy_cumulative"].values, ds["energy_cumulative"].values)
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_resumes_without_recomputing(tmp_path: Path):
     crashing = small_sweep(seeds=[0, 99])  # counting_train raises on seed 99
     with pytest.raises(RuntimeError, match="simulated crash"):

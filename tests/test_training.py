@@ -27,6 +27,7 @@ def mnist_runs(tmp_path_factory) -> dict[str, xr.Dataset]:
     return {alg: train(TrainConfig(algorithm=alg, **common), directory, progress=False) for alg in ("fp", "mp")}
 
 
+@pytest.mark.slow
 def test_fp_reaches_accuracy_band_on_mnist_subset(mnist_runs) -> None:
     fp = mnist_runs["fp"]
     assert 0.75 <= float(fp.val_acc[-1]) <= 0.95
@@ -34,6 +35,7 @@ def test_fp_reaches_accuracy_band_on_mnist_subset(mnist_runs) -> None:
     assert fp.attrs["data_label"].startswith("MNIST")
 
 
+@pytest.mark.slow
 def test_mp_on_linear_device_is_close_to_fp(mnist_runs) -> None:
     fp, mp = mnist_runs["fp"], mnist_runs["mp"]
     assert abs(float(mp.val_acc[-1]) - float(fp.val_acc[-1])) < 0.06

@@ -1,4 +1,4 @@
-"""Short smoke trainings give exactly the numbers recorded before the fused fast paths (issue 10, round 2).
+"""Short smoke trainings give exactly the numbers recorded before the fused fast paths.
 
 The digests were recorded from the code before the fused pulse-train and transfer kernels landed; any change of
 a state, a counter, a mixed-precision accumulator, a loss or an accuracy changes them. Those of mixed precision were

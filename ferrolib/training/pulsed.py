@@ -1,5 +1,6 @@
 """Pulsed update engine: stochastic pulse trains (aihwkit semantics), deterministic variants and
-integer pulse counts, each with a numba fast path and a naive reference (SCIENCE.md sections 3, 5, 6).
+integer pulse counts, each with a numba fast path and a naive reference (docs/science.md: device models,
+plain analog SGD, mixed precision).
 
 Conventions
 -----------
@@ -1214,7 +1215,7 @@ __all__ = [
 ]
 
 
-# ------------------------------------------------------------------------- aihwkit parity (issue 9)
+# ------------------------------------------------------------------------- aihwkit parity
 def aihwkit_granularity(devices: DeviceArray) -> float:
     """The weight granularity aihwkit's pulsed updater divides by (its ``dw_min`` in ``k = lr |x| |d| / dw_min``).
 
