@@ -26,7 +26,9 @@ A new rule (e.g. Tiki-Taka) is one more ``Layer`` subclass plus an entry in ``ma
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, replace
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -95,18 +97,27 @@ class UpdateSettings:
     __repr__ = compact_repr
 
 
-def batch_outer(d: Tensor, x: Tensor) -> Tensor:
-    """``sum_b d_b x_b^T = d^T x`` (float32), always computed by one thread, so that fp and mixed precision give the
-    same numbers for any thread count: MKL's result for small products depends on its thread count (the output
-    layer's 10 x 64 x 129 differs by up to 2e-9 between one and two threads)."""
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run the enclosed torch products on one thread, whatever the run's thread count, so that every rule gives the
+    same numbers for any thread count: MKL's float32 product splits its sums between threads on some hosts (fc1's
+    forward, 64 x 785 x 256, differs by up to 2e-6 between one and two threads on an AVX-512 Xeon; the output
+    layer's ``d^T x``, 10 x 64 x 129, by up to 2e-9 on an EPYC). The numba kernels keep the run's threads."""
     threads = torch.get_num_threads()
     if threads == 1:
-        return d.T @ x
+        yield
+        return
     torch.set_num_threads(1)
     try:
-        return d.T @ x
+        yield
     finally:
         torch.set_num_threads(threads)
+
+
+def batch_outer(d: Tensor, x: Tensor) -> Tensor:
+    """``sum_b d_b x_b^T = d^T x`` (float32), computed by one thread (``one_torch_thread``)."""
+    with one_torch_thread():
+        return d.T @ x
 
 
 ACTIVE_OUTER_MIN_SHAPE = (16, 32)
@@ -166,8 +177,10 @@ class Layer:
         counter = READ_PHASES.index(phase)
         if self.io is None:
             self.reads[counter] += x.shape[0]
-            return read(self.weight(), x, self.periphery, self.reader)
-        y, saturated, reads = io_periphery.forward(self.weight(), x, self.io[0], self._draw)
+            with one_torch_thread():
+                return read(self.weight(), x, self.periphery, self.reader)
+        with one_torch_thread():
+            y, saturated, reads = io_periphery.forward(self.weight(), x, self.io[0], self._draw)
         self.reads[counter] += reads
         if phase == "forward":
             self.saturated = saturated
@@ -179,8 +192,10 @@ class Layer:
         weight = self.weight()[:, :-1] if self.bias_column else self.weight()
         if self.io is None:
             self.reads[1] += d.shape[0]
-            return read(weight.T, d, self.periphery, self.reader)
-        out, reads = io_periphery.backward(weight, d, self.io[1], self._draw, self.saturated)
+            with one_torch_thread():
+                return read(weight.T, d, self.periphery, self.reader)
+        with one_torch_thread():
+            out, reads = io_periphery.backward(weight, d, self.io[1], self._draw, self.saturated)
         self.reads[1] += reads
         return out
 
