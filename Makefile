@@ -21,7 +21,7 @@ SMOKED := $(NOTEBOOKS:notebooks/%.py=$(SMOKE)/notebooks/%.ipynb)
 LIBRARY := $(shell find ferrolib -name '*.py' -o -name '*.tsv') pyproject.toml
 PAPERMILL := $(BIN)/papermill --cwd notebooks --log-level WARNING --request-save-on-cell-execute
 
-.PHONY: help env data figures check study test smoke lab sync site bench crosscheck clean distclean
+.PHONY: help env data figures fits check study test smoke lab sync site bench crosscheck clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -41,6 +41,15 @@ data: $(STAMP) ## fetch MNIST (full, or the offline subset) and resolve the devi
 
 figures: data $(EXECUTED) ## run every notebook in order with papermill: figures/, results/ and data/results/ (source data)
 
+# `make fits`: the committed fits (data/devices) and physics calibration are inputs that `make figures` only reads.
+# This refits every committed fit from its measurement and recalibrates the physics model, and writes a file only
+# where the refit differs beyond the fit's resolution (fitting.FIT_AGREEMENT, physics.CALIBRATION_AGREEMENT), so
+# on another host it changes nothing; FITS_ARGS=--force rewrites every file.
+FITS_ARGS ?=
+fits: data ## refit the committed device models and the physics calibration (writes only what changed beyond tolerance)
+	$(BIN)/ferrolib device fit --committed --save data/devices $(FITS_ARGS)
+	$(BIN)/ferrolib device calibrate $(FITS_ARGS)
+
 # Notebooks 03-05 take their runs from results/, else from the committed summary (no training), else train.
 # RESULTS_SOURCE=runs never uses the summary: after a change of the numerics, to regenerate it.
 RESULTS_SOURCE ?= auto
@@ -57,7 +66,7 @@ check: data ## re-run a reduced paper profile (minutes) and compare it with the 
 study: data ## the full study (all devices and widths, noise), summaries into data/results/; SCHEDULER=, STUDY_ARGS=
 	$(BIN)/python -m ferrolib.study run $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(STUDY_ARGS)
 
-# Notebooks run in order: each one's executed copy depends on the previous one (02 writes data/devices for 03).
+# Notebooks run in order: each one's executed copy depends on the previous one (each reads the committed inputs only).
 $(foreach i,$(shell seq 2 $(words $(EXECUTED))),\
   $(eval $(word $(i),$(EXECUTED)): $(word $(shell expr $(i) - 1),$(EXECUTED))))
 $(foreach i,$(shell seq 2 $(words $(SMOKED))),\

@@ -3,12 +3,16 @@
     ferrolib train --device ID170ZR5000 --pulse-width 20e-9 --algorithm mp --epochs 25 --seed 0 [--lr 0.5]
                    [--profile paper|smoke|plain] [--model piecewise] [--c2c 0] [--d2d 0]
                    [--pulse-mode stochastic] [--periphery]
-                   [--results-dir DIR] [--threads N] [--no-progress] [--json]
+                   [--results-dir DIR] [--threads N] [--no-progress] [--json] [--fit-missing]
 
 Prints per-epoch accuracy and the pulse totals and writes ``<results>/runs/<config_hash>.nc``. Invalid
 input (unknown device, a pulse width with no measurement and no model, a learning rate outside the stable
 range or saturating every pulse train, non-finite or negative noise, a results directory that is a file or
 not writable) fails with one line before any training starts; a diverging run stops with one line.
+
+The device model: measurements you point at ($FERROLIB_MEASUREMENTS) win over the committed fit of the same id;
+else the committed fit (data/devices); a device without one is fitted only with --fit-missing. One line on
+stderr says which file, which source and why.
 """
 from __future__ import annotations
 
@@ -40,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--periphery", action="store_true", help="7-bit inputs, 9-bit outputs, output noise")
     parser.add_argument("--data", default="auto", help="MNIST source (auto) or 'synthetic'")
     parser.add_argument("--results-dir", help="results directory (default: the repository's results/)")
+    parser.add_argument("--fit-missing", action="store_true",
+                        help="fit a device that has no committed fit now (else: one line naming `make fits`)")
     add_threads_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -99,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     set_threads(args.threads)
-    result = train(config, args.results_dir, progress=not (args.no_progress or args.json))
+    result = train(config, args.results_dir, progress=not (args.no_progress or args.json), fit_missing=args.fit_missing)
     facts = summary(result)
     if args.json:
         print(json.dumps(facts, sort_keys=True))
