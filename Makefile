@@ -50,8 +50,9 @@ fits: data ## refit the committed device models and the physics calibration (wri
 	$(BIN)/ferrolib device fit --committed --save data/devices $(FITS_ARGS)
 	$(BIN)/ferrolib device calibrate $(FITS_ARGS)
 
-# Notebooks 03-05 take their runs from results/, else from the committed summary (no training), else train.
-# RESULTS_SOURCE=runs never uses the summary: after a change of the numerics, to regenerate it.
+# Notebooks 03-06 and 08 take their runs from results/, else from the committed summary (no training), else train
+# (ferrolib.store.load_results). RESULTS_SOURCE=runs never uses the summary: after a change of the numerics, to
+# regenerate it; RESULTS_SOURCE=summary never trains (fails with one line where a summary does not cover its sweep).
 RESULTS_SOURCE ?= auto
 
 # `make check`: a reduced paper profile (CHECK_ARGS: pulse widths, seeds, algorithms of sweeps/paper.toml) re-run
@@ -75,7 +76,7 @@ $(foreach i,$(shell seq 2 $(words $(SMOKED))),\
 $(BUILD)/notebooks/%.ipynb: notebooks/%.py $(LIBRARY) | $(STAMP)
 	@mkdir -p $(@D)
 	$(BIN)/jupytext --quiet --to ipynb --output $(@D)/$*.source.ipynb $<
-	$(PAPERMILL) $(@D)/$*.source.ipynb $@ $(if $(filter 03_% 04_% 05_%,$*),-p results_source $(RESULTS_SOURCE))
+	$(PAPERMILL) $(@D)/$*.source.ipynb $@ $(if $(filter 03_% 04_% 05_% 06_% 08_%,$*),-p results_source $(RESULTS_SOURCE))
 
 smoke: data $(SMOKED) ## run every notebook with its smoke parameters (outputs under .smoke/, never figures/)
 

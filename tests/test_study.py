@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ferrolib import catalog, provenance, sourcedata, study
+from ferrolib import catalog, provenance, sourcedata, store, study
 from ferrolib.sweep import Sweep, run_sweep
 
 from fake_runs import FakeConfig, fake_train
@@ -73,7 +73,7 @@ def test_committed_study_summaries_hold_the_runs_of_the_study_now(shared_measure
     assert committed, "make study's summaries are committed in data/results/"
     for path in committed:
         assert path.stem in parts, f"{path.name} is the summary of no sweep of the study"
-        assert sourcedata.covers(provenance.read_netcdf(path), parts[path.stem].spec) is None, path.name
+        assert store.covers(provenance.read_netcdf(path), parts[path.stem].spec) is None, path.name
     devices = sorted(p.stem.removeprefix("study-") for p in committed if not p.stem.startswith("study-noise"))
     assert sorted(study.load_study()["device"].values.tolist()) == devices
 
