@@ -60,5 +60,23 @@ def fingerprint() -> str:
     return " ".join(f"{name}={value}" for name, value in code_paths().items())
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ferrolib.host``: print this host's fingerprint; ``--avx2 COMMAND...``: run COMMAND with
+    ``AVX2_EMULATION`` in its environment (replacing this process)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m ferrolib.host", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--avx2", nargs=argparse.REMAINDER, metavar="COMMAND",
+                        help="run COMMAND (with its arguments) on an emulated AVX2 host")
+    args = parser.parse_args(argv)
+    if args.avx2 is None:
+        print(fingerprint())
+        return 0
+    if not args.avx2:
+        parser.error("--avx2 needs a command to run")
+    os.execvpe(args.avx2[0], args.avx2, {**os.environ, **AVX2_EMULATION})
+    return 0  # pragma: no cover - execvpe does not return
+
+
 if __name__ == "__main__":
-    print(fingerprint())
+    raise SystemExit(main())
