@@ -51,7 +51,7 @@ def test_refitted_device_is_recomputed_not_served_from_the_cache(tmp_path, monke
     assert json.loads(second.attrs["device"])["dw_min"] == pytest.approx(device.config.dw_min / 2)
     assert json.loads(first.attrs["device"])["dw_min"] == pytest.approx(device.config.dw_min)
     assert len(stale_files(tmp_path)) == 1  # moved aside, not deleted
-    message = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("ferrolib: device ")]
+    message = capsys.readouterr().err.strip().splitlines()
     assert len(message) == 1 and "device changed" in message[0] and "moved aside" in message[0]
 
 
@@ -250,9 +250,20 @@ def test_every_run_prints_and_stores_where_its_device_came_from(tmp_path, capsys
     monkeypatch.delenv(paths.MEASUREMENTS_ENV, raising=False)
     config = tiny("mp", device_id="ID170ZR5000", epochs=1)
     result = train(config, tmp_path, progress=False)
-    line = capsys.readouterr().err.strip().splitlines()[0]
+    line = capsys.readouterr().out.strip().splitlines()[0]
     committed = fitted_device_path("ID170ZR5000", 2e-8, "piecewise")
     assert line == (f"ferrolib: device ID170ZR5000 20ns piecewise: committed fit data/devices/{committed.name} "
                     "(no measurements of your own named)")
     stored = json.loads(result.attrs["device"])["resolution"]
     assert stored["origin"] == "committed fit" and stored["file"] == f"data/devices/{committed.name}"
+
+
+def test_train_json_keeps_stdout_to_the_json_and_says_where_the_device_came_from(tmp_path, capsys, monkeypatch):
+    from ferrolib.cli import main
+
+    monkeypatch.delenv(paths.MEASUREMENTS_ENV, raising=False)
+    assert main(["train", "--device", "ID170ZR5000", "--profile", "smoke", "--epochs", "1", "--results-dir",
+                 str(tmp_path), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["device"]["resolution"]["origin"] == "committed fit"
+    assert "ferrolib: device ID170ZR5000 20ns piecewise: committed fit" in captured.err

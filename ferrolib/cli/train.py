@@ -11,13 +11,15 @@ range or saturating every pulse train, non-finite or negative noise, a results d
 not writable) fails with one line before any training starts; a diverging run stops with one line.
 
 The device model: measurements you point at ($FERROLIB_MEASUREMENTS) win over the committed fit of the same id;
-else the committed fit (data/devices); a device without one is fitted only with --fit-missing. One line on
-stderr says which file, which source and why.
+else the committed fit (data/devices); a device without one is fitted only with --fit-missing. One line says which
+file, which source and why (on stderr with --json).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 from typing import Any
 
 from ..devices import MODEL_KINDS
@@ -105,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     set_threads(args.threads)
-    result = train(config, args.results_dir, progress=not (args.no_progress or args.json), fit_missing=args.fit_missing)
+    with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):  # --json: stdout holds the JSON only
+        result = train(config, args.results_dir, progress=not (args.no_progress or args.json),
+                       fit_missing=args.fit_missing)
     facts = summary(result)
     if args.json:
         print(json.dumps(facts, sort_keys=True))

@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -490,7 +489,7 @@ def train(config: TrainConfig, results_dir: Path | str | None = None, progress: 
     device, origin = (None, None) if config.algorithm == "fp" else resolve_device_origin(config, fit_missing)
     device = validate(config, device)
     if device is not None and config.device_id not in SYNTHETIC_DEVICES:
-        print(f"ferrolib: {origin.line()}", file=sys.stderr)  # a measured device: which file, which source, why
+        print(f"ferrolib: {origin.line()}")  # a measured device: which file, which source, why (information)
     data = load_data(config)
     ensure_threads()
     key = run_key(config, device, data)
