@@ -68,7 +68,7 @@ this fraction of its scale (``fit_differences``). Derivation: every parameter is
 in state units or a dimensionless ratio of order one, so its scale is ``max(|value|, 1)``; the least-squares
 refinement resolves the parameters only to ``TOLERANCE`` of that scale (scipy's xtol), so a larger difference is
 a different fit, while hosts whose floating-point rounding differs (AVX-512 against AVX2 kernels and BLAS) give
-refits that differ by at most 1.4e-8 of it (measured over every committed device file)."""
+refits that differ by at most 6e-9 of it (measured over every committed device file, emulated AVX2 host)."""
 
 
 class FitError(ValueError):

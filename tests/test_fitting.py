@@ -197,7 +197,7 @@ def test_compiled_ramp_response_equals_the_torch_reference(model):
 @pytest.mark.parametrize("width", [2e-8, 2e-4])
 def test_refits_reproduce_the_committed_device_files(width):
     """The committed data/devices files come back on any host: every parameter within fitting.FIT_AGREEMENT of
-    its scale (an AVX2 host's refits differ by up to 1.4e-8 of it, the refinement resolves 1e-6)."""
+    its scale (an AVX2 host's refits differ by up to 6e-9 of it, the refinement resolves 1e-6)."""
     from ferrolib import catalog, measurements
 
     (latest,) = measurements.load_measurements("ID170ZR5000", width, select="last")
