@@ -1,4 +1,4 @@
-"""Device resolution and file naming: fitted file, else a fit of the measurement, else the physics model; safe ids."""
+"""Device resolution and file naming: your measurements, else the committed fit, else (only when asked) a fit now; safe ids."""
 from __future__ import annotations
 
 import re
