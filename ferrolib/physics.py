@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -289,6 +289,53 @@ def save_calibrations(calibrations: Sequence[Calibration], path: str | Path | No
         },
     }
     return provenance.write_json(document, calibration_path(path))
+
+
+CALIBRATION_AGREEMENT = 1e-6
+"""Two calibrations of the same measurements are the same when every parameter differs by at most this fraction
+of its scale (``max(|value|, 1)`` for log10 tau_0, V_a, the half width and n; its own magnitude for the
+conductances in S). Derivation: the refinement stops at scipy's xtol of 1e-8 relative to the parameter vector,
+whose norm is about 15 (log10 tau_0 near -10, V_a near 11), so it resolves each parameter to about 1.5e-7;
+1e-6 lies above that and far below any change that matters (a V_a change of 1e-5 V). Measured: an emulated AVX2
+host recalibrates both devices within 6e-9 of scale."""
+
+
+def calibration_differences(model: NLSModel, reference: NLSModel) -> dict[str, float]:
+    """Difference of every parameter of two calibrated models as a fraction of its scale
+    (``CALIBRATION_AGREEMENT``), named ``up.v_a``, ``down.g_low``, ...; ``inf`` for another device."""
+    differences = {"device_id": 0.0 if model.device_id == reference.device_id else float("inf")}
+    for side in ("up", "down"):
+        ours, theirs = getattr(model, side), getattr(reference, side)
+        for f in fields(NLSPolarity):
+            a, b = float(getattr(ours, f.name)), float(getattr(theirs, f.name))
+            scale = 0.0 if f.name.startswith("g_") else 1.0
+            differences[f"{side}.{f.name}"] = 0.0 if a == b else abs(a - b) / max(abs(a), abs(b), scale)
+    return differences
+
+
+def refresh_calibrations(calibrations: Sequence[Calibration], path: str | Path | None = None,
+                         force: bool = False) -> tuple[Path, str]:
+    """Write ``calibrations`` (``save_calibrations``) unless the file holds the same devices with every parameter
+    within ``CALIBRATION_AGREEMENT``; ``force`` writes anyway. Returns the path and what happened."""
+    file = calibration_path(path)
+    worst = ("none", 0.0)
+    if file.exists() and not force:
+        try:
+            stored = {c.model.device_id: load_calibration(c.model.device_id, file) for c in calibrations}
+        except ValueError:
+            stored = {}
+        for calibration in calibrations:
+            old = stored.get(calibration.model.device_id)
+            if old is None:
+                worst = (f"{calibration.model.device_id} missing", float("inf"))
+                break
+            name, difference = max(calibration_differences(calibration.model, old).items(), key=lambda i: i[1])
+            if difference > worst[1]:
+                worst = (f"{calibration.model.device_id} {name}", difference)
+        if stored and worst[1] <= CALIBRATION_AGREEMENT:
+            return file, f"kept (the calibration agrees; largest difference {worst[1]:.2g} of scale, {worst[0]})"
+    save_calibrations(calibrations, file)
+    return file, "written" if worst[1] == 0.0 else f"rewritten (changed: {worst[0]} differs by {worst[1]:.2g} of scale)"
 
 
 def load_calibration(device_id: str, path: str | Path | None = None) -> NLSModel | None:

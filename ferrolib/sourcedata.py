@@ -3,7 +3,7 @@
 ``make figures`` writes a **summary** of every run behind every figure (``data/results/<sweep>.nc``): per-epoch
 metrics, pulse counts, the energy ledger, each run's configuration and hash, and the weight histograms notebook
 03 draws (shortest pulse width, first seed), compressed netCDF well under 5 MB. Notebooks whose runs are not in
-``results/`` render from it instead of retraining (``sweep_results``) and say which they used.
+``results/`` render from it instead of retraining (``store.load_results``) and say which they used.
 
 ``make check`` re-runs a reduced profile (a subset of the pulse widths and seeds of the committed sweep) and
 compares it with the summary (``compare``). Runs are bit-identical on one machine and versions; across machines
@@ -88,83 +88,6 @@ def write_summary(summary: xr.Dataset, path: str | Path) -> Path:
     if path.stat().st_size > SUMMARY_LIMIT_BYTES:
         raise ValueError(f"{path}: summary is {path.stat().st_size:,} bytes, over the {SUMMARY_LIMIT_BYTES:,} limit")
     return path
-
-
-def covers(summary: xr.Dataset, spec: sweep.Sweep) -> str | None:
-    """None if ``summary`` holds every run of ``spec`` under the run key it would have now (configuration,
-    device model, data, numerics version; see ``training.run.run_key``), else the first reason why not."""
-    expected = _ExpectedKeys()
-    for key, config in spec.points():
-        where = dict(zip(spec.axes(), key))
-        try:
-            stored = str(summary["config_hash"].sel(where).values)
-            stored_key = str(summary["run_key"].sel(where).values) if "run_key" in summary else ""
-        except (KeyError, IndexError):
-            return f"run {where} is not in the summary"
-        if stored != provenance.config_hash(config):
-            return (f"run {where} has configuration hash {stored} in the summary but {provenance.config_hash(config)} "
-                    f"now (the sweep file or TrainConfig changed since it was written)")
-        now = expected(config)
-        if now is not None:
-            reason = provenance.key_mismatch(json.loads(stored_key) if stored_key else None, now)
-            if reason:
-                return f"run {where} in the summary is stale: {reason}"
-    return None
-
-
-class _ExpectedKeys:
-    """``run_key`` of a TrainConfig as it would be now, resolving each device and data set once (None for other
-    configuration types, e.g. the fakes of the tests)."""
-
-    def __init__(self) -> None:
-        self.devices: dict[tuple, str] = {}
-        self.data: dict[tuple, str] = {}
-
-    def __call__(self, config: object) -> dict[str, str] | None:
-        from .training import run
-
-        if not isinstance(config, run.TrainConfig):
-            return None
-        device_id = (config.algorithm == "fp", config.device_id, config.pulse_width, config.device_model)
-        if device_id not in self.devices:
-            self.devices[device_id] = run.device_hash(None if device_id[0] else run.resolve_device(config))
-        data_id = (config.data, config.split, config.train_limit, config.eval_limit,
-                   config.seed if config.data == "synthetic" else 0)
-        if data_id not in self.data:
-            self.data[data_id] = run.data_hash(run.load_data(config))
-        return run.key_from_hashes(config, self.devices[device_id], self.data[data_id])
-
-
-def all_cached(spec: sweep.Sweep, results_dir: str | Path) -> bool:
-    """Whether every run of ``spec`` is finished in ``results_dir``."""
-    return all(sweep.load_cached(config, Path(results_dir)) is not None for _, config in spec.points())
-
-
-def sweep_results(spec: sweep.Sweep, options: dict, results_dir: str | Path | None = None,
-                  summary: str | Path | None = None, n_workers: int | None = None,
-                  write: bool = False, run: sweep.RunFunction | None = None,
-                  results_source: str = "auto") -> tuple[xr.Dataset, str]:
-    """The combined results of ``spec`` and where they came from. ``results_source`` "auto": the cached runs in
-    ``results_dir``; else the committed ``summary`` if it covers the sweep; else a fresh run of the sweep. "runs":
-    never the summary (``make figures RESULTS_SOURCE=runs`` after a change of the numerics). ``write`` stores the
-    summary of results computed from runs (``make figures``); ``run`` as in ``run_sweep``."""
-    if results_source not in ("auto", "runs"):
-        raise ValueError(f"results_source must be 'auto' or 'runs', got {results_source!r}")
-    results_dir = Path(results_dir or paths.RESULTS)
-    summary = Path(summary) if summary else summary_path(spec.name)
-    if results_source == "auto" and not all_cached(spec, results_dir) and summary.exists():
-        stored = provenance.read_netcdf(summary)
-        reason = covers(stored, spec)
-        if reason is None:
-            return stored, f"the committed summary {summary.name} ({len(spec)} runs; no training)"
-        print(f"not using {summary}: {reason}")
-    result = sweep.run_sweep(spec, results_dir, run=run, n_workers=n_workers, energy_model=options["energy_model"],
-                             progress=False)
-    source = f"{len(spec)} runs from {results_dir.name}/ (trained where missing)"
-    if write:
-        path = write_summary(summarize(result, spec), summary)
-        source += f"; summary written to {path.name}"
-    return result, source
 
 
 # ------------------------------------------------------------------------------------------------ the check

@@ -20,7 +20,7 @@ import torch
 import xarray as xr
 
 from . import devices as dev
-from . import paths, provenance, sourcedata, study, sweep
+from . import paths, sourcedata, study, sweep
 from .training.run import TrainConfig
 
 SWEEP_CONFIG = "sp-limits"
@@ -92,47 +92,6 @@ def fill_equivalent(combined: xr.Dataset, variants: dict[str, sweep.Sweep]) -> x
     return combined
 
 
-def covers(summary: xr.Dataset, variants: dict[str, sweep.Sweep]) -> str | None:
-    """None if ``summary`` holds every run of every variant under its current run key, else the first reason."""
-    for name, spec in variants.items():
-        if name not in summary["variant"].values:
-            return f"variant {name!r} is not in the summary"
-        reason = sourcedata.covers(summary.sel(variant=name), spec)
-        if reason:
-            return f"variant {name!r}: {reason}"
-    return None
-
-
-def results(variants: dict[str, sweep.Sweep], options: dict, results_dir: str | Path | None = None,
-            summary: str | Path | None = None, n_workers: int | None = None, write: bool = False,
-            results_source: str = "auto") -> tuple[xr.Dataset, str]:
-    """The combined results of every variant and where they came from: the committed ``summary`` when it covers
-    them all and ``results_source`` is "auto" (unless every run is cached), else the runs (trained where missing;
-    ``write`` then stores the summary)."""
-    if results_source not in ("auto", "runs"):
-        raise ValueError(f"results_source must be 'auto' or 'runs', got {results_source!r}")
-    results_dir = provenance.check_writable_dir(Path(results_dir or paths.RESULTS), "results directory")
-    name = next(iter(variants.values())).name.rsplit("-", 1)[0] if variants else SWEEP_CONFIG
-    summary = Path(summary) if summary else sourcedata.summary_path(SWEEP_CONFIG)
-    every_run_cached = all(sourcedata.all_cached(spec, results_dir) for spec in variants.values())
-    if results_source == "auto" and not every_run_cached and summary.exists():
-        stored = provenance.read_netcdf(summary)
-        reason = covers(stored, variants)
-        if reason is None:
-            return stored, f"the committed summary {summary.name} (no training)"
-        print(f"not using {summary.name}: {reason}")
-    combined = combine({variant: summarize(sweep.run_sweep(spec, results_dir, n_workers=n_workers,
-                                                           energy_model=options["energy_model"], progress=False),
-                                           spec) for variant, spec in variants.items()})
-    combined = fill_equivalent(combined, variants)
-    combined.attrs["summary_of"] = name
-    source = f"{sum(len(s) for s in variants.values())} runs from {results_dir.name}/ (trained where missing)"
-    if write:
-        path = sourcedata.write_summary(combined, summary)
-        source += f"; summary written to {path.name}"
-    return combined, source
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ferrolib.splimits", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["run"])
@@ -148,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             parts = [study.StudyPart(name, spec, options) for name, spec in variants.items()]
             print("\n".join(study.dry_run(parts, root)))
             return 0
-        _, source = results(variants, options, root, sourcedata.summary_path(SWEEP_CONFIG, args.out),
-                            args.workers or options.get("n_workers"), write=True, results_source="runs")
+        from .store import load_results
+
+        _, source = load_results(variants, options, "runs", root, sourcedata.summary_path(SWEEP_CONFIG, args.out),
+                                 args.workers or options.get("n_workers"), write=True)
         print(source)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -68,11 +68,11 @@ def plan(study_config: str | Path = "study", noise_config: str | Path = "study-n
 
 
 def resolution(device_id: str, pulse_width: float, model: str) -> str:
-    """How a (device, width) resolves to a device model: its fitted file, or a fit of the measurement made when
-    the run starts (``ensure_fits`` saves it first); ValueError when neither exists."""
+    """How a (device, width) resolves to a device model (``catalog.resolve``), or the fit of its measurement that
+    ``ensure_fits`` saves before the study runs; ValueError when neither exists."""
     path = catalog.fitted_device_path(device_id, pulse_width, model)
-    if path.exists():
-        return f"fitted file {path.name}"
+    if path.exists() or catalog.user_source() is not None:
+        return catalog.resolve(device_id, pulse_width, model)[1].line()
     files = measurements.find_measurements(device_id=device_id, pulse_width=pulse_width)
     if not files:
         raise ValueError(f"{device_id} at {pulse_width:g} s: no fitted file and no measurement to fit")
@@ -87,7 +87,8 @@ def ensure_fits(parts: list[StudyPart]) -> list[Path]:
         for _, config in part.spec.points():
             path = catalog.fitted_device_path(config.device_id, config.pulse_width, model)
             if not path.exists():
-                written.append(catalog.get_device(config.device_id, config.pulse_width, model).save(path))
+                fitted = catalog.get_device(config.device_id, config.pulse_width, model, fit_missing=True)
+                written.append(catalog.save_fit(fitted)[0])
     return written
 
 

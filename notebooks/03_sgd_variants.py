@@ -35,28 +35,26 @@ smoke: bool = False
 output_dir: str = ""
 results_dir: str = ""
 summary_dir: str = ""
-results_source: str = "auto"  # "runs": never render from the committed summary
+results_source: str = "auto"  # "runs": never render from the committed summary; "summary": never train
 sweep_config: str = "paper"
 target: float | None = None  # None: the documented default of analysis.ClaimThresholds
 n_workers: int = 2
 
 # %%
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ferrolib import analysis, paths, plotting, sourcedata, sweep
+from ferrolib import analysis, plotting, sourcedata, store, sweep
 
 plotting.style()
 profile = "smoke" if smoke else "paper"
 spec, options, config_path = sweep.notebook_sweep(sweep_config, smoke)
 summary = sourcedata.summary_path(spec.name, summary_dir or None)
-result, used = sourcedata.sweep_results(spec, options, Path(results_dir) if results_dir else paths.RESULTS, summary,
-                                        n_workers, write=not smoke,
-                                        results_source=results_source)
+result, used = store.load_results(spec, options, results_source, results_dir or None, summary, n_workers,
+                                  write=not smoke)
 table = analysis.claims(result, analysis.ClaimThresholds.overriding(target=target))
 device_id = str(result["device"].values[0])
 widths = [float(w) for w in result["pulse_width"].values]

@@ -35,7 +35,7 @@ smoke: bool = False
 output_dir: str = ""
 results_dir: str = ""
 summary_dir: str = ""
-results_source: str = "auto"  # "runs": never render from the committed summary
+results_source: str = "auto"  # "runs": never render from the committed summary; "summary": never train
 sweep_config: str = "paper"
 target: float | None = None  # None: the documented default of analysis.ClaimThresholds
 n_workers: int = 2
@@ -48,7 +48,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from ferrolib import analysis, energy, measurements, paths, plotting, sourcedata, sweep
+from ferrolib import analysis, energy, measurements, paths, plotting, sourcedata, store, sweep
 
 plotting.style()
 profile = "smoke" if smoke else "paper"
@@ -130,9 +130,8 @@ display(Markdown(
 # operations by their energies. Points: mean over seeds; error bars: standard deviation over seeds.
 
 # %%
-result, used = sourcedata.sweep_results(spec, options, results, sourcedata.summary_path(spec.name, summary_dir or None),
-                                        n_workers, write=not smoke,
-                                        results_source=results_source)
+result, used = store.load_results(spec, options, results_source, results,
+                                  sourcedata.summary_path(spec.name, summary_dir or None), n_workers, write=not smoke)
 display(Markdown(f"Results: {used}."))
 thresholds = analysis.ClaimThresholds.overriding(target=target)
 conv = analysis.sweep_convergence(result, thresholds.target, relative=thresholds.relative)

@@ -27,7 +27,7 @@ smoke: bool = False
 output_dir: str = ""
 results_dir: str = ""
 summary_dir: str = ""
-results_source: str = "auto"  # "runs": never render from the committed summary
+results_source: str = "auto"  # "runs": never render from the committed summary; "summary": never train
 sweep_config: str = "paper"
 target: float | None = None  # None: the documented defaults of analysis.ClaimThresholds
 relative_target: bool | None = None
@@ -41,15 +41,14 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from ferrolib import analysis, paths, plotting, sourcedata, sweep
+from ferrolib import analysis, paths, plotting, sourcedata, store, sweep
 
 plotting.style()
 profile = "smoke" if smoke else "paper"
 spec, options, config_path = sweep.notebook_sweep(sweep_config, smoke)
 results = Path(results_dir) if results_dir else paths.RESULTS
-result, used = sourcedata.sweep_results(spec, options, results, sourcedata.summary_path(spec.name, summary_dir or None),
-                                        n_workers, write=not smoke,
-                                        results_source=results_source)
+result, used = store.load_results(spec, options, results_source, results,
+                                  sourcedata.summary_path(spec.name, summary_dir or None), n_workers, write=not smoke)
 thresholds = analysis.ClaimThresholds.overriding(target=target, relative=relative_target,
                                                 accuracy_margin=accuracy_margin, confidence=confidence)
 conv = analysis.sweep_convergence(result, thresholds.target, relative=thresholds.relative)

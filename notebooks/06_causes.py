@@ -34,6 +34,7 @@ smoke: bool = False
 output_dir: str = ""
 results_dir: str = ""
 summary_dir: str = ""
+results_source: str = "auto"  # "runs": never render from the committed summary; "summary": never train
 collapse_below: dict = {"sgd": 0.15, "sps": 0.75}  # per rule: sgd at chance (0.10), sps 20 points under mp
 target: float | None = None  # None: the documented defaults of analysis.ClaimThresholds
 relative_target: bool | None = None
@@ -41,20 +42,18 @@ confidence: float | None = None
 n_workers: int = 2
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ferrolib import analysis, paths, plotting, sourcedata, study, sweep
+from ferrolib import analysis, paths, plotting, sourcedata, store, study, sweep
 
 plotting.style()
 thresholds = analysis.ClaimThresholds.overriding(target=target, relative=relative_target, confidence=confidence)
 spec, options, _ = sweep.notebook_sweep("paper", smoke)
-paper, paper_used = sourcedata.sweep_results(spec, options, Path(results_dir) if results_dir else paths.RESULTS,
-                                             sourcedata.summary_path(spec.name, summary_dir or None), n_workers)
+paper, paper_used = store.load_results(spec, options, results_source, results_dir or None,
+                                      sourcedata.summary_path(spec.name, summary_dir or None), n_workers)
 reference = analysis.fp_reference(paper)
 parts = study.plan()
 device_parts = [p for p in parts if not p.name.startswith("study-noise")]

@@ -41,7 +41,7 @@ smoke: bool = False
 output_dir: str = ""
 results_dir: str = ""
 summary_dir: str = ""
-results_source: str = "auto"  # "runs": never render from the committed summary
+results_source: str = "auto"  # "runs": never render from the committed summary; "summary": never train
 n_workers: int = 2
 
 # %%
@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ferrolib import analysis, paths, plotting, provenance, sourcedata, splimits
+from ferrolib import analysis, paths, plotting, provenance, sourcedata, splimits, store
 from ferrolib import devices as dev
 from ferrolib.catalog import get_device
 
@@ -64,8 +64,8 @@ variants, options = splimits.plan(smoke=smoke)
 summary = sourcedata.summary_path(splimits.SWEEP_CONFIG, summary_dir or None)
 if smoke:
     summary = Path(results_dir or paths.RESULTS) / "sp-limits-smoke.nc"
-result, used = splimits.results(variants, options, Path(results_dir) if results_dir else paths.RESULTS, summary,
-                                n_workers, write=not smoke, results_source=results_source)
+result, used = store.load_results(variants, options, results_source, results_dir or None, summary, n_workers,
+                                  write=not smoke)
 device_id = str(result["device"].values[0])
 widths = [float(w) for w in result["pulse_width"].values]
 names = [str(v) for v in result["variant"].values]

@@ -1,4 +1,4 @@
-"""Device resolution and file naming: fitted file, else a fit of the measurement, else the physics model; safe ids."""
+"""Device resolution and file naming: your measurements, else the committed fit, else (only when asked) a fit now; safe ids."""
 from __future__ import annotations
 
 import re
@@ -70,24 +70,73 @@ def test_get_device_resolution_order(tmp_path, monkeypatch):
 
     monkeypatch.setattr(paths, "DEVICES", tmp_path / "devices")
     monkeypatch.setattr(paths, "DATA", tmp_path)
-    # (2) no fitted file: fitted from the measurement now
-    fitted = catalog.get_device("ID170ZR5000", 2e-7, "softbounds")
+    monkeypatch.delenv(paths.MEASUREMENTS_ENV, raising=False)
+    # no committed fit: fitting is an explicit choice, one line naming the ways to make it
+    with pytest.raises(ValueError) as missing:
+        catalog.get_device("ID170ZR5000", 2e-7, "softbounds")
+    message = str(missing.value)
+    assert len(message.splitlines()) == 1
+    assert all(way in message for way in ("make fits", "ferrolib device fit --device ID170ZR5000", "fit_missing"))
+    fitted, how = catalog.resolve("ID170ZR5000", 2e-7, "softbounds", fit_missing=True)
     assert fitted.data_kind == "measured" and fitted.source_file.endswith("_Summary.dat")
-    # (1) a fitted file takes precedence
+    assert how.origin == "fit of the measurement" and how.file.endswith("_Summary.dat")
+    # (1) a committed file takes precedence
     marked = FittedDevice(config=MARKER_CONFIG, device_id="ID170ZR5000", pulse_width_s=2e-7,
                               fit_method="marker")
     marked.save(catalog.fitted_device_path("ID170ZR5000", 2e-7, "piecewise"))
-    assert catalog.get_device("ID170ZR5000", 2e-7).fit_method == "marker"
-    # (3) an unmeasured width: no calibration -> clear error; with a calibration -> synthetic fit
+    device, how = catalog.resolve("ID170ZR5000", 2e-7, fit_missing=True)
+    assert device.fit_method == "marker" and how.origin == "committed fit"
+    assert how.line().startswith("device ID170ZR5000 200ns piecewise: committed fit ")
+    # (3) an unmeasured width: no calibration -> clear error; with a calibration -> synthetic fit, when asked
     with pytest.raises(ValueError, match="no measurement at pulse width 5e-07"):
-        catalog.get_device("ID170ZR5000", 5e-7)
+        catalog.get_device("ID170ZR5000", 5e-7, fit_missing=True)
     physics.save_calibrations([physics.calibrate_device("ID170ZR5000")])
-    synthetic = catalog.get_device("ID170ZR5000", 5e-7)
+    with pytest.raises(ValueError, match="fitting is an explicit choice"):
+        catalog.get_device("ID170ZR5000", 5e-7)
+    synthetic, how = catalog.resolve("ID170ZR5000", 5e-7, fit_missing=True)
     assert synthetic.data_kind == "synthetic" and "synthetic" in synthetic.label()
+    assert how.origin == "physics prediction"
     with pytest.raises(ValueError, match="unknown device 'ID999'"):
         catalog.get_device("ID999")
     with pytest.raises(ValueError, match="unknown device model"):
         catalog.get_device(model="linear")
+
+
+def _copy_of_the_20ns_measurement(folder: Path, change_a_read: bool) -> Path:
+    """A copy of the real ID170ZR5000 20 ns measurement in ``folder``; ``change_a_read``: its fifth read's R_low
+    raised by 3 % (another measurement: another SHA-256, another fit)."""
+    text = (paths.SHARED_MEASUREMENTS / MAIN_20NS_FILE).read_text()
+    if change_a_read:
+        old = "5,5,0.91,125443757.291,"
+        assert old in text
+        text = text.replace(old, "5,5,0.91,129207070.0,", 1)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / Path(MAIN_20NS_FILE).name
+    target.write_text(text)
+    return target
+
+
+@pytest.mark.skipif(not HAVE_MEASUREMENTS, reason="shared LBE247 measurements not present")
+def test_your_measurements_win_over_the_committed_fit_of_the_same_id(tmp_path, monkeypatch):
+    """Precedence: measurements the user points at ($FERROLIB_MEASUREMENTS or source=) win over the committed fit;
+    the same measurement (same SHA-256) is the committed fit; a width they lack falls back to the committed fit."""
+    committed = FittedDevice.load(catalog.fitted_device_path("ID170ZR5000", 2e-8, "piecewise"))
+    mine = tmp_path / "mine"
+    _copy_of_the_20ns_measurement(mine, change_a_read=True)
+    monkeypatch.setenv(paths.MEASUREMENTS_ENV, str(mine))
+    device, how = catalog.resolve("ID170ZR5000", 2e-8, "piecewise")
+    assert how.origin == "your measurement" and f"${paths.MEASUREMENTS_ENV}" in how.reason and "wins" in how.reason
+    assert device.source_sha256 != committed.source_sha256 and device.config != committed.config
+    assert not str(tmp_path) in how.line()  # the file is named relative to its folder
+    device, how = catalog.resolve("ID170ZR5000", 2e-7, "piecewise")
+    assert how.origin == "committed fit" and "holds no measurement of it" in how.reason
+    same = tmp_path / "same"
+    _copy_of_the_20ns_measurement(same, change_a_read=False)
+    monkeypatch.delenv(paths.MEASUREMENTS_ENV)
+    device, how = catalog.resolve("ID170ZR5000", 2e-8, "piecewise", source=same)
+    assert how.origin == "committed fit" and "same SHA-256" in how.reason
+    assert device.config == committed.config and device.source_sha256 == committed.source_sha256
+
 
 
 ABSOLUTE_PATH = re.compile(rb"(?<![A-Za-z0-9_.~-])(?:/(?:home|Users|work|tmp|root|mnt|opt|var|srv|data)/|[A-Za-z]:\\\\)")

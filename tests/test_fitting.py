@@ -196,9 +196,8 @@ def test_compiled_ramp_response_equals_the_torch_reference(model):
 @pytest.mark.skipif(not HAVE_MEASUREMENTS, reason="shared LBE247 measurements not present")
 @pytest.mark.parametrize("width", [2e-8, 2e-4])
 def test_refits_reproduce_the_committed_device_files(width):
-    """The committed data/devices files (fitted on this platform) come back within 1e-9 relative."""
-    import dataclasses
-
+    """The committed data/devices files come back on any host: every parameter within fitting.FIT_AGREEMENT of
+    its scale (an AVX2 host's refits differ by up to 6e-9 of it, the refinement resolves 1e-6)."""
     from ferrolib import catalog, measurements
 
     (latest,) = measurements.load_measurements("ID170ZR5000", width, select="last")
@@ -206,5 +205,56 @@ def test_refits_reproduce_the_committed_device_files(width):
         committed = dev.FittedDevice.load(catalog.fitted_device_path("ID170ZR5000", width, model, paths.ROOT / "data" / "devices"))
         refit = fitting.fit_ramp(latest, model)
         assert (committed.source_root, committed.source_file) == (latest.attrs["source_root"], latest.attrs["source_file"])
-        for name, value in dataclasses.asdict(committed.config).items():
-            np.testing.assert_allclose(getattr(refit.config, name), value, rtol=1e-9, err_msg=f"{model} {name}")
+        name, difference = fitting.largest_difference(refit, committed)
+        assert difference <= fitting.FIT_AGREEMENT, f"{model}: {name} differs by {difference:.3g} of its scale"
+
+
+def _committed_20ns() -> dev.FittedDevice:
+    return dev.FittedDevice.load(paths.ROOT / "data" / "devices" / "ID170ZR5000_20ns_piecewise.nc")
+
+
+def test_fit_agreement_separates_rounding_from_a_change_of_the_fit():
+    """Differences are fractions of max(|value|, 1): up_down near 0 (3.9e-6 at 20 ns) that moves by 1e-10 (an AVX2
+    host) agrees, although it is 2.6e-5 of its own value; a move by 1e-5 of the state scale is another fit;
+    another measurement or model kind never agrees; conductances are compared relative to themselves."""
+    import dataclasses
+
+    committed = _committed_20ns()
+
+    def changed(**values) -> dev.FittedDevice:
+        return dataclasses.replace(committed, config=dataclasses.replace(committed.config, **values))
+
+    up_down = committed.config.up_down
+    assert abs(up_down) < 1e-4
+    assert fitting.same_fit(changed(up_down=up_down + 1e-10), committed)
+    assert not fitting.same_fit(changed(up_down=up_down + 1e-5), committed)
+    assert fitting.largest_difference(changed(w_max=committed.config.w_max * (1 + 1e-4)), committed)[0] == "w_max"
+    nodes = list(committed.config.piecewise_up)
+    nodes[3] += 1e-3
+    assert fitting.largest_difference(changed(piecewise_up=tuple(nodes)), committed)[0] == "piecewise_up"
+    assert fitting.largest_difference(committed, committed) == ("none", 0.0)
+    other = dataclasses.replace(committed, source_sha256="0" * 64)
+    assert fitting.fit_differences(other, committed)["source_sha256"] == float("inf")
+    scaled = dataclasses.replace(committed, g_min=committed.g_min * (1 + 1e-3))  # ~1e-11 S absolute: relative
+    assert fitting.largest_difference(scaled, committed)[0] == "g_min"
+    softbounds = dataclasses.replace(committed, config=SoftBounds(dw_min=committed.config.dw_min))
+    assert not fitting.same_fit(softbounds, committed)
+
+
+def test_save_fit_keeps_the_same_fit_and_rewrites_a_changed_one(tmp_path):
+    import dataclasses
+
+    from ferrolib import catalog
+
+    committed = _committed_20ns()
+    path, status = catalog.save_fit(committed, tmp_path)
+    assert status == "written" and path.parent == tmp_path
+    before = path.stat().st_mtime_ns
+    nudged = dataclasses.replace(committed, config=dataclasses.replace(committed.config, w_min=committed.config.w_min + 1e-9))
+    assert catalog.save_fit(nudged, tmp_path)[1].startswith("kept") and path.stat().st_mtime_ns == before
+    assert dev.FittedDevice.load(path).config == committed.config  # the committed numbers stay
+    moved = dataclasses.replace(committed, config=dataclasses.replace(committed.config, w_min=committed.config.w_min + 1e-3))
+    path, status = catalog.save_fit(moved, tmp_path)
+    assert status.startswith("rewritten") and "w_min" in status
+    assert dev.FittedDevice.load(path).config.w_min == committed.config.w_min + 1e-3
+    assert catalog.save_fit(committed, tmp_path, force=True)[1] == "written"

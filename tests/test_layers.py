@@ -13,7 +13,7 @@ from ferrolib import paths
 PACKAGE = paths.ROOT / "ferrolib"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("__init__", "paths", "provenance", "_download", "mnist", "threads"),  # infrastructure every layer may use
+    ("__init__", "paths", "provenance", "_download", "mnist", "threads", "host"),  # infrastructure every layer may use
     ("measurements", "units", "kernels", "validation"),
     ("devices",),
     ("fitting", "physics"),
@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("training",),
     ("energy",),
     ("sweep", "analysis", "sourcedata"),
-    ("study", "splimits"),
+    ("study", "splimits", "store"),
     ("plotting", "cli", "site", "papermill_ipc", "__main__"),
 )
 """Bottom to top: a module may import its own layer and the layers below it."""

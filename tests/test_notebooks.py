@@ -62,11 +62,25 @@ def _execute_smoke(notebook: Path, smoke_root: Path) -> nbformat.NotebookNode:
     )
 
 
+def _committed_inputs() -> dict[Path, int]:
+    """Modification times of the committed fits and physics calibration, which no notebook writes."""
+    files = [*sorted(paths.DEVICES.glob("*")), paths.DATA / "physics_calibration.json"]
+    return {p: p.stat().st_mtime_ns for p in files if p.exists()}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_smoke_profile(notebook: Path, smoke_root: Path):
     figures_before = {p: p.stat().st_mtime for p in paths.FIGURES.glob("*")} if paths.FIGURES.exists() else {}
+    inputs_before = _committed_inputs()
     executed = _execute_smoke(notebook, smoke_root)
+    assert _committed_inputs() == inputs_before, f"{notebook.name} wrote the committed fits or calibration"
+    if notebook.stem.startswith("02_"):  # refits shown and compared, nothing written unless save_fits=True
+        assert not (smoke_root / "results" / "devices").exists()
+        assert not (smoke_root / "results" / "physics_calibration.json").exists()
+        shown = json.dumps([cell.get("outputs", []) for cell in executed.cells])
+        assert "refits agree with the committed fits within 1e-06 of scale" in shown
+        assert "Wrote nothing" in shown
     outputs = [o for cell in executed.cells for o in cell.get("outputs", [])]
     errors = [o for o in outputs if o.get("output_type") == "error"]
     assert not errors

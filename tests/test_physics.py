@@ -108,3 +108,24 @@ def test_default_ramp_is_the_second_repetition():
     second = physics.simulate_ramp(MODEL, 5e-8)
     again = physics.simulate_ramp(MODEL, 5e-8, start_g=float(first["G"].values[-1]))
     assert np.array_equal(second["G"].values, again["G"].values)
+
+
+def test_refresh_calibrations_keeps_the_same_calibration_and_rewrites_a_changed_one(tmp_path):
+    """`make fits` and `ferrolib device calibrate` rewrite data/physics_calibration.json only where a parameter moved
+    beyond CALIBRATION_AGREEMENT of its scale (conductances relative to themselves)."""
+    import dataclasses
+
+    committed = physics.calibration_path()
+    models = [physics.load_calibration(d, committed) for d in ("ID170ZR5000", "ID161ZR15000")]
+    calibrations = [physics.Calibration(model=m, files=[]) for m in models]
+    target = tmp_path / "calibration.json"
+    assert physics.refresh_calibrations(calibrations, target) == (target, "written")
+    before = target.stat().st_mtime_ns
+    nudged = dataclasses.replace(models[0], up=dataclasses.replace(models[0].up, v_a=models[0].up.v_a + 1e-8))
+    path, status = physics.refresh_calibrations([physics.Calibration(nudged, []), calibrations[1]], target)
+    assert status.startswith("kept") and target.stat().st_mtime_ns == before
+    window = dataclasses.replace(models[0], down=dataclasses.replace(models[0].down, g_low=models[0].down.g_low * 1.001))
+    path, status = physics.refresh_calibrations([physics.Calibration(window, []), calibrations[1]], target)
+    assert status.startswith("rewritten") and "ID170ZR5000 down.g_low" in status
+    assert physics.load_calibration("ID170ZR5000", target).down.g_low == window.down.g_low
+    assert physics.calibration_differences(models[0], models[1])["device_id"] == float("inf")

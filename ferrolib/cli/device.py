@@ -1,8 +1,13 @@
 """``ferrolib device``: fit device models to measured ramps and calibrate the physics model.
 
     ferrolib device fit FILES... [--model piecewise|softbounds|powstep|all] [--json]
-    ferrolib device fit --device ID170ZR5000 [--pulse-width 2e-8] [--source DIR] [--save data/devices]
-    ferrolib device calibrate [--device ID ...] [--output data/physics_calibration.json]
+    ferrolib device fit --device ID170ZR5000 [--pulse-width 2e-8] [--source DIR] [--save data/devices] [--force]
+    ferrolib device fit --committed [--save data/devices] [--force]     # refit every committed fit (make fits)
+    ferrolib device calibrate [--device ID ...] [--output data/physics_calibration.json] [--force]
+
+``--save`` writes a fit only where the file there is not the same fit (same measurement, every parameter within
+``fitting.FIT_AGREEMENT``), so refitting on another host leaves the committed files untouched; ``--force``
+writes anyway. ``calibrate`` does the same with ``physics.CALIBRATION_AGREEMENT``.
 """
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import sys
 from pathlib import Path
 
 from .. import provenance
-from ..catalog import fitted_device_path
+from ..catalog import fitted_device_path, refit_committed, save_fit
 from ..devices import MODEL_KINDS
 
 
@@ -40,10 +45,16 @@ def _table(rows: list[dict]) -> str:
 def _fit(args: argparse.Namespace) -> int:
     from .. import fitting, measurements
 
-    if bool(args.files) == bool(args.device):
-        raise ValueError("give either measurement FILES or --device (not both)")
+    if (bool(args.files) + bool(args.device) + args.committed) != 1:
+        raise ValueError("give one of measurement FILES, --device or --committed")
     if args.save:
         _check_folder(Path(args.save))
+    if args.committed:
+        rows = refit_committed(args.save, args.source, args.force, write=bool(args.save))
+        for row in rows:
+            print(f"{row['file']}: largest difference {row['largest_difference']:.2g} of scale ({row['parameter']}); "
+                  f"{row['status']}")
+        return 0
     if args.device:
         datasets = measurements.load_measurements(args.device, args.pulse_width, args.source)
     else:
@@ -64,7 +75,8 @@ def _fit(args: argparse.Namespace) -> int:
     rows = [fitted.summary() for fitted in fits]
     print(json.dumps(rows, indent=2) if args.json else _table(rows))
     for fitted, target in zip(fits, targets):
-        print(f"wrote {fitted.save(target)}", file=sys.stderr)
+        path, status = save_fit(fitted, target.parent, args.force)
+        print(f"{path}: {status}", file=sys.stderr)
     return 0
 
 
@@ -83,13 +95,13 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     devices = args.device or list(measurements.MAIN_DEVICES)
     calibrations = [physics.calibrate_device(d, args.source) for d in devices]
-    path = physics.save_calibrations(calibrations, args.output)
+    path, status = physics.refresh_calibrations(calibrations, args.output, args.force)
     for c in calibrations:
         worst = max(max(f["rms_residual_up"], f["rms_residual_down"]) for f in c.files)
         print(f"{c.model.device_id}: up V_a={c.model.up.v_a:.2f} V log10 tau0={c.model.up.log10_tau0:.2f}; "
               f"down V_a={c.model.down.v_a:.2f} V log10 tau0={c.model.down.log10_tau0:.2f}; "
               f"worst rms residual {worst:.3f} of the G range")
-    print(f"wrote {path}")
+    print(f"{path}: {status}")
     return 0
 
 
@@ -104,11 +116,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--source", default=None, help="directory of measurement files (default: the shared set)")
     fit.add_argument("--model", default="piecewise", choices=(*MODEL_KINDS, "all"))
     fit.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    fit.add_argument("--save", default=None, help="also write each fit as <DIR>/<device>_<width>_<model>.nc")
+    fit.add_argument("--committed", action="store_true",
+                     help="refit every committed fit (data/devices, or --save DIR) from its measurement")
+    fit.add_argument("--save", default=None, help="also write each fit as <DIR>/<device>_<width>_<model>.nc, unless "
+                                                  "the file there is the same fit within fitting.FIT_AGREEMENT")
+    fit.add_argument("--force", action="store_true", help="with --save: write even where the same fit is there")
     fit.set_defaults(func=_fit)
 
     calibrate = commands.add_parser("calibrate", help="calibrate the NLS physics model per device")
     calibrate.add_argument("--device", action="append", help="device id (repeatable; default: the main devices)")
     calibrate.add_argument("--source", default=None, help="directory of measurement files")
     calibrate.add_argument("--output", default=None, help="JSON file (default data/physics_calibration.json)")
+    calibrate.add_argument("--force", action="store_true",
+                           help="write even where the file holds the same calibration within tolerance")
     calibrate.set_defaults(func=_calibrate)

@@ -3,17 +3,23 @@
     ferrolib train --device ID170ZR5000 --pulse-width 20e-9 --algorithm mp --epochs 25 --seed 0 [--lr 0.5]
                    [--profile ideal|paper|smoke|plain] [--model piecewise] [--c2c 0] [--d2d 0]
                    [--pulse-mode stochastic] [--periphery]
-                   [--results-dir DIR] [--threads N] [--no-progress] [--json]
+                   [--results-dir DIR] [--threads N] [--no-progress] [--json] [--fit-missing]
 
 Prints per-epoch accuracy and the pulse totals and writes ``<results>/runs/<config_hash>.nc``. Invalid
 input (unknown device, a pulse width with no measurement and no model, a learning rate outside the stable
 range or saturating every pulse train, non-finite or negative noise, a results directory that is a file or
 not writable) fails with one line before any training starts; a diverging run stops with one line.
+
+The device model: measurements you point at ($FERROLIB_MEASUREMENTS) win over the committed fit of the same id;
+else the committed fit (data/devices); a device without one is fitted only with --fit-missing. One line says which
+file, which source and why (on stderr with --json).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 from typing import Any
 
 from ..devices import MODEL_KINDS
@@ -47,6 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="validation split: stratified (default) or paper (random_split 48,000 / 12,000 of full "
                              "MNIST, generator seeded 2024; needs --data full)")
     parser.add_argument("--results-dir", help="results directory (default: the repository's results/)")
+    parser.add_argument("--fit-missing", action="store_true",
+                        help="fit a device that has no committed fit now (else: one line naming `make fits`)")
     add_threads_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -110,7 +118,9 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     set_threads(args.threads)
-    result = train(config, args.results_dir, progress=not (args.no_progress or args.json))
+    with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):  # --json: stdout holds the JSON only
+        result = train(config, args.results_dir, progress=not (args.no_progress or args.json),
+                       fit_missing=args.fit_missing)
     facts = summary(result)
     if args.json:
         print(json.dumps(facts, sort_keys=True))

@@ -246,20 +246,28 @@ def _coerce(value: Any, cls: type, name: str) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------ inputs
-def resolve_device(config: TrainConfig) -> FittedDevice:
-    """The fitted device of the configuration (synthetic model devices included), its step asymmetry scaled by
-    ``asymmetry_scale``."""
+def resolve_device(config: TrainConfig, fit_missing: bool = False) -> FittedDevice:
+    """The device model of the configuration (``resolve_device_origin`` without its explanation)."""
+    return resolve_device_origin(config, fit_missing)[0]
+
+
+def resolve_device_origin(config: TrainConfig, fit_missing: bool = False) -> tuple[FittedDevice, Any]:
+    """The device model of the configuration, its step asymmetry scaled by ``asymmetry_scale``, and how it was
+    resolved (``catalog.DeviceResolution``: the user's measurements, the committed fit, or with ``fit_missing`` a
+    fit now; synthetic model devices are their own source)."""
+    from ..catalog import DeviceResolution, resolve
+
     if config.device_id in SYNTHETIC_DEVICES:
         model = SYNTHETIC_DEVICES[config.device_id]
         device = FittedDevice(config=model, device_id=config.device_id, pulse_width_s=config.pulse_width,
                               data_kind="synthetic",
                               source_file=f"ferrolib.training.run.SYNTHETIC_DEVICES: {model!r}",
                               fit_method="none (model device)")
+        origin = DeviceResolution(config.device_id, "model device", "ferrolib.training.run.SYNTHETIC_DEVICES",
+                                  "a synthetic device named in the configuration")
     else:
-        from ..catalog import get_device
-
-        device = get_device(config.device_id, config.pulse_width, config.device_model)
-    return scale_asymmetry(device, config.asymmetry_scale)
+        device, origin = resolve(config.device_id, config.pulse_width, config.device_model, fit_missing=fit_missing)
+    return scale_asymmetry(device, config.asymmetry_scale), origin
 
 
 def _synthetic_digits(seed: int) -> SimpleNamespace:
@@ -302,8 +310,19 @@ def load_data(config: TrainConfig) -> Any:
     return out
 
 
-def validate(config: TrainConfig, device: FittedDevice | None = None) -> FittedDevice | None:
-    """Raise ValueError for an invalid configuration before any training; returns the resolved device."""
+def validate(config: TrainConfig, device: FittedDevice | None = None, fit_missing: bool = False) -> FittedDevice | None:
+    """Raise ValueError for an invalid configuration before any training; returns the resolved device
+    (``device`` if given, else ``resolve_device(config, fit_missing)``)."""
+    _check_config(config)
+    if config.algorithm == "fp":
+        return None
+    device = device or resolve_device(config, fit_missing)
+    _check_device(config, device)
+    return device
+
+
+def _check_config(config: TrainConfig) -> None:
+    """The checks of ``validate`` that need no device."""
     if config.algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {config.algorithm!r}; expected one of {ALGORITHMS}")
     validation.check_name(config.device_id, "device id")
@@ -350,9 +369,10 @@ def validate(config: TrainConfig, device: FittedDevice | None = None) -> FittedD
     if config.periphery and config.io_pair() is not None:
         raise ValueError("periphery=True (the simplified periphery) cannot be combined with forward_io/backward_io; "
                          "use one of them")
-    if config.algorithm == "fp":
-        return None
-    device = device or resolve_device(config)
+
+
+def _check_device(config: TrainConfig, device: FittedDevice) -> None:
+    """The checks of ``validate`` against the resolved device."""
     dw_min = float(device.config.dw_min)
     # At the start the output error of a sample is about 0.9/B (softmax near uniform), inputs reach 1: the
     # pulse train is asked for k = lr 0.9 / (B dw_min) steps. Above desired_bl every such train saturates.
@@ -362,7 +382,6 @@ def validate(config: TrainConfig, device: FittedDevice | None = None) -> FittedD
             raise ValueError(
                 f"learning rate {config.lr} saturates every pulse train on {device.device_id} (dw_min {dw_min:.3g}): "
                 f"an initial output error asks for {k_start:.0f} steps per sample > desired_bl {config.desired_bl}")
-    return device
 
 
 # ----------------------------------------------------------------------------------------------- training
@@ -424,10 +443,10 @@ class _Stream:
         self.position = int(saved["position"])
 
 
-def _device_provenance(device: FittedDevice | None) -> dict[str, Any]:
+def _device_provenance(device: FittedDevice | None, origin: Any = None) -> dict[str, Any]:
     """Everything the ledger and plots need about the device, so a result file stands alone: conductance range
-    and mean, model kind and parameters, area, amplitudes, and the measurement's name relative to its
-    measurement root with its SHA-256 (never an absolute path)."""
+    and mean, model kind and parameters, area, amplitudes, the measurement's name relative to its
+    measurement root with its SHA-256 (never an absolute path), and how it was resolved (``resolution``)."""
     if device is None:
         return {"device_used": False}
     fields = ("device_id", "pulse_width_s", "data_kind", "source_sha256", "fit_method", "area_m2",
@@ -439,6 +458,8 @@ def _device_provenance(device: FittedDevice | None) -> dict[str, Any]:
                  symmetry_point_nominal=device.symmetry_point,
                  source_file=provenance.portable_name(device.source_file, roots),
                  device_hash=device_hash(device))
+    if origin is not None:
+        facts["resolution"] = origin.as_dict()
     return facts
 
 
@@ -485,9 +506,9 @@ def key_from_hashes(config: TrainConfig, device: str, data: str) -> dict[str, st
             "numerics": str(NUMERICS_VERSION), "ferrolib": __version__}
 
 
-def expected_key(config: TrainConfig) -> dict[str, str]:
+def expected_key(config: TrainConfig, fit_missing: bool = False) -> dict[str, str]:
     """The ``run_key`` ``config`` would have now (validates it, resolves its device, loads its data)."""
-    return run_key(config, validate(config), load_data(config))
+    return run_key(config, validate(config, fit_missing=fit_missing), load_data(config))
 
 
 def _load_checkpoint(path: Path, key: dict[str, str]) -> dict | None:
@@ -527,17 +548,25 @@ def build_network(config: TrainConfig, device: FittedDevice | None, n_inputs: in
     return MLP(layers), sizes
 
 
-def train(config: TrainConfig, results_dir: Path | str | None = None, progress: bool = True) -> xr.Dataset:
+def train(config: TrainConfig, results_dir: Path | str | None = None, progress: bool = True,
+          fit_missing: bool = False) -> xr.Dataset:
     """Train (or load the cached result of) ``config``; returns the result Dataset (see module docstring).
 
-    The configuration, the results directory, the device and the data are checked before any work. The result
+    The configuration, the results directory, the device and the data are checked before any work. The device
+    model comes from ``catalog.resolve`` (the user's measurements win over the committed fit; a device without a
+    committed fit is fitted only with ``fit_missing``); one line says which file, which source and why, and the
+    result's provenance (``device.resolution``) stores it. The result
     is written atomically to ``result_path(config, results_dir)``; a per-epoch checkpoint beside it
     (``<hash>.ckpt.pt``) lets an interrupted run resume with identical numbers, and is removed on completion.
     Cached results and checkpoints are used only when their full ``run_key`` matches (module docstring).
     Threads: those chosen with ``ferrolib.threads.set_threads``, else its default (``ensure_threads``).
     """
     root = provenance.check_writable_dir(Path(results_dir or paths.RESULTS), "results directory")
-    device = validate(config)
+    _check_config(config)
+    device, origin = (None, None) if config.algorithm == "fp" else resolve_device_origin(config, fit_missing)
+    device = validate(config, device)
+    if device is not None and config.device_id not in SYNTHETIC_DEVICES:
+        print(f"ferrolib: {origin.line()}")  # a measured device: which file, which source, why (information)
     data = load_data(config)
     ensure_threads()
     key = run_key(config, device, data)
@@ -547,7 +576,7 @@ def train(config: TrainConfig, results_dir: Path | str | None = None, progress: 
         cached = provenance.load_checked_netcdf(path, key, config_hash=key["config"], epochs=config.epochs)
         if cached is not None:
             return cached
-        result = _train(config, device, data, key, path, progress)
+        result = _train(config, device, data, key, path, progress, origin)
         try:
             provenance.write_netcdf(result, path)
         except provenance.WriteError as error:
@@ -565,7 +594,7 @@ before the first epoch instead of after it."""
 
 
 def _train(config: TrainConfig, device: FittedDevice | None, data: Any, key: dict[str, str], path: Path,
-           progress: bool) -> xr.Dataset:
+           progress: bool, origin: Any = None) -> xr.Dataset:
     """The training loop of ``train`` (resuming from a checkpoint of the same key); returns the result."""
     from tqdm.auto import tqdm
 
@@ -647,7 +676,7 @@ def _train(config: TrainConfig, device: FittedDevice | None, data: Any, key: dic
             torch.save(state, buffer)
             provenance.atomic_write(checkpoint, lambda tmp: tmp.write_bytes(buffer.getvalue()))
     bar.close()
-    return _dataset(config, data, device, layers, sizes, history, histograms, samples_per_epoch, key)
+    return _dataset(config, data, device, layers, sizes, history, histograms, samples_per_epoch, key, origin)
 
 
 def _whole_layer_reads(device_reads: np.ndarray, layer_devices: np.ndarray) -> np.ndarray:
@@ -671,7 +700,7 @@ def _accuracy(network: MLP, x: torch.Tensor, y: torch.Tensor, batch_size: int) -
 
 def _dataset(config: TrainConfig, data: Any, device: FittedDevice | None, layers: list[Layer], sizes: list[int],
              history: dict[str, list], histograms: dict[int, np.ndarray], samples_per_epoch: int,
-             key: dict[str, str]) -> xr.Dataset:
+             key: dict[str, str], origin: Any = None) -> xr.Dataset:
     epochs = np.arange(1, len(history["val_acc"]) + 1)
     names = list(LAYER_NAMES[: len(layers)])
     layer_devices = np.array([layer.tile.state.size if layer.tile is not None else layer.weight().numel()
@@ -724,12 +753,12 @@ def _dataset(config: TrainConfig, data: Any, device: FittedDevice | None, layers
     dataset = xr.Dataset({k: (v[0], v[1], v[2] if len(v) > 2 else {}) for k, v in variables.items()}, coords=coords)
     dataset.attrs = provenance.provenance_attrs(
         config, run_key=key, algorithm=config.algorithm, seed=config.seed, **_portable_data(data.source, data.label),
-        device=_device_provenance(device), samples_per_epoch=samples_per_epoch, n_train=len(data.train_y),
+        device=_device_provenance(device, origin), samples_per_epoch=samples_per_epoch, n_train=len(data.train_y),
         units={"weights": "device units (w = 2 (G - mean G)/(max G - min G))", "wall_time": "s", "acc": "fraction"},
     )
     return dataset
 
 
 __all__ = ["TrainConfig", "train", "validate", "run_key", "expected_key", "TrainingDiverged", "NUMERICS_VERSION",
-           "MAX_LR", "DIVERGED_LOSS", "resolve_device", "load_data", "result_path", "DEFAULT_LR",
+           "MAX_LR", "DIVERGED_LOSS", "resolve_device", "resolve_device_origin", "load_data", "result_path", "DEFAULT_LR",
            "PAPER_TRAIN_SAMPLES", "SYNTHETIC_DEVICES", "LAYER_NAMES"]

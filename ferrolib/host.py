@@ -1,0 +1,82 @@
+"""The floating-point code paths of this host: what makes bit-exact numbers specific to a kind of CPU.
+
+Training and fitting are bit-identical across threads, run order and resume on one host (``ferrolib.threads``),
+but compiled kernels and libraries pick their instructions by CPU: numba compiles for the host's CPU name, torch
+dispatches its ATen kernels by capability (and its bundled MKL and oneDNN by instruction set), numpy's ufuncs by
+their dispatch targets, and OpenBLAS (numpy, scipy) by core type. Different instructions round differently (fused
+multiply-adds, vector widths, reduction orders), so exact digests hold per ``fingerprint``.
+
+``AVX2_EMULATION`` makes an AVX-512 machine take the code paths of an AVX2-only host (an AMD EPYC or an older
+Intel laptop), for tests and ``.ci/run``; each setting is read when its library loads, so it must be in the
+environment before Python starts.
+"""
+from __future__ import annotations
+
+import os
+
+AVX2_EMULATION: dict[str, str] = {
+    "NUMBA_CPU_NAME": "haswell",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    "OPENBLAS_CORETYPE": "Haswell",
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
+}
+"""Environment of an emulated AVX2 host: numba compiles for Haswell, MKL (torch's, bundled) and oneDNN stop at
+AVX2, OpenBLAS (numpy's, scipy's) takes its Haswell kernels, torch's ATen kernels their AVX2 build, and numpy
+disables its AVX-512 dispatch targets (numpy >= 2.4 names them X86_V4, AVX512_ICL and AVX512_SPR)."""
+
+
+def code_paths() -> dict[str, str]:
+    """The code path of each library that rounds numbers: numba's target CPU, torch's kernel capability, MKL's
+    instruction limit (``MKL_ENABLE_INSTRUCTIONS``; ``auto``: MKL picks the CPU's best), OpenBLAS's core type
+    (threadpoolctl) and numpy's enabled dispatch targets."""
+    import llvmlite.binding as llvm
+    import numba
+    import torch
+    from numpy._core import _multiarray_umath as umath
+
+    paths = {
+        "numba": str(numba.config.CPU_NAME or llvm.get_host_cpu_name()),
+        "torch": str(torch.backends.cpu.get_cpu_capability()),
+        "mkl": os.environ.get("MKL_ENABLE_INSTRUCTIONS", "auto"),
+    }
+    try:
+        import threadpoolctl
+
+        blas = [info.get("architecture", "?") for info in threadpoolctl.threadpool_info()
+                if info.get("internal_api") == "openblas"]
+    except ImportError:  # pragma: no cover - threadpoolctl comes with the test extras
+        blas = []
+    paths["openblas"] = ",".join(sorted(set(blas))) or "unknown"
+    enabled = [t for t in getattr(umath, "__cpu_dispatch__", []) if umath.__cpu_features__.get(t)]
+    paths["numpy"] = ",".join(enabled) or "baseline"
+    return paths
+
+
+def fingerprint() -> str:
+    """``numba=rocketlake torch=AVX512 mkl=auto openblas=SkylakeX numpy=X86_V3,X86_V4,AVX512_ICL``: the key of
+    host-exact digests."""
+    return " ".join(f"{name}={value}" for name, value in code_paths().items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ferrolib.host``: print this host's fingerprint; ``--avx2 COMMAND...``: run COMMAND with
+    ``AVX2_EMULATION`` in its environment (replacing this process)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m ferrolib.host", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--avx2", nargs=argparse.REMAINDER, metavar="COMMAND",
+                        help="run COMMAND (with its arguments) on an emulated AVX2 host")
+    args = parser.parse_args(argv)
+    if args.avx2 is None:
+        print(fingerprint())
+        return 0
+    if not args.avx2:
+        parser.error("--avx2 needs a command to run")
+    os.execvpe(args.avx2[0], args.avx2, {**os.environ, **AVX2_EMULATION})
+    return 0  # pragma: no cover - execvpe does not return
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
