@@ -10,10 +10,12 @@ compares it with the summary (``compare``). Runs are bit-identical on one machin
 the pulse dynamics amplify floating-point differences, so a fresh seed is a new draw from the seed distribution.
 The tolerance of each compared number is therefore derived from the committed seed spread:
 
-    |mean_fresh - mean_committed| <= max(floor, k * s * sqrt(1 / n_fresh + 1 / n_committed)),
+    |mean_fresh - mean_committed| <= max(floor, t * s * sqrt(1 / n_fresh + 1 / n_committed)),
 
-``s`` the standard deviation over the committed seeds (the standard error of a difference of two means, ``k``
-standard errors wide, ``CheckTolerances``); with a single committed seed only the floor applies.
+``s`` the standard deviation over the committed seeds and ``t`` Student's t quantile at ``confidence`` with
+``n_committed - 1`` degrees of freedom (``CheckTolerances``): the prediction interval of a fresh seed mean from a
+few committed seeds, whose ``s`` is itself uncertain (with 3 seeds, t = 4.30 at 95 %); with a single committed
+seed only the floor applies.
 
     python -m ferrolib.sourcedata summarize smoke-check --out data/results    # (re)write a summary
     python -m ferrolib.sourcedata check paper --pulse-widths 2e-8 --seeds 0  # the reduced reproduction check
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 import pandas as pd
 import xarray as xr
 
@@ -95,8 +98,8 @@ def write_summary(summary: xr.Dataset, path: str | Path) -> Path:
 class CheckTolerances:
     """How far a re-run may land from the committed summary (see the module docstring for the rule)."""
 
-    k: float = 3.0
-    """Width of the tolerance in standard errors of the difference of the two seed means."""
+    confidence: float = 0.95
+    """Two-sided confidence of the prediction interval (Student's t with n_committed - 1 degrees of freedom)."""
     accuracy_floor: float = 0.01
     """Smallest tolerance of an accuracy (fraction), also the only one with a single committed seed."""
     log_floor: float = 0.01
@@ -154,13 +157,14 @@ def compare(committed: xr.Dataset, fresh: xr.Dataset, tolerances: CheckTolerance
                     if a == 0 or b == 0:
                         continue  # e.g. no pulses in fp runs
                     s = float(spread.sel(at)) if a >= 2 else float("nan")
-                    derived = tol.k * s * np.sqrt(1 / a + 1 / b) if a >= 2 else float("nan")
+                    t = float(stats.t.ppf(0.5 + tol.confidence / 2, a - 1)) if a >= 2 else float("nan")
+                    derived = t * s * np.sqrt(1 / a + 1 / b) if a >= 2 else float("nan")
                     tolerance = float(np.nanmax([floor, derived]))
                     c_mean, f_mean = float(old.sel(at).mean()), float(new.sel(at).mean())
                     rows.append({"quantity": quantity, "device": str(device), "pulse_width": float(width),
                                  "algorithm": str(algorithm), "committed": c_mean, "fresh": f_mean,
                                  "difference": f_mean - c_mean, "tolerance": tolerance,
-                                 "basis": f"{tol.k:g} x seed spread ({a} seeds)" if derived > floor else "floor",
+                                 "basis": f"t = {t:.2f} x seed spread ({a} seeds)" if derived > floor else "floor",
                                  "n_committed": a, "n_fresh": b, "ok": abs(f_mean - c_mean) <= tolerance})
     table = pd.DataFrame(rows)
     table.attrs = {"tolerances": repr(tol)}
