@@ -127,7 +127,7 @@ methods = list(dev.SYMMETRY_POINT_METHODS)
 points = pd.DataFrame({w: fits[w].symmetry_points(1000 if smoke else 4000) for w in paper_widths}).T
 fig, (ax, ax_bars) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
 for index, method in enumerate(methods):
-    ax.plot(paper_widths, points[method], ["o-", "s--", "^:", "v-."][index], label=method, ms=6 - index)
+    ax.plot(paper_widths, points[method], ["o-", "s--", "^:", "v-.", "D-"][index], label=method, ms=6 - index)
 ax.set(xscale="log", xlabel="pulse width (s)", ylabel="symmetry point w*", title=f"{device_id}: symmetry points")
 ax.axhline(0, color="#888888", lw=0.8)
 ax.legend(loc="lower left")

@@ -160,8 +160,12 @@ def train_line(arguments: list, expected: str) -> Callable[[Context], None]:
     return drive
 
 
-def sweep_line(expected: str, **file) -> Callable[[Context], None]:
+def sweep_line(expected: str, own_measurements: bool = False, **file) -> Callable[[Context], None]:
+    """A sweep file that must stop with one line before any run; ``own_measurements`` points
+    ``FERROLIB_MEASUREMENTS`` at the shared set, so its devices resolve without a committed fit."""
     def drive(c: Context) -> None:
+        if own_measurements:
+            c.monkeypatch.setenv("FERROLIB_MEASUREMENTS", str(paths.SHARED_MEASUREMENTS))
         one_line(cli(c.capsys, ["sweep", sweep_file(c.tmp, **file), "--results-dir", c.tmp / "results",
                                 "--workers", "1"]), expected, "sweep")
         assert c.trained() == 0 and not list(c.tmp.rglob("*.nc"))
@@ -527,8 +531,8 @@ CASES = [
     Case("measurement with a row lost inside", "20 ns file without its 40th row", "one line: not successive steps",
          measurement_line(lambda t: drop_line(without_stated_counts(t), 46), "not successive steps of the ramp")),
     Case("device with unknown area", 'devices = ["ID294YR"]', "one line naming the device, before training",
-         sweep_line("device ID294YR: area unknown", grid='devices = ["ID294YR"]\npulse_widths = [5e-4]',
-                    algorithms='["mp"]')),
+         sweep_line("device ID294YR: area unknown", own_measurements=True,
+                    grid='devices = ["ID294YR"]\npulse_widths = [5e-4]', algorithms='["mp"]')),
     Case("synthetic device in a sweep", 'device_id = "synthetic-asymmetric", algorithms = ["mp"]',
          "one line naming the device, before training",
          sweep_line("device synthetic-asymmetric: area unknown", algorithms='["mp"]')),
