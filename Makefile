@@ -78,7 +78,7 @@ $(foreach i,$(shell seq 2 $(words $(SMOKED))),\
 $(BUILD)/notebooks/%.ipynb: notebooks/%.py $(LIBRARY) | $(STAMP)
 	@mkdir -p $(@D)
 	$(BIN)/jupytext --quiet --to ipynb --output $(@D)/$*.source.ipynb $<
-	$(PAPERMILL) $(@D)/$*.source.ipynb $@ $(if $(filter 03_% 04_% 05_% 06_% 08_%,$*),-p results_source $(RESULTS_SOURCE))
+	$(PAPERMILL) $(@D)/$*.source.ipynb $@ $(if $(filter 03_% 04_% 05_% 06_% 07_% 08_%,$*),-p results_source $(RESULTS_SOURCE))
 
 smoke: data $(SMOKED) ## run every notebook with its smoke parameters (outputs under .smoke/, never figures/)
 

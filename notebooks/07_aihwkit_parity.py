@@ -31,12 +31,12 @@
 smoke: bool = False
 output_dir: str = ""
 results_dir: str = ""
-device_id: str = "ID170ZR5000"
-pulse_widths: list = [2e-8, 2e-4]
-seed: int = 0
-epochs: int = 10
+summary_dir: str = ""
+results_source: str = "auto"  # "runs": never render from the committed summary; "summary": never train
+n_workers: int = 2
 
 # %%
+import dataclasses
 import json
 from pathlib import Path
 
@@ -44,19 +44,22 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ferrolib import paths, plotting
-from ferrolib.training import TrainConfig, train
+from ferrolib import paths, plotting, sourcedata, store, sweep
 
 plotting.style()
-profile = "smoke" if smoke else "paper"
-widths = pulse_widths[:1] if smoke else pulse_widths
-make_config = TrainConfig.smoke if smoke else TrainConfig.paper
-results = results_dir or None
-runs = {(mode, width): train(make_config("mp", device_id=device_id, pulse_width=width, seed=seed,
-                                         epochs=2 if smoke else epochs, mp_transfer=mode), results, progress=False)
-        for mode in ("pulsed", "exact") for width in widths}
-display(Markdown(f"Profile **{profile}**, device {device_id}, seed {seed}, "
-                 f"{runs['pulsed', widths[0]].attrs.get('data_label', '')}."))
+profile = "smoke" if smoke else "ideal"
+spec, options = sweep.load_sweep_config(sweep.resolve_sweep_config("mp-transfer"))
+summary = sourcedata.summary_path(spec.name, summary_dir or None)
+if smoke:  # the smoke profile's base, one width, 2 epochs; never the committed summary
+    smoke_spec, _ = sweep.load_sweep_config(sweep.resolve_sweep_config("smoke"))
+    spec = dataclasses.replace(spec, base=dataclasses.replace(smoke_spec.base, epochs=2),
+                               pulse_widths=spec.pulse_widths[:1], name=f"{spec.name}-smoke")
+    summary = Path(results_dir or paths.RESULTS) / f"{spec.name}.nc"
+variants = sweep.variant_sweeps(spec, options["variants"])
+result, used = store.load_results(variants, options, results_source, results_dir or None, summary, n_workers,
+                                  write=not smoke)
+device_id, seed, widths = spec.devices[0], spec.seeds[0], spec.pulse_widths
+display(Markdown(f"Profile **{profile}**, device {device_id}, seed {seed}; runs: {used}."))
 
 # %% [markdown]
 # ## Exact against pulsed transfers
@@ -68,15 +71,16 @@ display(Markdown(f"Profile **{profile}**, device {device_id}, seed {seed}, "
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 rows = []
-for (mode, width), result in runs.items():
-    style = "-" if mode == "pulsed" else "--"
-    colour = plotting.pulse_width_color(width)
-    epoch = result["epoch"].values
-    axes[0].plot(epoch, result["val_acc"], style, color=colour, label=f"{mode}, {width * 1e9:g} ns")
-    pulses = result["pulses"].sum(("layer", "polarity"))
-    axes[1].plot(epoch, pulses, style, color=colour)
-    rows.append({"transfer": mode, "pulse width (s)": width, "final val acc": float(result["val_acc"][-1]),
-                 "pulses": int(result["pulses"].sum())})
+for mode in result["variant"].values:
+    for width in widths:
+        run = result.sel(variant=mode, device=device_id, pulse_width=width, algorithm="mp", seed=seed)
+        style = "-" if mode == "pulsed" else "--"
+        colour = plotting.pulse_width_color(width)
+        axes[0].plot(run["epoch"], run["val_acc"], style, color=colour, label=f"{mode}, {width * 1e9:g} ns")
+        pulses = run["pulses"].sum(("layer", "polarity"))
+        axes[1].plot(run["epoch"], pulses, style, color=colour)
+        rows.append({"transfer": str(mode), "pulse width (s)": width, "final val acc": float(run["val_acc"][-1]),
+                     "pulses": int(run["pulses"].sum())})
 axes[0].set(xlabel="epoch", ylabel="validation accuracy")
 axes[1].set(xlabel="epoch", ylabel="device pulses per epoch", yscale="log")
 axes[0].legend(fontsize=8)
