@@ -187,6 +187,7 @@ def test_result_file_stands_alone_for_the_ledger(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(measurements, "read_summary", unreachable)
     monkeypatch.chdir(empty)
+    capsys.readouterr()  # training's device-resolution line
     assert main(["energy", str(copied), "--json"]) == 0
     ledger = json.loads(capsys.readouterr().out)
     assert ledger["total_J"] > 0 and ledger["terms_J"]["program_leakage"] > 0
