@@ -6,6 +6,7 @@ import pytest
 import torch
 from numba import njit
 
+from ferrolib import host
 from ferrolib.devices import DeviceArray
 from ferrolib.training import pulsed
 
@@ -690,12 +691,19 @@ def test_active_columns_are_the_non_zero_columns_as_runs() -> None:
     assert runs.shape == (0, 2) and compact.shape == (2, 0)
 
 
+COLUMN_EXACT_MKL = host.code_paths()["torch"] == "AVX512" and host.code_paths()["mkl"] == "auto"
+"""Whether MKL's float32 product of a column is independent of the other columns here: measured on AVX-512 (an
+Intel Xeon); on AVX2 (emulated) 1 % of the active-column products differ from the dense one by up to 2e-6 relative."""
+
+
 @pytest.mark.parametrize("batch, n_out, n_in", [(64, 256, 785), (63, 256, 785), (1, 256, 785), (64, 128, 257),
                                                  (63, 16, 129), (64, 300, 100), (7, 5, 6), (63, 10, 129)])
 def test_active_outer_equals_the_full_product_on_every_column(batch: int, n_out: int, n_in: int) -> None:
-    """The product on the active columns equals ``batch_outer``'s columns bit for bit, at the paper network's
-    shapes (MNIST batches included) and others, and the skipped columns are zeros; small products (fewer than
-    ``ACTIVE_OUTER_MIN_SHAPE``) cover every column."""
+    """The product on the active columns equals ``batch_outer``'s columns, at the paper network's shapes (MNIST
+    batches included) and others, and the skipped columns are zeros; small products (fewer than
+    ``ACTIVE_OUTER_MIN_SHAPE``) cover every column. Bit for bit where MKL runs its AVX-512 kernels
+    (``COLUMN_EXACT_MKL``); elsewhere within the float32 rounding bound of a ``batch``-term sum,
+    ``batch * eps * sum_b |d_b| |x_b|``."""
     from ferrolib.training import TrainConfig
     from ferrolib.training.algorithms import ACTIVE_OUTER_MIN_SHAPE, active_outer, batch_outer
     from ferrolib.training.run import load_data
@@ -712,7 +720,11 @@ def test_active_outer_equals_the_full_product_on_every_column(batch: int, n_out:
         full = batch_outer(d, x).numpy()
         product, runs = active_outer(d, x)
         columns = run_columns(runs)
-        np.testing.assert_array_equal(product, full[:, columns])
+        if COLUMN_EXACT_MKL:
+            np.testing.assert_array_equal(product, full[:, columns])
+        else:
+            bound = batch * np.finfo(np.float32).eps * batch_outer(d.abs(), x.abs()).numpy()[:, columns]
+            assert (np.abs(product - full[:, columns]) <= bound).all()
         skipped = np.setdiff1d(np.arange(n_in), columns)
         assert not full[:, skipped].any()
         assert len(skipped) > 0 if n_out >= ACTIVE_OUTER_MIN_SHAPE[0] else len(skipped) == 0

@@ -121,16 +121,19 @@ def batch_outer(d: Tensor, x: Tensor) -> Tensor:
 
 
 ACTIVE_OUTER_MIN_SHAPE = (16, 32)
-"""Smallest (rows, active columns) of a product that ``active_outer`` computes on the active columns only. MKL's
-float32 product of a column then does not depend on the other columns (measured: 0 of 5882 random shapes with at
-least 12 rows and 32 active columns differ); in smaller products its small-matrix kernels sum in another order."""
+"""Smallest (rows, active columns) of a product that ``active_outer`` computes on the active columns only. With
+MKL's AVX-512 kernels the float32 product of a column then does not depend on the other columns (measured on an
+Intel Xeon: 0 of 5882 random shapes with at least 12 rows and 32 active columns differ); in smaller products its
+small-matrix kernels sum in another order. With its AVX2 kernels about 1 % of the columns differ in the last bits
+(up to 2e-6 relative): runs stay deterministic on such a host, with other bits than the dense product."""
 
 
 def active_outer(d: Tensor, x: Tensor) -> tuple[np.ndarray, np.ndarray]:
     """``batch_outer(d, x)`` on the active columns of ``x`` only (``pulsed.active_columns``): the product
     (out, n_active) float32 and the column runs it covers. The other columns of ``d^T x`` are zeros. Each kept
-    column equals ``batch_outer``'s bit for bit (tested at the network's shapes), so mixed precision skips MNIST's
-    blank pixels at no change in its numbers; below ``ACTIVE_OUTER_MIN_SHAPE`` the product covers every column."""
+    column equals ``batch_outer``'s (bit for bit with MKL's AVX-512 kernels, within float32 rounding with its AVX2
+    ones; tested at the network's shapes), so mixed precision skips MNIST's blank pixels; below
+    ``ACTIVE_OUTER_MIN_SHAPE`` the product covers every column."""
     if d.shape[1] >= ACTIVE_OUTER_MIN_SHAPE[0]:
         runs, compact = pulsed.active_columns(x.numpy())
         if compact.shape[1] >= ACTIVE_OUTER_MIN_SHAPE[1]:
