@@ -36,7 +36,7 @@ VARIANTS: dict[str, dict] = {
 
 def measure(algorithms: list[str], device: str, pulse_width: float, repeats: int, batches: int) -> dict:
     set_threads(1)
-    runners = {(alg, name): Runner.build(TrainConfig.paper(alg, device_id=device, pulse_width=pulse_width, **extra))
+    runners = {(alg, name): Runner.build(TrainConfig.ideal(alg, device_id=device, pulse_width=pulse_width, **extra))
                for alg in algorithms for name, extra in VARIANTS.items()}
     for runner in runners.values():
         runner.train(5)

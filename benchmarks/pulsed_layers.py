@@ -32,7 +32,7 @@ def layer_times(algorithm: str, batches: int, device: str, pulse_width: float) -
     """Per tile shape: the call times (s) of every ``pulsed_update`` call and the pulses of each call of 20 more
     mini-batches (counted apart: summing the counters passes over them, which would warm the caches for the timed
     calls); and the batch times (s)."""
-    runner = Runner.build(TrainConfig.paper(algorithm, device_id=device, pulse_width=pulse_width))
+    runner = Runner.build(TrainConfig.ideal(algorithm, device_id=device, pulse_width=pulse_width))
     runner.train(10)
     update = pulsed.pulsed_update
     calls: dict[str, dict[str, list]] = {}

@@ -85,7 +85,7 @@ def summarize(values: list[float]) -> dict:
 
 def paper_runners(device: str, pulse_width: float) -> dict[str, Runner]:
     """A paper-profile runner of every algorithm on the device."""
-    return {alg: Runner.build(TrainConfig.paper(alg, device_id=device, pulse_width=pulse_width))
+    return {alg: Runner.build(TrainConfig.ideal(alg, device_id=device, pulse_width=pulse_width))
             for alg in ALGORITHMS}
 
 
@@ -121,7 +121,7 @@ def throughput(device: str, pulse_width: float, threads: list[int], repeats: int
             row["cpu_ratio_to_fp"] = statistics.median(a / f for a, f in zip(cpu_rates[n][alg], cpu_rates[n]["fp"]))
             if threads[0] == 1:
                 row["speedup_vs_1_thread"] = row["median"] / statistics.median(rates[1][alg])
-            row["paper_run_s"] = PAPER_TRAIN_SAMPLES * TrainConfig.paper(alg).epochs / row["median"]
+            row["paper_run_s"] = PAPER_TRAIN_SAMPLES * TrainConfig.ideal(alg).epochs / row["median"]
             result[n][alg] = row
     return result
 
@@ -151,7 +151,7 @@ def parallel_runs(device: str, pulse_width: float, runs: int, repeats: int, batc
         worker.start()
         pipes.append(parent)
         workers.append(worker)
-    samples = batches * TrainConfig.paper("fp").batch_size
+    samples = batches * TrainConfig.ideal("fp").batch_size
     alone = {alg: [] for alg in ALGORITHMS}
     together = {alg: [] for alg in ALGORITHMS}
     try:
@@ -198,7 +198,7 @@ import json, resource, sys, tempfile
 from ferrolib.training import TrainConfig, train
 alg, device, width, samples = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
 with tempfile.TemporaryDirectory() as results:
-    config = TrainConfig.paper(alg, device_id=device, pulse_width=width, epochs=1, samples_per_epoch=samples)
+    config = TrainConfig.ideal(alg, device_id=device, pulse_width=width, epochs=1, samples_per_epoch=samples)
     train(config, results, progress=False)
 print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
 """

@@ -1,6 +1,6 @@
 """The aihwkit side of the cross-check (imports aihwkit; runs only in the cross-check environment).
 
-Configurations mirror ferrolib's paper profile (``TrainConfig.paper``): MLP 784-256-128-10, sigmoid, log-softmax +
+Configurations mirror ferrolib's ideal profile (``TrainConfig.ideal``): MLP 784-256-128-10, sigmoid, log-softmax +
 NLL, batch 64, 48,000 samples per epoch from reshuffled passes, lr 0.5 (fp, mp) / 0.1 (sgd, sps) halved every 10
 epochs, analog bias in the tile, perfect reads, no device noise, stochastic compressed pulse trains with desired BL
 31 and update + BL management. ``sps`` has no aihwkit counterpart; it is emulated exactly: a piecewise step depends

@@ -55,7 +55,7 @@ def ferrolib_run(algo: str, pulse_width: float, seed: int, epochs: int, out: Pat
     reused = from_summary(summary, algo, pulse_width, seed, epochs)
     if reused is not None:
         return reused
-    config = TrainConfig.paper(algo, pulse_width=pulse_width, seed=seed, epochs=epochs, device_id=DEVICE_ID,
+    config = TrainConfig.ideal(algo, pulse_width=pulse_width, seed=seed, epochs=epochs, device_id=DEVICE_ID,
                                snapshot_epochs=())
     result = train(config, out / "ferrolib", progress=False)
     pulses = result["pulses"].values if "pulses" in result else np.zeros((epochs, 0, 2))
@@ -69,7 +69,7 @@ def from_summary(summary, algo: str, pulse_width: float, seed: int, epochs: int)
             or seed not in summary.seed or summary.sizes["epoch"] < epochs:
         return None
     run = summary.sel(device=DEVICE_ID, algorithm=algo, pulse_width=pulse_width, seed=seed)
-    config = TrainConfig.paper(algo, pulse_width=pulse_width, seed=seed, device_id=DEVICE_ID,
+    config = TrainConfig.ideal(algo, pulse_width=pulse_width, seed=seed, device_id=DEVICE_ID,
                                epochs=summary.sizes["epoch"])
     if provenance.key_mismatch(json.loads(str(run.run_key.values)), expected_key(config)):
         return None
@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"need known algorithms and simulators (got unknown {unknown}), seeds, widths and epochs >= 1")
     torch.set_num_threads(args.threads)
     devices = {w: exported_device(w) for w in widths}
-    data = load_data(TrainConfig.paper("fp", device_id=DEVICE_ID))
+    data = load_data(TrainConfig.ideal("fp", device_id=DEVICE_ID))
     summary = xr.open_dataset(args.summary) if args.summary.exists() else None
     runs, missing, ferrolib_sources = [], [], []
     for seed in seeds:

@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.lockstep:
         for algo, width in cells:
             for seed in seeds:
-                config = TrainConfig.paper(algo, pulse_width=width, seed=seed, device_id=run_crosscheck.DEVICE_ID)
+                config = TrainConfig.ideal(algo, pulse_width=width, seed=seed, device_id=run_crosscheck.DEVICE_ID)
                 for warmup in (int(n) for n in args.lockstep.split(",")):
                     errors = lockstep_errors(config, run_crosscheck.exported_device(width), warmup)
                     print(f"{algo} {width:g} seed {seed} after {warmup} mini-batches: largest relative difference "
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
         for seed in seeds:
             name = f"{algo}_{width:g}_seed{seed}_epochs{args.epochs}.json"
             if "ferrolib" in args.simulators:
-                config = TrainConfig.paper(algo, pulse_width=width, seed=seed, epochs=args.epochs,
+                config = TrainConfig.ideal(algo, pulse_width=width, seed=seed, epochs=args.epochs,
                                            device_id=run_crosscheck.DEVICE_ID, snapshot_epochs=())
                 run = run_crosscheck.cached(args.work / f"ferrolib_{name}", lambda: ferrolib_probe(config, device))
                 reference = run_crosscheck.from_summary(summary, algo, width, seed, args.epochs)
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
                 runs["ferrolib"][algo, width, seed] = run
             if "aihwkit" in args.simulators:
                 if data is None:
-                    data = load_data(TrainConfig.paper("fp", device_id=run_crosscheck.DEVICE_ID))
+                    data = load_data(TrainConfig.ideal("fp", device_id=run_crosscheck.DEVICE_ID))
                 runs["aihwkit"][algo, width, seed] = run_crosscheck.cached(
                     args.work / f"aihwkit_{name}", lambda: aihwkit_peer.train(algo, device, data, seed, args.epochs))
             print(name, flush=True)

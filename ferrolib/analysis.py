@@ -120,7 +120,7 @@ def seed_statistics(values: xr.DataArray, confidence: float = 0.95) -> xr.Datase
 
 # ------------------------------------------------------------------------------------------------ convergence
 def fp_reference(sweep_result: xr.Dataset, accuracy: str = "val_acc") -> xr.DataArray:
-    """fp's final accuracy per seed (dim ``seed``) from a sweep with fp runs, e.g. the paper profile: the
+    """fp's final accuracy per seed (dim ``seed``) from a sweep with fp runs, e.g. the ideal sweep: the
     reference of a relative target for sweeps without fp (the study). fp programs no device, so its runs at every
     device and pulse width of one seed are the same run; ValueError if they differ."""
     if "fp" not in sweep_result["algorithm"].values:

@@ -1,7 +1,7 @@
 """What limits symmetry-point shifting at long pulses (notebook 08).
 
 ``sweeps/sp-limits.toml`` holds the grid (SP-shifted SGD, ID170ZR5000, 20 ns / 20 us / 200 us, three seeds, the
-paper profile) and one ``[variants]`` entry per candidate cause; each variant is one sweep
+ideal profile) and one ``[variants]`` entry per candidate cause; each variant is one sweep
 (``sweep.variant_sweeps``), and their results are combined along a ``variant`` dimension. The summary of all of
 them is committed as ``data/results/sp-limits.nc`` so that notebook 08 renders from it on a fresh clone.
 

@@ -1,7 +1,7 @@
-"""The full study (``make study``): every measured device at every pulse width it was measured at, and the paper
+"""The full study (``make study``): every measured device at every pulse width it was measured at, and the ideal
 profile with measured device noise; its summaries go into the committed source data (``data/results``).
 
-Two sweep files define it: ``sweeps/study.toml`` (devices, algorithms, seeds, the paper profile; each device is
+Two sweep files define it: ``sweeps/study.toml`` (devices, algorithms, seeds, the ideal profile; each device is
 expanded to its own measured pulse widths, one sweep per device, since the widths differ between devices) and
 ``sweeps/study-noise.toml`` (the paper grid with the cycle-to-cycle scatter of each width's fit, ``c2c``, and a
 stated device-to-device spread ``d2d``; one sweep per width, since ``c2c`` differs between widths). Runs are

@@ -11,6 +11,7 @@ each checked before any work and reported as one ``ValueError`` line naming the 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import re
 import types
@@ -118,11 +119,12 @@ def check_type(value: Any, hint: Any, what: str) -> Any:
 
 def check_fields(values: dict, cls: type, what: str) -> None:
     """Every entry of ``values`` has the type of the dataclass field of ``cls`` it sets (``check_type``); the seed
-    is also range-checked (``check_seed``)."""
+    is also range-checked (``check_seed``). A preset name or table of fields for a dataclass field (``forward_io =
+    "aihwkit_default"``) is left to ``cls``, which coerces and checks it."""
     hints = typing.get_type_hints(cls)
     for name, value in values.items():
-        if name in hints:
-            check_type(value, hints[name], f"{what} {name}")
+        if name in hints and not (dataclasses.is_dataclass(hints[name]) and isinstance(value, (str, dict))):
+            check_type(value, hints[name], f"{what} {name}")  # a preset name or table: ``cls`` coerces and checks it
         if name == "seed":
             check_seed(value, f"{what} seed")
 

@@ -23,7 +23,7 @@
 # its `dw_min` times the middle up node) and at most BL = 31 pulses, and chi forgets whatever was not applied.
 # aihwkit also transfers after the *first sample of the next* mini-batch (`doTransfer` tests the sample counter
 # before advancing it), so its analog weights lag one mini-batch.
-# ferrolib offers both: `mp_transfer="pulsed"` (aihwkit's, the paper profile's default) and `"exact"`.
+# ferrolib offers both: `mp_transfer="pulsed"` (aihwkit's, the ideal profile's default) and `"exact"`.
 # This notebook trains both on the same device and seed, and shows the recorded cross-check against aihwkit
 # itself (`make crosscheck`, table in `data/crosscheck/`).
 

@@ -33,7 +33,8 @@
 #   (the node floor and the polynomial held constant beyond the measured states), and devices may wander there.
 #
 # The runs are `sweeps/sp-limits.toml`: sps on ID170ZR5000 at 20 ns (the control), 20 µs and 200 µs, three seeds,
-# the paper profile, one sweep per variant (the default variant is the paper's own runs). Verdicts and effects come
+# the ideal profile (exact reads, `sweeps/ideal.toml`), one sweep per variant (the default variant is that
+# sweep's own sps runs). Verdicts and effects come
 # from `ferrolib.analysis`; without the runs in `results/` the notebook renders from `data/results/sp-limits.nc`.
 
 # %% tags=["parameters"]
@@ -59,7 +60,7 @@ from ferrolib.catalog import get_device
 import torch  # noqa: E402  (after ferrolib, which sets the thread environment before torch loads)
 
 plotting.style()
-profile = "smoke" if smoke else "paper"
+profile = "smoke" if smoke else "ideal"
 variants, options = splimits.plan(smoke=smoke)
 summary = sourcedata.summary_path(splimits.SWEEP_CONFIG, summary_dir or None)
 if smoke:
@@ -71,11 +72,11 @@ widths = [float(w) for w in result["pulse_width"].values]
 names = [str(v) for v in result["variant"].values]
 final = 100 * result["test_acc"].isel(epoch=-1).sel(device=device_id, algorithm="sps")
 effects = analysis.variant_effects(result)
-paper = provenance.read_netcdf(sourcedata.summary_path("paper"))  # the committed paper profile: sps at 5 widths
-paper_widths = [float(w) for w in paper["pulse_width"].values]
-paper_sps = 100 * paper["test_acc"].isel(epoch=-1).sel(device=device_id, algorithm="sps")
-properties = analysis.restoring_properties(device_id, paper_widths)
-fits = {w: get_device(device_id, w) for w in paper_widths}
+ideal = provenance.read_netcdf(sourcedata.summary_path("ideal"))  # the committed ideal sweep: sps at 5 widths
+ideal_widths = [float(w) for w in ideal["pulse_width"].values]
+ideal_sps = 100 * ideal["test_acc"].isel(epoch=-1).sel(device=device_id, algorithm="sps")
+properties = analysis.restoring_properties(device_id, ideal_widths)
+fits = {w: get_device(device_id, w) for w in ideal_widths}
 source = (f"{device_id} measured fits; {result.attrs['data_label']}; profile {profile}, "
           f"{result.sizes['seed']} seed(s); bars = mean, whiskers = min..max over seeds")
 display(Markdown(f"Profile **{profile}**: variants {', '.join(names)}; widths "
@@ -124,10 +125,10 @@ def effect_lines(variant: str) -> str:
 
 # %%
 methods = list(dev.SYMMETRY_POINT_METHODS)
-points = pd.DataFrame({w: fits[w].symmetry_points(1000 if smoke else 4000) for w in paper_widths}).T
+points = pd.DataFrame({w: fits[w].symmetry_points(1000 if smoke else 4000) for w in ideal_widths}).T
 fig, (ax, ax_bars) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
 for index, method in enumerate(methods):
-    ax.plot(paper_widths, points[method], ["o-", "s--", "^:", "v-.", "D-"][index], label=method, ms=6 - index)
+    ax.plot(ideal_widths, points[method], ["o-", "s--", "^:", "v-.", "D-"][index], label=method, ms=6 - index)
 ax.set(xscale="log", xlabel="pulse width (s)", ylabel="symmetry point w*", title=f"{device_id}: symmetry points")
 ax.axhline(0, color="#888888", lw=0.8)
 ax.legend(loc="lower left")
@@ -163,21 +164,21 @@ display(Markdown("Initial shift of the effective weights in the variant (minus t
 # pull toward w_eff = 0. Left: f around w* in units of the mean step there. Middle: a single-device experiment
 # (no training): 2,000 copies of each model under random pulses, up with probability 1/2 + bias; the mean state
 # after the walk has settled, minus w*, is the effective weight a steady gradient bias can hold. Right: final sps
-# accuracy of the paper profile (five widths, three seeds) against the decay per pulse, with the variant whose
+# accuracy of the ideal sweep (five widths, three seeds) against the decay per pulse, with the variant whose
 # asymmetry, and so its decay, is scaled by 0.3 (open markers; same widths).
 
 # %%
 offsets = np.linspace(-0.6, 0.6, 121)
 biases = np.linspace(-0.4, 0.4, 5 if smoke else 9)
 walk = {}
-for width in paper_widths:
+for width in ideal_widths:
     nominal = fits[width].config.devices(torch.float64)
     w_star = fits[width].symmetry_point
     generator = torch.Generator().manual_seed(0)
     walk[width] = [float(dev.random_pulse_walk(nominal, w_star, float(b), 100 if smoke else 400, 200 if smoke else 2000,
                                                generator)[50 if smoke else 200:].mean()) - w_star for b in biases]
 fig, (ax_f, ax_walk, ax_acc) = plt.subplots(1, 3, figsize=(14, 3.9), layout="constrained")
-for width in paper_widths:
+for width in ideal_widths:
     nominal = fits[width].config.devices(torch.float64)
     row = properties.set_index("pulse_width").loc[width]
     states = torch.as_tensor(row.w_star + offsets)
@@ -193,11 +194,11 @@ ax_walk.set(xlabel="pulse bias (P(up) - 1/2)", ylabel="held state - w*", title="
 ax_walk.axhline(0, color="#888888", lw=0.8)
 ax_walk.legend(loc="upper left", fontsize=7)
 decay = properties.set_index("pulse_width")["decay_per_pulse"]
-for width in paper_widths:
-    values = paper_sps.sel(pulse_width=width)
+for width in ideal_widths:
+    values = ideal_sps.sel(pulse_width=width)
     ax_acc.errorbar(decay[width], float(values.mean()), yerr=[[float(values.mean() - values.min())],
                     [float(values.max() - values.mean())]], fmt="o", color=plotting.pulse_width_color(width),
-                    capsize=2, label=f"{plotting.format_pulse_width(width)} (paper profile)")
+                    capsize=2, label=f"{plotting.format_pulse_width(width)} (ideal profile)")
 if "weak_restoring" in names:
     for width in widths:
         values = final.sel(variant="weak_restoring", pulse_width=width)
@@ -209,10 +210,10 @@ ax_acc.set(xlabel="decay per zero-mean pulse, -f'(w*)/2", ylabel="final sps test
 ax_acc.legend(loc="lower left", fontsize=7)
 plotting.save(fig, "08_restoring_force", output_dir, provenance=source)
 plt.show()
-ranking = analysis.property_ranking(paper_sps.mean("seed").to_series(), properties)
+ranking = analysis.property_ranking(ideal_sps.mean("seed").to_series(), properties)
 display(properties.assign(width=[plotting.format_pulse_width(w) for w in properties["pulse_width"]])
         .drop(columns="pulse_width").set_index("width").style.format(precision=3))
-display(Markdown("Spearman rank correlation of the paper profile's sps accuracy with each property over the "
+display(Markdown("Spearman rank correlation of the ideal profile's sps accuracy with each property over the "
                  f"{int(ranking['n_widths'].iloc[0])} widths: " + "; ".join(
                      f"{r.property} ρ = {r.spearman_rho:+.2f} (p = {r.p_value:.2f})" for r in ranking.itertuples())
                  + ". Five widths cannot tell correlated properties apart (the runs are noise-free, so the fits' c2c "
@@ -231,9 +232,9 @@ display(Markdown("Spearman rank correlation of the paper profile's sps accuracy 
 # outside the measured interval, per variant and layer (mean over seeds).
 
 # %%
-fig, axes = plt.subplots(1, len(paper_widths), figsize=(3.1 * len(paper_widths), 3.2), sharey=True,
+fig, axes = plt.subplots(1, len(ideal_widths), figsize=(3.1 * len(ideal_widths), 3.2), sharey=True,
                          layout="constrained")
-for ax, width in zip(axes, paper_widths):
+for ax, width in zip(axes, ideal_widths):
     nominal = fits[width].config.devices(torch.float64)
     states = torch.linspace(float(nominal.w_min), float(nominal.w_max), 400, dtype=torch.float64)
     ax.plot(states, (nominal.dw_up(states) - nominal.dw_down(states)) / nominal.dw_min, color="C0")

@@ -44,7 +44,7 @@ def test_every_sweep_run_keeps_its_config_hash(name: str, subset_auto) -> None:
 def test_ideal_is_the_former_paper_profile(algorithm: str, subset_auto) -> None:
     former = TrainConfig(algorithm=algorithm, epochs=25, lr_decay_every=10, samples_per_epoch=48_000,
                          mp_transfer="pulsed")
-    for config in (TrainConfig.paper(algorithm), config_from_profile("ideal", algorithm)):
+    for config in (TrainConfig.ideal(algorithm), config_from_profile("ideal", algorithm)):
         assert config == former and provenance.config_hash(config) == provenance.config_hash(former)
     smoke = TrainConfig(algorithm=algorithm, epochs=2, train_limit=512, eval_limit=500, snapshot_epochs=(0, 1, 2),
                         seed=3)
@@ -106,7 +106,7 @@ def test_cli_profile_option(subset_auto) -> None:
     parser = argparse.ArgumentParser()
     register_cli(parser.add_subparsers())
     args = parser.parse_args(["train", "--algorithm", "sgd"])
-    assert config_from_args(args) == TrainConfig.paper("sgd")
+    assert config_from_args(args) == TrainConfig.ideal("sgd")
     args = parser.parse_args(["train", "--algorithm", "mp", "--profile", "smoke", "--lr", "0.3"])
     assert config_from_args(args) == TrainConfig.smoke("mp", lr=0.3)
     with pytest.raises(SystemExit):

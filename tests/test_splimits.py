@@ -179,9 +179,9 @@ def test_variant_verdicts_on_known_effects():
     assert analysis.defensible_variant(worse, ("mixed",)) == "default"  # better at one width, worse at another
 
 
-def test_sweep_file_keeps_the_paper_profile():
-    """sp-limits varies widths, the algorithm, seeds and the SP-shifting options only: the rest is paper.toml's."""
-    paper, _ = sweep.load_sweep_config(sweep.resolve_sweep_config("paper"))
+def test_sweep_file_keeps_the_ideal_profile():
+    """sp-limits varies widths, the algorithm, seeds and the SP-shifting options only: the rest is ideal.toml's."""
+    paper, _ = sweep.load_sweep_config(sweep.resolve_sweep_config("ideal"))
     variants, options = splimits.plan()
     varied = {"pulse_width", "algorithm", "seed", "lr", "sps_reference", "sps_init", "asymmetry_scale"}
     profile = {k: v for k, v in vars(paper.base).items() if k not in varied}
@@ -196,7 +196,7 @@ def test_sweep_file_keeps_the_paper_profile():
 
 def test_references_that_agree_bit_for_bit_share_their_runs():
     """The sweep file runs the alternating train from 0 at 20 ns only: at 20 us and 200 us it equals the protocol."""
-    base = TrainConfig.paper("sps", device_id="ID170ZR5000")
+    base = TrainConfig.ideal("sps", device_id="ID170ZR5000")
     for width, same in ((2e-5, True), (2e-4, True), (2e-8, False)):
         protocol = dataclasses.replace(base, pulse_width=width, sps_reference="protocol")
         from_zero = dataclasses.replace(protocol, sps_reference="protocol_from_zero")

@@ -67,7 +67,7 @@ def _committed_summaries() -> list[tuple[str, object]]:
     from ferrolib import study
 
     specs: dict[str, object] = {}
-    for name in ("paper", "smoke-check"):
+    for name in ("paper", "ideal", "smoke-check"):
         spec, _ = sweep.load_sweep_config(sweep.resolve_sweep_config(name))
         specs[spec.name] = spec
     specs[splimits.SWEEP_CONFIG] = splimits.plan()[0]

@@ -81,11 +81,11 @@ def test_committed_study_summaries_hold_the_runs_of_the_study_now(shared_measure
 
 
 @pytest.mark.parametrize("name", ["study", "study-noise"])
-def test_study_sweeps_train_with_the_paper_profile(name: str):
-    """The study varies devices, widths and noise only: every other training setting is the paper profile's."""
+def test_study_sweeps_train_with_the_ideal_profile(name: str):
+    """The study varies devices, widths and noise only: every other training setting is the ideal profile's."""
     from ferrolib import sweep
 
-    paper, _ = sweep.load_sweep_config(sweep.resolve_sweep_config("paper"))
+    paper, _ = sweep.load_sweep_config(sweep.resolve_sweep_config("ideal"))
     spec, _ = sweep.load_sweep_config(sweep.resolve_sweep_config(name))
     varied = {"device_id", "pulse_width", "algorithm", "seed", "lr", "c2c", "d2d"}
     profile = {k: v for k, v in vars(paper.base).items() if k not in varied}

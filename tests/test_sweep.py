@@ -115,7 +115,7 @@ def test_sweep_config_files(tmp_path: Path):
     assert len(paper) == 5 * 4 * 3 and options["energy_model"].amplitude_rule == "paper"  # widths, algorithms, seeds
     # same runs, same cache keys as the training module's paper profile
     assert [provenance.config_hash(c) for _, c in paper.points() if c.pulse_width == 2e-8 and c.seed == 0] == [
-        provenance.config_hash(TrainConfig.paper(a, pulse_width=2e-8)) for a in ("fp", "mp", "sgd", "sps")]
+        provenance.config_hash(TrainConfig.ideal(a, pulse_width=2e-8)) for a in ("fp", "mp", "sgd", "sps")]
     smoke, _ = sweep.load_sweep_config(sweep.resolve_sweep_config("smoke"))
     assert len(smoke) == 8 and smoke.base.train_limit == 512
     toml = tmp_path / "bad.toml"

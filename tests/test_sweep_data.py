@@ -38,12 +38,13 @@ def test_naming_the_subset_keeps_every_config_hash(path: Path, tmp_path, monkeyp
     assert provenance.config_hash(new) == provenance.config_hash(old)
 
 
-def test_the_paper_sweep_keeps_the_committed_summarys_config_hashes(monkeypatch):
-    """Every run of sweeps/paper.toml, with full MNIST cached, has the configuration hash stored for it in
-    data/results/paper.nc (and the sweep its stored hash)."""
+@pytest.mark.parametrize("name", ["paper", "ideal"])
+def test_the_paper_sweeps_keep_the_committed_summarys_config_hashes(monkeypatch, name: str):
+    """Every run of sweeps/paper.toml (and of its ideal-reads twin), with full MNIST cached, has the configuration
+    hash stored for it in data/results/<name>.nc (and the sweep its stored hash)."""
     monkeypatch.setattr(mnist, "resolve_auto", lambda cache_dir=None: "full")
-    spec, _ = sweep.load_sweep_config(sweep.resolve_sweep_config("paper"))
-    with xr.open_dataset(sourcedata.summary_path("paper")) as summary:
+    spec, _ = sweep.load_sweep_config(sweep.resolve_sweep_config(name))
+    with xr.open_dataset(sourcedata.summary_path(name)) as summary:
         stored = {key: str(summary["config_hash"].sel(dict(zip(spec.axes(), key))).values) for key, _ in spec.points()}
         assert summary.attrs["sweep_config_hash"] == provenance.config_hash(spec)
     assert len(stored) == 60

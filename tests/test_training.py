@@ -125,9 +125,9 @@ def test_expected_mode_on_linear_device_equals_fp(tmp_path) -> None:
 
 
 def test_profiles_and_learning_rate_schedule() -> None:
-    paper = TrainConfig.paper("mp")
+    paper = TrainConfig.ideal("mp")
     assert paper.samples_per_epoch == PAPER_TRAIN_SAMPLES and paper.epochs == 25 and paper.lr == 0.5
-    assert TrainConfig.paper("sgd").lr == 0.1 and TrainConfig(algorithm="sps", lr=0.05).lr == 0.05
+    assert TrainConfig.ideal("sgd").lr == 0.1 and TrainConfig(algorithm="sps", lr=0.05).lr == 0.05
     lrs = [run_module._lr(paper, epoch) for epoch in (1, 10, 11, 20, 21, 25)]
     assert lrs == [0.5, 0.5, 0.25, 0.25, 0.125, 0.125]
     assert "algorithm='sgd'" in repr(TrainConfig.smoke("sgd")) and "epochs=2" in repr(TrainConfig.smoke("sgd"))
@@ -234,12 +234,12 @@ def test_auto_data_is_resolved_into_the_result_key(monkeypatch):
     from ferrolib import mnist
 
     monkeypatch.setattr(mnist, "resolve_auto", lambda cache_dir=None: "subset")
-    subset = TrainConfig.paper("mp", data="auto")
+    subset = TrainConfig.ideal("mp", data="auto")
     monkeypatch.setattr(mnist, "resolve_auto", lambda cache_dir=None: "full")
-    full = TrainConfig.paper("mp", data="auto")
+    full = TrainConfig.ideal("mp", data="auto")
     assert (subset.data, full.data) == ("subset", "full")
     assert result_path(subset) != result_path(full)
-    assert TrainConfig.paper("mp", data="synthetic").data == "synthetic"
+    assert TrainConfig.ideal("mp", data="synthetic").data == "synthetic"
 
 
 def test_profiles_name_the_subset_so_a_cached_full_mnist_keeps_their_keys(monkeypatch):
@@ -247,23 +247,23 @@ def test_profiles_name_the_subset_so_a_cached_full_mnist_keeps_their_keys(monkey
     from ferrolib import mnist
 
     monkeypatch.setattr(mnist, "resolve_auto", lambda cache_dir=None: "subset")
-    before = [TrainConfig.paper("sps", data="auto"), TrainConfig.smoke("mp", data="auto")]
+    before = [TrainConfig.ideal("sps", data="auto"), TrainConfig.smoke("mp", data="auto")]
     monkeypatch.setattr(mnist, "resolve_auto", lambda cache_dir=None: "full")
-    after = [TrainConfig.paper("sps"), TrainConfig.smoke("mp")]
+    after = [TrainConfig.ideal("sps"), TrainConfig.smoke("mp")]
     assert [c.data for c in after] == ["subset", "subset"]
     assert [provenance.config_hash(c) for c in after] == [provenance.config_hash(c) for c in before]
 
 
 def test_the_split_option_keeps_old_keys_and_needs_full_mnist():
-    stratified = TrainConfig.paper("mp")
-    assert provenance.config_hash(TrainConfig.paper("mp", split="stratified")) == provenance.config_hash(stratified)
+    stratified = TrainConfig.ideal("mp")
+    assert provenance.config_hash(TrainConfig.ideal("mp", split="stratified")) == provenance.config_hash(stratified)
     assert "split" not in repr(stratified)
-    paper = TrainConfig.paper("mp", data="full", split="paper")
-    assert provenance.config_hash(paper) != provenance.config_hash(TrainConfig.paper("mp", data="full"))
+    paper = TrainConfig.ideal("mp", data="full", split="paper")
+    assert provenance.config_hash(paper) != provenance.config_hash(TrainConfig.ideal("mp", data="full"))
     with pytest.raises(ValueError, match="split 'paper' .*needs data='full', got data='subset'"):
-        validate(TrainConfig.paper("fp", split="paper"))
+        validate(TrainConfig.ideal("fp", split="paper"))
     with pytest.raises(ValueError, match="unknown split 'random'"):
-        validate(TrainConfig.paper("fp", data="full", split="random"))
+        validate(TrainConfig.ideal("fp", data="full", split="random"))
 
 
 def test_the_paper_split_changes_the_data_hash(tmp_path, monkeypatch):

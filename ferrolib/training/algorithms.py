@@ -12,7 +12,7 @@
   ``eps`` is per device: the mean of its up and down step at ``w_device = 0`` (the paper's threshold; without
   device-to-device variation it is the same for every device). Large counts are applied in full; with
   ``max_pulses`` set, ``|n|`` is capped and the excess stays in chi (never silently dropped). With
-  ``mp_transfer = "pulsed"`` (aihwkit, the paper profile) n is sent as a stochastic pulse train per row instead;
+  ``mp_transfer = "pulsed"`` (aihwkit, the ideal profile) n is sent as a stochastic pulse train per row instead;
   with ``"deterministic_implicit"`` (the pulse type the paper's scripts set) as aihwkit's rounded coincidence counts.
 
 Reads. A layer reads exactly (default), through the simplified ``tile.Periphery`` (``periphery``) or through

