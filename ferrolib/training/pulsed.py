@@ -30,13 +30,11 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 from torch import Tensor
 
-from ..devices import MODEL_KINDS, DeviceArray
+from ..devices import DeviceArray
+from ..kernels import KIND_CODES
 
 MAX_BL = 63
 """Longest pulse train that fits in one packed int64 word."""
-
-KIND_CODES = {kind: code for code, kind in enumerate(MODEL_KINDS)}
-"""Integer code of every device model kind inside the numba kernels."""
 
 _PIECEWISE, _SOFTBOUNDS, _POWSTEP = (KIND_CODES[k] for k in ("piecewise", "softbounds", "powstep"))
 
