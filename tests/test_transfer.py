@@ -345,3 +345,27 @@ def test_bad_hyper_parameters_give_one_clear_line(overrides, message) -> None:
 def test_bad_transfer_values_are_refused_on_construction(value, message) -> None:
     with pytest.raises(ValueError, match=message):
         TrainConfig(algorithm="ttv2", data="synthetic", transfer=value)
+
+
+@pytest.mark.parametrize("algorithm", ["cttv2", "agad"])
+def test_state_dict_round_trip_resumes_bit_identically(algorithm) -> None:
+    params = dataclasses.replace(CASES[algorithm], gamma=0.3)
+    settings = UpdateSettings(desired_bl=5, seed=4, transfer=params)
+    g = torch.Generator().manual_seed(9)
+    batches = [(torch.rand(5, SHAPE[1], generator=g), 0.2 * torch.randn(5, SHAPE[0], generator=g)) for _ in range(12)]
+
+    def fresh():
+        return make_layer(algorithm, torch.full(SHAPE, 0.1), make_devices(0), settings, fast_devices=make_devices(1))
+
+    straight, first = fresh(), fresh()
+    for step, (x, d) in enumerate(batches):
+        straight.update(x, d, 0.4, step)
+        if step < 6:
+            first.update(x, d, 0.4, step)
+    resumed = fresh()
+    resumed.load_state_dict(first.state_dict())
+    for step, (x, d) in enumerate(batches[6:], start=6):
+        resumed.update(x, d, 0.4, step)
+    for name, value in straight.state_dict().items():
+        np.testing.assert_array_equal(np.asarray(resumed.state_dict()[name]), np.asarray(value), err_msg=name)
+    np.testing.assert_array_equal(resumed.weight().numpy(), straight.weight().numpy())

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, replace
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
@@ -41,6 +41,9 @@ from . import periphery as io_periphery
 from . import pulsed
 from .periphery import IOParameters, MappingParameters
 from .tile import AnalogTile, Periphery, read
+
+if TYPE_CHECKING:
+    from .transfer import ChoppedTransferParameters
 
 ALGORITHMS: tuple[str, ...] = ("fp", "sgd", "mp", "sps", "ttv2", "cttv2", "agad")
 """Training rules by name (the last three: ``transfer.TRANSFER_ALGORITHMS``)."""
@@ -94,7 +97,7 @@ class UpdateSettings:
     """SP shifting: ``reference`` programs every device to its reference plus the initial weight (w_eff starts at
     the initial weights); ``device_zero`` programs the device to the initial weight (w_eff starts shifted by
     minus the reference)."""
-    transfer: Any = None
+    transfer: ChoppedTransferParameters | None = None
     """Transfer rules: their ``transfer.ChoppedTransferParameters`` (None: the algorithm's preset)."""
 
     __repr__ = compact_repr

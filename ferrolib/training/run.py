@@ -185,10 +185,12 @@ class TrainConfig:
     mapping: MappingParameters = field(default=MappingParameters.single_tile(), metadata={OMIT_DEFAULT: True})
     """Analog layers' tile mapping (aihwkit ``MappingParameter``; ``periphery.MappingParameters``); also a preset
     name (``single_tile``, ``aihwkit_default``) or a dict of fields. Default: one tile, analog bias. fp ignores it."""
-    transfer: Any = field(default=None, metadata={OMIT_DEFAULT: True})
+    transfer: transfer_rules.ChoppedTransferParameters | str | dict | None = field(
+        default=None, metadata={OMIT_DEFAULT: True})
     """Transfer rules (ttv2, cttv2, agad): aihwkit's compound parameters (``transfer.ChoppedTransferParameters``,
     ``DynamicTransferParameters`` for agad); None: the algorithm's preset (aihwkit's ``build_config``); also a
-    preset name (``ttv2``, ``cttv2``, ``agad``) or a dict of fields applied on top of the algorithm's preset."""
+    preset name (``ttv2``, ``cttv2``, ``agad``) or a dict of fields applied on top of the algorithm's preset (both
+    made parameters on construction)."""
 
     __repr__ = provenance.compact_repr
 
@@ -236,7 +238,7 @@ class TrainConfig:
                               sps_reference=self.sps_reference, sps_init=self.sps_init,
                               transfer=self.transfer_parameters())
 
-    def transfer_parameters(self) -> Any:
+    def transfer_parameters(self) -> transfer_rules.ChoppedTransferParameters | None:
         """The transfer rule's parameters (``transfer``, or the algorithm's preset); None for the other rules."""
         if self.algorithm not in transfer_rules.TRANSFER_ALGORITHMS:
             return None
