@@ -12,9 +12,10 @@ import torch
 
 from ferrolib import energy, provenance
 from ferrolib.devices import DeviceArray
-from ferrolib.training import TrainConfig, pulsed, train, validate
+from ferrolib.training import TrainConfig, pulsed, result_path, train, validate
 from ferrolib.training.algorithms import UpdateSettings, make_layer
 from ferrolib.training.periphery import IOParameters
+from ferrolib.training.tile import Periphery
 from ferrolib.training.transfer import (CHOP_EVENT0, WRITE_EVENT0, ChoppedTransferParameters,
                                         DynamicTransferParameters, TransferLayer, chop_period, chop_uniforms)
 
@@ -284,6 +285,13 @@ def test_transfer_reads_go_through_the_forward_periphery() -> None:
     step = io.output_step
     np.testing.assert_allclose(read, np.round(layer.fast.weight()[:, 2].numpy() / step) * step, rtol=1e-6)
     assert not np.allclose(read, values[:, 2])
+    # The simplified periphery (TrainConfig.periphery) reads the column through its ADC likewise.
+    simple = Periphery(out_noise=0.0)
+    layer = make_layer("ttv2", torch.zeros(SHAPE), make_devices(0), UpdateSettings(), periphery=simple)
+    layer.fast.program(values)
+    step = 2.0 * simple.out_bound / (2**simple.out_bits - 2)
+    np.testing.assert_allclose(layer.read_fast_column(2), np.round(values[:, 2] / step) * step, rtol=1e-6)
+    assert layer.reads[0] == 1 and layer.device_reads[0] == SHAPE[0]
 
 
 @pytest.mark.parametrize("algorithm", ["ttv2", "cttv2", "agad"])
@@ -291,6 +299,7 @@ def test_smoke_training_on_the_paper_periphery_writes_pulses_and_energy(algorith
     config = TrainConfig.smoke(algorithm=algorithm, device_id="ID170ZR5000", pulse_width=2e-8, epochs=1,
                                forward_io="aihwkit_default", backward_io="aihwkit_default", mapping="aihwkit_default")
     result = train(config, tmp_path, progress=False)
+    assert result_path(config, tmp_path).exists()
     pulses = result["pulses"].values
     assert pulses.sum() > 0 and result.attrs["algorithm"] == algorithm
     fc3 = result["device_pulses_fc3"].values  # (polarity, out, C's columns then A's)
