@@ -40,6 +40,9 @@ columns, then A's), so ``pulses`` holds every A update and C transfer; every tra
 ``out`` devices (``reads``, ``device_reads``; the effective-weight MVMs read C's devices, and A's too when gamma
 is not 0); the buffer arithmetic in ``digital_macs`` (per transfer ``out`` for H, ``3 out`` for AGAD's H, M).
 
+A's trains use ``TrainConfig.desired_bl`` (default 31, the paper's); aihwkit's ``build_config`` sets the update's
+``desired_bl`` to 5 for all three rules: ``desired_bl=5`` mirrors it (with auto_scale it sets the pulses per sample).
+
 Random draws are counter-based (``pulsed._mix``): A's trains and noise use the sample counter as event (as
 ``sgd``), C's writes the transfer counter plus ``WRITE_EVENT0``, the chopper flips ``chop_uniforms``.
 Not modelled: ``units_in_mbatch`` (transfer_every counts samples), more than two devices, ``n_reads_per_transfer``
