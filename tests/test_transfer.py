@@ -328,6 +328,9 @@ def test_presets_follow_build_config_and_keep_existing_keys() -> None:
     assert config.transfer == dataclasses.replace(cttv2, fast_lr=0.05)
     assert TrainConfig.smoke("agad").update_settings().transfer == agad
     assert provenance.config_hash(TrainConfig.smoke("ttv2")) != provenance.config_hash(config)
+    for given in (config, TrainConfig.smoke("agad", transfer={"tail_weightening": 2.0})):
+        again = TrainConfig(**provenance.config_dict(given))  # a stored configuration rebuilds to the same key
+        assert again.transfer == given.transfer and provenance.config_hash(again) == provenance.config_hash(given)
 
 
 @pytest.mark.parametrize("overrides, message", [
