@@ -22,13 +22,14 @@ columns split over tiles of at most ``max_input_size`` inputs (one analog layer 
 noise and update), the bias a digital float vector. Every layer counts the analog MVMs it performs
 (``reads``: training forward, backward, evaluation; bound-management retries included).
 
-A new rule (e.g. Tiki-Taka) is one more ``Layer`` subclass plus an entry in ``make_layer``.
+A new rule is one more ``Layer`` subclass plus an entry in ``make_layer``: the transfer rules ``ttv2``, ``cttv2`` and
+``agad`` (Tiki-Taka v2, chopped TTv2, AGAD: a fast and a slow tile per layer) live in ``transfer``.
 """
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, replace
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
@@ -41,8 +42,11 @@ from . import pulsed
 from .periphery import IOParameters, MappingParameters
 from .tile import AnalogTile, Periphery, read
 
-ALGORITHMS: tuple[str, ...] = ("fp", "sgd", "mp", "sps")
-"""Training rules by name."""
+if TYPE_CHECKING:
+    from .transfer import ChoppedTransferParameters
+
+ALGORITHMS: tuple[str, ...] = ("fp", "sgd", "mp", "sps", "ttv2", "cttv2", "agad")
+"""Training rules by name (the last three: ``transfer.TRANSFER_ALGORITHMS``)."""
 
 PULSE_MODES: tuple[str, ...] = ("stochastic", "implicit", "expected")
 """Update modes of the pulsed rules: the paper's stochastic trains (default) and two deterministic variants."""
@@ -93,6 +97,8 @@ class UpdateSettings:
     """SP shifting: ``reference`` programs every device to its reference plus the initial weight (w_eff starts at
     the initial weights); ``device_zero`` programs the device to the initial weight (w_eff starts shifted by
     minus the reference)."""
+    transfer: ChoppedTransferParameters | None = None
+    """Transfer rules: their ``transfer.ChoppedTransferParameters`` (None: the algorithm's preset)."""
 
     __repr__ = compact_repr
 
@@ -472,9 +478,10 @@ class MappedLayer(Layer):
 
 def make_layer(algorithm: str, weight: Tensor, devices: DeviceArray | None, settings: UpdateSettings,
                periphery: Periphery | None = None, io: tuple[IOParameters, IOParameters] | None = None,
-               mapping: MappingParameters | None = None) -> Layer:
+               mapping: MappingParameters | None = None, fast_devices: DeviceArray | None = None) -> Layer:
     """A layer of ``algorithm`` with initial effective ``weight`` (out, in + 1) on ``devices`` of that shape
-    (with a digital-bias ``mapping``: of shape (out, in), the bias being digital).
+    (with a digital-bias ``mapping``: of shape (out, in), the bias being digital); the transfer rules put their
+    fast tile on ``fast_devices`` (default: ``devices``).
 
     Analog layers read through ``periphery`` or ``io`` if given (noise seeded from ``settings.seed``); fp reads
     exactly and ignores the mapping. A digital-bias ``mapping`` makes a ``MappedLayer`` whose tile k has the
@@ -488,15 +495,17 @@ def make_layer(algorithm: str, weight: Tensor, devices: DeviceArray | None, sett
         parts, start = [], 0
         for index, size in enumerate(sizes):
             stop = start + size
-            part_devices = None if devices is None else devices.map(
-                lambda v, a=start, b=stop: v[:, a:b] if v.dim() == 2 and v.shape[1] == inputs.shape[1] else v)
+            columns = (lambda v, a=start, b=stop: v[:, a:b] if v.dim() == 2 and v.shape[1] == inputs.shape[1] else v)
+            part_devices = None if devices is None else devices.map(columns)
+            part_fast = None if fast_devices is None else fast_devices.map(columns)
             part_settings = replace(settings, seed=settings.seed * 64 + index)
-            part = make_layer(algorithm, inputs[:, start:stop], part_devices, part_settings, periphery, io)
+            part = make_layer(algorithm, inputs[:, start:stop], part_devices, part_settings, periphery, io,
+                              fast_devices=part_fast)
             part.bias_column = False
             parts.append(part)
             start = stop
         return MappedLayer(parts, sizes, weight[:, -1])
-    layer = _make_layer(algorithm, weight, devices, settings)
+    layer = _make_layer(algorithm, weight, devices, settings, fast_devices)
     if layer.tile is not None and (periphery is not None or io is not None):
         layer.periphery = periphery
         layer.io = io
@@ -504,7 +513,8 @@ def make_layer(algorithm: str, weight: Tensor, devices: DeviceArray | None, sett
     return layer
 
 
-def _make_layer(algorithm: str, weight: Tensor, devices: DeviceArray | None, settings: UpdateSettings) -> Layer:
+def _make_layer(algorithm: str, weight: Tensor, devices: DeviceArray | None, settings: UpdateSettings,
+                fast_devices: DeviceArray | None = None) -> Layer:
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {ALGORITHMS}")
     if algorithm == "fp":
@@ -515,6 +525,10 @@ def _make_layer(algorithm: str, weight: Tensor, devices: DeviceArray | None, set
         return MixedPrecisionLayer(AnalogTile(devices, weight), settings)
     if algorithm == "sgd":
         return PulsedSGDLayer(AnalogTile(devices, weight), settings, name=algorithm)
+    if algorithm in ("ttv2", "cttv2", "agad"):
+        from .transfer import make_transfer_layer
+
+        return make_transfer_layer(algorithm, weight, devices, fast_devices, settings)
     if settings.sps_init not in SPS_INITS:
         raise ValueError(f"unknown sps_init {settings.sps_init!r}; expected one of {SPS_INITS}")
     from ..devices import reference_point

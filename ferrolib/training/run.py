@@ -16,6 +16,9 @@ applied during training; ``forward_reads`` one analog MVM per training sample; `
 MVM per training sample for fc2 and fc3 (fc1's input error is never needed, so it is not read);
 ``eval_reads`` the forward MVMs of the validation and test evaluations; ``digital_macs`` the mixed-precision
 accumulate operations (B n_out (n_in + 1) per batch). fp counts reads the same way though it has no devices.
+The transfer rules (``transfer``) count the pulses of both their tiles (A's updates and C's transfers), their
+column reads of A as forward MVMs of one column each, their buffer arithmetic as ``digital_macs``, and have twice
+the devices per layer (``layer_devices``: C and A).
 The layers count their reads (``algorithms.READ_PHASES``); a read is reported in whole-layer units: the devices
 read divided by the layer's devices (``layer_devices``), so the ledger's ``reads * layer_devices`` is the number
 of device reads. With one tile and exact reads that is one per sample, as above. Split tiles (``mapping``) read
@@ -58,6 +61,7 @@ from .algorithms import (ALGORITHMS, MP_TRANSFERS, PULSE_MODES, READ_PHASES, SPS
 from .network import MLP
 from .periphery import IOParameters, MappingParameters
 from .tile import Periphery
+from . import transfer as transfer_rules
 
 NUMERICS_VERSION = 2
 """Version of the training numerics: update rules, pulse trains, noise draws, event ids, transfers, counters
@@ -66,11 +70,12 @@ Rule: bump it in the same commit as any change that alters the numbers a fixed c
 produce. It is part of every result's ``run_key``, so all cached results and checkpoints of the older numerics
 are then moved aside and recomputed instead of being served."""
 
-MAX_LR: dict[str, float] = {"fp": 2.0, "mp": 2.0, "sgd": 2.0, "sps": 2.0}
+MAX_LR: dict[str, float] = {"fp": 2.0, "mp": 2.0, "sgd": 2.0, "sps": 2.0, "ttv2": 2.0, "cttv2": 2.0, "agad": 2.0}
 """Largest accepted learning rate per rule. Reason: D carries the 1/B of the mean loss and |softmax error| <= 1,
 inputs lie in [0, 1], so one batch moves a weight by up to lr; beyond lr = 2 (the full device weight range
 w_max - w_min = 2 in device units, and 4x the paper's largest rate 0.5) a single batch can throw a weight across
-the whole range and training diverges (mp and fp at lr 1e6 reach losses of 55 and 1.6e7)."""
+the whole range and training diverges (mp and fp at lr 1e6 reach losses of 55 and 1.6e7). The transfer rules get
+the same bound (their lr scales the transfer into C)."""
 
 DIVERGED_LOSS = 20.0
 """Mean batch loss (nats) above which a run counts as diverged: chance level is ln 10 = 2.3; 20 nats means the
@@ -79,7 +84,7 @@ true class gets probability e^-20 on average, which no converging run reaches.""
 PAPER_TRAIN_SAMPLES = 48_000
 """Training images per epoch in the paper (48k train / 12k validation split of MNIST)."""
 
-DEFAULT_LR: dict[str, float] = {"fp": 0.5, "mp": 0.5, "sgd": 0.1, "sps": 0.1}
+DEFAULT_LR: dict[str, float] = {"fp": 0.5, "mp": 0.5, "sgd": 0.1, "sps": 0.1, "ttv2": 0.1, "cttv2": 0.1, "agad": 0.1}
 """Learning rate per algorithm when ``TrainConfig.lr`` is None."""
 
 LAYER_NAMES: tuple[str, ...] = ("fc1", "fc2", "fc3")
@@ -111,7 +116,7 @@ class TrainConfig:
     device_model: str = "piecewise"
     """Device model kind: piecewise, softbounds or powstep."""
     algorithm: str = "mp"
-    """Training rule: fp, sgd, mp or sps."""
+    """Training rule: fp, sgd, mp, sps or a transfer rule: ttv2, cttv2, agad (``training.transfer``)."""
     lr: float | None = None
     """Learning rate; None takes ``DEFAULT_LR[algorithm]`` (resolved on construction)."""
     epochs: int = 25
@@ -180,6 +185,12 @@ class TrainConfig:
     mapping: MappingParameters = field(default=MappingParameters.single_tile(), metadata={OMIT_DEFAULT: True})
     """Analog layers' tile mapping (aihwkit ``MappingParameter``; ``periphery.MappingParameters``); also a preset
     name (``single_tile``, ``aihwkit_default``) or a dict of fields. Default: one tile, analog bias. fp ignores it."""
+    transfer: transfer_rules.ChoppedTransferParameters | str | dict | None = field(
+        default=None, metadata={OMIT_DEFAULT: True})
+    """Transfer rules (ttv2, cttv2, agad): aihwkit's compound parameters (``transfer.ChoppedTransferParameters``,
+    ``DynamicTransferParameters`` for agad); None: the algorithm's preset (aihwkit's ``build_config``); also a
+    preset name (``ttv2``, ``cttv2``, ``agad``) or a dict of fields applied on top of the algorithm's preset (both
+    made parameters on construction)."""
 
     __repr__ = provenance.compact_repr
 
@@ -195,6 +206,7 @@ class TrainConfig:
         self.forward_io = _coerce(self.forward_io, IOParameters, "forward_io")
         self.backward_io = _coerce(self.backward_io, IOParameters, "backward_io")
         self.mapping = _coerce(self.mapping, MappingParameters, "mapping")
+        self.transfer = transfer_rules.coerce(self.transfer, self.algorithm)
 
     @classmethod
     def ideal(cls, algorithm: str, **overrides: Any) -> "TrainConfig":
@@ -223,7 +235,14 @@ class TrainConfig:
     def update_settings(self) -> UpdateSettings:
         return UpdateSettings(self.pulse_mode, self.desired_bl, self.update_management, self.bl_management,
                               self.mp_max_pulses, self.seed, mp_transfer=self.mp_transfer,
-                              sps_reference=self.sps_reference, sps_init=self.sps_init)
+                              sps_reference=self.sps_reference, sps_init=self.sps_init,
+                              transfer=self.transfer_parameters())
+
+    def transfer_parameters(self) -> transfer_rules.ChoppedTransferParameters | None:
+        """The transfer rule's parameters (``transfer``, or the algorithm's preset); None for the other rules."""
+        if self.algorithm not in transfer_rules.TRANSFER_ALGORITHMS:
+            return None
+        return self.transfer if self.transfer is not None else transfer_rules.preset(self.algorithm)
 
 
 def _coerce(value: Any, cls: type, name: str) -> Any:
@@ -366,6 +385,10 @@ def _check_config(config: TrainConfig) -> None:
                 + config.mapping.problems([784, *config.hidden, 10]))
     if problems:
         raise ValueError(problems[0])
+    transfer_rules.check(config.algorithm, config.transfer)
+    if config.algorithm in transfer_rules.TRANSFER_ALGORITHMS and config.pulse_mode != "stochastic":
+        raise ValueError(f"{config.algorithm} updates its fast tile with stochastic pulse trains; pulse_mode "
+                         f"{config.pulse_mode!r} does not apply")
     if config.periphery and config.io_pair() is not None:
         raise ValueError("periphery=True (the simplified periphery) cannot be combined with forward_io/backward_io; "
                          "use one of them")
@@ -542,9 +565,13 @@ def build_network(config: TrainConfig, device: FittedDevice | None, n_inputs: in
     for index, weight in enumerate(weights):
         shape = (weight.shape[0], weight.shape[1] - 1) if digital_bias else tuple(weight.shape)
         devices = None if device is None else device.devices(shape, noise, generator, torch.float64)
+        fast = None  # the transfer rules' fast tile: its own device sample, drawn after the slow tile's
+        if device is not None and config.algorithm in transfer_rules.TRANSFER_ALGORITHMS:
+            fast = device.devices(shape, noise, generator, torch.float64)
         layer_settings = dataclasses.replace(settings, seed=config.seed * 16 + index)
         periphery = Periphery() if config.periphery else None
-        layers.append(make_layer(config.algorithm, weight, devices, layer_settings, periphery, io, config.mapping))
+        layers.append(make_layer(config.algorithm, weight, devices, layer_settings, periphery, io, config.mapping,
+                                 fast))
     return MLP(layers), sizes
 
 
