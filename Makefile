@@ -49,8 +49,7 @@ figures: data $(EXECUTED) ## run every notebook in order with papermill: figures
 # on another host it changes nothing; FITS_ARGS=--force rewrites every file.
 FITS_ARGS ?=
 fits: data ## refit the committed device models and the physics calibration (writes only what changed beyond tolerance)
-	$(BIN)/ferrolib device fit --committed --save data/devices $(FITS_ARGS)
-	$(BIN)/ferrolib device calibrate $(FITS_ARGS)
+	$(BIN)/ferrolib fits $(FITS_ARGS)
 
 # Notebooks 03-06 and 08 take their runs from results/, else from the committed summary (no training), else train
 # (ferrolib.store.load_results). RESULTS_SOURCE=runs never uses the summary: after a change of the numerics, to
@@ -61,13 +60,13 @@ RESULTS_SOURCE ?= auto
 # into build/check and compared with the committed data/results/paper.nc; tolerances from the committed seed spread.
 CHECK_ARGS ?= --pulse-widths 2e-8 --seeds 0
 check: data ## re-run a reduced paper profile (minutes) and compare it with the committed source data
-	$(BIN)/python -m ferrolib.sourcedata check paper $(CHECK_ARGS)
+	$(BIN)/ferrolib check paper $(CHECK_ARGS)
 
 # `make study`: every measured device and width, and the paper profile with measured noise (sweeps/study*.toml).
 # Resumes from the run cache; SCHEDULER=tcp://host:8786 runs it on a dask.distributed cluster; STUDY_ARGS=--dry-run
 # lists the grid and how every device resolves.
 study: data ## the full study (all devices and widths, noise), summaries into data/results/; SCHEDULER=, STUDY_ARGS=
-	$(BIN)/python -m ferrolib.study run $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(STUDY_ARGS)
+	$(BIN)/ferrolib study run $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(STUDY_ARGS)
 
 # Notebooks run in order: each one's executed copy depends on the previous one (each reads the committed inputs only).
 $(foreach i,$(shell seq 2 $(words $(EXECUTED))),\
@@ -117,7 +116,7 @@ SITE_INPUTS := $(EXECUTED)
 SITE_FIGURES := figures
 endif
 site: data $(SITE_INPUTS) ## render the executed notebooks, figures and claims table into build/site/ (open index.html)
-	$(BIN)/python -m ferrolib.site $(dir $(firstword $(SITE_INPUTS))) $(SITE_FIGURES) $(BUILD)/site
+	$(BIN)/ferrolib site $(dir $(firstword $(SITE_INPUTS))) $(SITE_FIGURES) $(BUILD)/site
 
 BENCH_ARGS ?= --threads 1 2 --repeats 3
 bench: data ## training throughput of fp, sgd, mp and sps: 1 and 2 threads, 2 runs at once, ratios (BENCH_ARGS); serial share
