@@ -82,10 +82,13 @@ def summary_path(name: str, directory: str | Path | None = None) -> Path:
 
 
 def write_summary(summary: xr.Dataset, path: str | Path) -> Path:
-    """Write a summary atomically, compressed; refuses one over ``SUMMARY_LIMIT_BYTES``."""
+    """Write a summary atomically, compressed; refuses one over ``SUMMARY_LIMIT_BYTES``. A file that holds the same
+    bytes already is left untouched, so its modification time changes only with its content (the Makefile re-runs
+    the notebooks that read a summary when it is newer than their executed copies)."""
     encoding = {name: {"zlib": True, "complevel": 6} for name, v in summary.data_vars.items()
                 if v.dtype.kind in "fiu" and v.ndim > 0}
-    path = provenance.atomic_write(path, lambda tmp: summary.to_netcdf(tmp, engine="h5netcdf", encoding=encoding))
+    path = provenance.atomic_write(path, lambda tmp: summary.to_netcdf(tmp, engine="h5netcdf", encoding=encoding),
+                                   keep_same=True)
     if path.stat().st_size > SUMMARY_LIMIT_BYTES:
         raise ValueError(f"{path}: summary is {path.stat().st_size:,} bytes, over the {SUMMARY_LIMIT_BYTES:,} limit")
     return path

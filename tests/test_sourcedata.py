@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,22 @@ def test_summary_keeps_every_runs_numbers_and_configuration(tmp_path: Path):
     longer = dataclasses.replace(SPEC, base=FakeConfig(epochs=5))
     assert "hash" in store.covers(back, longer)
     assert "not in the summary" in store.covers(back, dataclasses.replace(SPEC, seeds=[0, 7]))
+
+
+def test_rewriting_the_same_summary_leaves_the_file_and_its_time_stamp(tmp_path: Path):
+    """The Makefile re-runs a notebook when a summary it reads is newer: a notebook that writes the summary it
+    rendered from (the same runs) must not make it newer."""
+    summary = fake_summary(tmp_path)
+    path = sourcedata.write_summary(summary, tmp_path / "fake.nc")
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    assert sourcedata.write_summary(summary, path) == path
+    assert path.stat().st_mtime_ns == 1_000_000_000
+    changed = summary.copy(deep=True)
+    changed["test_acc"] = changed["test_acc"] + 0.01
+    sourcedata.write_summary(changed, path)
+    assert path.stat().st_mtime_ns > 1_000_000_000
+    assert np.allclose(provenance.read_netcdf(path)["test_acc"], changed["test_acc"])
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
 def test_check_tolerances_come_from_the_seed_spread(tmp_path: Path):
