@@ -47,7 +47,8 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def module_sources(name: str) -> list[Path]:
-    """The Python files of top-level module ``name``: ``ferrolib/<name>.py`` or every ``.py`` of ``ferrolib/<name>/``."""
+    """The Python files of top-level module ``name``: ``ferrolib/<name>.py``, or every ``.py`` of
+    ``ferrolib/<name>/``."""
     folder = PACKAGE / name
     return sorted(folder.rglob("*.py")) if folder.is_dir() else [p for p in [PACKAGE / f"{name}.py"] if p.exists()]
 

@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_workers_option(parser: argparse.ArgumentParser) -> None:
     """``--workers N``: local worker processes (default: the sweep file's ``[run] n_workers``)."""
-    parser.add_argument("--workers", type=int, help="local worker processes (default: the sweep file's [run] n_workers)")
+    parser.add_argument("--workers", type=int,
+                        help="local worker processes (default: the sweep file's [run] n_workers)")
 
 
 def checked_workers(workers: int | None) -> int | None:

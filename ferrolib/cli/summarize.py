@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "<out>/<sweep name>.nc: per-epoch metrics, pulse counts, the energy ledger, each run's "
                     "configuration, and the histograms at the shortest pulse width and first seed.")
     parser.add_argument("config", help="sweep file or name in sweeps/")
-    parser.add_argument("--out", default=str(sourcedata.SOURCE_DATA), help="folder of the summary (default data/results)")
+    parser.add_argument("--out", default=str(sourcedata.SOURCE_DATA),
+                        help="folder of the summary (default data/results)")
     parser.add_argument("--results-dir", help="run cache (default results/)")
     add_workers_option(parser)
     parser.set_defaults(func=run)
