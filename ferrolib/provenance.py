@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
+import filecmp
 import hashlib
 import json
 import os
@@ -335,13 +336,14 @@ def clean_folder(folder: Path | str) -> list[Path]:
     return removed
 
 
-def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: Path | str, write: Callable[[Path], None], keep_same: bool = False) -> Path:
     """Write a file through ``write(tmp_path)`` then rename it into place.
 
     A crash leaves either the old file or none, never a truncated one; the temporary file
     (``.<name>.<pid>.<random>.tmp``) of a process that died is removed by the next write of ``path``
     (``clean_orphans``). An OS error (full disk, read-only folder, a file where a folder should be) becomes one
-    ``WriteError`` line naming the file, with the temporary file removed.
+    ``WriteError`` line naming the file, with the temporary file removed. ``keep_same``: where ``path`` already
+    holds exactly the bytes written, leave it as it is, modification time included.
     """
     path = Path(path)
     tmp_path = None
@@ -361,6 +363,8 @@ def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; give results the usual permissions
+        if keep_same and path.is_file() and filecmp.cmp(tmp_path, path, shallow=False):
+            return path  # the temporary file is removed below
         os.replace(tmp_path, path)
     except OSError as error:
         raise WriteError(f"{path}: cannot write: {describe_os_error(error)}; nothing half-written was left") from error

@@ -6,20 +6,16 @@ Sphinx or Node toolchain, and the pages work from the file system), the ``docs/*
 Markdown renderer nbconvert uses). Equations are converted to MathML at build time (latex2mathml), which browsers
 render natively: no page loads a script, a font or anything else from the network, so the site works offline.
 Every figure gets alternative text: the caption the notebook writes in the markdown cell before the figure's code
-cell. Usage::
-
-    python -m ferrolib.site EXECUTED_NOTEBOOKS_DIR FIGURES_DIR OUTPUT_DIR
+cell. The command line is ``ferrolib site EXECUTED_NOTEBOOKS_DIR FIGURES_DIR OUTPUT_DIR`` (``ferrolib.cli.site``).
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import fnmatch
 import html
 import io
 import re
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -364,24 +360,3 @@ _INDEX = """<!DOCTYPE html>
 </body>
 </html>
 """
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ferrolib.site", description=__doc__.split("\n\n")[0])
-    parser.add_argument("notebooks", type=Path, help="folder of executed notebooks (build/notebooks)")
-    parser.add_argument("figures", type=Path, help="folder of their figures (figures/)")
-    parser.add_argument("output", type=Path, help="site folder to write (build/site)")
-    parser.add_argument("--claims", type=Path, default=None, help="claims CSV (default: FIGURES/05_claims.csv)")
-    parser.add_argument("--docs", type=Path, default=None, help="folder of Markdown pages (default: docs/)")
-    args = parser.parse_args(argv)
-    try:
-        index = build_site(SiteConfig(args.notebooks, args.figures, args.output, args.claims, args.docs))
-    except (FileNotFoundError, ValueError) as error:
-        print(f"make site: {error}", file=sys.stderr)
-        return 2
-    print(f"site: {index}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

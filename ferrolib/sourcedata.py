@@ -17,15 +17,13 @@ The tolerance of each compared number is therefore derived from the committed se
 few committed seeds, whose ``s`` is itself uncertain (with 3 seeds, t = 4.30 at 95 %); with a single committed
 seed only the floor applies.
 
-    python -m ferrolib.sourcedata summarize smoke-check --out data/results    # (re)write a summary
-    python -m ferrolib.sourcedata check paper --pulse-widths 2e-8 --seeds 0  # the reduced reproduction check
+    ferrolib summarize smoke-check --out data/results    # (re)write a summary
+    ferrolib check paper --pulse-widths 2e-8 --seeds 0  # the reduced reproduction check
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,10 +82,13 @@ def summary_path(name: str, directory: str | Path | None = None) -> Path:
 
 
 def write_summary(summary: xr.Dataset, path: str | Path) -> Path:
-    """Write a summary atomically, compressed; refuses one over ``SUMMARY_LIMIT_BYTES``."""
+    """Write a summary atomically, compressed; refuses one over ``SUMMARY_LIMIT_BYTES``. A file that holds the same
+    bytes already is left untouched, so its modification time changes only with its content (the Makefile re-runs
+    the notebooks that read a summary when it is newer than their executed copies)."""
     encoding = {name: {"zlib": True, "complevel": 6} for name, v in summary.data_vars.items()
                 if v.dtype.kind in "fiu" and v.ndim > 0}
-    path = provenance.atomic_write(path, lambda tmp: summary.to_netcdf(tmp, engine="h5netcdf", encoding=encoding))
+    path = provenance.atomic_write(path, lambda tmp: summary.to_netcdf(tmp, engine="h5netcdf", encoding=encoding),
+                                   keep_same=True)
     if path.stat().st_size > SUMMARY_LIMIT_BYTES:
         raise ValueError(f"{path}: summary is {path.stat().st_size:,} bytes, over the {SUMMARY_LIMIT_BYTES:,} limit")
     return path
@@ -199,44 +200,3 @@ def format_table(table: pd.DataFrame) -> str:
     shown = table.assign(pulse_width=[f"{w:.0e}" for w in table["pulse_width"]],
                          ok=table["ok"].map({True: "ok", False: "OFF"}))
     return shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")
-
-
-# ------------------------------------------------------------------------------------------------ command line
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ferrolib.sourcedata", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    write = commands.add_parser("summarize", help="run (or load) a sweep and write its summary")
-    write.add_argument("config", help="sweep file or name in sweeps/")
-    write.add_argument("--out", default=str(SOURCE_DATA), help="folder of the summary (default data/results)")
-    write.add_argument("--results-dir", help="run cache (default results/)")
-    write.add_argument("--workers", type=int)
-    run = commands.add_parser("check", help="re-run a reduced profile and compare it with the committed summary")
-    run.add_argument("config", help="sweep file or name in sweeps/ (its summary must be committed)")
-    run.add_argument("--pulse-widths", type=float, nargs="+")
-    run.add_argument("--seeds", type=int, nargs="+")
-    run.add_argument("--algorithms", nargs="+")
-    run.add_argument("--summary", help="summary file (default data/results/<sweep name>.nc)")
-    run.add_argument("--results-dir", help="run cache of the re-run (default build/check)")
-    run.add_argument("--workers", type=int)
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "summarize":
-            spec, options = sweep.load_sweep_config(sweep.resolve_sweep_config(args.config))
-            result = sweep.run_sweep(spec, args.results_dir, n_workers=args.workers,
-                                     energy_model=options["energy_model"])
-            path = write_summary(summarize(result, spec), summary_path(spec.name, args.out))
-            print(f"{len(spec)} runs -> {path} ({path.stat().st_size:,} bytes)")
-            return 0
-        table = check(args.config, args.pulse_widths, args.seeds, args.algorithms, args.summary, args.results_dir,
-                      args.workers)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(format_table(table))
-    off = int((~table["ok"]).sum())
-    print(f"{len(table) - off} of {len(table)} numbers within tolerance ({table.attrs['tolerances']})")
-    return 1 if off else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -5,14 +5,12 @@ ideal profile) and one ``[variants]`` entry per candidate cause; each variant is
 (``sweep.variant_sweeps``), and their results are combined along a ``variant`` dimension. The summary of all of
 them is committed as ``data/results/sp-limits.nc`` so that notebook 08 renders from it on a fresh clone.
 
-    python -m ferrolib.splimits run [--workers 2]     # run what is missing, write the summary
-    python -m ferrolib.splimits run --dry-run         # what is cached and what would run
+    ferrolib splimits run [--workers 2]     # run what is missing, write the summary
+    ferrolib splimits run --dry-run         # what is cached and what would run
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,7 @@ import torch
 import xarray as xr
 
 from . import devices as dev
-from . import paths, sourcedata, study, sweep
+from . import sourcedata, sweep
 from .training.run import TrainConfig
 
 SWEEP_CONFIG = "sp-limits"
@@ -90,33 +88,3 @@ def fill_equivalent(combined: xr.Dataset, variants: dict[str, sweep.Sweep]) -> x
                     break
     combined.attrs["filled"] = "; ".join(filled)
     return combined
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ferrolib.splimits", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["run"])
-    parser.add_argument("--dry-run", action="store_true", help="list every run and whether it is cached")
-    parser.add_argument("--workers", type=int, help="local worker processes (default: the file's [run] n_workers)")
-    parser.add_argument("--results-dir", help="run cache (default results/)")
-    parser.add_argument("--out", help="folder of the summary (default data/results)")
-    args = parser.parse_args(argv)
-    try:
-        variants, options = plan()
-        root = Path(args.results_dir or paths.RESULTS)
-        if args.dry_run:
-            parts = [study.StudyPart(name, spec, options) for name, spec in variants.items()]
-            print("\n".join(study.dry_run(parts, root)))
-            return 0
-        from .store import load_results
-
-        _, source = load_results(variants, options, "runs", root, sourcedata.summary_path(SWEEP_CONFIG, args.out),
-                                 args.workers or options.get("n_workers"), write=True)
-        print(source)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -8,15 +8,13 @@ stated device-to-device spread ``d2d``; one sweep per width, since ``c2c`` diffe
 cached by configuration, so an interrupted study resumes; ``--scheduler`` sends the runs to a dask.distributed
 cluster.
 
-    python -m ferrolib.study run [--scheduler tcp://host:8786] [--workers 2]
-    python -m ferrolib.study run --dry-run        # the grid, how each device resolves, what is cached
-    python -m ferrolib.study run --parts study-noise-20ns study-noise-200us   # some sweeps, in this order
+    ferrolib study run [--scheduler tcp://host:8786] [--workers 2]
+    ferrolib study run --dry-run        # the grid, how each device resolves, what is cached
+    ferrolib study run --parts study-noise-20ns study-noise-200us   # some sweeps, in this order
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,31 +163,3 @@ def load_noise(prefix: str = "study-noise", directory: str | Path | None = None)
 def missing_parts(parts: list[StudyPart], directory: str | Path | None = None) -> list[str]:
     """Names of the study's sweeps that have no summary in ``directory`` (default ``data/results``) yet."""
     return [part.name for part in parts if not sourcedata.summary_path(part.name, directory).exists()]
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ferrolib.study", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["run"])
-    parser.add_argument("--dry-run", action="store_true", help="list the grid and how each device resolves")
-    parser.add_argument("--scheduler", help="dask.distributed scheduler address (overrides [run] scheduler)")
-    parser.add_argument("--workers", type=int, help="local worker processes (overrides [run] n_workers)")
-    parser.add_argument("--results-dir", help="run cache (default results/)")
-    parser.add_argument("--out", help="folder of the summaries (default data/results)")
-    parser.add_argument("--parts", nargs="+", metavar="NAME",
-                        help="only these sweeps of the study, in this order (e.g. study-noise-20ns)")
-    args = parser.parse_args(argv)
-    try:
-        parts = select(plan(), args.parts)
-        if args.dry_run:
-            print("\n".join(dry_run(parts, args.results_dir)))
-            return 0
-        for path in run(parts, args.results_dir, args.scheduler, args.workers, args.out):
-            print(f"summary -> {path}")
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

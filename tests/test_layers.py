@@ -1,19 +1,16 @@
 """Layering: lower modules never import higher ones, and model code never imports matplotlib."""
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from ferrolib import paths
-
-PACKAGE = paths.ROOT / "ferrolib"
+from ferrolib.imports import PACKAGE, imported_modules, top_module
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("__init__", "paths", "provenance", "_download", "mnist", "threads", "host"),  # infrastructure every layer may use
+    ("__init__", "paths", "provenance", "_download", "mnist", "threads", "host", "imports"),  # every layer may use
     ("measurements", "units", "kernels", "validation"),
     ("devices",),
     ("fitting", "physics"),
@@ -27,35 +24,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 """Bottom to top: a module may import its own layer and the layers below it."""
 
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
-
-
-def top_module(path: Path) -> str:
-    """``ferrolib/training/pulsed.py`` -> ``training``; ``ferrolib/devices.py`` -> ``devices``."""
-    parts = path.relative_to(PACKAGE).with_suffix("").parts
-    return parts[0]
-
-
-def imported_modules(path: Path) -> set[str]:
-    """Top-level ferrolib modules that ``path`` imports anywhere (module level, functions, TYPE_CHECKING)."""
-    package_depth = len(path.relative_to(PACKAGE).parts) - 1  # 0 for ferrolib/x.py, 1 for ferrolib/sub/x.py
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            if node.level == 0:
-                parts = (node.module or "").split(".")
-                if parts[0] == "ferrolib":
-                    found.update([parts[1]] if len(parts) > 1 else [alias.name for alias in node.names])
-                continue
-            up = node.level - 1 - package_depth  # levels above the package root (negative: inside a subpackage)
-            if up > 0:
-                continue
-            if up == 0:  # relative to ferrolib itself
-                found.update([node.module.split(".")[0]] if node.module else [a.name for a in node.names])
-            else:
-                found.add(top_module(path))  # within its own subpackage
-        elif isinstance(node, ast.Import):
-            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("ferrolib."))
-    return found
 
 
 def test_every_module_has_a_layer():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ferrolib import paths
+from ferrolib import imports, paths
 
 NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9_.\-]+)")
@@ -85,6 +85,27 @@ def test_makefile_has_the_documented_targets():
     for target in ("env", "data", "figures", "test", "smoke", "lab", "sync", "clean", "bench"):
         assert re.search(rf"^{target}:", makefile, flags=re.M), f"Makefile has no '{target}' target"
     assert ".DELETE_ON_ERROR:" in makefile and "pipefail" in makefile
+
+
+def test_makefile_states_what_every_notebook_reads_for_both_profiles():
+    """No fixed chain: each notebook has its own inputs (``reads_NN`` for `make figures`, ``smoke_reads_NN`` for
+    `make smoke`), so a new notebook must state them."""
+    makefile = (paths.ROOT / "Makefile").read_text()
+    for notebook in NOTEBOOKS:
+        for variable in (f"reads_{notebook.stem[:2]}", f"smoke_reads_{notebook.stem[:2]}"):
+            assert re.search(rf"^{variable} :=", makefile, flags=re.M), f"Makefile states no {variable}"
+    assert "$(word $(shell expr" not in makefile, "the notebooks are chained again"
+
+
+def test_notebooks_depend_on_exactly_the_ferrolib_files_they_can_import():
+    rules = imports.notebook_rules([paths.NOTEBOOKS / "00_data.py", paths.NOTEBOOKS / "06_causes.py"], ["build"])
+    data, causes = (set(line.split(": ")[1].split()) for line in rules.splitlines())
+    assert {"ferrolib/measurements.py", "ferrolib/lbe247_manifest.tsv", "ferrolib/plotting.py"} <= data
+    assert not any(f.startswith(("ferrolib/training/", "ferrolib/cli/")) or f == "ferrolib/study.py" for f in data)
+    assert {"ferrolib/study.py", "ferrolib/training/run.py", "ferrolib/store.py"} <= causes
+    for notebook in NOTEBOOKS:  # the command line, the site and the host tools re-run no notebook
+        assert not imports.reachable_modules(notebook) & {"cli", "site", "host", "__main__"}, notebook.name
+    assert imports.reachable_modules(paths.NOTEBOOKS / "03_sgd_variants.py") >= {"store", "training", "plotting"}
 
 
 def test_readme_leads_with_the_two_commands():

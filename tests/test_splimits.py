@@ -12,6 +12,7 @@ import xarray as xr
 
 from ferrolib import analysis, provenance, sourcedata, splimits, store, sweep
 from ferrolib import devices as dev
+from ferrolib.cli import main
 from ferrolib.devices import FittedDevice, PiecewiseStep, SoftBounds
 from ferrolib.training import TrainConfig
 from ferrolib.training.run import build_network, validate
@@ -225,7 +226,7 @@ def test_committed_summary_covers_every_variant():
 
 def test_dry_run_lists_every_variant_point_with_its_cache_state(tmp_path, capsys):
     variants, _ = splimits.plan()
-    assert splimits.main(["run", "--dry-run", "--results-dir", str(tmp_path)]) == 0
+    assert main(["splimits", "run", "--dry-run", "--results-dir", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     points = sum(len(list(spec.points())) for spec in variants.values())
     assert sum(line.startswith("to run") for line in lines) == points  # an empty cache holds none of them

@@ -13,7 +13,9 @@ import threading
 import warnings
 from typing import Any
 
-SUBCOMMANDS: tuple[str, ...] = ("data", "device", "train", "energy", "sweep")
+SUBCOMMANDS: tuple[str, ...] = ("data", "device", "fits", "train", "energy", "sweep", "summarize", "check", "study",
+                                "splimits", "site", "host")
+"""In the order of the pipeline: data, device models, training, sweeps, source data, studies, the site."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +27,19 @@ def build_parser() -> argparse.ArgumentParser:
     for name in SUBCOMMANDS:
         importlib.import_module(f"ferrolib.cli.{name}").register(subparsers)
     return parser
+
+
+def add_workers_option(parser: argparse.ArgumentParser) -> None:
+    """``--workers N``: local worker processes (default: the sweep file's ``[run] n_workers``)."""
+    parser.add_argument("--workers", type=int,
+                        help="local worker processes (default: the sweep file's [run] n_workers)")
+
+
+def checked_workers(workers: int | None) -> int | None:
+    """``--workers`` as given, None when not given; ValueError (before any run) unless it is an integer >= 1."""
+    from ..validation import check_positive_int
+
+    return None if workers is None else check_positive_int(workers, "--workers")
 
 
 TRACEBACK_ENV = "FERROLIB_TRACEBACK"

@@ -2,7 +2,7 @@
 
     ferrolib device fit FILES... [--model piecewise|softbounds|powstep|all] [--json]
     ferrolib device fit --device ID170ZR5000 [--pulse-width 2e-8] [--source DIR] [--save data/devices] [--force]
-    ferrolib device fit --committed [--save data/devices] [--force]     # refit every committed fit (make fits)
+    ferrolib device fit --committed [--save data/devices] [--force]     # refit every committed fit (ferrolib fits)
     ferrolib device calibrate [--device ID ...] [--output data/physics_calibration.json] [--force]
 
 ``--save`` writes a fit only where the file there is not the same fit (same measurement, every parameter within
@@ -50,10 +50,7 @@ def _fit(args: argparse.Namespace) -> int:
     if args.save:
         _check_folder(Path(args.save))
     if args.committed:
-        rows = refit_committed(args.save, args.source, args.force, write=bool(args.save))
-        for row in rows:
-            print(f"{row['file']}: largest difference {row['largest_difference']:.2g} of scale ({row['parameter']}); "
-                  f"{row['status']}")
+        report_refits(args.save, args.source, args.force)
         return 0
     if args.device:
         datasets = measurements.load_measurements(args.device, args.pulse_width, args.source)
@@ -90,19 +87,33 @@ def _check_folder(folder: Path) -> None:
             return
 
 
+def report_refits(save: str | Path | None, source: str | Path | None, force: bool) -> None:
+    """Refit every committed fit (in ``save``, writing only what changed, or in ``data/devices`` without writing
+    when ``save`` is None) and print one line per file."""
+    for row in refit_committed(save, source, force, write=bool(save)):
+        print(f"{row['file']}: largest difference {row['largest_difference']:.2g} of scale ({row['parameter']}); "
+              f"{row['status']}")
+
+
 def _calibrate(args: argparse.Namespace) -> int:
+    report_calibration(args.device, args.source, args.output, args.force)
+    return 0
+
+
+def report_calibration(devices: list[str] | None, source: str | Path | None, output: str | Path | None,
+                       force: bool) -> None:
+    """Calibrate the physics model of ``devices`` (default the main devices), refresh the calibration file
+    (``output``, default ``data/physics_calibration.json``) and print one line per device and the file's status."""
     from .. import measurements, physics
 
-    devices = args.device or list(measurements.MAIN_DEVICES)
-    calibrations = [physics.calibrate_device(d, args.source) for d in devices]
-    path, status = physics.refresh_calibrations(calibrations, args.output, args.force)
+    calibrations = [physics.calibrate_device(d, source) for d in devices or measurements.MAIN_DEVICES]
+    path, status = physics.refresh_calibrations(calibrations, output, force)
     for c in calibrations:
         worst = max(max(f["rms_residual_up"], f["rms_residual_down"]) for f in c.files)
         print(f"{c.model.device_id}: up V_a={c.model.up.v_a:.2f} V log10 tau0={c.model.up.log10_tau0:.2f}; "
               f"down V_a={c.model.down.v_a:.2f} V log10 tau0={c.model.down.log10_tau0:.2f}; "
               f"worst rms residual {worst:.3f} of the G range")
     print(f"{path}: {status}")
-    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
