@@ -56,13 +56,13 @@ fits: data ## refit the committed device models and the physics calibration (wri
 # regenerate it; RESULTS_SOURCE=summary never trains (fails with one line where a summary does not cover its sweep).
 RESULTS_SOURCE ?= auto
 
-# `make check`: a reduced paper profile (CHECK_ARGS: pulse widths, seeds, algorithms of sweeps/paper.toml) re-run
+# `make check`: a reduced paper configuration (CHECK_ARGS: pulse widths, seeds, algorithms of sweeps/paper.toml) re-run
 # into build/check and compared with the committed data/results/paper.nc; tolerances from the committed seed spread.
 CHECK_ARGS ?= --pulse-widths 2e-8 --seeds 0
-check: data ## re-run a reduced paper profile (minutes) and compare it with the committed source data
+check: data ## re-run a reduced paper configuration (minutes) and compare it with the committed source data
 	$(BIN)/ferrolib check paper $(CHECK_ARGS)
 
-# `make study`: every measured device and width, and the paper profile with measured noise (sweeps/study*.toml).
+# `make study`: every measured device and width, and the ideal profile with measured noise (sweeps/study*.toml).
 # Resumes from the run cache; SCHEDULER=tcp://host:8786 runs it on a dask.distributed cluster; STUDY_ARGS=--dry-run
 # lists the grid and how every device resolves.
 study: data ## the full study (all devices and widths, noise), summaries into data/results/; SCHEDULER=, STUDY_ARGS=
@@ -90,19 +90,19 @@ reads_01 :=
 smoke_reads_01 :=
 reads_02 := $(DEVICE_MODELS)
 smoke_reads_02 := $(DEVICE_MODELS)
-reads_03 := sweeps/paper.toml $(call summary,paper) $(DEVICE_MODELS)
+reads_03 := sweeps/paper.toml $(call summary,paper) sweeps/ideal.toml $(call summary,ideal) $(DEVICE_MODELS)
 smoke_reads_03 := sweeps/smoke.toml $(DEVICE_MODELS)
 reads_04 := sweeps/paper.toml $(call summary,paper) $(DEVICE_MODELS)
 smoke_reads_04 := sweeps/smoke.toml $(DEVICE_MODELS)
-reads_05 := sweeps/paper.toml $(call summary,paper) $(DEVICE_MODELS)
+reads_05 := sweeps/paper.toml $(call summary,paper) sweeps/ideal.toml $(call summary,ideal) $(DEVICE_MODELS)
 smoke_reads_05 := sweeps/smoke.toml $(DEVICE_MODELS)
-reads_06 := sweeps/paper.toml $(call summary,paper) sweeps/study.toml sweeps/study-noise.toml $(STUDY_SUMMARIES) \
+reads_06 := sweeps/paper.toml $(call summary,paper) sweeps/ideal.toml $(call summary,ideal) sweeps/study.toml sweeps/study-noise.toml $(STUDY_SUMMARIES) \
   $(DEVICE_MODELS)
 smoke_reads_06 := sweeps/smoke.toml sweeps/study.toml sweeps/study-noise.toml $(DEVICE_MODELS)
 reads_07 := sweeps/mp-transfer.toml $(call summary,mp-transfer) $(wildcard data/crosscheck/*) $(DEVICE_MODELS)
 smoke_reads_07 := sweeps/mp-transfer.toml sweeps/smoke.toml $(wildcard data/crosscheck/*) $(DEVICE_MODELS)
-reads_08 := sweeps/sp-limits.toml $(call summary,sp-limits) $(call summary,paper) $(DEVICE_MODELS)
-smoke_reads_08 := sweeps/sp-limits.toml sweeps/smoke.toml $(call summary,paper) $(DEVICE_MODELS)
+reads_08 := sweeps/sp-limits.toml $(call summary,sp-limits) $(call summary,ideal) $(DEVICE_MODELS)
+smoke_reads_08 := sweeps/sp-limits.toml sweeps/smoke.toml $(call summary,ideal) $(DEVICE_MODELS)
 
 ifeq ($(filter grouped-target,$(.FEATURES)),)
 $(error GNU make 4.3 or later is needed (grouped targets); this is $(MAKE_VERSION))

@@ -25,10 +25,14 @@
 # * `mp`: mixed precision, a digital accumulator whose integer multiples of the device step become pulses;
 # * `sps`: plain analog SGD with every device paired with a reference at its own symmetry point.
 #
-# The runs are the sweep `sweeps/paper.toml` (the one source of the paper profile, shared with notebooks 04 and
-# 05): 25 epochs of 48,000 samples, learning rate halved every 10 epochs, three seeds. Curves and bars are means
-# over the seeds with their spread; verdicts come from `ferrolib.analysis`. Without the runs in `results/`, the
-# notebook renders from the committed summary in `data/results/`.
+# The runs are the sweep `sweeps/paper.toml`, the paper's own configuration (the `paper` profile, shared with
+# notebooks 04 and 05): aihwkit's default periphery (7-bit inputs, 9-bit outputs with noise and a bound) and
+# mapping (digital bias, fc1 split into two tiles), the paper's fits, learning rates and SP-shifting protocol, full
+# MNIST with its 48,000 / 12,000 split, 25 epochs, learning rate halved every 10, three seeds. Section 5 sets it
+# beside `sweeps/ideal.toml`, the same grid with exact reads (the `ideal` profile), to show what the periphery
+# changes. Curves and bars are means over the seeds with their spread; verdicts come from `ferrolib.analysis` and
+# `ferrolib.comparison`. Without the runs in `results/`, the notebook renders from the committed summaries in
+# `data/results/`.
 
 # %% tags=["parameters"]
 smoke: bool = False
@@ -37,6 +41,7 @@ results_dir: str = ""
 summary_dir: str = ""
 results_source: str = "auto"  # "runs": never render from the committed summary; "summary": never train
 sweep_config: str = "paper"
+ideal_config: str = "ideal"  # the same grid with exact reads, shown beside it in section 5
 target: float | None = None  # None: the documented default of analysis.ClaimThresholds
 n_workers: int = 2
 
@@ -47,7 +52,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ferrolib import analysis, plotting, sourcedata, store, sweep
+from ferrolib import analysis, comparison, plotting, sourcedata, store, sweep
 
 plotting.style()
 profile = "smoke" if smoke else "paper"
@@ -216,3 +221,46 @@ display(Markdown(
     f"{float(run['digital_macs'].sel(algorithm='mp').isel(pulse_width=0).sum(['epoch', 'layer']).mean()):,.0f} "
     f"digital accumulate operations per run."
 ))
+
+# %% [markdown]
+# ## 5 · The paper's periphery against ideal reads
+#
+# The same grid with exact reads, one tile per layer, an analog bias and ferrolib's piecewise fits (the `ideal`
+# profile, `sweeps/ideal.toml`, on the offline MNIST subset with the same number of samples per epoch). Final test
+# accuracy per rule and pulse width in both (mean over seeds, bars from the lowest to the highest seed); the table
+# gives the periphery's cost (ideal minus paper, Welch 95 % interval over the seeds of each) with its verdict against
+# the accuracy margin, and where each profile ends against the collapse line (`comparison.COLLAPSE_BELOW`): a
+# collapse only with the paper's reads is the periphery's, one with ideal reads too is the device's.
+
+# %%
+ideal_spec, ideal_options, ideal_path = sweep.notebook_sweep(ideal_config, smoke)
+ideal, ideal_used = store.load_results(ideal_spec, ideal_options, results_source, results_dir or None,
+                                       sourcedata.summary_path(ideal_spec.name, summary_dir or None), n_workers,
+                                       write=not smoke)
+finals = comparison.final_accuracy({"paper": result, "ideal": ideal})
+PROFILE_READS = {"paper": "aihwkit's default periphery", "ideal": "exact reads"}
+fig, axes = plt.subplots(1, len(analog), figsize=(4.2 * len(analog), 3.6), sharey=True, layout="constrained")
+for ax, algorithm in zip(np.atleast_1d(axes), analog):
+    for profile, style in (("paper", "-o"), ("ideal", "--s")):
+        rows = finals[(finals["profile"] == profile) & (finals["algorithm"] == algorithm)]
+        ax.errorbar(rows["pulse_width"], 100 * rows["mean"], fmt=style, ms=4, capsize=2,
+                    yerr=[100 * (rows["mean"] - rows["low"]), 100 * (rows["high"] - rows["mean"])],
+                    color=plotting.ALGORITHM_COLORS[algorithm], alpha=1.0 if profile == "paper" else 0.6,
+                    label=f"{profile} ({PROFILE_READS[profile]})")
+    ax.axhline(100 * comparison.COLLAPSE_BELOW[algorithm], color="#888888", lw=0.6)
+    ax.set(xscale="log", xlabel="pulse width (s)", title=label(algorithm))
+    ax.legend(loc="lower left", fontsize=7)
+np.atleast_1d(axes)[0].set_ylabel("final test accuracy (%)")
+fig.suptitle(f"{device_id}: the paper's configuration against ideal reads")
+plotting.save(fig, "03_paper_vs_ideal", output_dir,
+              provenance=f"{source}; ideal: {ideal.attrs['data_label']}, {ideal_path.name}")
+plt.show()
+
+effect = comparison.periphery_effect(result, ideal, thresholds=analysis.ClaimThresholds.overriding(target=target))
+display(Markdown(f"Ideal reads: `{ideal_path.name}`, {ideal_used}.\n\n"
+                 "| rule | pulse width | paper | ideal | cost of the periphery [95 % interval] | verdict | "
+                 "paper ends | ideal ends | collapse due to |\n|---|---|---|---|---|---|---|---|---|\n" + "\n".join(
+                     f"| {r.algorithm} | {plotting.format_pulse_width(r.pulse_width)} | {r.paper:.3f} | {r.ideal:.3f} | "
+                     f"{r.cost:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] | **{r.verdict}** | {r.paper_ends} | "
+                     f"{r.ideal_ends} | {r.cause} |" for r in effect.itertuples())))
+

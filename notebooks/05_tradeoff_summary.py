@@ -19,8 +19,10 @@
 # One point per pulse width and algorithm: how much training energy a run needs to reach the target accuracy
 # against how many epochs (or samples) it needs (means over seeds). Then every claim of Garg et al. 2025 next to
 # what this reproduction measured: an effect with its confidence interval over seeds, and a verdict computed by
-# `ferrolib.analysis.claims`. The runs are those of notebooks 03 and 04 (`sweeps/paper.toml`); without them in
-# `results/`, the notebook renders from the committed summary in `data/results/` in seconds.
+# `ferrolib.analysis.claims`. The runs are those of notebooks 03 and 04 (`sweeps/paper.toml`, the paper's own
+# configuration); the last section sets every verdict beside the one the same grid gives with exact reads
+# (`sweeps/ideal.toml`). Without the runs in `results/`, the notebook renders from the committed summaries in
+# `data/results/` in seconds.
 
 # %% tags=["parameters"]
 smoke: bool = False
@@ -29,6 +31,7 @@ results_dir: str = ""
 summary_dir: str = ""
 results_source: str = "auto"  # "runs": never render from the committed summary; "summary": never train
 sweep_config: str = "paper"
+ideal_config: str = "ideal"  # the same grid with exact reads: its verdicts beside the paper configuration's
 target: float | None = None  # None: the documented defaults of analysis.ClaimThresholds
 relative_target: bool | None = None
 accuracy_margin: float | None = None
@@ -41,7 +44,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from ferrolib import analysis, paths, plotting, sourcedata, store, sweep
+from ferrolib import analysis, comparison, paths, plotting, sourcedata, store, sweep
 
 plotting.style()
 profile = "smoke" if smoke else "paper"
@@ -128,3 +131,25 @@ counts = table.loc[table["scope"] == "pooled", "verdict"].value_counts()
 display(Markdown(f"{counts.get('holds', 0)} of {int((table['scope'] == 'pooled').sum())} claims hold, "
                  f"{counts.get('fails', 0)} fail, {counts.get('inconclusive', 0)} are inconclusive in the {profile} "
                  f"profile ({thresholds!r}). Written to `{csv_path.name}` and `{json_path.name}` beside the figures."))
+
+# %% [markdown]
+# ## The paper's configuration against ideal reads
+#
+# The same claims, computed the same way, on the same grid with exact reads, one tile per layer, an analog bias
+# and ferrolib's fits (`sweeps/ideal.toml`): where a verdict moves, the periphery and the fits of the paper's setup
+# decide it, not the device's pulse response alone. Written to `05_claims_ideal.csv/json`.
+
+# %%
+ideal_spec, ideal_options, ideal_path = sweep.notebook_sweep(ideal_config, smoke)
+ideal, ideal_used = store.load_results(ideal_spec, ideal_options, results_source, results,
+                                       sourcedata.summary_path(ideal_spec.name, summary_dir or None), n_workers,
+                                       write=not smoke)
+ideal_table = analysis.claims(ideal, thresholds)
+analysis.write_claims(ideal_table, plotting.output_dir(output_dir), "05_claims_ideal",
+                      {"data": f"{ideal.attrs['data_label']}; exact reads", "sweep": ideal_path.name,
+                       "results": ideal_used})
+side_by_side = comparison.claims_by_profile({profile: table, "ideal": ideal_table})
+display(Markdown(comparison.claims_by_profile_markdown(side_by_side, [profile, "ideal"])))
+display(Markdown(f"{int(side_by_side['moved'].sum())} of {len(side_by_side)} verdicts differ between the {profile} "
+                 f"configuration and ideal reads (ideal: `{ideal_path.name}`, {ideal_used})."))
+

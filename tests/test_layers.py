@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("training",),
     ("energy",),
     ("sweep", "analysis", "sourcedata"),
-    ("study", "splimits", "store"),
+    ("study", "splimits", "store", "comparison"),
     ("plotting", "cli", "site", "papermill_ipc", "__main__"),
 )
 """Bottom to top: a module may import its own layer and the layers below it."""
