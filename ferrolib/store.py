@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import xarray as xr
 
@@ -167,5 +167,29 @@ def load_results(spec: Spec, options: dict, source: str = "auto", results_dir: s
     return result, where
 
 
-__all__ = ["RESULT_SOURCES", "load_results", "covers", "all_cached", "cached_run", "check_run", "run_key",
+class NotebookResults(NamedTuple):
+    """What a notebook's prologue loads for one sweep (``notebook_results``)."""
+
+    spec: sweep.Sweep
+    options: dict
+    config_path: Path
+    result: xr.Dataset
+    used: str
+
+
+def notebook_results(sweep_config: str, smoke: bool, results_source: str = "auto", results_dir: str | None = None,
+                     summary_dir: str | None = None, n_workers: int | None = None,
+                     write: bool | None = None) -> NotebookResults:
+    """The prologue of the notebooks that plot a sweep: its spec (``sweep.notebook_sweep``: the smoke sweep when
+    ``smoke``) and its results (``load_results`` from ``results_dir``, else the summary ``<summary_dir>/<name>.nc``),
+    writing the summary of results computed from runs when ``write`` (default: unless ``smoke``); empty strings
+    mean the defaults."""
+    spec, options, config_path = sweep.notebook_sweep(sweep_config, smoke)
+    result, used = load_results(spec, options, results_source, results_dir or None,
+                                sourcedata.summary_path(spec.name, summary_dir or None), n_workers,
+                                write=not smoke if write is None else write)
+    return NotebookResults(spec, options, config_path, result, used)
+
+
+__all__ = ["RESULT_SOURCES", "NotebookResults", "notebook_results", "load_results", "covers", "all_cached", "cached_run", "check_run", "run_key",
            "expected_key", "run_path", "move_aside"]

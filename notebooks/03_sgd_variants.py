@@ -52,14 +52,12 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ferrolib import analysis, comparison, plotting, sourcedata, store, sweep
+from ferrolib import analysis, comparison, plotting, sourcedata, store
 
 plotting.style()
 profile = "smoke" if smoke else "paper"
-spec, options, config_path = sweep.notebook_sweep(sweep_config, smoke)
-summary = sourcedata.summary_path(spec.name, summary_dir or None)
-result, used = store.load_results(spec, options, results_source, results_dir or None, summary, n_workers,
-                                  write=not smoke)
+spec, options, config_path, result, used = store.notebook_results(sweep_config, smoke, results_source, results_dir,
+                                                                   summary_dir, n_workers)
 table = analysis.claims(result, analysis.ClaimThresholds.overriding(target=target))
 device_id = str(result["device"].values[0])
 widths = [float(w) for w in result["pulse_width"].values]
@@ -233,10 +231,8 @@ display(Markdown(
 # collapse only with the paper's reads is the periphery's, one with ideal reads too is the device's.
 
 # %%
-ideal_spec, ideal_options, ideal_path = sweep.notebook_sweep(ideal_config, smoke)
-ideal, ideal_used = store.load_results(ideal_spec, ideal_options, results_source, results_dir or None,
-                                       sourcedata.summary_path(ideal_spec.name, summary_dir or None), n_workers,
-                                       write=not smoke)
+_, _, ideal_path, ideal, ideal_used = store.notebook_results(ideal_config, smoke, results_source, results_dir,
+                                                             summary_dir, n_workers)
 finals = comparison.final_accuracy({"paper": result, "ideal": ideal})
 PROFILE_READS = {"paper": "aihwkit's default periphery", "ideal": "exact reads"}
 fig, axes = plt.subplots(1, len(analog), figsize=(4.2 * len(analog), 3.6), sharey=True, layout="constrained")

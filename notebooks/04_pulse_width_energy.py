@@ -48,14 +48,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from ferrolib import analysis, energy, measurements, paths, plotting, sourcedata, store, sweep
+from ferrolib import analysis, energy, measurements, plotting, store
 
 plotting.style()
 profile = "smoke" if smoke else "paper"
-spec, options, config_path = sweep.notebook_sweep(sweep_config, smoke)
+spec, options, config_path, result, used = store.notebook_results(sweep_config, smoke, results_source, results_dir,
+                                                                   summary_dir, n_workers)
 energy_model = options["energy_model"]
 device_id = spec.axes()["device"][0]
-results = Path(results_dir) if results_dir else paths.RESULTS
 display(Markdown(f"Profile **{profile}**: sweep `{config_path.name}`, {len(spec)} runs "
                  f"({', '.join(f'{len(v)} {k}' for k, v in spec.axes().items())}); energy model `{energy_model!r}`."))
 
@@ -130,8 +130,6 @@ display(Markdown(
 # operations by their energies. Points: mean over seeds; error bars: standard deviation over seeds.
 
 # %%
-result, used = store.load_results(spec, options, results_source, results,
-                                  sourcedata.summary_path(spec.name, summary_dir or None), n_workers, write=not smoke)
 display(Markdown(f"Results: {used}."))
 thresholds = analysis.ClaimThresholds.overriding(target=target)
 conv = analysis.sweep_convergence(result, thresholds.target, relative=thresholds.relative)

@@ -39,19 +39,15 @@ confidence: float | None = None
 n_workers: int = 2
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from ferrolib import analysis, comparison, paths, plotting, sourcedata, store, sweep
+from ferrolib import analysis, comparison, plotting, store
 
 plotting.style()
 profile = "smoke" if smoke else "paper"
-spec, options, config_path = sweep.notebook_sweep(sweep_config, smoke)
-results = Path(results_dir) if results_dir else paths.RESULTS
-result, used = store.load_results(spec, options, results_source, results,
-                                  sourcedata.summary_path(spec.name, summary_dir or None), n_workers, write=not smoke)
+spec, options, config_path, result, used = store.notebook_results(sweep_config, smoke, results_source, results_dir,
+                                                                   summary_dir, n_workers)
 thresholds = analysis.ClaimThresholds.overriding(target=target, relative=relative_target,
                                                 accuracy_margin=accuracy_margin, confidence=confidence)
 conv = analysis.sweep_convergence(result, thresholds.target, relative=thresholds.relative)
@@ -140,10 +136,8 @@ display(Markdown(f"{counts.get('holds', 0)} of {int((table['scope'] == 'pooled')
 # decide it, not the device's pulse response alone. Written to `05_claims_ideal.csv/json`.
 
 # %%
-ideal_spec, ideal_options, ideal_path = sweep.notebook_sweep(ideal_config, smoke)
-ideal, ideal_used = store.load_results(ideal_spec, ideal_options, results_source, results,
-                                       sourcedata.summary_path(ideal_spec.name, summary_dir or None), n_workers,
-                                       write=not smoke)
+_, _, ideal_path, ideal, ideal_used = store.notebook_results(ideal_config, smoke, results_source, results_dir,
+                                                             summary_dir, n_workers)
 ideal_table = analysis.claims(ideal, thresholds)
 analysis.write_claims(ideal_table, plotting.output_dir(output_dir), "05_claims_ideal",
                       {"data": f"{ideal.attrs['data_label']}; exact reads", "sweep": ideal_path.name,

@@ -49,14 +49,13 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ferrolib import analysis, comparison, plotting, sourcedata, store, study, sweep
+from ferrolib import analysis, comparison, plotting, store, study
 
 plotting.style()
 thresholds = analysis.ClaimThresholds.overriding(target=target, relative=relative_target, confidence=confidence)
 collapse_below = collapse_below or {a: comparison.COLLAPSE_BELOW[a] for a in ("sgd", "sps")}
-spec, options, _ = sweep.notebook_sweep("ideal", smoke)
-ideal, ideal_used = store.load_results(spec, options, results_source, results_dir or None,
-                                      sourcedata.summary_path(spec.name, summary_dir or None), n_workers)
+spec, _, _, ideal, ideal_used = store.notebook_results("ideal", smoke, results_source, results_dir, summary_dir,
+                                                      n_workers, write=False)
 reference = analysis.fp_reference(ideal)
 parts = study.plan()
 device_parts = [p for p in parts if not p.name.startswith("study-noise")]
@@ -88,10 +87,8 @@ display(Markdown(f"Results: {used}. Noise-free reference and fp: {spec.name} swe
 # paper's piecewise fits and full MNIST against ferrolib's and the subset).
 
 # %%
-paper_spec, paper_options, _ = sweep.notebook_sweep("paper", smoke)
-paper, paper_config_used = store.load_results(paper_spec, paper_options, results_source, results_dir or None,
-                                              sourcedata.summary_path(paper_spec.name, summary_dir or None),
-                                              n_workers)
+_, _, _, paper, paper_config_used = store.notebook_results("paper", smoke, results_source, results_dir, summary_dir,
+                                                            n_workers, write=False)
 periphery = comparison.periphery_effect(paper, ideal, collapse_below, thresholds)
 display(Markdown("| rule | pulse width | paper | ideal | cost of the periphery [95 % interval] | verdict | "
                  "paper ends | ideal ends | collapse due to |\n|---|---|---|---|---|---|---|---|---|\n" + "\n".join(
