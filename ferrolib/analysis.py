@@ -630,7 +630,7 @@ def restoring_properties(device_id: str, widths: list[float], model: str = "piec
     distance from w* a device loses per pulse), the mean step there and ``4 m(w*)/|f'(w*)|`` (how far a pulse bias
     of 1 would hold it from w*, linearised), number of states, c2c, stable roots and the measured-state interval."""
     from .catalog import get_device
-    from .devices import mean_step, restoring_slope
+    from .symmetry import mean_step, restoring_slope
 
     rows = []
     for width in widths:
