@@ -28,7 +28,7 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 
-from . import energy, paths, provenance
+from . import convergence, energy, paths, provenance
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
 """The three verdicts."""
@@ -152,7 +152,7 @@ def sweep_convergence(sweep_result: xr.Dataset, target: float, relative: bool = 
             reference = reference.sel(seed=sweep_result["seed"])
     else:
         reference = None
-    return energy.convergence(sweep_result, target, relative_to=reference, accuracy=accuracy)
+    return convergence.convergence(sweep_result, target, relative_to=reference, accuracy=accuracy)
 
 
 def convergence_summary(conv: xr.Dataset, confidence: float = 0.95) -> xr.Dataset:

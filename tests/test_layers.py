@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("fitting", "physics"),
     ("catalog",),
     ("training",),
-    ("energy",),
+    ("energy", "convergence"),
     ("sweep", "analysis", "sourcedata"),
     ("study", "splimits", "store"),
     ("plotting", "cli", "site", "papermill_ipc", "__main__"),
