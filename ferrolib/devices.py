@@ -33,7 +33,6 @@ public names stay importable from here (``MOVED_NAMES``).
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Sequence
 
@@ -41,7 +40,7 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from . import provenance
+from . import moved, provenance
 from .kernels import MODEL_KINDS as KERNEL_KINDS
 
 ModelKind = Literal["piecewise", "softbounds", "powstep"]
@@ -412,10 +411,4 @@ MOVED_NAMES: dict[str, str] = {
 """Public name -> the ``ferrolib`` module that defines it (``from ferrolib.devices import FittedDevice`` still works)."""
 
 
-def __getattr__(name: str) -> Any:
-    """A name of ``MOVED_NAMES`` from its module, imported on first use (those modules import this one, so a
-    module-level import here would be circular)."""
-    module = MOVED_NAMES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__package__}.{module}"), name)
+__getattr__ = moved.forwarder(__name__, MOVED_NAMES)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -13,14 +14,14 @@ from ferrolib import paths
 PACKAGE = paths.ROOT / "ferrolib"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("__init__", "paths", "provenance", "_download", "mnist", "threads", "host"),  # infrastructure every layer may use
+    ("__init__", "paths", "provenance", "_download", "mnist", "threads", "host", "moved"),  # every layer may use
     ("measurements", "units", "kernels", "validation"),
     ("devices", "symmetry", "fitted", "aihwkit_export"),
     ("fitting", "physics"),
     ("catalog",),
     ("training",),
     ("energy", "convergence"),
-    ("sweep", "analysis", "sourcedata"),
+    ("sweep", "analysis", "sourcedata", "splimits_analysis"),
     ("study", "splimits", "store"),
     ("plotting", "cli", "site", "papermill_ipc", "__main__"),
 )
@@ -61,6 +62,18 @@ def imported_modules(path: Path) -> set[str]:
 def test_every_module_has_a_layer():
     modules = {top_module(p) for p in PACKAGE.rglob("*.py")}
     assert modules <= set(RANK), f"modules without a layer: {sorted(modules - set(RANK))}"
+
+
+def test_moved_names_resolve_from_the_module_they_came_from():
+    from ferrolib import analysis, devices
+
+    for old in (devices, analysis):
+        for name, new in old.MOVED_NAMES.items():
+            module = importlib.import_module(f"ferrolib.{new}")
+            assert getattr(old, name) is getattr(module, name), f"{old.__name__}.{name}"
+            assert name not in vars(old), f"{old.__name__}.{name} is defined twice"
+        with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
+            getattr(old, "not_a_name")
 
 
 def test_no_module_imports_a_higher_layer():
