@@ -1,4 +1,5 @@
-"""aihwkit interchange: ferrolib's piecewise device as aihwkit ``PiecewiseStepDevice`` parameters and back.
+"""aihwkit interchange: ferrolib's piecewise device as aihwkit ``PiecewiseStepDevice`` parameters and back, and the
+weight granularity aihwkit's pulsed updates divide by.
 
 The two differ in their ``up_down`` convention (``ferrolib.devices``'s module docstring): ferrolib keeps the smaller
 step at ``dw_min``, aihwkit the larger one.
@@ -7,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .devices import PiecewiseStep
+import torch
+
+from .devices import DeviceArray, PiecewiseStep
 from .fitted import FittedDevice
 
 
@@ -17,7 +20,7 @@ def to_aihwkit(device: FittedDevice | PiecewiseStep) -> dict[str, Any]:
     ``dw_min_aihwkit = dw_min (1 + |u|)``, ``up_down_aihwkit = u / (1 + |u|)`` with ferrolib's ``u``.
     aihwkit's pulsed updates divide by the device's weight granularity ``dw_min_aihwkit piecewise_up[N // 2]``
     (``calcWeightGranularity``, src/rpucuda/rpu_piecewisestep_device.h), not by ``dw_min_aihwkit``: a probe that
-    wants one pulse per update must use that as its learning rate (``training.pulsed.aihwkit_granularity``).
+    wants one pulse per update must use that as its learning rate (``aihwkit_granularity``).
     A zero middle up node would make that granularity zero, which aihwkit cannot pulse: refused here.
     """
     config = device.config if isinstance(device, FittedDevice) else device
@@ -52,3 +55,20 @@ def from_aihwkit(parameters: dict[str, Any]) -> PiecewiseStep:
         piecewise_up=tuple(parameters["piecewise_up"]),
         piecewise_down=tuple(parameters["piecewise_down"]),
     )
+
+
+def aihwkit_granularity(devices: DeviceArray) -> float:
+    """The weight granularity aihwkit's pulsed updater divides by (its ``dw_min`` in ``k = lr |x| |d| / dw_min``).
+
+    aihwkit keeps the larger step scale as its ``dw_min``; a piecewise device multiplies it by the up node at
+    index ``N // 2`` (``calcWeightGranularity`` of ``PiecewiseStepRPUDeviceMetaParameter``,
+    src/rpucuda/rpu_piecewisestep_device.h): ``g = max(scale_up, scale_down) nodes_up[N // 2]``, averaged over
+    the devices (exact without device-to-device spread, where aihwkit takes the nominal value).
+    """
+    larger = torch.maximum(devices.scale_up, devices.scale_down).to(torch.float64).mean()
+    if devices.kind == "piecewise":
+        larger = larger * devices.nodes_up[devices.nodes_up.numel() // 2].to(torch.float64)
+    granularity = float(larger)
+    if not granularity > 0:
+        raise ValueError(f"aihwkit granularity of this {devices.kind} device is {granularity}: it cannot be pulsed")
+    return granularity
