@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import fitting, measurements, paths, physics, provenance
-from .devices import MODEL_KINDS, FittedDevice
+from .devices import MODEL_KINDS
+from .fitted import FittedDevice
 from .units import pulse_width_label
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")

@@ -22,7 +22,7 @@ read normalised (outliers included), ``np.gradient`` of the states per polarity 
 ``|p|`` on the 32 nodes with no floor and no clipping, ``dw_min = min |p(0)|``, and (up_down, w_max, w_min) fitted
 with aihwkit's ``fit_measurements`` semantics re-implemented (``fit_measurements``: a float32 piecewise tile started
 at the first read, one pulse per read, Powell on lmfit's sine-bounded variables). Its parameters convert from
-aihwkit's ``up_down`` convention with ``devices.from_aihwkit``.
+aihwkit's ``up_down`` convention with ``aihwkit_export.from_aihwkit``.
 
 Approximation kept explicit: the ramp raises the amplitude pulse by pulse, the model gives every pulse of a
 polarity the step the ramp showed at that state.
@@ -40,18 +40,9 @@ import xarray as xr
 from numba import njit
 from scipy.optimize import least_squares, minimize
 
-from .devices import (
-    MODEL_KINDS,
-    DeviceArray,
-    DeviceConfig,
-    FittedDevice,
-    PiecewiseStep,
-    PowStep,
-    SoftBounds,
-    _scales,
-    from_aihwkit,
-    simulate_sequence,
-)
+from .aihwkit_export import from_aihwkit
+from .devices import MODEL_KINDS, DeviceArray, DeviceConfig, PiecewiseStep, PowStep, SoftBounds, _scales, simulate_sequence
+from .fitted import FittedDevice
 from .kernels import kernel_device, pulse_train_states
 
 POLY_DEGREE = 5
@@ -327,7 +318,7 @@ PAPER_EVALUATIONS_PER_PARAMETER = 2000
 
 @dataclass
 class PaperFit:
-    """The paper's recipe applied to one file, in aihwkit's convention (``devices.from_aihwkit`` converts)."""
+    """The paper's recipe applied to one file, in aihwkit's convention (``aihwkit_export.from_aihwkit`` converts)."""
 
     dw_min: float
     """Smaller magnitude of the two step polynomials at w = 0 (held fixed by the fit)."""
@@ -353,7 +344,7 @@ class PaperFit:
     """Loss evaluations the optimiser used."""
 
     def aihwkit_parameters(self) -> dict[str, Any]:
-        """aihwkit ``PiecewiseStepDevice`` parameters (input of ``devices.from_aihwkit``)."""
+        """aihwkit ``PiecewiseStepDevice`` parameters (input of ``aihwkit_export.from_aihwkit``)."""
         return {"dw_min": self.dw_min, "up_down": self.up_down, "w_min": self.w_min, "w_max": self.w_max,
                 "piecewise_up": list(self.piecewise_up), "piecewise_down": list(self.piecewise_down)}
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ferrolib import devices as dev
-from ferrolib import paths
+from ferrolib import paths, symmetry
 from ferrolib.catalog import fitted_device_path
 from ferrolib.devices import DeviceNoise, PiecewiseStep, PowStep, SoftBounds
 
@@ -129,14 +129,14 @@ def test_softbounds_symmetry_point_matches_closed_form_oracle():
     a_up, a_down, b = 0.012, 0.007, 0.9
     devices = SoftBounds(dw_min=a_down, up_down=a_up / a_down - 1, w_min=-b, w_max=b).devices()
     assert float(dev.symmetry_point(devices)) == pytest.approx(b * (a_up - a_down) / (a_up + a_down), rel=1e-9)
-    assert float(dev._bisect_symmetry_point(devices)) == pytest.approx(float(dev.symmetry_point(devices)), abs=1e-9)
+    assert float(symmetry._bisect_symmetry_point(devices)) == pytest.approx(float(dev.symmetry_point(devices)), abs=1e-9)
 
 
 def test_piecewise_closed_form_agrees_with_bisection_on_many_devices():
     noise = DeviceNoise(dw_min_dtod=0.3, up_down_dtod=0.3, w_max_dtod=0.2, w_min_dtod=0.2)
     devices = monotone_piecewise().sample((40, 30), noise, generator(7), dtype=torch.float64)
     closed = dev.symmetry_point(devices)
-    assert torch.allclose(closed, dev._bisect_symmetry_point(devices), atol=1e-9)
+    assert torch.allclose(closed, symmetry._bisect_symmetry_point(devices), atol=1e-9)
     up, down = devices.dw_up(closed), devices.dw_down(closed)
     assert torch.allclose(up, down, atol=1e-12)
 

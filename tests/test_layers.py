@@ -1,6 +1,7 @@
 """Layering: lower modules never import higher ones, and model code never imports matplotlib."""
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 
@@ -10,14 +11,14 @@ from ferrolib import paths
 from ferrolib.imports import PACKAGE, imported_modules, top_module
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("__init__", "paths", "provenance", "_download", "mnist", "threads", "host", "imports"),  # every layer may use
+    ("__init__", "paths", "provenance", "_download", "mnist", "threads", "host", "imports", "moved"),  # all may use
     ("measurements", "units", "kernels", "validation"),
-    ("devices",),
+    ("devices", "symmetry", "fitted", "aihwkit_export"),
     ("fitting", "physics"),
     ("catalog",),
     ("training",),
-    ("energy",),
-    ("sweep", "analysis", "sourcedata"),
+    ("energy", "convergence"),
+    ("sweep", "analysis", "sourcedata", "splimits_analysis"),
     ("study", "splimits", "store", "comparison"),
     ("plotting", "cli", "site", "papermill_ipc", "__main__"),
 )
@@ -29,6 +30,19 @@ RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 def test_every_module_has_a_layer():
     modules = {top_module(p) for p in PACKAGE.rglob("*.py")}
     assert modules <= set(RANK), f"modules without a layer: {sorted(modules - set(RANK))}"
+
+
+def test_moved_names_resolve_from_the_module_they_came_from():
+    from ferrolib import analysis, devices
+    from ferrolib.training import pulsed
+
+    for old in (devices, analysis, pulsed):
+        for name, new in old.MOVED_NAMES.items():
+            module = importlib.import_module(f"{old.__name__.rpartition('.')[0]}.{new}")
+            assert getattr(old, name) is getattr(module, name), f"{old.__name__}.{name}"
+            assert name not in vars(old), f"{old.__name__}.{name} is defined twice"
+        with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
+            getattr(old, "not_a_name")
 
 
 def test_no_module_imports_a_higher_layer():
@@ -43,7 +57,7 @@ def test_no_module_imports_a_higher_layer():
 
 def test_the_import_parser_sees_relative_absolute_and_nested_imports(tmp_path):
     assert {"devices", "kernels", "units"} <= imported_modules(PACKAGE / "fitting.py") | imported_modules(
-        PACKAGE / "devices.py")
+        PACKAGE / "fitted.py")
     assert "catalog" in imported_modules(PACKAGE / "training" / "run.py")  # a function-level import
     assert "training" in imported_modules(PACKAGE / "training" / "__init__.py")
 

@@ -7,8 +7,10 @@ import torch
 from numba import njit
 
 from ferrolib import host
+from ferrolib import kernels as device_kernels
 from ferrolib.devices import DeviceArray
-from ferrolib.training import pulsed
+from ferrolib.kernels import device_step
+from ferrolib.training import mp_transfer, pulse_primitives, pulsed
 
 SHAPE = (5, 6)
 
@@ -33,13 +35,23 @@ def random_state(devices: DeviceArray, seed: int = 1) -> torch.Tensor:
     return devices.w_min + u * (devices.w_max - devices.w_min)
 
 
+@njit
+def device_step_array(kind: int, up: bool, w: np.ndarray, p: pulsed.KernelDevice) -> np.ndarray:
+    """``device_step`` on every device of a state array."""
+    out = np.empty_like(w)
+    for i in range(w.shape[0]):
+        for j in range(w.shape[1]):
+            out[i, j] = device_step(kind, up, w[i, j], i, j, p)
+    return out
+
+
 @pytest.mark.parametrize("kind", ["piecewise", "softbounds", "powstep"])
 def test_numba_steps_match_device_array(kind: str) -> None:
     devices = make_devices(kind)
     params = pulsed.kernel_device(devices, SHAPE)
     w = random_state(devices)
     for up, reference in ((True, devices.dw_up(w)), (False, devices.dw_down(w))):
-        np.testing.assert_allclose(pulsed.device_step_array(params.kind, up, w.numpy(), params), reference.numpy(),
+        np.testing.assert_allclose(device_step_array(params.kind, up, w.numpy(), params), reference.numpy(),
                                    rtol=1e-12, atol=1e-15)
 
 
@@ -291,7 +303,8 @@ def test_compile_kernels_covers_every_signature_training_uses() -> None:
     from ferrolib.training.run import build_network, load_data, validate
 
     pulsed.compile_kernels()
-    kernels = {name: k for name, k in vars(pulsed).items() if isinstance(k, CPUDispatcher)}
+    kernels = {f"{module.__name__}.{name}": k for module in (device_kernels, pulse_primitives, pulsed, mp_transfer)
+               for name, k in vars(module).items() if isinstance(k, CPUDispatcher)}
     before = {name: len(k.signatures) for name, k in kernels.items()}
     runs = [("sgd", "stochastic", 0.0), ("sps", "stochastic", 0.1), ("mp", "stochastic", 0.1), ("sgd", "implicit", 0.1),
             ("sps", "expected", 0.0), ("sps", "stochastic", 0.0), ("sgd", "stochastic", 0.1), ("mp", "stochastic", 0.0)]

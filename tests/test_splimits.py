@@ -10,7 +10,7 @@ import pytest
 import torch
 import xarray as xr
 
-from ferrolib import analysis, provenance, sourcedata, splimits, store, sweep
+from ferrolib import analysis, provenance, sourcedata, splimits, splimits_analysis, store, sweep
 from ferrolib import devices as dev
 from ferrolib.cli import main
 from ferrolib.devices import FittedDevice, PiecewiseStep, SoftBounds
@@ -165,19 +165,19 @@ def test_variant_verdicts_on_known_effects():
                            "fixes": [[0.90, 0.91, 0.89], [0.88, 0.90, 0.87]],
                            "nothing": [[0.90, 0.91, 0.89], [0.61, 0.61, 0.59]],
                            "noisy": [[0.90, 0.91, 0.89], [0.95, 0.60, 0.60]]})
-    table = analysis.variant_effects(result).set_index(["variant", "pulse_width"])
+    table = splimits_analysis.variant_effects(result).set_index(["variant", "pulse_width"])
     assert table.loc[("fixes", 2e-4), "verdict"] == analysis.HOLDS
     assert table.loc[("fixes", 2e-4), "recovered"] == pytest.approx((0.8833 - 0.60) / 0.30, abs=1e-3)
     assert table.loc[("nothing", 2e-4), "verdict"] == analysis.FAILS
     assert table.loc[("noisy", 2e-4), "verdict"] == analysis.INCONCLUSIVE
     assert table.loc[("fixes", 2e-8), "verdict"] == "control"
     assert table.loc[("fixes", 2e-4), "vs_baseline"] == "better"
-    effects = analysis.variant_effects(result)
-    assert analysis.defensible_variant(effects, ("nothing", "noisy")) == "default"
-    assert analysis.defensible_variant(effects, ("nothing", "fixes")) == "fixes"
-    worse = analysis.variant_effects(_fake_result({"default": [[0.90, 0.91, 0.89], [0.60, 0.62, 0.58]],
+    effects = splimits_analysis.variant_effects(result)
+    assert splimits_analysis.defensible_variant(effects, ("nothing", "noisy")) == "default"
+    assert splimits_analysis.defensible_variant(effects, ("nothing", "fixes")) == "fixes"
+    worse = splimits_analysis.variant_effects(_fake_result({"default": [[0.90, 0.91, 0.89], [0.60, 0.62, 0.58]],
                                                    "mixed": [[0.80, 0.81, 0.79], [0.88, 0.90, 0.87]]}))
-    assert analysis.defensible_variant(worse, ("mixed",)) == "default"  # better at one width, worse at another
+    assert splimits_analysis.defensible_variant(worse, ("mixed",)) == "default"  # better at one width, worse at another
 
 
 def test_sweep_file_keeps_the_ideal_profile():

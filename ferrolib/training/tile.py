@@ -117,8 +117,8 @@ class AnalogTile:
         return np.ascontiguousarray(np.broadcast_to(mean.numpy(), self.shape))
 
     def symmetry_points(self) -> np.ndarray:
-        """Every device's symmetry point (device units), from ``ferrolib.devices.symmetry_point``."""
-        from ..devices import symmetry_point
+        """Every device's symmetry point (device units), from ``ferrolib.symmetry.symmetry_point``."""
+        from ..symmetry import symmetry_point
 
         return np.broadcast_to(symmetry_point(self.devices).to(torch.float64).numpy(), self.shape).copy()
 
