@@ -111,11 +111,15 @@ def test_sweep_config_files(tmp_path: Path):
     from ferrolib.training import TrainConfig
 
     root = Path(__file__).resolve().parent.parent / "sweeps"
-    paper, options = sweep.load_sweep_config(root / "paper.toml")
-    assert len(paper) == 5 * 4 * 3 and options["energy_model"].amplitude_rule == "paper"  # widths, algorithms, seeds
-    # same runs, same cache keys as the training module's paper profile
-    assert [provenance.config_hash(c) for _, c in paper.points() if c.pulse_width == 2e-8 and c.seed == 0] == [
-        provenance.config_hash(TrainConfig.ideal(a, pulse_width=2e-8)) for a in ("fp", "mp", "sgd", "sps")]
+    from ferrolib.training.profiles import config_from_profile
+
+    for name in ("paper", "ideal"):  # the same grid; same runs, same cache keys as the training module's profile
+        spec, options = sweep.load_sweep_config(root / f"{name}.toml")
+        assert len(spec) == 5 * 4 * 3 and options["energy_model"].amplitude_rule == "paper"  # widths, rules, seeds
+        assert [provenance.config_hash(c) for _, c in spec.points() if c.pulse_width == 2e-8 and c.seed == 0] == [
+            provenance.config_hash(config_from_profile(name, a, pulse_width=2e-8, device_id="ID170ZR5000"))
+            for a in ("fp", "mp", "sgd", "sps")]
+    assert TrainConfig.ideal("sgd") == config_from_profile("ideal", "sgd")
     smoke, _ = sweep.load_sweep_config(sweep.resolve_sweep_config("smoke"))
     assert len(smoke) == 8 and smoke.base.train_limit == 512
     toml = tmp_path / "bad.toml"
@@ -179,4 +183,6 @@ def test_notebook_sweep_picks_the_profile_and_the_seeds():
     paper, options, paper_path = sweep.notebook_sweep("paper", smoke=False)
     assert smoke_path.name == "smoke.toml" and paper_path.name == "paper.toml"
     assert smoke.seeds == [0, 1] and paper.seeds == [0, 1, 2]  # n_seeds None: the file's seeds
-    assert paper.base.samples_per_epoch == 48_000 and "energy_model" in options
+    assert paper.base.split == "paper" and paper.base.samples_per_epoch is None and "energy_model" in options
+    ideal, _, _ = sweep.notebook_sweep("ideal", smoke=False)
+    assert ideal.base.samples_per_epoch == 48_000 and ideal.base.data == "subset"
