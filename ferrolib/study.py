@@ -1,8 +1,9 @@
 """The full study (``make study``): every measured device at every pulse width it was measured at, and the ideal
 profile with measured device noise; its summaries go into the committed source data (``data/results``).
 
-Two sweep files define it: ``sweeps/study.toml`` (devices, algorithms, seeds, the ideal profile; each device is
-expanded to its own measured pulse widths, one sweep per device, since the widths differ between devices) and
+Three sweep files define it: ``sweeps/study.toml`` (devices, algorithms, seeds, the ideal profile; each device is
+expanded to its own measured pulse widths, one sweep per device, since the widths differ between devices),
+``sweeps/study-paper.toml`` (the same devices and widths in the paper's configuration) and
 ``sweeps/study-noise.toml`` (the paper grid with the cycle-to-cycle scatter of each width's fit, ``c2c``, and a
 stated device-to-device spread ``d2d``; one sweep per width, since ``c2c`` differs between widths). Runs are
 cached by configuration, so an interrupted study resumes; ``--scheduler`` sends the runs to a dask.distributed
@@ -10,7 +11,7 @@ cluster.
 
     ferrolib study run [--scheduler tcp://host:8786] [--workers 2]
     ferrolib study run --dry-run        # the grid, how each device resolves, what is cached
-    ferrolib study run --parts study-noise-20ns study-noise-200us   # some sweeps, in this order
+    ferrolib study run --parts study-paper-ID170ZR5000 study-noise-20ns   # some sweeps, in this order
 """
 from __future__ import annotations
 
@@ -45,15 +46,18 @@ def width_label(seconds: float) -> str:
     return units.pulse_width_label(seconds)
 
 
-def plan(study_config: str | Path = "study", noise_config: str | Path = "study-noise") -> list[StudyPart]:
-    """Every sweep of the study: one per device (its measured widths) and one per width of the noise grid."""
-    spec, options = sweep.load_sweep_config(sweep.resolve_sweep_config(study_config))
+def plan(study_configs: tuple[str | Path, ...] = ("study", "study-paper"),
+         noise_config: str | Path = "study-noise") -> list[StudyPart]:
+    """Every sweep of the study: one per device (its measured widths) of each study configuration (the ideal
+    profile, then the paper's configuration) and one per width of the noise grid."""
     parts = []
-    for device_id in spec.axes()["device"]:
-        widths = spec.pulse_widths or measured_widths(device_id)
-        name = f"{spec.name}-{device_id}"
-        parts.append(StudyPart(name, dataclasses.replace(spec, devices=[device_id], pulse_widths=widths, name=name),
-                               options))
+    for study_config in study_configs:
+        spec, options = sweep.load_sweep_config(sweep.resolve_sweep_config(study_config))
+        for device_id in spec.axes()["device"]:
+            widths = spec.pulse_widths or measured_widths(device_id)
+            name = f"{spec.name}-{device_id}"
+            parts.append(StudyPart(name, dataclasses.replace(spec, devices=[device_id], pulse_widths=widths,
+                                                             name=name), options))
     noise, noise_options = sweep.load_sweep_config(sweep.resolve_sweep_config(noise_config))
     (device_id,) = noise.axes()["device"]
     for width in noise.axes()["pulse_width"]:
@@ -140,10 +144,10 @@ def _combine(files: list[Path], dim: str) -> xr.Dataset:
 
 
 def _summaries(prefix: str, directory: str | Path | None) -> list[Path]:
-    """The committed summaries ``<prefix>-*.nc`` (the noise summaries only when ``prefix`` names them)."""
+    """The committed summaries ``<prefix>-<device or width>.nc``: device IDs and width labels hold no ``-``, so
+    ``study`` selects ``study-ID170ZR5000.nc`` but neither ``study-noise-20ns.nc`` nor ``study-paper-ID170ZR5000.nc``."""
     directory = Path(directory or sourcedata.SOURCE_DATA)
-    files = sorted(p for p in directory.glob(f"{prefix}-*.nc")
-                   if prefix.endswith("-noise") or not p.name.startswith(f"{prefix}-noise"))
+    files = sorted(p for p in directory.glob(f"{prefix}-*.nc") if "-" not in p.stem.removeprefix(f"{prefix}-"))
     if not files:
         raise FileNotFoundError(f"no {prefix}-*.nc summaries in {directory.parent.name}/{directory.name}/ "
                                 "(make study writes them)")

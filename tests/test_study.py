@@ -15,12 +15,17 @@ from fake_runs import FakeConfig, fake_train
 
 def test_study_plan_covers_every_measured_width(shared_measurements: Path):
     parts = {part.name: part for part in study.plan()}
-    assert set(parts) == {"study-ID161ZR15000", "study-ID170ZR5000", "study-ID181ZR1000", "study-ID301XR1000Oct",
+    devices = ("ID161ZR15000", "ID170ZR5000", "ID181ZR1000", "ID301XR1000Oct")
+    assert set(parts) == {*(f"{prefix}-{d}" for prefix in ("study", "study-paper") for d in devices),
                           *(f"study-noise-{w}" for w in ("20ns", "200ns", "2us", "20us", "200us"))}
-    assert len(parts["study-ID301XR1000Oct"].spec.axes()["pulse_width"]) == 12
-    assert all(len(parts[f"study-{d}"].spec.axes()["pulse_width"]) == 6
-               for d in ("ID161ZR15000", "ID170ZR5000", "ID181ZR1000"))
-    assert sum(len(p.spec) for p in parts.values()) == (3 * 6 + 12) * 3 + 5 * 3 * 3
+    for prefix in ("study", "study-paper"):
+        assert len(parts[f"{prefix}-ID301XR1000Oct"].spec.axes()["pulse_width"]) == 12
+        assert all(len(parts[f"{prefix}-{d}"].spec.axes()["pulse_width"]) == 6 for d in devices[:3])
+    assert sum(len(p.spec) for p in parts.values()) == 2 * (3 * 6 + 12) * 3 + 5 * 3 * 3
+    paper = parts["study-paper-ID170ZR5000"].spec
+    assert {(c.device_model, c.data, c.mp_transfer) for _, c in paper.points()} == {
+        ("paper_piecewise", "full", "deterministic_implicit_cuda")}
+    assert {(c.algorithm, c.lr) for _, c in paper.points()} == {("mp", 0.5), ("sgd", 0.05), ("sps", 0.1)}
     noise = parts["study-noise-20ns"].spec
     fit = catalog.get_device("ID170ZR5000", 2e-8, "piecewise")
     assert {c.c2c for _, c in noise.points()} == {round(fit.c2c, 4)} and fit.c2c > 0
@@ -76,8 +81,11 @@ def test_committed_study_summaries_hold_the_runs_of_the_study_now(shared_measure
     for path in committed:
         assert path.stem in parts, f"{path.name} is the summary of no sweep of the study"
         assert store.covers(provenance.read_netcdf(path), parts[path.stem].spec) is None, path.name
-    devices = sorted(p.stem.removeprefix("study-") for p in committed if not p.stem.startswith("study-noise"))
-    assert sorted(study.load_study()["device"].values.tolist()) == devices
+    for prefix in ("study", "study-paper"):
+        devices = sorted(p.stem.removeprefix(f"{prefix}-") for p in committed
+                         if p.stem.startswith(f"{prefix}-ID"))
+        if devices:
+            assert sorted(study.load_study(prefix)["device"].values.tolist()) == devices, prefix
 
 
 @pytest.mark.parametrize("name", ["study", "study-noise"])
