@@ -62,10 +62,11 @@ CHECK_ARGS ?= --pulse-widths 2e-8 --seeds 0
 check: data ## re-run a reduced paper configuration (minutes) and compare it with the committed source data
 	$(BIN)/ferrolib check paper $(CHECK_ARGS)
 
-# `make study`: every measured device and width, and the ideal profile with measured noise (sweeps/study*.toml).
+# `make study`: every measured device and width, ideal and in the paper's configuration, and the ideal profile with
+# measured noise (sweeps/study*.toml).
 # Resumes from the run cache; SCHEDULER=tcp://host:8786 runs it on a dask.distributed cluster; STUDY_ARGS=--dry-run
 # lists the grid and how every device resolves.
-study: data ## the full study (all devices and widths, noise), summaries into data/results/; SCHEDULER=, STUDY_ARGS=
+study: data ## the full study (all devices and widths, ideal and paper configuration; noise), summaries into data/results/; SCHEDULER=, STUDY_ARGS=
 	$(BIN)/ferrolib study run $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(STUDY_ARGS)
 
 # ---------------------------------------------------------------------------------------------- the notebooks
@@ -96,9 +97,9 @@ reads_04 := sweeps/paper.toml $(call summary,paper) $(DEVICE_MODELS)
 smoke_reads_04 := sweeps/smoke.toml $(DEVICE_MODELS)
 reads_05 := sweeps/paper.toml $(call summary,paper) sweeps/ideal.toml $(call summary,ideal) $(DEVICE_MODELS)
 smoke_reads_05 := sweeps/smoke.toml $(DEVICE_MODELS)
-reads_06 := sweeps/paper.toml $(call summary,paper) sweeps/ideal.toml $(call summary,ideal) sweeps/study.toml sweeps/study-noise.toml $(STUDY_SUMMARIES) \
+reads_06 := sweeps/paper.toml $(call summary,paper) sweeps/ideal.toml $(call summary,ideal) sweeps/study.toml sweeps/study-paper.toml sweeps/study-noise.toml $(STUDY_SUMMARIES) \
   $(DEVICE_MODELS)
-smoke_reads_06 := sweeps/smoke.toml sweeps/study.toml sweeps/study-noise.toml $(DEVICE_MODELS)
+smoke_reads_06 := sweeps/smoke.toml sweeps/study.toml sweeps/study-paper.toml sweeps/study-noise.toml $(DEVICE_MODELS)
 reads_07 := sweeps/mp-transfer.toml $(call summary,mp-transfer) $(wildcard data/crosscheck/*) $(DEVICE_MODELS)
 smoke_reads_07 := sweeps/mp-transfer.toml sweeps/smoke.toml $(wildcard data/crosscheck/*) $(DEVICE_MODELS)
 reads_08 := sweeps/sp-limits.toml $(call summary,sp-limits) $(call summary,ideal) $(DEVICE_MODELS)

@@ -101,6 +101,31 @@ def periphery_effect(paper: xr.Dataset, ideal: xr.Dataset, collapse_below: dict[
     return pd.DataFrame(rows)
 
 
+def study_by_profile(studies: dict[str, xr.Dataset], collapse_below: dict[str, float] | None = None,
+                     accuracy: str = "test_acc") -> pd.DataFrame:
+    """The study's final ``accuracy`` per (device, pulse width, rule) in each profile (``studies`` maps profile
+    names, ``paper`` and ``ideal``, to combined study results, ``study.load_study``), NaN where a profile lacks the
+    point, and per rule of ``collapse_below`` the cause of a collapse at that point: ``device`` (below the line in
+    both profiles), ``periphery`` (with the paper's reads only), ``ideal only``, ``none``, or NaN where a profile
+    lacks the point. The study runs one seed, so these are single-run readings, not intervals."""
+    below = collapse_below or COLLAPSE_BELOW
+    columns = []
+    for profile, result in studies.items():
+        final = result[accuracy].isel(epoch=-1)
+        if "seed" in final.dims:
+            final = final.mean("seed", skipna=True)
+        frame = final.to_dataframe(name=profile)[[profile]].dropna().reset_index()
+        columns.append(frame.set_index(["device", "pulse_width", "algorithm"]))
+    table = pd.concat(columns, axis=1, join="outer").sort_index().reset_index()
+    causes = {(True, True): "device", (True, False): "periphery", (False, True): "ideal only",
+              (False, False): "none"}
+    table["cause"] = [
+        causes[(row.paper < below[row.algorithm], row.ideal < below[row.algorithm])]
+        if row.algorithm in below and np.isfinite(row.paper) and np.isfinite(row.ideal) else None
+        for row in table.itertuples()]
+    return table
+
+
 def claims_by_profile(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The pooled rows of several claims tables (``analysis.claims``) side by side, one row per claim and
     algorithm: ``<profile>_estimate``, ``<profile>_interval`` and ``<profile>_verdict`` for every profile, and
@@ -130,5 +155,5 @@ def claims_by_profile_markdown(table: pd.DataFrame, profiles: list[str]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["COLLAPSE_BELOW", "COLLAPSED", "LEARNS", "final_accuracy", "welch_interval", "periphery_effect", "claims_by_profile",
-           "claims_by_profile_markdown"]
+__all__ = ["COLLAPSE_BELOW", "COLLAPSED", "LEARNS", "final_accuracy", "welch_interval", "periphery_effect",
+           "study_by_profile", "claims_by_profile", "claims_by_profile_markdown"]

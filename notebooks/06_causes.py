@@ -19,9 +19,11 @@
 # Four questions over the runs of `make study` (`sweeps/study.toml`: four measured devices at every pulse width
 # they were measured at, mp, sgd and sps, seed 0; `sweeps/study-noise.toml`: ID170ZR5000 with each width's fitted
 # cycle-to-cycle scatter and a stated 10 % device-to-device spread, seeds 0 to 2; both with exact reads, the
-# `ideal` profile) and of the paper's comparison in its own configuration (`sweeps/paper.toml`):
+# `ideal` profile; `sweeps/study-paper.toml`: the four devices in the paper's configuration) and of the paper's
+# comparison in its own configuration (`sweeps/paper.toml`):
 #
-# 1. Is the collapse of plain analog SGD in the paper's configuration the device's or the periphery's?
+# 1. Is the collapse of plain analog SGD in the paper's configuration the device's or the periphery's, on
+#    ID170ZR5000 (three seeds) and on every measured device (one seed)?
 # 2. Do the paper's claims hold on every device, and pooled over devices?
 # 3. Which property of the fitted device predicts the collapse of plain analog SGD (and of SP shifting)?
 # 4. Does device noise make shorter pulses need more epochs, as the paper says?
@@ -58,7 +60,8 @@ spec, _, _, ideal, ideal_used = store.notebook_results("ideal", smoke, results_s
                                                       n_workers, write=False)
 reference = analysis.fp_reference(ideal)
 parts = study.plan()
-device_parts = [p for p in parts if not p.name.startswith("study-noise")]
+device_parts = [p for p in parts if p.name.startswith("study-ID")]
+paper_parts = [p for p in parts if p.name.startswith("study-paper-")]
 noise_parts = [p for p in parts if p.name.startswith("study-noise")]
 try:
     if smoke:
@@ -99,6 +102,54 @@ causes_of = periphery.groupby("algorithm")["cause"].value_counts().unstack(fill_
 display(Markdown("Collapses by cause over the pulse widths: " + "; ".join(
     f"**{a}**: " + ", ".join(f"{n} {c}" for c, n in row.items() if n) for a, row in causes_of.iterrows())
     + f". Paper configuration: {paper_config_used}."))
+
+# %% [markdown]
+# ### On every measured device
+#
+# The same question over the study: every device at every width it was measured at, in the paper's configuration
+# (`sweeps/study-paper.toml`) and with exact reads (`sweeps/study.toml`), one seed each, so each point is a single
+# reading against the collapse line, not an interval (`comparison.study_by_profile`). Solid lines: the paper's
+# configuration; dashed: exact reads; grey: the collapse line of each rule.
+
+# %%
+try:
+    if smoke:
+        raise FileNotFoundError("smoke profile: the smoke sweeps instead of the study")
+    paper_study = study.load_study("study-paper", summary_dir or None)
+    paper_missing = study.missing_parts(paper_parts, summary_dir or None)
+    paper_study_used = (f"the paper-configuration study's committed summaries ({paper_study.sizes['device']} "
+                        "devices, seed 0" + (f"; not yet run: {', '.join(paper_missing)}" if paper_missing else "")
+                        + ")")
+    studies = {"paper": paper_study, "ideal": result}
+except FileNotFoundError as reason:
+    paper_study_used = f"the paper and ideal sweeps of one device ({reason})"
+    studies = {"paper": paper.isel(seed=[0]), "ideal": ideal.isel(seed=[0])}
+by_point = comparison.study_by_profile(studies, collapse_below)
+shown_rules = [a for a in ("mp", "sgd", "sps") if a in set(by_point["algorithm"])]
+study_devices = sorted(set(by_point["device"]))
+fig, axes = plt.subplots(1, len(study_devices), figsize=(3.4 * len(study_devices), 3.2), sharey=True,
+                         squeeze=False, layout="constrained")
+for ax, device in zip(axes[0], study_devices):
+    for algorithm in shown_rules:
+        rows = by_point[(by_point["device"] == device) & (by_point["algorithm"] == algorithm)]
+        color = plotting.ALGORITHM_COLORS.get(algorithm)
+        for profile, line in (("paper", "-"), ("ideal", "--")):
+            here = rows.dropna(subset=[profile])
+            ax.plot(here["pulse_width"], 100 * here[profile], line, marker="o", ms=3.5, color=color,
+                    label=f"{algorithm}, {profile}")
+        if algorithm in collapse_below:
+            ax.axhline(100 * collapse_below[algorithm], color="#999999", lw=0.6)
+    ax.set_xscale("log")
+    ax.set_title(device, fontsize=10)
+    ax.set_xlabel("pulse width (s)")
+axes[0][0].set_ylabel("final test accuracy (%)")
+handles, labels = axes[0][0].get_legend_handles_labels()
+fig.legend(handles, labels, loc="outside right upper", fontsize=8)
+plotting.save(fig, "06_study_paper_vs_ideal", output_dir, provenance=f"{paper_study_used}; ideal: {used}")
+plt.show()
+collapses = by_point.dropna(subset=["cause"]).groupby("algorithm")["cause"].value_counts().unstack(fill_value=0)
+display(Markdown(f"Results: {paper_study_used}. Collapses by cause over the device-width points: " + "; ".join(
+    f"**{a}**: " + ", ".join(f"{n} {c}" for c, n in row.items() if n) for a, row in collapses.iterrows()) + "."))
 
 # %% [markdown]
 # ## The claims per device and pooled

@@ -63,3 +63,29 @@ def test_final_accuracy_and_claims_side_by_side():
     assert merged.loc[0, "paper_interval"] == "[-0.6, -0.4]" and merged.loc[0, "ideal_verdict"] == "holds"
     markdown = comparison.claims_by_profile_markdown(merged, ["paper", "ideal"])
     assert "**fails**" in markdown and "**holds**" in markdown and markdown.count("\n") == 2
+
+
+def study_result(final: dict[tuple[str, float, str], float], widths: list[float]) -> xr.Dataset:
+    """A study result (devices D1, D2; one seed) whose last-epoch test accuracy is ``final``, NaN elsewhere (a
+    device not measured at a width)."""
+    devices, algorithms = ["D1", "D2"], ["mp", "sgd"]
+    values = np.full((2, len(widths), 2, 1, 2), np.nan)
+    for (device, width, algorithm), value in final.items():
+        values[devices.index(device), widths.index(width), algorithms.index(algorithm), 0, :] = value
+    coords = {"device": devices, "pulse_width": widths, "algorithm": algorithms, "seed": [0], "epoch": [1, 2]}
+    return xr.Dataset({"test_acc": (tuple(coords), values)}, coords=coords)
+
+
+def test_study_by_profile_joins_the_profiles_point_by_point_and_names_each_collapse():
+    paper = study_result({("D1", 2e-8, "sgd"): 0.10, ("D1", 2e-4, "sgd"): 0.11, ("D2", 2e-8, "sgd"): 0.60,
+                          ("D1", 2e-8, "mp"): 0.95}, [2e-8, 2e-4])
+    ideal = study_result({("D1", 2e-8, "sgd"): 0.30, ("D2", 2e-8, "sgd"): 0.12,
+                          ("D2", 5e-8, "sgd"): 0.5}, [2e-8, 5e-8])
+    table = comparison.study_by_profile({"paper": paper, "ideal": ideal}, {"sgd": 0.15})
+    row = table.set_index(["device", "pulse_width", "algorithm"])
+    assert row.loc[("D1", 2e-8, "sgd"), ["paper", "ideal", "cause"]].tolist() == [0.10, 0.30, "periphery"]
+    assert row.loc[("D2", 2e-8, "sgd"), "cause"] == "ideal only"
+    assert pd.isna(row.loc[("D1", 2e-8, "mp"), "cause"])  # no collapse line for mp here, and no ideal run
+    assert np.isnan(row.loc[("D1", 2e-4, "sgd"), "ideal"]) and pd.isna(row.loc[("D1", 2e-4, "sgd"), "cause"])
+    assert np.isnan(row.loc[("D2", 5e-8, "sgd"), "paper"])  # the ideal study's width the paper study lacks
+    assert len(table) == 5
