@@ -164,6 +164,18 @@ def load_noise(prefix: str = "study-noise", directory: str | Path | None = None)
     return _combine(_summaries(prefix, directory), "pulse_width")
 
 
+def committed_study(prefix: str = "study", directory: str | Path | None = None,
+                    parts: list[StudyPart] | None = None) -> tuple[xr.Dataset, str]:
+    """``load_study(prefix, directory)`` and a line saying what it holds: how many devices, and the device sweeps
+    of the plan (``parts``, default ``plan()``) named ``<prefix>-<device>`` that have no summary yet."""
+    result = load_study(prefix, directory)
+    names = [part for part in (parts if parts is not None else plan())
+             if part.name.startswith(f"{prefix}-") and "-" not in part.name.removeprefix(f"{prefix}-")]
+    missing = missing_parts(names, directory)
+    return result, (f"the {prefix} summaries ({result.sizes['device']} devices, seed 0"
+                    + (f"; not yet run: {', '.join(missing)}" if missing else "") + ")")
+
+
 def missing_parts(parts: list[StudyPart], directory: str | Path | None = None) -> list[str]:
     """Names of the study's sweeps that have no summary in ``directory`` (default ``data/results``) yet."""
     return [part.name for part in parts if not sourcedata.summary_path(part.name, directory).exists()]

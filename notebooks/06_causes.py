@@ -60,18 +60,13 @@ spec, _, _, ideal, ideal_used = store.notebook_results("ideal", smoke, results_s
                                                       n_workers, write=False)
 reference = analysis.fp_reference(ideal)
 parts = study.plan()
-device_parts = [p for p in parts if p.name.startswith("study-ID")]
-paper_parts = [p for p in parts if p.name.startswith("study-paper-")]
 noise_parts = [p for p in parts if p.name.startswith("study-noise")]
 try:
     if smoke:
         raise FileNotFoundError("smoke profile: the smoke sweep instead of the study")
-    result = study.load_study("study", summary_dir or None)
-    missing = study.missing_parts(device_parts, summary_dir or None)
-    used = (f"the study's committed summaries ({result.sizes['device']} devices, seed 0"
-            + (f"; not yet run: {', '.join(missing)}" if missing else "") + ")")
+    result, used = study.committed_study("study", summary_dir or None, parts)
 except FileNotFoundError as reason:
-    result, missing = ideal, [p.name for p in device_parts]
+    result = ideal
     used = f"{spec.name} sweep, {ideal_used} ({reason})"
 study_reference = None if "fp" in result["algorithm"].values else reference
 display(Markdown(f"Results: {used}. Noise-free reference and fp: {spec.name} sweep, {ideal_used}. "
@@ -115,11 +110,7 @@ display(Markdown("Collapses by cause over the pulse widths: " + "; ".join(
 try:
     if smoke:
         raise FileNotFoundError("smoke profile: the smoke sweeps instead of the study")
-    paper_study = study.load_study("study-paper", summary_dir or None)
-    paper_missing = study.missing_parts(paper_parts, summary_dir or None)
-    paper_study_used = (f"the paper-configuration study's committed summaries ({paper_study.sizes['device']} "
-                        "devices, seed 0" + (f"; not yet run: {', '.join(paper_missing)}" if paper_missing else "")
-                        + ")")
+    paper_study, paper_study_used = study.committed_study("study-paper", summary_dir or None, parts)
     studies = {"paper": paper_study, "ideal": result}
 except FileNotFoundError as reason:
     paper_study_used = f"the paper and ideal sweeps of one device ({reason})"

@@ -52,6 +52,10 @@ def test_load_study_joins_devices_with_different_widths(tmp_path: Path):
     assert bool(final.sel(device="ID161ZR15000").notnull().all())
     with pytest.raises(FileNotFoundError, match="make study"):
         study.load_study("study", tmp_path / "empty")
+    planned = [study.StudyPart(name, None, {}) for name in
+               ("study-ID170ZR5000", "study-ID161ZR15000", "study-X1", "study-paper-X1", "study-noise-20ns")]
+    _, line = study.committed_study("study", tmp_path, planned)
+    assert line == "the study summaries (2 devices, seed 0; not yet run: study-X1)"
 
 
 def test_load_noise_joins_widths_and_missing_parts_are_named(tmp_path: Path):
