@@ -421,10 +421,25 @@ def verdict_of(table: pd.DataFrame, claim: str, algorithm: str | None = None, sc
     return rows.iloc[0]
 
 
+WRITTEN_DIGITS = 10
+"""Significant digits of the numbers in written claims tables: hosts differ in the last bits of their floats
+(BLAS, numba's target), and a committed table rendered on another host must read the same."""
+
+
+def _rounded(table: pd.DataFrame, digits: int = WRITTEN_DIGITS) -> pd.DataFrame:
+    """``table`` with every float column rounded to ``digits`` significant digits (NaN stays NaN)."""
+    out = table.copy()
+    for column in out.columns[[pd.api.types.is_float_dtype(t) for t in out.dtypes]]:
+        out[column] = [float(f"{v:.{digits}g}") for v in out[column]]
+    return out
+
+
 def write_claims(table: pd.DataFrame, directory: str | Path, name: str, source: dict) -> tuple[Path, Path]:
-    """Write the claims table as ``<name>.csv`` and ``<name>.json`` (with provenance) atomically."""
+    """Write the claims table as ``<name>.csv`` and ``<name>.json`` (with provenance) atomically, its numbers
+    rounded to ``WRITTEN_DIGITS`` significant digits."""
     directory = paths.ensure(Path(directory))
     meta = provenance.provenance_attrs(**{k: str(v) for k, v in {**table.attrs, **source}.items()})
+    table = _rounded(table)
     csv = provenance.atomic_write(directory / f"{name}.csv", lambda tmp: tmp.write_text(
         "".join(f"# {k}: {v}\n" for k, v in sorted(meta.items())) + table.to_csv(index=False)))
     js = provenance.write_json({"provenance": meta, "claims": json.loads(table.to_json(orient="records"))},

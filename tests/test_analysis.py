@@ -295,3 +295,20 @@ def test_per_update_energy_keeps_a_missing_width_missing():
     e = analysis.per_update_energy(data)
     assert float(e.sel(device="A", pulse_width=1e-8)) == pytest.approx(3e-9)
     assert np.isnan(float(e.sel(device="A", pulse_width=2e-8)))
+
+
+def test_written_claims_read_the_same_on_hosts_that_differ_in_the_last_bits(fake_sweep, tmp_path):
+    """Two hosts whose estimates differ by a few ulps (BLAS and numba's target round differently) write the same
+    claims files: the numbers carry WRITTEN_DIGITS significant digits."""
+    table = analysis.claims(fake_sweep(), ClaimThresholds(target=0.9, relative=False))
+    other_host = table.copy()
+    for column in ("estimate", "ci_low", "ci_high"):
+        other_host[column] = np.nextafter(np.nextafter(table[column].to_numpy(), np.inf), np.inf)
+    assert not other_host["estimate"].equals(table["estimate"])
+    written = [analysis.write_claims(t, tmp_path / name, "claims", {"data": "fabricated"})
+               for name, t in (("here", table), ("there", other_host))]
+    for here, there in zip(*written):
+        assert here.read_text() == there.read_text()
+    reread = pd.read_csv(written[0][0], comment="#")
+    finite = np.isfinite(table["estimate"])
+    assert np.allclose(reread["estimate"][finite], table["estimate"][finite], rtol=10.0 ** -(analysis.WRITTEN_DIGITS - 1))
