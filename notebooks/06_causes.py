@@ -111,10 +111,11 @@ try:
     if smoke:
         raise FileNotFoundError("smoke profile: the smoke sweeps instead of the study")
     paper_study, paper_study_used = study.committed_study("study-paper", summary_dir or None, parts)
-    studies = {"paper": paper_study, "ideal": result}
+    studies, ideal_study_used = {"paper": paper_study, "ideal": result}, used
 except FileNotFoundError as reason:
-    paper_study_used = f"the paper and ideal sweeps of one device ({reason})"
+    paper_study_used = f"seed 0 of the paper sweep, {paper_config_used} ({reason})"
     studies = {"paper": paper.isel(seed=[0]), "ideal": ideal.isel(seed=[0])}
+    ideal_study_used = f"seed 0 of the ideal sweep, {ideal_used}"
 by_point = comparison.study_by_profile(studies, collapse_below)
 shown_rules = [a for a in ("mp", "sgd", "sps") if a in set(by_point["algorithm"])]
 study_devices = sorted(set(by_point["device"]))
@@ -136,10 +137,12 @@ for ax, device in zip(axes[0], study_devices):
 axes[0][0].set_ylabel("final test accuracy (%)")
 handles, labels = axes[0][0].get_legend_handles_labels()
 fig.legend(handles, labels, loc="outside right upper", fontsize=8)
-plotting.save(fig, "06_study_paper_vs_ideal", output_dir, provenance=f"{paper_study_used}; ideal: {used}")
+plotting.save(fig, "06_study_paper_vs_ideal", output_dir,
+              provenance=f"paper: {paper_study_used}; ideal: {ideal_study_used}")
 plt.show()
 collapses = by_point.dropna(subset=["cause"]).groupby("algorithm")["cause"].value_counts().unstack(fill_value=0)
-display(Markdown(f"Results: {paper_study_used}. Collapses by cause over the device-width points: " + "; ".join(
+display(Markdown(f"Results: paper configuration: {paper_study_used}; ideal: {ideal_study_used}. Collapses by "
+                 "cause over the device-width points: " + "; ".join(
     f"**{a}**: " + ", ".join(f"{n} {c}" for c, n in row.items() if n) for a, row in collapses.iterrows()) + "."))
 
 # %% [markdown]
