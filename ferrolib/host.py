@@ -2,8 +2,8 @@
 
 Training and fitting are bit-identical across threads, run order and resume on one host (``ferrolib.threads``),
 but compiled kernels and libraries pick their instructions by CPU: numba compiles for the host's CPU name, torch
-dispatches its ATen kernels by capability (and its bundled MKL and oneDNN by instruction set), numpy's ufuncs by
-their dispatch targets, and OpenBLAS (numpy, scipy) by core type. Different instructions round differently (fused
+dispatches its ATen kernels by capability (and its bundled MKL and oneDNN by instruction set, MKL also by the CPU's
+vendor), numpy's ufuncs by their dispatch targets, and OpenBLAS (numpy, scipy) by core type. Different instructions round differently (fused
 multiply-adds, vector widths, reduction orders), so exact digests hold per ``fingerprint``.
 
 ``AVX2_EMULATION`` makes an AVX-512 machine take the code paths of an AVX2-only host (an AMD EPYC or an older
@@ -28,16 +28,32 @@ AVX2, OpenBLAS (numpy's, scipy's) takes its Haswell kernels, torch's ATen kernel
 disables its AVX-512 dispatch targets (numpy >= 2.4 names them X86_V4, AVX512_ICL and AVX512_SPR)."""
 
 
+def cpu_vendor() -> str:
+    """The CPU's vendor (``GenuineIntel``, ``AuthenticAMD``; ``/proc/cpuinfo``'s ``vendor_id``, else the platform's
+    processor string): MKL picks other kernels on other vendors' CPUs at the same instruction limit."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            for line in info:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor().split()[0] if platform.processor() else "unknown"
+
+
 def code_paths() -> dict[str, str]:
-    """The code path of each library that rounds numbers: numba's target CPU, torch's kernel capability, MKL's
-    instruction limit (``MKL_ENABLE_INSTRUCTIONS``; ``auto``: MKL picks the CPU's best), OpenBLAS's core type
-    (threadpoolctl) and numpy's enabled dispatch targets."""
+    """The code path of each library that rounds numbers: the CPU's vendor, numba's target CPU, torch's kernel
+    capability, MKL's instruction limit (``MKL_ENABLE_INSTRUCTIONS``; ``auto``: MKL picks the CPU's best),
+    OpenBLAS's core type (threadpoolctl) and numpy's enabled dispatch targets."""
     import llvmlite.binding as llvm
     import numba
     import torch
     from numpy._core import _multiarray_umath as umath
 
     paths = {
+        "cpu": cpu_vendor(),
         "numba": str(numba.config.CPU_NAME or llvm.get_host_cpu_name()),
         "torch": str(torch.backends.cpu.get_cpu_capability()),
         "mkl": os.environ.get("MKL_ENABLE_INSTRUCTIONS", "auto"),
@@ -56,8 +72,8 @@ def code_paths() -> dict[str, str]:
 
 
 def fingerprint() -> str:
-    """``numba=rocketlake torch=AVX512 mkl=auto openblas=SkylakeX numpy=X86_V3,X86_V4,AVX512_ICL``: the key of
-    host-exact digests."""
+    """``cpu=GenuineIntel numba=rocketlake torch=AVX512 mkl=auto openblas=SkylakeX numpy=X86_V3,X86_V4,AVX512_ICL``:
+    the key of host-exact digests."""
     return " ".join(f"{name}={value}" for name, value in code_paths().items())
 
 
