@@ -40,8 +40,10 @@ import torch
 
 from ferrolib.threads import available_cores, set_threads
 from ferrolib.training import ALGORITHMS, PAPER_TRAIN_SAMPLES, TrainConfig
+from ferrolib.training.config import validate
+from ferrolib.training.data import load_data
+from ferrolib.training.loop import build_network
 from ferrolib.training.network import MLP
-from ferrolib.training.run import build_network, load_data, validate
 
 PEERS = Path(__file__).resolve().parents[1].parent / "shared" / "peers" / "aihwkit"
 """The aihwkit peer scripts beside the checkout (``../shared/peers/aihwkit``)."""

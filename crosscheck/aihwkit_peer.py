@@ -161,7 +161,7 @@ def train(algo: str, device: dict, data, seed: int, epochs: int, samples_per_epo
     validation accuracy, expected pulses per layer and polarity, mean |x| and |d| per layer, samples/s."""
     from aihwkit.optim import AnalogSGD
 
-    from ferrolib.training.run import _init_weights, _Stream  # the very same start and sample order
+    from ferrolib.training.loop import _init_weights, _Stream  # the very same start and sample order
 
     torch.manual_seed(seed)
     model, estimates = build(algo, device, _init_weights(list(SIZES), torch.Generator().manual_seed(seed)))

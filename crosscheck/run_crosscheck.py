@@ -27,9 +27,12 @@ sys.path.insert(0, str(ROOT / "crosscheck"))
 import aihwkit_peer  # noqa: E402
 
 from ferrolib import provenance  # noqa: E402
+from ferrolib.aihwkit_export import to_aihwkit  # noqa: E402
 from ferrolib.catalog import get_device  # noqa: E402
-from ferrolib.devices import to_aihwkit  # noqa: E402
-from ferrolib.training.run import TrainConfig, expected_key, load_data, train  # noqa: E402
+from ferrolib.training.config import TrainConfig  # noqa: E402
+from ferrolib.training.data import load_data  # noqa: E402
+from ferrolib.training.keys import expected_key  # noqa: E402
+from ferrolib.training.loop import train  # noqa: E402
 from ferrolib.units import format_pulse_width  # noqa: E402
 
 DEVICE_ID = "ID170ZR5000"

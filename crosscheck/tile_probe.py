@@ -2,7 +2,7 @@
 """Side-by-side probe of what each simulator's tiles receive, to tell a pulse-count difference of rule from one of
 trajectory. Run in the cross-check environment (``--simulators aihwkit`` needs aihwkit).
 
-For one algorithm, pulse width and seed, ferrolib trains as ``ferrolib.training.run.train`` does (same network,
+For one algorithm, pulse width and seed, ferrolib trains as ``ferrolib.training.loop.train`` does (same network,
 sample order and lr schedule, so its counted pulses equal the committed summary's run, checked) while a
 ``aihwkit_peer.PulseEstimate`` on each of its layers applies aihwkit's rules to ferrolib's own x and d; the aihwkit
 run records its expected pulses and mean |x|, |d| the same way. Per layer and polarity, over the run:
@@ -33,7 +33,9 @@ import aihwkit_peer  # noqa: E402
 import run_crosscheck  # noqa: E402
 
 from ferrolib.threads import set_threads  # noqa: E402
-from ferrolib.training.run import TrainConfig, _lr, _Stream, build_network, load_data, validate  # noqa: E402
+from ferrolib.training.config import TrainConfig, validate  # noqa: E402
+from ferrolib.training.data import load_data  # noqa: E402
+from ferrolib.training.loop import _lr, _Stream, build_network  # noqa: E402
 
 
 def ferrolib_probe(config: TrainConfig, device: dict) -> dict:

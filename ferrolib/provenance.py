@@ -28,7 +28,7 @@ OMIT_DEFAULT = "omit_default"
 ``config_dict`` (and so every configuration hash) only when its value differs from its default. Options added
 after results were keyed get it, so that adding an option keeps every existing key (and cached run) valid. Never
 change such a field's default: configurations holding the new default would hash like the old runs (bump
-``training.run.NUMERICS_VERSION`` in the same commit if it must change)."""
+``training.keys.NUMERICS_VERSION`` in the same commit if it must change)."""
 
 
 def _plain(value: Any) -> Any:

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 import xarray as xr
 
-from . import devices as dev
 from . import sourcedata, sweep
-from .training.run import TrainConfig
+from .symmetry import reference_point
+from .training.config import TrainConfig
 
 SWEEP_CONFIG = "sp-limits"
 """The sweep file (in ``sweeps/``) of the study."""
@@ -60,13 +60,13 @@ def summarize(sweep_result: xr.Dataset, spec: sweep.Sweep) -> xr.Dataset:
 def equivalent_reference(first: TrainConfig, second: TrainConfig) -> bool:
     """Whether two configurations differ only in ``sps_reference`` and their references agree bit for bit on the
     nominal device (so their runs are identical: the reference is the only number the choice changes)."""
-    from .training.run import resolve_device
+    from .training.config import resolve_device
 
     if dataclasses.replace(first, sps_reference=second.sps_reference) != second:
         return False
     nominal = resolve_device(first).config.devices(torch.float64)
-    return bool(torch.equal(dev.reference_point(nominal, first.sps_reference),
-                            dev.reference_point(nominal, second.sps_reference)))
+    return bool(torch.equal(reference_point(nominal, first.sps_reference),
+                            reference_point(nominal, second.sps_reference)))
 
 
 def fill_equivalent(combined: xr.Dataset, variants: dict[str, sweep.Sweep]) -> xr.Dataset:

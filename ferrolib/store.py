@@ -25,7 +25,9 @@ import xarray as xr
 
 from . import paths, provenance, sourcedata, splimits, sweep
 from .provenance import move_aside, run_path
-from .training.run import expected_key, key_from_hashes, run_key
+from .training.config import TrainConfig, resolve_device
+from .training.data import load_data
+from .training.keys import data_hash, device_hash, expected_key, key_from_hashes, run_key
 
 RESULT_SOURCES = ("auto", "runs", "summary")
 """Where ``load_results`` may take results from (module docstring)."""
@@ -58,18 +60,16 @@ class _ExpectedKeys:
         self.data: dict[tuple, str] = {}
 
     def __call__(self, config: object) -> dict[str, str] | None:
-        from .training import run
-
-        if not isinstance(config, run.TrainConfig):
+        if not isinstance(config, TrainConfig):
             return None
         device_id = (config.algorithm == "fp", config.device_id, config.pulse_width, config.device_model,
                      config.asymmetry_scale)
         if device_id not in self.devices:
-            self.devices[device_id] = run.device_hash(None if device_id[0] else run.resolve_device(config))
+            self.devices[device_id] = device_hash(None if device_id[0] else resolve_device(config))
         data_id = (config.data, config.split, config.train_limit, config.eval_limit,
                    config.seed if config.data == "synthetic" else 0)
         if data_id not in self.data:
-            self.data[data_id] = run.data_hash(run.load_data(config))
+            self.data[data_id] = data_hash(load_data(config))
         return key_from_hashes(config, self.devices[device_id], self.data[data_id])
 
 

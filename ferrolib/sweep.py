@@ -4,7 +4,7 @@ into one xarray Dataset with the energy ledger of every run (its claims and metr
 
 Every run is stored as ``provenance.run_path`` (``<results_dir>/runs/<config_hash>.nc``), the key training uses too, so a
 sweep reuses runs from notebooks and other sweeps, and an interrupted sweep runs only what is missing. A cached run
-is reused only when its full run key (device model, data, numerics; ``ferrolib.training.run``) still matches.
+is reused only when its full run key (device model, data, numerics; ``ferrolib.training.keys``) still matches.
 Every key of a sweep file and every grid point is validated before the first run starts.
 """
 from __future__ import annotations
@@ -126,7 +126,7 @@ class Sweep:
 
 # ----------------------------------------------------------------------------------------------- caching
 KeyFunction = Callable[[Any], dict]
-"""``key_of(config) -> run key`` (e.g. ``ferrolib.training.run.expected_key``): validates a configuration
+"""``key_of(config) -> run key`` (e.g. ``ferrolib.training.keys.expected_key``): validates a configuration
 (ValueError if invalid) and returns everything that determines its numbers, checked against cached runs."""
 
 
@@ -141,7 +141,7 @@ def default_key_function(run: RunFunction | None) -> KeyFunction | None:
     """The run key function of the default run function (``ferrolib.training.train``); None for others."""
     if run is not None:
         return None
-    from .training.run import expected_key
+    from .training.keys import expected_key
 
     return expected_key
 
@@ -204,7 +204,7 @@ def run_sweep(
 ) -> xr.Dataset:
     """Run every missing point of ``sweep`` and return the combined Dataset (with ledgers).
 
-    Every grid point is validated first (``key_of``; default: ``training.run.expected_key`` when ``run`` is the
+    Every grid point is validated first (``key_of``; default: ``training.keys.expected_key`` when ``run`` is the
     default): one invalid point fails the sweep with one line listing them before any run starts. Cached runs
     are reused only when their run key matches (stale ones are moved aside and recomputed).
     ``run`` defaults to ``ferrolib.training.train``; it must be a module-level function for process pools.
@@ -278,7 +278,7 @@ def check_device_areas(sweep: Sweep) -> None:
     """ValueError naming the first device of ``sweep`` whose area is unknown (``measurements.device_area`` is NaN,
     or a synthetic model device) when it trains on devices: the energy ledger of every run needs the area, so
     such a sweep would fail after all its training."""
-    from .training.run import SYNTHETIC_DEVICES
+    from .training.config import SYNTHETIC_DEVICES
 
     if set(sweep.axes()["algorithm"]) <= {"fp"}:
         return
@@ -590,7 +590,7 @@ def _check_run_options(options: dict) -> None:
 def canonical_widths(sweep: Sweep) -> Sweep:
     """``sweep`` with every pulse width within ``measurements.PULSE_WIDTH_RTOL`` of a width measured for one of its
     devices replaced by that width (``validation.canonical_pulse_width``): one run, one key."""
-    from .training.run import SYNTHETIC_DEVICES
+    from .training.config import SYNTHETIC_DEVICES
 
     measured = [d for d in sweep.axes()["device"] if d not in SYNTHETIC_DEVICES]
     if not (sweep.pulse_widths and measured):

@@ -28,7 +28,7 @@ MAX_NAME_LENGTH = 128
 """Longest accepted name (file names are built from names)."""
 
 MAX_SEED = 2**59 - 1
-"""Largest seed: layer ``i`` of a run seeds its pulse kernels with ``16 * seed + i`` (``training.run.build_network``),
+"""Largest seed: layer ``i`` of a run seeds its pulse kernels with ``16 * seed + i`` (``training.loop.build_network``),
 which numba types as int64, so ``16 * seed + 15 < 2**63``."""
 
 

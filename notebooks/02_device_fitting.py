@@ -47,8 +47,8 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ferrolib import devices as dev
 from ferrolib import catalog, fitting, measurements, paths, physics, plotting
+from ferrolib.fitted import FittedDevice
 
 plotting.style()
 profile = "smoke" if smoke else "full"
@@ -93,7 +93,7 @@ comparison = []
 for (d, width, model), fitted in fits.items():
     committed_path = catalog.fitted_device_path(d, width, model)
     if committed_path.exists():
-        name, difference = fitting.largest_difference(fitted, dev.FittedDevice.load(committed_path))
+        name, difference = fitting.largest_difference(fitted, FittedDevice.load(committed_path))
     else:
         name, difference = "no committed file", float("inf")
     comparison.append({"device_id": d, "width": plotting.format_pulse_width(width), "model": model,

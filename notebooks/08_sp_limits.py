@@ -34,8 +34,8 @@
 #
 # The runs are `sweeps/sp-limits.toml`: sps on ID170ZR5000 at 20 ns (the control), 20 µs and 200 µs, three seeds,
 # the ideal profile (exact reads, `sweeps/ideal.toml`), one sweep per variant (the default variant is that
-# sweep's own sps runs). Verdicts and effects come
-# from `ferrolib.analysis`; without the runs in `results/` the notebook renders from `data/results/sp-limits.nc`.
+# sweep's own sps runs). Verdicts and effects come from `ferrolib.analysis` and `ferrolib.splimits_analysis`;
+# without the runs in `results/` the notebook renders from `data/results/sp-limits.nc`.
 
 # %% tags=["parameters"]
 smoke: bool = False
@@ -53,8 +53,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ferrolib import analysis, paths, plotting, provenance, sourcedata, splimits, store
-from ferrolib import devices as dev
+from ferrolib import analysis, paths, plotting, provenance, sourcedata, splimits, splimits_analysis, store, symmetry
 from ferrolib.catalog import get_device
 
 import torch  # noqa: E402  (after ferrolib, which sets the thread environment before torch loads)
@@ -71,11 +70,11 @@ device_id = str(result["device"].values[0])
 widths = [float(w) for w in result["pulse_width"].values]
 names = [str(v) for v in result["variant"].values]
 final = 100 * result["test_acc"].isel(epoch=-1).sel(device=device_id, algorithm="sps")
-effects = analysis.variant_effects(result)
+effects = splimits_analysis.variant_effects(result)
 ideal = provenance.read_netcdf(sourcedata.summary_path("ideal"))  # the committed ideal sweep: sps at 5 widths
 ideal_widths = [float(w) for w in ideal["pulse_width"].values]
 ideal_sps = 100 * ideal["test_acc"].isel(epoch=-1).sel(device=device_id, algorithm="sps")
-properties = analysis.restoring_properties(device_id, ideal_widths)
+properties = splimits_analysis.restoring_properties(device_id, ideal_widths)
 fits = {w: get_device(device_id, w) for w in ideal_widths}
 source = (f"{device_id} measured fits; {result.attrs['data_label']}; profile {profile}, "
           f"{result.sizes['seed']} seed(s); bars = mean, whiskers = min..max over seeds")
@@ -102,7 +101,7 @@ def bars(ax, variant_names: list[str]) -> None:
 
 
 def effect_lines(variant: str) -> str:
-    """The variant's effects as a markdown table (from ``analysis.variant_effects``)."""
+    """The variant's effects as a markdown table (from ``splimits_analysis.variant_effects``)."""
     rows = effects[effects["variant"] == variant]
     return "\n".join([f"**{LABELS.get(variant, variant)}** against the default (final test accuracy, %):", "",
                       "| width | default | variant | effect (points) | 95 % interval | gap recovered | verdict |",
@@ -124,7 +123,7 @@ def effect_lines(variant: str) -> str:
 # variant narrowed to fewer widths in the sweep file takes the other's runs there (listed under the figure).
 
 # %%
-methods = list(dev.SYMMETRY_POINT_METHODS)
+methods = list(symmetry.SYMMETRY_POINT_METHODS)
 points = pd.DataFrame({w: fits[w].symmetry_points(1000 if smoke else 4000) for w in ideal_widths}).T
 fig, (ax, ax_bars) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
 for index, method in enumerate(methods):
@@ -175,8 +174,9 @@ for width in ideal_widths:
     nominal = fits[width].config.devices(torch.float64)
     w_star = fits[width].symmetry_point
     generator = torch.Generator().manual_seed(0)
-    walk[width] = [float(dev.random_pulse_walk(nominal, w_star, float(b), 100 if smoke else 400, 200 if smoke else 2000,
-                                               generator)[50 if smoke else 200:].mean()) - w_star for b in biases]
+    walk[width] = [float(symmetry.random_pulse_walk(nominal, w_star, float(b), 100 if smoke else 400,
+                                                    200 if smoke else 2000, generator)[50 if smoke else 200:].mean())
+                   - w_star for b in biases]
 fig, (ax_f, ax_walk, ax_acc) = plt.subplots(1, 3, figsize=(14, 3.9), layout="constrained")
 for width in ideal_widths:
     nominal = fits[width].config.devices(torch.float64)
@@ -210,7 +210,7 @@ ax_acc.set(xlabel="decay per zero-mean pulse, -f'(w*)/2", ylabel="final sps test
 ax_acc.legend(loc="lower left", fontsize=7)
 plotting.save(fig, "08_restoring_force", output_dir, provenance=source)
 plt.show()
-ranking = analysis.property_ranking(ideal_sps.mean("seed").to_series(), properties)
+ranking = splimits_analysis.property_ranking(ideal_sps.mean("seed").to_series(), properties)
 display(properties.assign(width=[plotting.format_pulse_width(w) for w in properties["pulse_width"]])
         .drop(columns="pulse_width").set_index("width").style.format(precision=3))
 display(Markdown("Spearman rank correlation of the ideal profile's sps accuracy with each property over the "
@@ -252,7 +252,7 @@ for name in names:
     for width in widths:
         low, high = fits[width].measured_states() if width in fits else get_device(device_id, width).measured_states()
         hist = result["final_device_hist"].sel(variant=name, device=device_id, algorithm="sps", pulse_width=width)
-        share = analysis.outside_fraction(hist, result["bin_center"], low, high).mean("seed")
+        share = splimits_analysis.outside_fraction(hist, result["bin_center"], low, high).mean("seed")
         outside[(LABELS.get(name, name), plotting.format_pulse_width(width))] = {
             str(layer): f"{100 * float(share.sel(layer=layer)):.2f} %" for layer in share["layer"].values}
 display(pd.DataFrame(outside).T)
@@ -262,7 +262,7 @@ display(pd.DataFrame(outside).T)
 #
 # Which candidate explains the drop: a variant "explains" it at a width when the whole 95 % interval of its
 # effect (paired over seeds) lies above half the gap between the default at 20 ns and at that width
-# (`analysis.EXPLAINS_FRACTION`); "fails" when the whole interval lies below.
+# (`splimits_analysis.EXPLAINS_FRACTION`); "fails" when the whole interval lies below.
 
 # %%
 verdicts = effects[effects["verdict"] != "control"]
@@ -273,12 +273,13 @@ display(Markdown(
                 f"{100 * r.recovered:.0f} % | **{r.verdict}** |" for r in verdicts.itertuples())))
 explaining = sorted({LABELS.get(r.variant, r.variant) for r in verdicts.itertuples() if r.verdict == analysis.HOLDS})
 algorithmic = tuple(n for n in ("protocol_reference", "zero_protocol_reference", "device_zero_init") if n in names)
-keep = analysis.defensible_variant(effects, algorithmic)
+keep = splimits_analysis.defensible_variant(effects, algorithmic)
 comparison = "; ".join(f"{LABELS.get(r.variant, r.variant)} at {plotting.format_pulse_width(r.pulse_width)}: "
                        f"{r.vs_baseline}" for r in effects[effects["variant"].isin(algorithmic)].itertuples())
 display(Markdown(
     f"Variants that explain the drop at some long width: **{', '.join(explaining) or 'none'}**.\n\n"
     f"Among the algorithm's own choices (the reference, the initial states; (c) changes the device and is a test "
     f"of the cause, not an option for real devices), the one to keep is **{LABELS.get(keep, keep)}** "
-    f"(`analysis.defensible_variant`: better than the default at some width, worse at none; else the default). "
+    f"(`splimits_analysis.defensible_variant`: better than the default at some width, worse at none; else the "
+    "default). "
     f"Against the default: {comparison}."))

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from ferrolib.devices import DeviceArray, SoftBounds, symmetry_point
+from ferrolib.devices import DeviceArray, SoftBounds
+from ferrolib.symmetry import symmetry_point
 from ferrolib.training.algorithms import (FloatingPointLayer, MixedPrecisionLayer, PulsedSGDLayer, UpdateSettings,
                                           make_layer)
 

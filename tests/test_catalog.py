@@ -10,7 +10,8 @@ import pytest
 from conftest import MAIN_20NS_FILE
 from ferrolib import catalog, paths
 from ferrolib.cli import main
-from ferrolib.devices import FittedDevice, PiecewiseStep
+from ferrolib.devices import PiecewiseStep
+from ferrolib.fitted import FittedDevice
 
 HAVE_MEASUREMENTS = paths.SHARED_MEASUREMENTS.is_dir()
 MARKER_CONFIG = PiecewiseStep(dw_min=0.01, piecewise_up=(2.0, 1.0, 0.0), piecewise_down=(0.0, 1.0, 2.0))

@@ -9,8 +9,10 @@ import torch
 
 from ferrolib import devices as dev
 from ferrolib import paths, symmetry
+from ferrolib.aihwkit_export import from_aihwkit, to_aihwkit
 from ferrolib.catalog import fitted_device_path
 from ferrolib.devices import DeviceNoise, PiecewiseStep, PowStep, SoftBounds
+from ferrolib.fitted import MEASURED_TRACE_VARIABLES, FittedDevice
 
 HAVE_MEASUREMENTS = paths.SHARED_MEASUREMENTS.is_dir()
 
@@ -128,14 +130,14 @@ def test_apply_pulses_conserves_pulse_counts_on_a_constant_step_device():
 def test_softbounds_symmetry_point_matches_closed_form_oracle():
     a_up, a_down, b = 0.012, 0.007, 0.9
     devices = SoftBounds(dw_min=a_down, up_down=a_up / a_down - 1, w_min=-b, w_max=b).devices()
-    assert float(dev.symmetry_point(devices)) == pytest.approx(b * (a_up - a_down) / (a_up + a_down), rel=1e-9)
-    assert float(symmetry._bisect_symmetry_point(devices)) == pytest.approx(float(dev.symmetry_point(devices)), abs=1e-9)
+    assert float(symmetry.symmetry_point(devices)) == pytest.approx(b * (a_up - a_down) / (a_up + a_down), rel=1e-9)
+    assert float(symmetry._bisect_symmetry_point(devices)) == pytest.approx(float(symmetry.symmetry_point(devices)), abs=1e-9)
 
 
 def test_piecewise_closed_form_agrees_with_bisection_on_many_devices():
     noise = DeviceNoise(dw_min_dtod=0.3, up_down_dtod=0.3, w_max_dtod=0.2, w_min_dtod=0.2)
     devices = monotone_piecewise().sample((40, 30), noise, generator(7), dtype=torch.float64)
-    closed = dev.symmetry_point(devices)
+    closed = symmetry.symmetry_point(devices)
     assert torch.allclose(closed, symmetry._bisect_symmetry_point(devices), atol=1e-9)
     up, down = devices.dw_up(closed), devices.dw_down(closed)
     assert torch.allclose(up, down, atol=1e-12)
@@ -144,16 +146,16 @@ def test_piecewise_closed_form_agrees_with_bisection_on_many_devices():
 def test_symmetry_point_without_root_clamps_to_the_drift_bound():
     always_up = PiecewiseStep(dw_min=0.01, piecewise_up=(3.0, 3.0), piecewise_down=(1.0, 1.0)).devices()
     always_down = PiecewiseStep(dw_min=0.01, piecewise_up=(1.0, 1.0), piecewise_down=(3.0, 3.0)).devices()
-    assert float(dev.symmetry_point(always_up)) == 1.0
-    assert float(dev.symmetry_point(always_down)) == -1.0
-    assert float(dev.symmetry_point_protocol(always_up)) == pytest.approx(1.0, abs=0.03)
+    assert float(symmetry.symmetry_point(always_up)) == 1.0
+    assert float(symmetry.symmetry_point(always_down)) == -1.0
+    assert float(symmetry.symmetry_point_protocol(always_up)) == pytest.approx(1.0, abs=0.03)
 
 
 @pytest.mark.parametrize("kind", list(CONFIGS))
 def test_protocol_symmetry_point_agrees_with_analytic_within_one_step(kind):
     devices = CONFIGS[kind].sample((20,), DeviceNoise(dw_min_dtod=0.2, up_down_dtod=0.2), generator(8), torch.float64)
-    analytic = dev.symmetry_point(devices)
-    protocol = dev.symmetry_point_protocol(devices, n=300, n_alternating=4000, tail=200)
+    analytic = symmetry.symmetry_point(devices)
+    protocol = symmetry.symmetry_point_protocol(devices, n=300, n_alternating=4000, tail=200)
     step = torch.maximum(devices.dw_up(analytic), devices.dw_down(analytic))
     assert (torch.abs(protocol - analytic) <= step).all()
 
@@ -173,9 +175,9 @@ def aihwkit_steps(parameters: dict, w: torch.Tensor) -> tuple[torch.Tensor, torc
 @pytest.mark.parametrize("up_down", [0.4, -0.25, 0.0])
 def test_aihwkit_export_round_trips_and_keeps_the_steps(up_down):
     config = monotone_piecewise(up_down)
-    exported = dev.to_aihwkit(config)
+    exported = to_aihwkit(config)
     assert exported["dw_min"] == pytest.approx(0.01 * (1 + abs(up_down)))
-    back = dev.from_aihwkit(exported)
+    back = from_aihwkit(exported)
     w = torch.linspace(-1, 1, 41, dtype=torch.float64)
     ours = config.devices()
     theirs_up, theirs_down = aihwkit_steps(exported, w)
@@ -184,15 +186,15 @@ def test_aihwkit_export_round_trips_and_keeps_the_steps(up_down):
     assert torch.allclose(back.devices().dw_down(w), ours.dw_down(w))
     assert back.dw_min == pytest.approx(config.dw_min) and back.up_down == pytest.approx(config.up_down)
     with pytest.raises(ValueError, match="piecewise"):
-        dev.to_aihwkit(CONFIGS["softbounds"])
+        to_aihwkit(CONFIGS["softbounds"])
 
 
 def test_fitted_device_file_round_trip(tmp_path):
-    fitted = dev.FittedDevice(config=monotone_piecewise(), device_id="IDTEST", pulse_width_s=2e-8,
-                              data_kind="synthetic", r2_up=0.9, amplitude_range_up=(-0.6, -3.6), n_up=10)
+    fitted = FittedDevice(config=monotone_piecewise(), device_id="IDTEST", pulse_width_s=2e-8,
+                          data_kind="synthetic", r2_up=0.9, amplitude_range_up=(-0.6, -3.6), n_up=10)
     path = fitted.save(fitted_device_path("IDTEST", 2e-8, "piecewise", tmp_path))
     assert path.name == "IDTEST_20ns_piecewise.nc"
-    loaded = dev.FittedDevice.load(path)
+    loaded = FittedDevice.load(path)
     assert loaded.config == fitted.config
     assert loaded.amplitude_range_up == (-0.6, -3.6) and loaded.n_up == 10 and loaded.data_kind == "synthetic"
     assert math.isnan(loaded.r2_down)
@@ -200,7 +202,7 @@ def test_fitted_device_file_round_trip(tmp_path):
     assert array.shape == (3, 2) and array.meta["device_id"] == "IDTEST"
     assert set(array.to_dataset(("out", "in")).data_vars) >= {"w_min", "scale_up", "nodes_up"}
     with pytest.raises(FileNotFoundError):
-        dev.FittedDevice.load(tmp_path / "missing.nc")
+        FittedDevice.load(tmp_path / "missing.nc")
 
 
 @pytest.mark.skipif(not HAVE_MEASUREMENTS, reason="shared LBE247 measurements not present")
@@ -215,7 +217,7 @@ def test_cli_device_fit_prints_json_and_saves(tmp_path, capsys):
     (row,) = json.loads(capsys.readouterr().out)
     assert row["device_id"] == "ID170ZR5000" and row["model"] == "softbounds" and row["r2_up"] > 0.85
     assert abs(row["sp_analytic"] - row["sp_protocol"]) < 2 * max(row["step_up_at_0"], row["step_down_at_0"])
-    loaded = dev.FittedDevice.load(tmp_path / "ID170ZR5000_20us_softbounds.nc")
+    loaded = FittedDevice.load(tmp_path / "ID170ZR5000_20us_softbounds.nc")
     assert loaded.n_states == pytest.approx(row["n_states"])
     assert (row["source_root"], row["source_file"]) == ("LBE247", f"ID170ZR5000/{path.name}")
     assert list(row) == list(loaded.summary(n_alternating=200))  # the CLI prints FittedDevice.summary
@@ -230,8 +232,8 @@ def test_fitted_device_files_hold_no_measured_values(tmp_path):
     (path,) = measurements.find_measurements("ID170ZR5000", 2e-4)
     fitted = fitting.fit_file(path, "softbounds")
     assert "w_measured" in fitted.trace
-    loaded = dev.FittedDevice.load(fitted.save(tmp_path / "fit.nc"))
-    assert not set(dev.MEASURED_TRACE_VARIABLES) & set(loaded.trace.data_vars)
+    loaded = FittedDevice.load(fitted.save(tmp_path / "fit.nc"))
+    assert not set(MEASURED_TRACE_VARIABLES) & set(loaded.trace.data_vars)
     assert np.allclose(loaded.trace["w_model"].values, fitted.trace["w_model"].values, equal_nan=True)
     assert loaded.source_sha256 == measurements.read_summary(path).attrs["source_sha256"]
     assert loaded.r2_up == pytest.approx(fitted.r2_up) and loaded.config == fitted.config
@@ -244,10 +246,10 @@ def test_symmetry_point_with_two_stable_roots_depends_on_the_start():
     down = 1.0 - 0.5 * np.sin(2 * np.pi * nodes)
     up[-1], down[0] = 0.0, 0.0
     devices = PiecewiseStep(dw_min=0.002, piecewise_up=tuple(up), piecewise_down=tuple(down)).devices()
-    assert float(dev.symmetry_point(devices, start=0.1)) == pytest.approx(0.5, abs=1e-6)
-    assert float(dev.symmetry_point(devices, start=-0.1)) == pytest.approx(-0.5, abs=1e-6)
-    assert float(dev.symmetry_point(devices, start=devices.w_min)) == pytest.approx(-0.5, abs=1e-6)
-    from_bottom = dev.symmetry_point_protocol(devices, n=2000, n_alternating=4000)
-    from_above = dev.symmetry_point_protocol(devices, n=0, start=0.1, n_alternating=4000)
+    assert float(symmetry.symmetry_point(devices, start=0.1)) == pytest.approx(0.5, abs=1e-6)
+    assert float(symmetry.symmetry_point(devices, start=-0.1)) == pytest.approx(-0.5, abs=1e-6)
+    assert float(symmetry.symmetry_point(devices, start=devices.w_min)) == pytest.approx(-0.5, abs=1e-6)
+    from_bottom = symmetry.symmetry_point_protocol(devices, n=2000, n_alternating=4000)
+    from_above = symmetry.symmetry_point_protocol(devices, n=0, start=0.1, n_alternating=4000)
     assert float(from_bottom) == pytest.approx(-0.5, abs=0.004)
     assert float(from_above) == pytest.approx(0.5, abs=0.004)

@@ -9,6 +9,7 @@ import xarray as xr
 from ferrolib import devices as dev
 from ferrolib import fitting, paths
 from ferrolib.devices import DeviceNoise, PiecewiseStep, PowStep, SoftBounds
+from ferrolib.fitted import FittedDevice
 
 HAVE_MEASUREMENTS = paths.SHARED_MEASUREMENTS.is_dir()
 N_RAMP = 90
@@ -202,15 +203,15 @@ def test_refits_reproduce_the_committed_device_files(width):
 
     (latest,) = measurements.load_measurements("ID170ZR5000", width, select="last")
     for model in dev.MODEL_KINDS:
-        committed = dev.FittedDevice.load(catalog.fitted_device_path("ID170ZR5000", width, model, paths.ROOT / "data" / "devices"))
+        committed = FittedDevice.load(catalog.fitted_device_path("ID170ZR5000", width, model, paths.ROOT / "data" / "devices"))
         refit = fitting.fit_ramp(latest, model)
         assert (committed.source_root, committed.source_file) == (latest.attrs["source_root"], latest.attrs["source_file"])
         name, difference = fitting.largest_difference(refit, committed)
         assert difference <= fitting.FIT_AGREEMENT, f"{model}: {name} differs by {difference:.3g} of its scale"
 
 
-def _committed_20ns() -> dev.FittedDevice:
-    return dev.FittedDevice.load(paths.ROOT / "data" / "devices" / "ID170ZR5000_20ns_piecewise.nc")
+def _committed_20ns() -> FittedDevice:
+    return FittedDevice.load(paths.ROOT / "data" / "devices" / "ID170ZR5000_20ns_piecewise.nc")
 
 
 def test_fit_agreement_separates_rounding_from_a_change_of_the_fit():
@@ -221,7 +222,7 @@ def test_fit_agreement_separates_rounding_from_a_change_of_the_fit():
 
     committed = _committed_20ns()
 
-    def changed(**values) -> dev.FittedDevice:
+    def changed(**values) -> FittedDevice:
         return dataclasses.replace(committed, config=dataclasses.replace(committed.config, **values))
 
     up_down = committed.config.up_down
@@ -252,9 +253,9 @@ def test_save_fit_keeps_the_same_fit_and_rewrites_a_changed_one(tmp_path):
     before = path.stat().st_mtime_ns
     nudged = dataclasses.replace(committed, config=dataclasses.replace(committed.config, w_min=committed.config.w_min + 1e-9))
     assert catalog.save_fit(nudged, tmp_path)[1].startswith("kept") and path.stat().st_mtime_ns == before
-    assert dev.FittedDevice.load(path).config == committed.config  # the committed numbers stay
+    assert FittedDevice.load(path).config == committed.config  # the committed numbers stay
     moved = dataclasses.replace(committed, config=dataclasses.replace(committed.config, w_min=committed.config.w_min + 1e-3))
     path, status = catalog.save_fit(moved, tmp_path)
     assert status.startswith("rewritten") and "w_min" in status
-    assert dev.FittedDevice.load(path).config.w_min == committed.config.w_min + 1e-3
+    assert FittedDevice.load(path).config.w_min == committed.config.w_min + 1e-3
     assert catalog.save_fit(committed, tmp_path, force=True)[1] == "written"

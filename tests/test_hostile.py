@@ -22,7 +22,7 @@ from conftest import MAIN_20NS_FILE
 from ferrolib import catalog, paths, provenance, validation
 from ferrolib.cli import main
 from ferrolib.training import result_path
-from ferrolib.training import run as run_module
+from ferrolib.training import loop as loop_module
 
 from run_helpers import computations, counting
 
@@ -145,7 +145,7 @@ class Context:
     def __init__(self, tmp_path, capsys, monkeypatch, mounts):
         self.tmp, self.capsys, self.monkeypatch, self.mounts = tmp_path, capsys, monkeypatch, mounts
         self.log = tmp_path / "computations.log"
-        monkeypatch.setattr(run_module, "build_network", counting(self.log))
+        monkeypatch.setattr(loop_module, "build_network", counting(self.log))
 
     def trained(self) -> int:
         return computations(self.log)

@@ -13,6 +13,8 @@ import xarray as xr
 
 from ferrolib import catalog, fitting, measurements, paths
 from ferrolib import devices as dev
+from ferrolib.aihwkit_export import to_aihwkit
+from ferrolib.fitted import FittedDevice
 
 HAVE_MEASUREMENTS = paths.SHARED_MEASUREMENTS.is_dir()
 PAPER = json.loads((paths.ROOT / "tests" / "data" / "paper_fits.json").read_text())
@@ -135,7 +137,7 @@ def test_paper_piecewise_is_a_fit_model_with_its_own_files():
     assert path.name == "ID170ZR5000_20ns_paper_piecewise.nc"
     (latest,) = measurements.load_measurements("ID170ZR5000", 2e-8, select="last")
     fitted = fitting.fit_ramp(latest, "paper_piecewise")
-    exported = dev.to_aihwkit(fitted)
+    exported = to_aihwkit(fitted)
     fit = fitting.paper_fit(latest)
     for name in ("dw_min", "up_down", "w_min", "w_max"):
         assert exported[name] == pytest.approx(getattr(fit, name), rel=1e-12), name
@@ -144,7 +146,7 @@ def test_paper_piecewise_is_a_fit_model_with_its_own_files():
     assert fitted.model == "piecewise" and fitted.fit_method.startswith("the paper's recipe")
     for device_id in STUDY_DEVICES:
         for dataset in measurements.load_measurements(device_id, select="last"):
-            stored = dev.FittedDevice.load(catalog.fitted_device_path(
+            stored = FittedDevice.load(catalog.fitted_device_path(
                 device_id, dataset.attrs["pulse_width_s"], "paper_piecewise", paths.ROOT / "data" / "devices"))
             assert stored.source_file == dataset.attrs["source_file"]
             assert stored.fit_method.startswith("the paper's recipe")
@@ -159,7 +161,7 @@ and 0.030 although the fitted parameters agree to 1e-4 (the paper's own paramete
 so the printed runs differed in the protocol, not in the fit."""
 
 
-def paper_symmetry_point(device: dev.FittedDevice, n_steps: int = 51, n_alternating: int = 150,
+def paper_symmetry_point(device: FittedDevice, n_steps: int = 51, n_alternating: int = 150,
                          tail: int = 5) -> float:
     """The paper's symmetry-point protocol on the noise-free nominal device: from w = 0, ``n_steps`` up and
     ``n_steps`` down pulses, then ``n_alternating`` alternating pulses starting up; the mean of the last ``tail``
@@ -174,8 +176,8 @@ def test_symmetry_points_of_the_paper_models_follow_the_printed_ones():
                if fit["device_id"] == "ID170ZR5000"}
     assert len(printed) == 6
     for width, value in printed.items():
-        device = dev.FittedDevice.load(catalog.fitted_device_path("ID170ZR5000", width, "paper_piecewise",
-                                                                  paths.ROOT / "data" / "devices"))
+        device = FittedDevice.load(catalog.fitted_device_path("ID170ZR5000", width, "paper_piecewise",
+                                                              paths.ROOT / "data" / "devices"))
         assert paper_symmetry_point(device) == pytest.approx(value, abs=SYMMETRY_POINT_TOLERANCE), width
 
 

@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from ferrolib import devices as dev
+from ferrolib.symmetry import PAPER_ALTERNATING_PULSES, PAPER_ALTERNATING_TAIL, reference_point
 from ferrolib.training import TrainConfig, pulsed, train
 from ferrolib.training.algorithms import MP_TRANSFERS, UpdateSettings, make_layer
+from ferrolib.training.reference import implicit_transfer_reference
 from test_pulsed import SHAPE, make_devices
 
 
@@ -42,7 +44,7 @@ def test_implicit_transfer_fast_path_equals_the_aihwkit_loop(kind: str, c2c: flo
         for step in range(3):
             event0 = step * SHAPE[0]
             if variant == "loop":
-                new_state, counts = pulsed.implicit_transfer_reference(
+                new_state, counts = implicit_transfer_reference(
                     chi, eps, max_pulses, first, -0.5, granularity, desired_bl, seed, event0, torch.from_numpy(state),
                     devices, up, down)
                 state = new_state.numpy()
@@ -144,12 +146,12 @@ def test_paper_alternating_reference_is_the_closed_form_on_soft_bounds() -> None
     a_down = np.array([[0.05, 0.012], [0.1, 0.05]])
     w_min, w_max = np.array([[-0.8, -1.0], [-1.2, -0.6]]), np.array([[1.0, 0.7], [1.1, 1.3]])
     devices = _soft_bounds(a_up, a_down, w_min, w_max)
-    reference = dev.reference_point(devices, "paper_alternating").numpy()
+    reference = reference_point(devices, "paper_alternating").numpy()
     np.testing.assert_allclose(reference, _paper_alternating_closed_form(a_up, a_down, w_min, w_max), rtol=0,
                                atol=1e-13)
-    assert dev.PAPER_ALTERNATING_PULSES == 48 and dev.PAPER_ALTERNATING_TAIL == 5
+    assert PAPER_ALTERNATING_PULSES == 48 and PAPER_ALTERNATING_TAIL == 5
     # slow devices still carry the start's transient: the reference is not the analytic root there
-    analytic = dev.reference_point(devices, "analytic").numpy()
+    analytic = reference_point(devices, "analytic").numpy()
     assert abs(reference[0, 1] - analytic[0, 1]) > 4 * a_up[0, 1]
 
 
@@ -159,8 +161,8 @@ def test_paper_alternating_agrees_with_the_long_train_from_zero_once_converged()
     of the down step, ``(v* - u*) / 10``; the same on a piecewise device. The noise-free model is used even for a
     noisy device."""
     devices = _soft_bounds(0.15, 0.1, -1.0, 1.0)
-    paper = float(dev.reference_point(devices, "paper_alternating"))
-    long_train = float(dev.reference_point(devices, "protocol_from_zero"))
+    paper = float(reference_point(devices, "paper_alternating"))
+    long_train = float(reference_point(devices, "protocol_from_zero"))
     alpha, beta = 1 - 0.15, 1 - 0.1
     u_star = (0.15 - alpha * 0.1) / (1 - alpha * beta)
     assert paper - long_train == pytest.approx((beta * u_star - 0.1 - u_star) / 10, abs=1e-3)  # transient 0.765^23
@@ -171,9 +173,9 @@ def test_paper_alternating_agrees_with_the_long_train_from_zero_once_converged()
                                 nodes_up=torch.tensor([1.5, 1.2, 1.0, 0.6, 0.2], dtype=torch.float64),
                                 nodes_down=torch.tensor([0.2, 0.6, 1.0, 1.2, 1.5], dtype=torch.float64))
     step = float(piecewise.dw_up(torch.tensor(0.0, dtype=torch.float64)))
-    paper = float(dev.reference_point(piecewise, "paper_alternating"))
-    assert paper == pytest.approx(float(dev.reference_point(piecewise, "protocol_from_zero")), abs=0.2 * step)
-    assert paper == float(dev.reference_point(piecewise, "paper_alternating"))  # noise-free: reproducible
+    paper = float(reference_point(piecewise, "paper_alternating"))
+    assert paper == pytest.approx(float(reference_point(piecewise, "protocol_from_zero")), abs=0.2 * step)
+    assert paper == float(reference_point(piecewise, "paper_alternating"))  # noise-free: reproducible
 
 
 def test_sps_with_the_paper_reference_starts_at_the_initial_weights() -> None:
@@ -182,7 +184,7 @@ def test_sps_with_the_paper_reference_starts_at_the_initial_weights() -> None:
     devices = _soft_bounds(np.full((3, 4), 0.05), np.full((3, 4), 0.03), np.full((3, 4), -1.0), np.full((3, 4), 1.0))
     weight = 0.1 * torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
     layer = make_layer("sps", weight, devices, UpdateSettings(sps_reference="paper_alternating"))
-    expected = dev.reference_point(devices, "paper_alternating").numpy()
+    expected = reference_point(devices, "paper_alternating").numpy()
     np.testing.assert_array_equal(layer.tile.reference, expected)
     np.testing.assert_array_equal(layer.tile.state, expected + weight.double().numpy())
     np.testing.assert_allclose(layer.weight().numpy(), weight.numpy(), atol=1e-7)

@@ -11,7 +11,8 @@ import pytest
 import torch
 from scipy import stats
 
-from ferrolib.devices import DeviceArray, PiecewiseStep, from_aihwkit, to_aihwkit
+from ferrolib.aihwkit_export import from_aihwkit, to_aihwkit
+from ferrolib.devices import DeviceArray, PiecewiseStep
 from ferrolib.training import pulsed
 from ferrolib.training.algorithms import UpdateSettings, make_layer
 
@@ -314,7 +315,8 @@ def test_tile_probe_reproduces_ferrolibs_training_loop(tmp_path: Path) -> None:
     """The probe's loop (layers wrapped to show x and d to aihwkit's pulse estimator) trains exactly as ``train``:
     same accuracies and counted pulses per epoch; the estimator saw every layer's x and d (non-zero mean |x|,
     |d| and expected pulses)."""
-    from ferrolib.training.run import TrainConfig, train
+    from ferrolib.training.config import TrainConfig
+    from ferrolib.training.loop import train
 
     probe = crosscheck_module("tile_probe")
     config = TrainConfig.smoke("sgd", device_id="ID170ZR5000", pulse_width=2e-5, train_limit=256, eval_limit=200,
@@ -334,7 +336,7 @@ def test_both_simulators_back_propagate_the_same_errors_from_the_same_weights(al
     float32 rounding (the tile probe's lockstep check: a pulse-count gap with the same rule and the same
     back-propagation is the trajectory)."""
     pytest.importorskip("aihwkit", reason="aihwkit is not installed (run `make crosscheck`)")
-    from ferrolib.training.run import TrainConfig
+    from ferrolib.training.config import TrainConfig
 
     probe = crosscheck_module("tile_probe")
     config = TrainConfig.smoke(algorithm, device_id="ID170ZR5000", pulse_width=2e-8, train_limit=256,

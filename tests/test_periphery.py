@@ -12,9 +12,10 @@ import torch
 from ferrolib import provenance
 from ferrolib.training import TrainConfig
 from ferrolib.training.algorithms import MappedLayer, UpdateSettings, make_layer
+from ferrolib.training.config import validate
+from ferrolib.training.loop import build_network, train
 from ferrolib.training.periphery import (IOParameters, MappingParameters, NoiseTable, backward, backward_reference,
                                          forward, forward_reference, read)
-from ferrolib.training.run import build_network, train, validate
 
 QUIET = IOParameters(out_noise=0.0)
 """aihwkit's default periphery without output noise (deterministic)."""

@@ -71,7 +71,7 @@ def test_paper_profile_carries_the_papers_periphery_mapping_and_rates() -> None:
 def test_paper_profile_builds_and_validates_for_every_rule() -> None:
     """Every field the paper profile names exists (periphery, mapping, rules, fitting recipe, split) and passes
     validation for all four rules on ID170ZR5000's paper_piecewise fit at 20 ns."""
-    from ferrolib.training.run import validate
+    from ferrolib.training.config import validate
 
     for algorithm in ("fp", "sgd", "sps", "mp"):
         config = config_from_profile("paper", algorithm, pulse_width=2e-8)

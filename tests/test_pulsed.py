@@ -11,6 +11,9 @@ from ferrolib import kernels as device_kernels
 from ferrolib.devices import DeviceArray
 from ferrolib.kernels import device_step
 from ferrolib.training import mp_transfer, pulse_primitives, pulsed
+from ferrolib.training.kernel_cache import compile_kernels
+from ferrolib.training.reference import (apply_pulse_counts_reference, apply_pulse_trains_reference, bernoulli_bits,
+                                         draw_pulse_trains_reference, transfer_pulse_trains)
 
 SHAPE = (5, 6)
 
@@ -70,7 +73,7 @@ def test_pulse_trains_fast_path_equals_reference(kind: str, c2c: float) -> None:
     up, down = np.zeros(SHAPE, np.int64), np.zeros(SHAPE, np.int64)
     pulsed.apply_pulse_trains(fast, trains, pulsed.kernel_device(devices, SHAPE), 7, 100, up, down)
     ref_up, ref_down = np.zeros(SHAPE, np.int64), np.zeros(SHAPE, np.int64)
-    reference = pulsed.apply_pulse_trains_reference(state, trains, devices, 7, 100, ref_up, ref_down)
+    reference = apply_pulse_trains_reference(state, trains, devices, 7, 100, ref_up, ref_down)
     np.testing.assert_array_equal(up, ref_up)
     np.testing.assert_array_equal(down, ref_down)
     assert up.sum() + down.sum() > 100
@@ -102,7 +105,7 @@ def test_coincidence_engine_equals_reference_on_sparse_managed_trains(kind: str,
     pulsed.apply_pulse_trains(fast, trains, pulsed.kernel_device(devices, SHAPE), 3, 9, up, down, weight,
                               reference_weight.numpy())
     ref_up, ref_down = np.zeros(SHAPE, np.int64), np.zeros(SHAPE, np.int64)
-    reference = pulsed.apply_pulse_trains_reference(state, trains, devices, 3, 9, ref_up, ref_down)
+    reference = apply_pulse_trains_reference(state, trains, devices, 3, 9, ref_up, ref_down)
     np.testing.assert_array_equal(up, ref_up)
     np.testing.assert_array_equal(down, ref_down)
     assert 10 < up.sum() + down.sum() and (up + down == 0).any()  # some devices pulsed, some not
@@ -115,7 +118,7 @@ def test_bits_kernel_equals_a_scalar_reference() -> None:
     rng = np.random.default_rng(5)
     probability = rng.uniform(-0.2, 1.2, (6, 7)).clip(0.0, 1.0)
     bl = np.array([0, 1, 5, 31, 63, 2])
-    bits = pulsed.bernoulli_bits(probability, bl, 11, 40, 1)
+    bits = bernoulli_bits(probability, bl, 11, 40, 1)
     golden, mask = 0x9E3779B97F4A7C15, (1 << 64) - 1
 
     def mix(z: int) -> int:
@@ -183,7 +186,7 @@ def test_pulse_counts_fast_path_equals_reference(kind: str) -> None:
     up, down = np.zeros(SHAPE, np.int64), np.zeros(SHAPE, np.int64)
     pulsed.apply_pulse_counts(fast, counts, pulsed.kernel_device(devices, SHAPE), 11, 3, up, down, weight,
                               read_out_reference)
-    reference = pulsed.apply_pulse_counts_reference(state, counts, devices, 11, 3)
+    reference = apply_pulse_counts_reference(state, counts, devices, 11, 3)
     np.testing.assert_allclose(fast, reference.numpy(), rtol=1e-12, atol=1e-14)
     np.testing.assert_array_equal(weight, (fast - read_out_reference).astype(np.float32))
     np.testing.assert_array_equal(up, np.clip(counts, 0, None))
@@ -251,9 +254,9 @@ def test_update_management_balances_probabilities_and_caps_bl() -> None:
 def test_bits_are_deterministic_and_have_the_right_rate() -> None:
     probability = np.full((200, 50), 0.3)
     bl = np.full(200, 20)
-    bits = pulsed.bernoulli_bits(probability, bl, 3, 0, 0)
-    np.testing.assert_array_equal(bits, pulsed.bernoulli_bits(probability, bl, 3, 0, 0))
-    assert not np.array_equal(bits, pulsed.bernoulli_bits(probability, bl, 4, 0, 0))
+    bits = bernoulli_bits(probability, bl, 3, 0, 0)
+    np.testing.assert_array_equal(bits, bernoulli_bits(probability, bl, 3, 0, 0))
+    assert not np.array_equal(bits, bernoulli_bits(probability, bl, 4, 0, 0))
     assert (bits >> 20 == 0).all()  # no bit beyond BL
     rate = np.vectorize(lambda v: bin(int(v)).count("1"))(bits).sum() / (200 * 50 * 20)
     assert rate == pytest.approx(0.3, abs=0.01)
@@ -300,9 +303,11 @@ def test_compile_kernels_covers_every_signature_training_uses() -> None:
     from numba.core.registry import CPUDispatcher
 
     from ferrolib.training import TrainConfig
-    from ferrolib.training.run import build_network, load_data, validate
+    from ferrolib.training.config import validate
+    from ferrolib.training.data import load_data
+    from ferrolib.training.loop import build_network
 
-    pulsed.compile_kernels()
+    compile_kernels()
     kernels = {f"{module.__name__}.{name}": k for module in (device_kernels, pulse_primitives, pulsed, mp_transfer)
                for name, k in vars(module).items() if isinstance(k, CPUDispatcher)}
     before = {name: len(k.signatures) for name, k in kernels.items()}
@@ -339,7 +344,7 @@ def test_fused_draw_equals_probabilities_then_bits_on_the_same_keys(dtype: torch
         desired_bl = int(torch.randint(1, pulsed.MAX_BL + 1, (), generator=g))
         managements = (bool(trial % 2), bool(trial // 2 % 2))
         fast = pulsed.draw_pulse_trains(x, d, lr, dw_min, desired_bl, 3, trial, *managements)
-        reference = pulsed.draw_pulse_trains_reference(x, d, lr, dw_min, desired_bl, 3, trial, *managements)
+        reference = draw_pulse_trains_reference(x, d, lr, dw_min, desired_bl, 3, trial, *managements)
         for field in ("x_bits", "d_bits", "x_negative", "d_negative", "bl"):
             np.testing.assert_array_equal(getattr(fast, field), getattr(reference, field), err_msg=f"{field} {trial}")
         live = pulsed.draw_pulse_trains(x, d, lr, dw_min, desired_bl, 3, trial, *managements, live_slots_only=True)
@@ -389,7 +394,7 @@ def test_fused_pulsed_transfer_equals_counts_trains_and_coincidences(kind: str, 
                     params, fields["up"], fields["down"], fields["weight"], reference_weight)
             else:
                 counts = pulsed.transfer_counts(fields["chi"], eps, max_pulses, increment, -0.5)
-                trains = pulsed.transfer_pulse_trains(counts, eps, 0.01, 7, 9, step * SHAPE[0])
+                trains = transfer_pulse_trains(counts, eps, 0.01, 7, 9, step * SHAPE[0])
                 pulsed.apply_pulse_trains(fields["state"], trains, params, 9, step * SHAPE[0], fields["up"],
                                           fields["down"], fields["weight"], reference_weight)
                 fields[f"counts{step}"] = counts
@@ -483,10 +488,10 @@ def test_fused_pulsed_update_equals_draw_then_apply(kind: str, c2c: float) -> No
         up, down = np.zeros(SHAPE, np.int64), np.zeros(SHAPE, np.int64)
         pulsed.pulsed_update(x, d, lr, 0.02, desired_bl, 3, 40 * trial, fast, params, up, down, weight,
                              reference_weight, update_management, bl_management)
-        trains = pulsed.draw_pulse_trains_reference(x, d, lr, 0.02, desired_bl, 3, 40 * trial, update_management,
-                                                    bl_management)
+        trains = draw_pulse_trains_reference(x, d, lr, 0.02, desired_bl, 3, 40 * trial, update_management,
+                                             bl_management)
         ref_up, ref_down = np.zeros(SHAPE, np.int64), np.zeros(SHAPE, np.int64)
-        reference = pulsed.apply_pulse_trains_reference(state, trains, devices, 3, 40 * trial, ref_up, ref_down)
+        reference = apply_pulse_trains_reference(state, trains, devices, 3, 40 * trial, ref_up, ref_down)
         np.testing.assert_array_equal(up, ref_up, err_msg=f"case {trial}")
         np.testing.assert_array_equal(down, ref_down, err_msg=f"case {trial}")
         np.testing.assert_allclose(fast, reference.numpy(), rtol=1e-12, atol=1e-14, err_msg=f"case {trial}")
@@ -526,7 +531,7 @@ def test_compact_draw_equals_line_bits_on_the_same_keys(dtype) -> None:
     full = (np.int64(1) << bl) - 1
     some = np.where(np.arange(40) % 3 == 0, full & rng.integers(0, 2**62, 40), full)
     probability = np.minimum(scale * np.abs(values), one).astype(np.float64)
-    reference = pulsed.bernoulli_bits(probability, bl, 5, 70, 1)
+    reference = bernoulli_bits(probability, bl, 5, 70, 1)
     assert ((scale * np.abs(values[:, 3])) == 1).all() and ((probability > 0) & (probability < 1)).sum() > 2000
     for slots in (full, some):
         words, fired = _compact_draws(values, scale, one, bl, slots, 5, 70, 1)
@@ -581,9 +586,9 @@ def test_fused_pulsed_update_with_one_slot_and_longer_trains_in_one_batch(shape,
     weight = (fast - reference_weight).astype(np.float32)
     up, down = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
     pulsed.pulsed_update(x, d, lr, dw_min, desired_bl, 4, 90, fast, params, up, down, weight, reference_weight)
-    trains = pulsed.draw_pulse_trains_reference(x, d, lr, dw_min, desired_bl, 4, 90)
+    trains = draw_pulse_trains_reference(x, d, lr, dw_min, desired_bl, 4, 90)
     ref_up, ref_down = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
-    reference = pulsed.apply_pulse_trains_reference(state, trains, devices, 4, 90, ref_up, ref_down)
+    reference = apply_pulse_trains_reference(state, trains, devices, 4, 90, ref_up, ref_down)
     np.testing.assert_array_equal(up, ref_up)
     np.testing.assert_array_equal(down, ref_down)
     np.testing.assert_allclose(fast, reference.numpy(), rtol=1e-12, atol=1e-14)
@@ -719,7 +724,7 @@ def test_active_outer_equals_the_full_product_on_every_column(batch: int, n_out:
     ``batch * eps * sum_b |d_b| |x_b|``."""
     from ferrolib.training import TrainConfig
     from ferrolib.training.algorithms import ACTIVE_OUTER_MIN_SHAPE, active_outer, batch_outer
-    from ferrolib.training.run import load_data
+    from ferrolib.training.data import load_data
     from ferrolib.training.tile import append_bias
 
     g = torch.Generator().manual_seed(22 + batch + n_out + n_in)

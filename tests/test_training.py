@@ -9,7 +9,9 @@ import xarray as xr
 from ferrolib import provenance
 from ferrolib.training import PAPER_TRAIN_SAMPLES, TrainConfig, result_path, train, validate
 from ferrolib.training import network as network_module
-from ferrolib.training import run as run_module
+from ferrolib.training import loop as loop_module
+from ferrolib.training.data import load_data
+from ferrolib.training.keys import data_hash
 
 
 def small(algorithm: str, **overrides) -> TrainConfig:
@@ -95,7 +97,7 @@ def test_resume_after_interruption_gives_identical_result(tmp_path, monkeypatch)
     config = small("sgd", c2c=0.1, epochs=3)
     reference = train(config, tmp_path / "full", progress=False)
     calls = {"n": 0}
-    original = run_module._accuracy
+    original = loop_module._accuracy
 
     def interrupt_in_epoch_two(*args, **kwargs):
         calls["n"] += 1
@@ -103,12 +105,12 @@ def test_resume_after_interruption_gives_identical_result(tmp_path, monkeypatch)
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(run_module, "_accuracy", interrupt_in_epoch_two)
+    monkeypatch.setattr(loop_module, "_accuracy", interrupt_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         train(config, tmp_path / "resumed", progress=False)
     checkpoint = result_path(config, tmp_path / "resumed").with_suffix(".ckpt.pt")
     assert checkpoint.exists() and not result_path(config, tmp_path / "resumed").exists()
-    monkeypatch.setattr(run_module, "_accuracy", original)
+    monkeypatch.setattr(loop_module, "_accuracy", original)
     resumed = train(config, tmp_path / "resumed", progress=False)
     assert not checkpoint.exists()
     for name in ("val_acc", "test_acc", "train_loss", "pulses", "device_pulses_fc1", "weight_hist"):
@@ -128,7 +130,7 @@ def test_profiles_and_learning_rate_schedule() -> None:
     paper = TrainConfig.ideal("mp")
     assert paper.samples_per_epoch == PAPER_TRAIN_SAMPLES and paper.epochs == 25 and paper.lr == 0.5
     assert TrainConfig.ideal("sgd").lr == 0.1 and TrainConfig(algorithm="sps", lr=0.05).lr == 0.05
-    lrs = [run_module._lr(paper, epoch) for epoch in (1, 10, 11, 20, 21, 25)]
+    lrs = [loop_module._lr(paper, epoch) for epoch in (1, 10, 11, 20, 21, 25)]
     assert lrs == [0.5, 0.5, 0.25, 0.25, 0.125, 0.125]
     assert "algorithm='sgd'" in repr(TrainConfig.smoke("sgd")) and "epochs=2" in repr(TrainConfig.smoke("sgd"))
     assert provenance.config_hash(TrainConfig.smoke("sgd")) != provenance.config_hash(TrainConfig.smoke("sps"))
@@ -153,10 +155,10 @@ def test_unknown_device_is_a_clear_error() -> None:
 
 
 def test_synthetic_task_is_labelled() -> None:
-    data = run_module.load_data(small("fp"))
+    data = load_data(small("fp"))
     assert data.source["kind"] == "synthetic" and "synthetic" in data.label
     assert data.train_x.shape == (256, 784) and float(data.train_x.max()) <= 1.0
-    assert torch.equal(data.train_y, run_module.load_data(small("fp")).train_y)
+    assert torch.equal(data.train_y, load_data(small("fp")).train_y)
 
 
 def test_cli_trains_prints_json_and_rejects_bad_input(tmp_path, capsys) -> None:
@@ -200,7 +202,7 @@ def test_periphery_run_is_deterministic_and_resumable(tmp_path, monkeypatch) -> 
     reference = train(config, tmp_path / "full", progress=False)
     exact = train(small("mp", epochs=2, snapshot_epochs=(2,)), tmp_path / "exact", progress=False)
     assert not np.array_equal(reference.device_pulses_fc1, exact.device_pulses_fc1)
-    original = run_module._accuracy
+    original = loop_module._accuracy
     calls = {"n": 0}
 
     def interrupt(*args, **kwargs):
@@ -209,10 +211,10 @@ def test_periphery_run_is_deterministic_and_resumable(tmp_path, monkeypatch) -> 
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(run_module, "_accuracy", interrupt)
+    monkeypatch.setattr(loop_module, "_accuracy", interrupt)
     with pytest.raises(KeyboardInterrupt):
         train(config, tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(run_module, "_accuracy", original)
+    monkeypatch.setattr(loop_module, "_accuracy", original)
     resumed = train(config, tmp_path / "resumed", progress=False)
     for name in ("val_acc", "train_loss", "device_pulses_fc1"):
         np.testing.assert_array_equal(reference[name], resumed[name])
@@ -220,8 +222,6 @@ def test_periphery_run_is_deterministic_and_resumable(tmp_path, monkeypatch) -> 
 
 def test_limited_data_is_a_stratified_subset():
     """Stored splits may be ordered by class (the npm subset is): a limit must not keep one digit only."""
-    from ferrolib.training.run import load_data
-
     data = load_data(TrainConfig.smoke("fp"))
     for split, limit in (("train", 512), ("val", 500), ("test", 500)):
         labels = getattr(data, f"{split}_y")
@@ -274,10 +274,10 @@ def test_the_paper_split_changes_the_data_hash(tmp_path, monkeypatch):
     fake_mnist_dir(tmp_path / "idx", n_train=100, n_test=20)
     monkeypatch.setenv(paths.MNIST_ENV, str(tmp_path / "idx"))
     monkeypatch.setattr(paths, "CACHE", tmp_path / "cache")
-    stratified = run_module.load_data(TrainConfig.smoke("fp", data="full", train_limit=None, eval_limit=None))
-    paper = run_module.load_data(TrainConfig.smoke("fp", data="full", split="paper", train_limit=None, eval_limit=None))
+    stratified = load_data(TrainConfig.smoke("fp", data="full", train_limit=None, eval_limit=None))
+    paper = load_data(TrainConfig.smoke("fp", data="full", split="paper", train_limit=None, eval_limit=None))
     assert (len(paper.train_y), len(paper.val_y), len(paper.test_y)) == (80, 20, 20)
     assert torch.equal(paper.test_x, stratified.test_x)
-    assert run_module.data_hash(paper) != run_module.data_hash(stratified)
+    assert data_hash(paper) != data_hash(stratified)
     train, _ = mnist.random_split_indices(100, (0.8, 0.2), 2024)
     assert torch.equal(paper.train_y, torch.from_numpy(np.arange(100) % 10)[train])

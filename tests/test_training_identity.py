@@ -29,7 +29,9 @@ import torch
 
 from ferrolib.host import fingerprint as fingerprint_of_host
 from ferrolib.training import TrainConfig
-from ferrolib.training.run import build_network, load_data, validate
+from ferrolib.training.config import validate
+from ferrolib.training.data import load_data
+from ferrolib.training.loop import build_network
 
 CASES: dict[str, dict] = {
     "sgd": dict(algorithm="sgd"),

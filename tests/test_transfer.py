@@ -15,6 +15,7 @@ from ferrolib.devices import DeviceArray
 from ferrolib.training import TrainConfig, pulsed, result_path, train, validate
 from ferrolib.training.algorithms import UpdateSettings, make_layer
 from ferrolib.training.periphery import IOParameters
+from ferrolib.training.reference import apply_pulse_trains_reference, draw_pulse_trains_reference
 from ferrolib.training.tile import Periphery
 from ferrolib.training.transfer import (CHOP_EVENT0, WRITE_EVENT0, ChoppedTransferParameters,
                                         DynamicTransferParameters, TransferLayer, chop_period, chop_uniforms)
@@ -77,11 +78,11 @@ class NaiveTransfer:
             ds = torch.tensor([[-float(d[b, i]) if self.out_chop[i] else float(d[b, i]) for i in range(SHAPE[0])]],
                               dtype=torch.float32)
             compound = 0.5 * (self.g_fast + self.g_slow)  # VectorRPUDevice: the mean of its devices' granularities
-            trains = pulsed.draw_pulse_trains_reference(xs, ds, self.count_lr, compound, self.s.desired_bl,
-                                                        self.s.seed, self.samples, self.s.update_management,
-                                                        self.s.bl_management)
-            self.A = pulsed.apply_pulse_trains_reference(self.A, trains, self.fast_devices, self.s.seed, self.samples,
-                                                         self.counts["A_up"], self.counts["A_down"])
+            trains = draw_pulse_trains_reference(xs, ds, self.count_lr, compound, self.s.desired_bl,
+                                                 self.s.seed, self.samples, self.s.update_management,
+                                                 self.s.bl_management)
+            self.A = apply_pulse_trains_reference(self.A, trains, self.fast_devices, self.s.seed, self.samples,
+                                                  self.counts["A_up"], self.counts["A_down"])
             self.samples += 1
             if self.samples % round(p.transfer_every) == 0:
                 self.transfer(lr)
@@ -126,11 +127,11 @@ class NaiveTransfer:
             x = torch.tensor([[1.0 if k == i else 0.0 for k in range(n_in)]], dtype=torch.float32)
             d = torch.tensor([[-s for s in n]], dtype=torch.float32)
             event = WRITE_EVENT0 + self.transfers
-            trains = pulsed.draw_pulse_trains_reference(x, d, p.step * self.g_slow, self.g_slow, p.transfer_desired_bl,
-                                                        self.s.seed, event, p.transfer_update_management,
-                                                        p.transfer_update_management)
-            self.C = pulsed.apply_pulse_trains_reference(self.C, trains, self.slow_devices, self.s.seed, event,
-                                                         self.counts["C_up"], self.counts["C_down"])
+            trains = draw_pulse_trains_reference(x, d, p.step * self.g_slow, self.g_slow, p.transfer_desired_bl,
+                                                 self.s.seed, event, p.transfer_update_management,
+                                                 p.transfer_update_management)
+            self.C = apply_pulse_trains_reference(self.C, trains, self.slow_devices, self.s.seed, event,
+                                                  self.counts["C_up"], self.counts["C_down"])
         draws = chop_uniforms(self.s.seed, CHOP_EVENT0 + self.transfers, 1 + n_out)
         if self.dynamic:
             if self.sweeps % period + 1 == period or (p.in_chop_random and draws[0] < p.in_chop_prob):

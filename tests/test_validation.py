@@ -11,7 +11,9 @@ from ferrolib import sweep
 from ferrolib.cli import main
 from ferrolib.training import network as network_module
 from ferrolib.training import result_path, train
-from ferrolib.training import run as run_module
+from ferrolib.training import config as config_module
+from ferrolib.training import keys as keys_module
+from ferrolib.training import loop as loop_module
 
 from fake_runs import FakeConfig
 from run_helpers import computations, counting, tiny
@@ -23,7 +25,7 @@ TINY = ["--device", "synthetic-asymmetric", "--data", "synthetic", "--profile", 
 def count(tmp_path, monkeypatch):
     """Counts training computations in this process: ``count()`` -> number so far."""
     log = tmp_path / "computations.log"
-    monkeypatch.setattr(run_module, "build_network", counting(log))
+    monkeypatch.setattr(loop_module, "build_network", counting(log))
     return lambda: computations(log)
 
 
@@ -66,9 +68,9 @@ def test_fp_without_json_prints_its_table(tmp_path, capsys):
 
 
 def test_divergence_stops_the_run_and_caches_nothing(tmp_path, monkeypatch):
-    monkeypatch.setitem(run_module.MAX_LR, "fp", math.inf)  # let the up-front check through
+    monkeypatch.setitem(config_module.MAX_LR, "fp", math.inf)  # let the up-front check through
     config = tiny("fp", lr=1e6)
-    with pytest.raises(run_module.TrainingDiverged, match="diverged in epoch 1: batch loss .* nothing cached"):
+    with pytest.raises(loop_module.TrainingDiverged, match="diverged in epoch 1: batch loss .* nothing cached"):
         train(config, tmp_path, progress=False)
     assert not result_path(config, tmp_path).exists()
 
@@ -83,7 +85,7 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys
         return float("nan") if step >= 2 else loss  # 64 images in batches of 32: epoch 2 starts at step 2
 
     monkeypatch.setattr(network_module.MLP, "train_step", nan_from_epoch_two)
-    with pytest.raises(run_module.TrainingDiverged, match="epoch 2: batch loss nan .* checkpoint .* is kept"):
+    with pytest.raises(loop_module.TrainingDiverged, match="epoch 2: batch loss nan .* checkpoint .* is kept"):
         train(config, tmp_path, progress=False)
     checkpoint = result_path(config, tmp_path).with_suffix(".ckpt.pt")
     assert checkpoint.exists() and not result_path(config, tmp_path).exists()
@@ -102,7 +104,7 @@ def test_diverged_weights_are_caught_at_the_end_of_the_epoch(tmp_path, monkeypat
         return loss
 
     monkeypatch.setattr(network_module.MLP, "train_step", poison)
-    with pytest.raises(run_module.TrainingDiverged, match="non-finite weights"):
+    with pytest.raises(loop_module.TrainingDiverged, match="non-finite weights"):
         train(tiny("fp"), tmp_path, progress=False)
 
 
@@ -146,7 +148,7 @@ def test_sweep_dry_run_marks_stale_runs(tmp_path, capsys, monkeypatch):
                       'data = "synthetic"\nepochs = 1\ntrain_limit = 64\neval_limit = 50\nhidden = [8]\n'
                       'snapshot_epochs = [0]\n')
     assert main(["sweep", str(config), "--results-dir", str(tmp_path), "--workers", "1"]) == 0
-    monkeypatch.setattr(run_module, "NUMERICS_VERSION", run_module.NUMERICS_VERSION + 1)
+    monkeypatch.setattr(keys_module, "NUMERICS_VERSION", keys_module.NUMERICS_VERSION + 1)
     capsys.readouterr()
     assert main(["sweep", str(config), "--results-dir", str(tmp_path), "--dry-run"]) == 0
     (line,) = capsys.readouterr().out.splitlines()

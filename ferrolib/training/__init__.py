@@ -9,7 +9,9 @@ from __future__ import annotations
 from .algorithms import ALGORITHMS, PULSE_MODES, UpdateSettings, make_layer
 from .periphery import IOParameters, MappingParameters
 from .profiles import PROFILES, config_from_profile
-from .run import DEFAULT_LR, LAYER_NAMES, PAPER_TRAIN_SAMPLES, SYNTHETIC_DEVICES, TrainConfig, result_path, train, validate
+from .config import DEFAULT_LR, PAPER_TRAIN_SAMPLES, SYNTHETIC_DEVICES, TrainConfig, validate
+from .loop import result_path, train
+from .results import LAYER_NAMES
 
 __all__ = ["ALGORITHMS", "PULSE_MODES", "UpdateSettings", "make_layer", "DEFAULT_LR", "LAYER_NAMES",
            "PAPER_TRAIN_SAMPLES", "SYNTHETIC_DEVICES", "TrainConfig", "result_path", "train", "validate",

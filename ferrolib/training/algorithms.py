@@ -531,7 +531,7 @@ def _make_layer(algorithm: str, weight: Tensor, devices: DeviceArray | None, set
         return make_transfer_layer(algorithm, weight, devices, fast_devices, settings)
     if settings.sps_init not in SPS_INITS:
         raise ValueError(f"unknown sps_init {settings.sps_init!r}; expected one of {SPS_INITS}")
-    from ..devices import reference_point
+    from ..symmetry import reference_point
 
     reference = reference_point(devices.map(lambda v: v.to(torch.float64)), settings.sps_reference)
     tile = AnalogTile(devices, weight, reference)

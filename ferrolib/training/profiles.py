@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..provenance import compact_repr
-from .run import PAPER_TRAIN_SAMPLES
+from .config import PAPER_TRAIN_SAMPLES
 
 SECTIONS: tuple[str, ...] = ("periphery", "mapping", "update", "device", "data", "schedule")
 """The nested sections of a profile, each a dict of TrainConfig fields."""
@@ -92,7 +92,7 @@ def config_from_profile(name: str, algorithm: str, **overrides: Any):
     """The ``TrainConfig`` of profile ``name`` for ``algorithm``, ``overrides`` (TrainConfig fields) applied last."""
     import dataclasses
 
-    from .run import TrainConfig
+    from .config import TrainConfig
 
     values = {**get_profile(name).values(algorithm), **overrides}
     unknown = sorted(set(values) - {f.name for f in dataclasses.fields(TrainConfig)})
