@@ -10,12 +10,13 @@ The naive references are in ``training.reference``.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
 
-from .pulse_primitives import (_LEVELS, _NO_WEIGHT, MAX_BL, KernelDevice, _line_bits, _popcount, _pulse_device,
-                               _sample_hash, _tag_key, _train_scales)
+from .pulse_primitives import (_LEVELS, MAX_BL, EventKey, KernelDevice, UpdateConstants, _line_bits, _popcount,
+                               _pulse_device, _sample_hash, _tag_key, _train_scales, pulse_target)
 
 
 # ------------------------------------------------------------------------------------- accumulate and transfer
@@ -99,15 +100,16 @@ def _transfer_kernel(chi, increment, scale, eps, cap, runs):
 
 
 @njit(cache=True, inline="always")
-def _transfer_row_pulses(i, columns, counts, count, x_max, eps_row, constants, levels, desired_bl, seed, event0, state,
-                         p, count_up, count_down, weight, reference):
-    """Row i's transfer train (sample ``event0 + i``, ``x = -n eps`` at ``columns[:count]`` with the requested
-    counts ``n = counts[:count]``, zero elsewhere, one-hot ``d = e_i``, both managements on, scales of
-    ``_train_scales``; ``x_max = max|x|``) and, per
-    device, its ``popcount(x_bits & d_bits)`` pulses in a row (x drawn only in the slots where row i fires; pulse
-    k keyed ``(seed, event0 + i, i, j, k)``, the order of the coincidence kernel within one device)."""
-    one = constants[4]
-    n_slots, scale_x, scale_d = _train_scales(x_max, one, constants, levels, desired_bl, True, True)
+def _transfer_row_pulses(i, columns, counts, x_max, eps_row, update, key, state, p, count_up, count_down, weight,
+                         reference):
+    """Row i's transfer train (sample ``event0 + i`` of ``key``, ``x = -n eps`` at ``columns`` with the requested
+    counts ``n = counts``, zero elsewhere, one-hot ``d = e_i``, scales of ``_train_scales`` with ``update`` (both
+    managements on); ``x_max = max|x|``) and, per device, its ``popcount(x_bits & d_bits)`` pulses in a row by
+    ``_pulse_device`` (x drawn only in the slots where row i fires; pulse k keyed ``(seed, event0 + i, i, j, k)``,
+    the order of the coincidence kernel within one device)."""
+    seed, event0 = key
+    one = update.constants[4]
+    n_slots, scale_x, scale_d = _train_scales(x_max, one, update)
     if n_slots == 0:
         return
     sample = _sample_hash(seed, event0 + i)
@@ -115,7 +117,7 @@ def _transfer_row_pulses(i, columns, counts, count, x_max, eps_row, constants, l
     if d_word == 0:
         return
     x_key = _tag_key(sample, 0)
-    for c in range(count):
+    for c in range(columns.shape[0]):
         j = columns[c]
         requested = -(counts[c] * eps_row[j])
         pulses = _popcount(_line_bits(x_key, j, min(scale_x * abs(requested), one), n_slots, d_word))
@@ -153,15 +155,18 @@ def _implicit_coincidences(row_scale, b, value):
 
 
 @njit(cache=True, inline="always")
-def _implicit_row_pulses(i, columns, counts, count, x_max, eps_row, granularity, desired_bl, seed, event0, state, p,
-                         count_up, count_down, weight, reference):
-    """Row i's DETERMINISTIC_IMPLICIT transfer: ``x = -n eps`` at ``columns[:count]`` (requested counts
-    ``counts[:count]``), one-hot ``d = e_i``, both managements on (``_implicit_scales``); device (i, j) receives
-    ``_implicit_coincidences`` pulses in a row, up where ``x_j < 0`` (pulse k keyed ``(seed, event0 + i, i, j, k)``,
-    as the stochastic transfer). With ``k <= desired_bl`` that is ``rint(|n_ij| eps_ij / g)`` up to rounding."""
+def _implicit_row_pulses(i, columns, counts, x_max, eps_row, update, key, state, p, count_up, count_down, weight,
+                         reference):
+    """Row i's DETERMINISTIC_IMPLICIT transfer: ``x = -n eps`` at ``columns`` (requested counts ``counts``), one-hot
+    ``d = e_i``, both managements on (``_implicit_scales`` of the granularity ``update.constants[1]`` and
+    ``update.desired_bl``); device (i, j) receives ``_implicit_coincidences`` pulses in a row (``_pulse_device``),
+    up where ``x_j < 0`` (pulse k keyed ``(seed, event0 + i, i, j, k)`` of ``key``, as the stochastic transfer).
+    With ``k <= desired_bl`` that is ``rint(|n_ij| eps_ij / g)`` up to rounding."""
+    count = columns.shape[0]
     if count == 0 or not x_max > 0.0:
         return
-    n_slots, a, b = _implicit_scales(x_max, granularity, desired_bl)
+    seed, event0 = key
+    n_slots, a, b = _implicit_scales(x_max, update.constants[1], update.desired_bl)
     row_scale = min(max(a, 0.0), 1.0) * n_slots
     for c in range(count):
         j = columns[c]
@@ -177,23 +182,64 @@ _TRANSFER_TRAINS, _TRANSFER_EXACT, _TRANSFER_IMPLICIT = 0, 1, 2
 """Transfer modes of ``_mixed_precision_kernel``: stochastic trains, exact counts, deterministic implicit counts."""
 
 
+class Accumulator(NamedTuple):
+    """Mixed precision's accumulator and how ``_mixed_precision_kernel`` transfers it."""
+
+    chi: np.ndarray
+    """(out, in) float64 accumulator, updated in place."""
+    eps: np.ndarray
+    """(out, in) float64 thresholds, or one row (1, in) shared by every row (``shared_row``)."""
+    cap: int
+    """Largest |n| transferred at once (the largest int64: no cap)."""
+    mode: int
+    """How the requested counts reach the devices: ``_TRANSFER_TRAINS``, ``_TRANSFER_EXACT`` or
+    ``_TRANSFER_IMPLICIT``."""
+    counts: np.ndarray
+    """(out, in) int64, written with the requested counts where they are not 0; empty: not kept."""
+
+
+class Increment(NamedTuple):
+    """A change ``chi += scale * change`` of the accumulator, row by row."""
+
+    values: np.ndarray
+    """(out, n_active) increment on the columns of ``runs`` (float32 or float64)."""
+    runs: np.ndarray
+    """(n_runs, 2) uint64 ``[start, stop)`` column runs of ``values`` (``active_columns``); none: no change."""
+    x0: np.ndarray
+    """(in,) float32; non-empty: the change is the outer product ``float32(d0[i] x0[j])`` instead of ``values``."""
+    d0: np.ndarray
+    """(out,) float32 the other factor of that outer product."""
+    scale: float
+    """The factor of the change."""
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
-def _mixed_precision_kernel(chi, increment, increment_runs, x0, d0, scale, rest, rest_runs, lr, eps, cap, mode,
-                            constants, levels, desired_bl, seed, event0, state, p, count_up, count_down, weight,
-                            reference, counts):
+def _mixed_precision_kernel(accumulator, change, rest, update, key, target, p):
     """Row i in parallel, one pass over its chi (still in L1 for the second and third loop):
 
-    1. ``chi += scale * change``: with a non-empty ``x0``, the change of one sample's outer product
-       ``float32(d0[i] x0[j])`` (what torch's ``d0^T @ x0`` of float32 rows gives), computed on the fly; else
-       ``increment`` on its column runs (``_add_runs``; none: no change). Without dividing where
+    1. ``chi += scale * change`` (an ``Increment``): with a non-empty ``x0``, the change of one sample's outer
+       product ``float32(d0[i] x0[j])`` (what torch's ``d0^T @ x0`` of float32 rows gives), computed on the fly;
+       else ``values`` on its column runs (``_add_runs``; none: no change). Without dividing where
        ``|value| < (1 - 2^-20) eps``: there ``value/eps`` rounds below 1, so ``n = 0`` and
        ``chi = value - 0 eps = value`` exactly; only a row with a device at or above that bound (or NaN) is
        passed again with the division;
-    2. ``mode`` exact: ``|n|`` pulses of sign n on every device with a non-zero request, one at a time (pulse k
-       keyed ``(seed, event0, i, j, k)``, as ``apply_pulse_counts``); trains: ``_transfer_row_pulses`` of the
-       row's non-zero requests ``-n eps``; implicit: ``_implicit_row_pulses`` of them (granularity
-       ``constants[1]``). With a non-empty ``counts`` the requested counts are stored there;
-    3. mixed precision's accumulation ``chi -= lr float64(rest)`` on the column runs of ``rest``."""
+    2. the ``accumulator``'s ``mode`` exact: ``|n|`` pulses of sign n on every device (parameters ``p``, arrays
+       in ``target``) with a non-zero request, one at a time (pulse k keyed ``(seed, event0, i, j, k)`` of ``key``, as
+       ``apply_pulse_counts``); trains: ``_transfer_row_pulses`` of the row's non-zero requests ``-n eps`` (scales
+       of ``update``); implicit: ``_implicit_row_pulses`` of them (granularity ``update.constants[1]``). With a
+       non-empty ``counts`` the requested counts are stored there;
+    3. mixed precision's accumulation ``chi += rest.scale float64(rest.values)`` (scale ``-lr``) on the column
+       runs of ``rest``."""
+    chi = accumulator.chi  # the arrays written inside prange: each bound to a name (``pulse_primitives``)
+    counts = accumulator.counts
+    eps, cap, mode = accumulator.eps, accumulator.cap, accumulator.mode
+    state = target.state
+    weight = target.weight
+    reference = target.reference
+    count_up = target.count_up
+    count_down = target.count_down
+    increment, increment_runs, x0, d0, scale = change
+    seed, event0 = key
     n_out, n_in = chi.shape
     outer = x0.size > 0
     keep_counts = counts.size > 0
@@ -232,13 +278,13 @@ def _mixed_precision_kernel(chi, increment, increment_runs, x0, d0, scale, rest,
                     x_max = max(x_max, abs(-(n * eps_row[j])))
                     count += 1
             if mode == _TRANSFER_TRAINS:
-                _transfer_row_pulses(i, columns, requests, count, x_max, eps_row, constants, levels, desired_bl, seed,
-                                     event0, state, p, count_up, count_down, weight, reference)
+                _transfer_row_pulses(i, columns[:count], requests[:count], x_max, eps_row, update, key, state, p,
+                                     count_up, count_down, weight, reference)
             elif mode == _TRANSFER_IMPLICIT:
-                _implicit_row_pulses(i, columns, requests, count, x_max, eps_row, constants[1], desired_bl, seed,
-                                     event0, state, p, count_up, count_down, weight, reference)
-        if rest_runs.shape[0] > 0:
-            _add_runs(chi_row, rest[i], rest_runs, -lr)
+                _implicit_row_pulses(i, columns[:count], requests[:count], x_max, eps_row, update, key, state, p,
+                                     count_up, count_down, weight, reference)
+        if rest.runs.shape[0] > 0:
+            _add_runs(chi_row, rest.values[i], rest.runs, rest.scale)
 
 
 _NO_ROW = np.zeros(0, dtype=np.float32)
@@ -253,14 +299,15 @@ def _mixed_precision(chi, eps, max_pulses, increment, increment_runs, x0, d0, sc
     """Checks and argument defaults of ``_mixed_precision_kernel`` (empty arrays stand for absent ones)."""
     if not 1 <= desired_bl <= MAX_BL:
         raise ValueError(f"desired_bl must be in 1..{MAX_BL}, got {desired_bl}")
-    if weight is None:
-        weight, reference = _NO_WEIGHT, np.zeros((0, 0))
     chi, increment, scale, eps, cap, increment_runs = _transfer_arguments(chi, eps, max_pulses, increment, scale,
                                                                           increment_runs)
     constants = np.array([1.0, granularity, 1e-30, desired_bl, 1.0])
-    _mixed_precision_kernel(chi, increment, increment_runs, x0, d0, scale, rest, rest_runs, float(lr), eps, cap,
-                            mode, constants, _LEVELS[np.float64], desired_bl, seed, event0, state, devices, count_up,
-                            count_down, weight, reference, counts)
+    _mixed_precision_kernel(Accumulator(chi, eps, cap, mode, counts),
+                            Increment(increment, increment_runs, x0, d0, scale),
+                            Increment(rest, rest_runs, _NO_ROW, _NO_ROW, -float(lr)),
+                            UpdateConstants(constants, _LEVELS[np.float64], desired_bl, True, True),
+                            EventKey(seed, event0), pulse_target(state, count_up, count_down, weight, reference),
+                            devices)
 
 
 def exact_transfer(

@@ -7,10 +7,17 @@ of a pulse train and the train scales of update management (docs/science.md: dev
   one device.
 * The bits of one line of a train come from the sample's key ``(seed, event)``, the side's tag (0 columns, 1 rows)
   and the line number, followed by a splitmix64 sequence over the slots (``_line_bits``).
+* The kernels take their arguments grouped in NamedTuples: the arrays a pulse writes (``PulseTarget``), the key of a
+  call's draws (``EventKey``) and the constants of ``_train_scales`` (``UpdateConstants``), beside the devices'
+  ``KernelDevice``. Reading a tuple's fields anywhere is fine, but numba's parallel loops drop the writes to an array
+  reached through a tuple (a field inside ``prange``, or a name unpacked from the tuple: its dead-code elimination
+  does not see them alias the argument), so a kernel binds every array it writes to a name of its own first
+  (``state = target.state``), and the helpers that write inside ``prange`` (``_pulse_device``) take them one by one.
 """
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -28,6 +35,57 @@ _LEVELS = {t: np.arange(MAX_BL + 1, dtype=t) for t in (np.float32, np.float64)}
 
 _NO_WEIGHT = np.zeros((0, 0), dtype=np.float32)
 """The absent read-out weight of the kernels that can keep one current."""
+
+_NO_REFERENCE = np.zeros((0, 0))
+"""The reference of the absent read-out weight."""
+
+
+class PulseTarget(NamedTuple):
+    """The arrays of a tile that every pulse updates in place, as the kernels take them."""
+
+    state: np.ndarray
+    """(out, in) float64 device states ``w``."""
+    count_up: np.ndarray
+    """(out, in) int64 up pulses applied so far."""
+    count_down: np.ndarray
+    """(out, in) int64 down pulses applied so far."""
+    weight: np.ndarray
+    """(out, in) float32 read-out weight ``state - reference``, kept current; empty: none kept."""
+    reference: np.ndarray
+    """(out, in) float64 reference subtracted from the state in ``weight``; empty with an empty ``weight``."""
+
+
+def pulse_target(state: np.ndarray, count_up: np.ndarray, count_down: np.ndarray, weight: np.ndarray | None = None,
+                 reference: np.ndarray | None = None) -> PulseTarget:
+    """The ``PulseTarget`` of a tile's arrays; no ``weight``: none kept (empty weight and reference)."""
+    if weight is None:
+        weight, reference = _NO_WEIGHT, _NO_REFERENCE
+    return PulseTarget(state, count_up, count_down, weight, reference)
+
+
+class EventKey(NamedTuple):
+    """The key of a kernel call's random draws (cycle-to-cycle noise, slot bits): ``(seed, event)``."""
+
+    seed: int
+    """The run's seed."""
+    event0: int
+    """Event of the call's first sample (sample b: ``event0 + b``; row i of a transfer: ``event0 + i``; pulse
+    counts: the event of every pulse)."""
+
+
+class UpdateConstants(NamedTuple):
+    """What ``_train_scales`` needs besides a sample's maxima: the update's constants and managements."""
+
+    constants: np.ndarray
+    """``[lr, dw_min, 1e-30, desired_bl, 1]`` in the dtype of x and d."""
+    levels: np.ndarray
+    """``levels[n] = n`` in that dtype (``_LEVELS``)."""
+    desired_bl: int
+    """Longest pulse train (1..``MAX_BL``)."""
+    balanced: bool
+    """Update management: ``B max|x| = A max|d|`` (on with BL management too)."""
+    bl_management: bool
+    """Update-BL management: ``BL = min(ceil k, desired_bl)`` (else desired_bl)."""
 
 
 # ----------------------------------------------------------------------------------------------- noise
@@ -70,7 +128,7 @@ def _apply_steps(w: float, n: int, up: bool, i: int, j: int, p: KernelDevice, se
 @njit(cache=True, inline="always")
 def _pulse_device(state, i, j, pulses, up, p, seed, event, count_up, count_down, weight, reference):
     """``_apply_steps`` of ``pulses`` pulses on device (i, j), its counter and, given a non-empty ``weight``, its
-    read-out weight ``state - reference``."""
+    read-out weight ``state - reference`` (the arrays of a ``PulseTarget``, one by one: it runs inside ``prange``)."""
     state[i, j] = _apply_steps(state[i, j], pulses, up, i, j, p, seed, event)
     if weight.size > 0:
         weight[i, j] = state[i, j] - reference[i, j]
@@ -124,25 +182,28 @@ def _line_bits(tag_key: np.uint64, line: int, p, n_slots: int, slots: np.int64) 
 
 
 @njit(cache=True, inline="always")
-def _train_scales(x_max, d_max, constants, levels, desired_bl, balanced, bl_management):
+def _train_scales(x_max, d_max, update):
     """One sample's ``(BL, scale_x, scale_d)`` of ``pulse_probabilities`` (BL 0 when k is not positive).
 
-    ``constants = [lr, dw_min, 1e-30, desired_bl, 1]`` and ``levels[n] = n`` in the dtype of x and d; every
-    operation repeats the torch expression of ``pulse_probabilities`` in the same order and precision
-    (``a / t`` of a scalar by a tensor is torch's ``reciprocal(t) * a``), so p, q and BL are identical."""
+    ``update`` (``UpdateConstants``) holds ``constants = [lr, dw_min, 1e-30, desired_bl, 1]`` and ``levels[n] = n``
+    in the dtype of x and d; every operation repeats the torch expression of ``pulse_probabilities`` in the same
+    order and precision (``a / t`` of a scalar by a tensor is torch's ``reciprocal(t) * a``), so p, q and BL are
+    identical."""
+    constants, levels, desired_bl = update.constants, update.levels, update.desired_bl
     lr, dw_min, tiny, max_bl, one = constants[0], constants[1], constants[2], constants[3], constants[4]
     k = lr * x_max * d_max / dw_min
     if not k > 0:
         return 0, one, one
     n_slots = desired_bl
-    if bl_management:
+    if update.bl_management:
         ceiling = np.ceil(k)
         n_slots = 1 if ceiling < one else (desired_bl if ceiling >= max_bl else int(ceiling))
     product = one / (dw_min * levels[n_slots]) * lr
-    if balanced:
+    if update.balanced:
         ratio = d_max * min(one / max(k, tiny) * max_bl, one) / max(x_max, tiny)
         return n_slots, np.sqrt(product * ratio), np.sqrt(product / ratio)
     return n_slots, np.sqrt(product), np.sqrt(product)
 
 
-__all__ = ["MAX_BL", "KernelDevice", "kernel_device", "device_step", "c2c_normal"]
+__all__ = ["MAX_BL", "KernelDevice", "kernel_device", "device_step", "c2c_normal", "PulseTarget", "pulse_target",
+           "EventKey", "UpdateConstants"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -35,9 +36,9 @@ from .. import moved
 from ..aihwkit_export import aihwkit_granularity
 from .mp_transfer import (accumulate, active_columns, every_column, exact_transfer, pulsed_transfer,
                           pulsed_transfer_and_accumulate, shared_row, transfer_counts)
-from .pulse_primitives import (_LEVELS, _NO_WEIGHT, MAX_BL, KernelDevice, _apply_steps, _line_bits, _mix, _popcount,
-                               _pulse_device, _sample_hash, _tag_key, _train_scales, c2c_normal, device_step,
-                               kernel_device)
+from .pulse_primitives import (_LEVELS, MAX_BL, EventKey, KernelDevice, UpdateConstants, _apply_steps, _line_bits, _mix,
+                               _popcount, _pulse_device, _sample_hash, _tag_key, _train_scales, c2c_normal, device_step,
+                               kernel_device, pulse_target)
 
 _IEEE = {np.float32: (np.int32, np.int32(0x7FFFFFFF), np.int32(0x7F800000)),
          np.float64: (np.int64, np.int64(0x7FFFFFFFFFFFFFFF), np.int64(0x7FF0000000000000))}
@@ -100,16 +101,18 @@ def pulse_probabilities(
 
 
 @njit(parallel=True, cache=True)
-def _draw_kernel(x, d, constants, levels, desired_bl, balanced, bl_management, seed, event0, live_slots_only):
+def _draw_kernel(x, d, update, key, live_slots_only):
     """``pulse_probabilities`` and ``bernoulli_bits`` fused per sample, in the dtype of x and d (the scales of
-    ``_train_scales``), so p, q and BL, hence the bits, are identical to the reference's.
+    ``_train_scales`` with ``update``), so p, q and BL, hence the bits, are identical to the reference's; sample b
+    keyed ``(key.seed, key.event0 + b)``.
 
     ``live_slots_only``: the side with fewer non-zero lines is drawn first; the other side only in the slots
     where the first fires (none at all when it is silent), and both keep only the slots where both fire: every
     coincidence, hence every update, is the reference's, at a fraction of the hashing."""
     batch, n_in = x.shape
     n_out = d.shape[1]
-    one = constants[4]
+    one = update.constants[4]
+    seed, event0 = key
     x_bits = np.zeros((batch, n_in), dtype=np.int64)
     d_bits = np.zeros((batch, n_out), dtype=np.int64)
     x_negative = np.empty((batch, n_in), dtype=np.bool_)
@@ -126,8 +129,7 @@ def _draw_kernel(x, d, constants, levels, desired_bl, balanced, bl_management, s
             d_max = max(d_max, abs(d[b, i]))
             d_lines += d[b, i] != 0
             d_negative[b, i] = d[b, i] < 0
-        n_slots, scale_x, scale_d = _train_scales(x_max, d_max, constants, levels, desired_bl, balanced,
-                                                  bl_management)
+        n_slots, scale_x, scale_d = _train_scales(x_max, d_max, update)
         if n_slots == 0:
             continue
         bl[b] = n_slots
@@ -181,19 +183,22 @@ def draw_pulse_trains(
     slots where both a column and a row fire (``x_bits & OR_i d_bits``, ``d_bits & OR_j x_bits`` per sample):
     the same coincidences, hence the same update, drawn at a fraction of the cost (what training uses).
     """
-    x_np, d_np, constants, levels = _draw_arguments(x, d, lr, dw_min, desired_bl)
-    return PulseTrains(*_draw_kernel(x_np, d_np, constants, levels, desired_bl, update_management or bl_management,
-                                     bl_management, seed, event0, live_slots_only))
+    x_np, d_np, update = _draw_arguments(x, d, lr, dw_min, desired_bl, update_management, bl_management)
+    return PulseTrains(*_draw_kernel(x_np, d_np, update, EventKey(seed, event0), live_slots_only))
 
 
-def _draw_arguments(x: Tensor, d: Tensor, lr: float, dw_min: float, desired_bl: int) -> tuple:
-    """x and d as numpy arrays of their common dtype, the constants and levels of ``_train_scales`` in it."""
+def _draw_arguments(x: Tensor, d: Tensor, lr: float, dw_min: float, desired_bl: int, update_management: bool,
+                    bl_management: bool) -> tuple[np.ndarray, np.ndarray, UpdateConstants]:
+    """x and d as numpy arrays of their common dtype, the ``UpdateConstants`` of ``_train_scales`` in it (update
+    management on with BL management, as aihwkit forces it)."""
     if not 1 <= desired_bl <= MAX_BL:
         raise ValueError(f"desired_bl must be in 1..{MAX_BL}, got {desired_bl}")
     dtype = torch.promote_types(x.dtype, d.dtype)
     x_np, d_np = _contiguous_array(x, dtype), _contiguous_array(d, dtype)
     constants = np.array([lr, dw_min, 1e-30, desired_bl, 1.0], dtype=x_np.dtype)
-    return x_np, d_np, constants, _LEVELS[x_np.dtype.type]
+    update = UpdateConstants(constants, _LEVELS[x_np.dtype.type], desired_bl, update_management or bl_management,
+                             bl_management)
+    return x_np, d_np, update
 
 
 def _contiguous_array(values: Tensor, dtype: torch.dtype) -> np.ndarray:
@@ -248,12 +253,18 @@ def _slot_columns(x_bits):
 
 
 @njit(parallel=True, cache=True)
-def _coincidence_kernel(state, x_bits, d_bits, x_negative, d_negative, p, seed, event0, count_up, count_down,
-                        weight, reference):
+def _coincidence_kernel(target, x_bits, d_bits, x_negative, d_negative, p, key):
     """Visit only the coincidences: for every row i (in parallel), sample b, firing slot t of row i, the
-    columns firing in slot t. Pulse k of device (i, j) within sample b is ``popcount(d & x & (2^t - 1))``,
-    so the noise keys, the per-device order and the states equal the pairwise kernel's. With a non-empty
-    ``weight``, ``weight[i, j] = float32(state - reference)`` is kept current at every touched device."""
+    columns firing in slot t. Pulse k of device (i, j) within sample b is ``popcount(d & x & (2^t - 1))``
+    (keyed ``(key.seed, key.event0 + b, i, j, k)``), so the noise keys, the per-device order and the states
+    equal the pairwise kernel's. With a non-empty weight of ``target`` (a ``PulseTarget``),
+    ``weight[i, j] = float32(state - reference)`` is kept current at every touched device."""
+    state = target.state
+    weight = target.weight
+    reference = target.reference
+    count_up = target.count_up
+    count_down = target.count_down
+    seed, event0 = key
     n_out = state.shape[0]
     batch = x_bits.shape[0]
     offsets, columns = _slot_columns(x_bits)
@@ -297,10 +308,8 @@ def apply_pulse_trains(
     batch uses noise event ``event0 + b``. Given ``weight`` (float32) and ``reference``, the read-out weight
     ``state - reference`` of every pulsed device is updated in place too.
     """
-    if weight is None:
-        weight, reference = _NO_WEIGHT, np.zeros((0, 0))
-    _coincidence_kernel(state, trains.x_bits, trains.d_bits, trains.x_negative, trains.d_negative, devices, seed,
-                        event0, count_up, count_down, weight, reference)
+    _coincidence_kernel(pulse_target(state, count_up, count_down, weight, reference), trains.x_bits, trains.d_bits,
+                        trains.x_negative, trains.d_negative, devices, EventKey(seed, event0))
 
 
 @njit(cache=True, inline="always")
@@ -387,10 +396,24 @@ def _draw_compact(values, key, scale, one, n_slots, slots, lines, words):
     return _draw_lines(values, key, scale, one, n_slots, slots, lines, words)
 
 
+class IeeeRows(NamedTuple):
+    """x and d of ``_train_update_kernel`` as IEEE bits, for ``_magnitude_scan``."""
+
+    x: np.ndarray
+    """(B, n_in) x viewed as integers of its float's width."""
+    d: np.ndarray
+    """(B, n_out) d viewed likewise."""
+    magnitude_mask: np.integer
+    """The mask of ``|v|``'s bits (all but the sign bit)."""
+    infinity: np.integer
+    """The bits of +inf."""
+
+
 @njit(parallel=True, cache=True)
-def _train_update_kernel(x, d, x_ieee, d_ieee, magnitude_mask, infinity, constants, levels, desired_bl, balanced,
-                         bl_management, seed, event0, state, p, count_up, count_down, weight, reference):
-    """``_draw_kernel`` with ``live_slots_only`` and ``_coincidence_kernel`` fused, with the trains kept compact.
+def _train_update_kernel(x, d, ieee, update, key, target, p):
+    """``_draw_kernel`` with ``live_slots_only`` and ``_coincidence_kernel`` fused, with the trains kept compact;
+    ``ieee`` (``IeeeRows``): the bits of x and d, ``update``: the ``UpdateConstants`` of ``_train_scales``,
+    ``key``: the ``EventKey``, ``target``: the ``PulseTarget`` of the devices ``p``.
 
     1. Samples in parallel: max |v| and the non-zero count of x and d (``_magnitude_scan``: the float loop's
        values, vectorised), scales of ``_train_scales``; one side drawn first, the other only in the slots where
@@ -406,7 +429,14 @@ def _train_update_kernel(x, d, x_ieee, d_ieee, magnitude_mask, infinity, constan
        side plus the coincidences, never a dense pass over the tile."""
     batch, n_in = x.shape
     n_out = d.shape[1]
-    one = constants[4]
+    one = update.constants[4]
+    x_ieee, d_ieee, magnitude_mask, infinity = ieee
+    seed, event0 = key
+    state = target.state
+    weight = target.weight
+    reference = target.reference
+    count_up = target.count_up
+    count_down = target.count_down
     x_count = np.zeros(batch, dtype=np.int64)
     d_count = np.zeros(batch, dtype=np.int64)
     x_lines = np.empty((batch, n_in), dtype=np.int64)
@@ -416,8 +446,7 @@ def _train_update_kernel(x, d, x_ieee, d_ieee, magnitude_mask, infinity, constan
     for b in prange(batch):
         x_max, x_nonzero = _magnitude_scan(x_ieee[b], magnitude_mask, infinity, one)
         d_max, d_nonzero = _magnitude_scan(d_ieee[b], magnitude_mask, infinity, one)
-        n_slots, scale_x, scale_d = _train_scales(x_max, d_max, constants, levels, desired_bl, balanced,
-                                                  bl_management)
+        n_slots, scale_x, scale_d = _train_scales(x_max, d_max, update)
         if n_slots == 0:
             continue
         full = (1 << n_slots) - 1
@@ -469,19 +498,39 @@ def pulsed_update(
     """Training's stochastic pulsed update of a mini-batch in one kernel: ``draw_pulse_trains`` (with
     ``live_slots_only``) then ``apply_pulse_trains``, with identical states, counters and read-out weight, but
     no dense (B, n) trains: only the firing lines of every sample are kept."""
-    x_np, d_np, constants, levels = _draw_arguments(x, d, lr, dw_min, desired_bl)
-    if weight is None:
-        weight, reference = _NO_WEIGHT, np.zeros((0, 0))
+    x_np, d_np, update = _draw_arguments(x, d, lr, dw_min, desired_bl, update_management, bl_management)
     integer, magnitude_mask, infinity = _IEEE[x_np.dtype.type]
-    _train_update_kernel(x_np, d_np, x_np.view(integer), d_np.view(integer), magnitude_mask, infinity, constants,
-                         levels, desired_bl, update_management or bl_management, bl_management, seed, event0, state,
-                         devices, count_up, count_down, weight, reference)
+    _train_update_kernel(x_np, d_np, IeeeRows(x_np.view(integer), d_np.view(integer), magnitude_mask, infinity),
+                         update, EventKey(seed, event0), pulse_target(state, count_up, count_down, weight, reference),
+                         devices)
 
 
 # --------------------------------------------------------------------------- deterministic per-sample modes
+class TrainProbabilities(NamedTuple):
+    """The firing probabilities of a mini-batch's trains (``pulse_probabilities``) and their signs."""
+
+    p: np.ndarray
+    """(B, n_in) float64 column probabilities ``p_j``."""
+    q: np.ndarray
+    """(B, n_out) float64 row probabilities ``q_i``."""
+    x_negative: np.ndarray
+    """(B, n_in) bool: x_j < 0."""
+    d_negative: np.ndarray
+    """(B, n_out) bool: d_i < 0."""
+    bl: np.ndarray
+    """(B,) int64 train length of every sample."""
+
+
 @njit(parallel=True, cache=True)
-def _deterministic_kernel(state, p_x, q_d, x_negative, d_negative, bl, rounded, p, seed, event0, count_up,
-                          count_down):
+def _deterministic_kernel(target, probabilities, rounded, p, key):
+    """``BL p_j q_i`` pulses of sample b on device (i, j) (parameters ``p``; state and counters in ``target``, a
+    ``PulseTarget`` whose weight is not kept): rounded and applied one at a time (keyed
+    ``(key.seed, key.event0 + b, i, j, k)``), else as one move of that many times the step (not counted)."""
+    state = target.state
+    count_up = target.count_up
+    count_down = target.count_down
+    p_x, q_d, x_negative, d_negative, bl = probabilities
+    seed, event0 = key
     n_out, n_in = state.shape
     batch = p_x.shape[0]
     for i in prange(n_out):
@@ -529,13 +578,22 @@ def apply_deterministic(
         blf = bl.clamp_min(1).double()[:, None]
         p_x = torch.round(p_x * blf) / blf
         q_d = torch.round(q_d * blf) / blf
-    _deterministic_kernel(state, p_x.numpy(), q_d.numpy(), (x < 0).numpy(), (d < 0).numpy(), bl.numpy(),
-                          mode == "implicit", devices, seed, event0, count_up, count_down)
+    probabilities = TrainProbabilities(p_x.numpy(), q_d.numpy(), (x < 0).numpy(), (d < 0).numpy(), bl.numpy())
+    _deterministic_kernel(pulse_target(state, count_up, count_down), probabilities, mode == "implicit", devices,
+                          EventKey(seed, event0))
 
 
 # ------------------------------------------------------------------------------------------ pulse counts
 @njit(parallel=True, cache=True)
-def _counts_kernel(state, counts, p, seed, event, count_up, count_down, weight, reference):
+def _counts_kernel(target, counts, p, key):
+    """``|n_ij|`` pulses of sign ``n_ij`` on device (i, j) (parameters ``p``, arrays in ``target``, a
+    ``PulseTarget``), every pulse of the event ``key.event0``."""
+    seed, event = key
+    state = target.state
+    weight = target.weight
+    reference = target.reference
+    count_up = target.count_up
+    count_down = target.count_down
     n_out, n_in = state.shape
     for i in prange(n_out):
         for j in range(n_in):
@@ -553,10 +611,8 @@ def apply_pulse_counts(
 
     Given ``weight`` (float32) and ``reference``, ``weight = state - reference`` is updated at every pulsed device.
     """
-    if weight is None:
-        weight, reference = _NO_WEIGHT, np.zeros((0, 0))
-    _counts_kernel(state, np.ascontiguousarray(counts, dtype=np.int64), devices, seed, event, count_up,
-                   count_down, weight, reference)
+    _counts_kernel(pulse_target(state, count_up, count_down, weight, reference),
+                   np.ascontiguousarray(counts, dtype=np.int64), devices, EventKey(seed, event))
 
 
 # ------------------------------------------------------------------------------------------ read-out weight
