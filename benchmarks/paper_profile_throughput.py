@@ -37,7 +37,7 @@ from ferrolib.training.profiles import config_from_profile
 from ferrolib.training.run import build_network, load_data, validate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_throughput import Runner, summarize  # noqa: E402
+from train_throughput import Runner, header, summarize  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER = ROOT / "crosscheck" / "paper_peer.py"
@@ -189,9 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def print_table(report: dict) -> None:
-    print(f"{report['device']} {report['pulse_width_s']:g} s, batch 64, {report['repeats']} interleaved repeats of "
-          f"{report['batches']} batches; load average {report['load_average_before'][0]:.1f} before, "
-          f"{report['load_average_after'][0]:.1f} after, {report['cores_available']} cores; {report['peer']}")
+    print(f"{header(report)}; {report['peer']}")
     print(f"{'threads':>7} {'rule':>4} {'variant':>8} {'median/s':>9} {'min':>7} {'max':>7} {'spread':>7} "
           f"{'per CPU-s':>9}   paper over it: median [min, max] (per CPU-s)")
     for n, rows in report["threads"].items():
