@@ -174,9 +174,11 @@ site: data $(SITE_INPUTS) $(filter $(SITE_FIGURES)/%,$(FIGURE_FILES)) ## render 
 	$(BIN)/ferrolib site $(dir $(firstword $(SITE_INPUTS))) $(SITE_FIGURES) $(BUILD)/site
 
 BENCH_ARGS ?= --threads 1 2 --repeats 3
-bench: data ## training throughput of fp, sgd, mp and sps: 1 and 2 threads, 2 runs at once, ratios (BENCH_ARGS); serial share
+PAPER_BENCH_ARGS ?= --threads 1 2 --repeats 3
+bench: data ## throughput of fp, sgd, mp and sps (BENCH_ARGS); serial share; paper profile vs ideal and aihwkit (PAPER_BENCH_ARGS)
 	$(BIN)/python benchmarks/train_throughput.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/serial_share.py
+	$(BIN)/python benchmarks/paper_profile_throughput.py --peer-python $(CROSSCHECK_VENV)/bin/python $(PAPER_BENCH_ARGS)
 
 CROSSCHECK_VENV ?= .crosscheck-venv
 CROSSCHECK_ARGS ?=

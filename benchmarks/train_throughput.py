@@ -282,10 +282,15 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
+def header(report: dict) -> str:
+    """The first line of a throughput table: device, protocol and the machine's load."""
+    return (f"{report['device']} {report['pulse_width_s']:g} s, batch 64, {report['repeats']} interleaved repeats "
+            f"of {report['batches']} batches; load average {report['load_average_before'][0]:.1f} before, "
+            f"{report['load_average_after'][0]:.1f} after, {report['cores_available']} cores")
+
+
 def print_table(report: dict) -> None:
-    print(f"{report['device']} {report['pulse_width_s']:g} s, batch 64, {report['repeats']} interleaved repeats of "
-          f"{report['batches']} batches; load average {report['load_average_before'][0]:.1f} before, "
-          f"{report['load_average_after'][0]:.1f} after, {report['cores_available']} cores")
+    print(header(report))
     print(f"{'threads':>7} {'algorithm':>9} {'median/s':>9} {'min':>7} {'max':>7} {'spread':>7} {'vs fp':>6} "
           f"{'vs 1 thr':>8} {'paper run':>10} {'per CPU-s':>9} {'vs fp':>6}")
     for n, rows in report["throughput"].items():

@@ -1,0 +1,188 @@
+"""aihwkit 1.2 in the paper's configuration, as a throughput peer (imports aihwkit: runs only in the cross-check
+environment, started by ``benchmarks/paper_profile_throughput.py``).
+
+The configuration is the one the paper's scripts printed (``RPU_Config.txt``): ``SingleRPUConfig`` for sgd,
+``ReferenceUnitCell`` (device and a reference at the symmetry point) for sps, ``DigitalRankUpdateRPUConfig`` with
+``MixedPrecisionCompound`` and a ``DETERMINISTIC_IMPLICIT`` transfer for mp; default ``IOParameters()`` forward
+and backward, default mapping (digital bias, tiles of at most 512 inputs: fc1 on two tiles of 392) with weight
+scaling off, input range off; the network ``nn.Sequential`` of torch's default init converted to analog,
+``AnalogSGD``. Device, learning rates, data and batch order are ferrolib's ``paper`` profile's (the same fitted
+device, exported with ``to_aihwkit``; the same MNIST tensors and ``randperm`` order as the ferrolib runners).
+
+    python crosscheck/paper_peer.py --device ID170ZR5000 --pulse-width 2e-8 --algorithms sgd sps mp --threads 1 2
+
+Protocol (one JSON object per line): after building every network and training 5 warm-up batches per algorithm
+and thread count it prints ``{"ready": ...}``; then for every line ``{"algorithm", "threads", "batches"}`` read on
+stdin it trains that many batches and prints ``{"wall": samples/s, "cpu": samples per CPU-second}``, timed in
+here (no pipe or data loading in the timing); end of input ends it. Thread counts apply to torch and, through
+threadpoolctl, to aihwkit's OpenBLAS and OpenMP pools.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import ferrolib  # noqa: F401, I001 - first: the same thread environment as the ferrolib runners
+import torch
+from torch import nn
+
+from ferrolib.devices import to_aihwkit
+from ferrolib.training.profiles import config_from_profile
+from ferrolib.training.run import TrainConfig, load_data, resolve_device
+
+WARM_UP_BATCHES = 5
+"""Batches trained per algorithm and thread count before the first timing (as the ferrolib runners)."""
+
+
+def piecewise_device(params: dict):
+    """aihwkit ``PiecewiseStepDevice`` of exported parameters, noise-free (as the paper's fits)."""
+    from aihwkit.simulator.configs import PiecewiseStepDevice
+
+    return PiecewiseStepDevice(
+        dw_min=params["dw_min"], up_down=params["up_down"], w_min=params["w_min"], w_max=params["w_max"],
+        piecewise_up=list(params["piecewise_up"]), piecewise_down=list(params["piecewise_down"]),
+        dw_min_dtod=0.0, dw_min_std=0.0, w_min_dtod=0.0, w_max_dtod=0.0, up_down_dtod=0.0, write_noise_std=0.0,
+        reset_std=0.0)
+
+
+def paper_rpu_config(algorithm: str, params: dict, granularity: float):
+    """The paper's RPU configuration of ``algorithm`` (sgd, sps, mp): default IO both ways, default mapping."""
+    from aihwkit.simulator.configs import (DigitalRankUpdateRPUConfig, IOParameters, MixedPrecisionCompound,
+                                           SingleRPUConfig, UpdateParameters)
+    from aihwkit.simulator.configs.compounds import ReferenceUnitCell
+    from aihwkit.simulator.parameters.enums import PulseType
+    from aihwkit.simulator.parameters.mapping import MappingParameter
+
+    mapping = MappingParameter(weight_scaling_omega=0.0, weight_scaling_lr_compensation=False,
+                               learn_out_scaling=False)
+    update = UpdateParameters()
+    if algorithm == "mp":
+        update.pulse_type = PulseType.DETERMINISTIC_IMPLICIT
+        config = DigitalRankUpdateRPUConfig(
+            device=MixedPrecisionCompound(device=piecewise_device(params), granularity=granularity),
+            forward=IOParameters(), backward=IOParameters(), update=update, mapping=mapping)
+    elif algorithm in ("sgd", "sps"):
+        device = piecewise_device(params)
+        config = SingleRPUConfig(device=ReferenceUnitCell([device]) if algorithm == "sps" else device,
+                                 forward=IOParameters(), backward=IOParameters(), update=update, mapping=mapping)
+    else:
+        raise ValueError(f"no paper configuration of {algorithm!r} in aihwkit; expected sgd, sps or mp")
+    config.pre_post.input_range.enable = False
+    return config
+
+
+def symmetry_point(params: dict) -> float:
+    """The paper's reference value: the mean of the last 5 weights of 100 alternating single pulses from w = 0."""
+    from aihwkit.simulator.configs import SingleRPUConfig
+    from aihwkit.simulator.tiles import AnalogTile
+
+    config = SingleRPUConfig(device=piecewise_device(params))
+    config.update.desired_bl = 1
+    config.update.update_management = False
+    config.update.update_bl_management = False
+    tile = AnalogTile(1, 1, config)
+    tile.set_learning_rate(params["dw_min"] * params["piecewise_up"][len(params["piecewise_up"]) // 2])
+    tile.set_weights(torch.zeros(1, 1))
+    weights = []
+    for index in range(100):
+        tile.update(-torch.ones(1, 1), torch.full((1, 1), 1.0 if index % 2 == 0 else -1.0))
+        weights.append(float(tile.get_weights()[0][0, 0]))
+    return sum(weights[-5:]) / 5
+
+
+def paper_network(algorithm: str, params: dict, granularity: float, seed: int) -> nn.Module:
+    """784-256-128-10 sigmoid MLP with torch's default init, converted to analog tiles of the paper's config; sps
+    references programmed to the symmetry point, the devices to the initial weights (w_eff = the initial weights)."""
+    from aihwkit.nn.conversion import convert_to_analog
+
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(784, 256), nn.Sigmoid(), nn.Linear(256, 128), nn.Sigmoid(), nn.Linear(128, 10),
+                          nn.LogSoftmax(dim=1))
+    model = convert_to_analog(model, paper_rpu_config(algorithm, params, granularity))
+    if algorithm == "sps":
+        reference = symmetry_point(params)
+        for layer in model.analog_layers():
+            weight, bias = layer.get_weights()
+            for tile in layer.analog_tiles():
+                tile.set_hidden_update_index(1)
+            layer.set_weights(torch.full_like(weight, reference), bias)
+            for tile in layer.analog_tiles():
+                tile.set_hidden_update_index(0)
+            layer.set_weights(weight + reference, bias)
+    return model
+
+
+class PeerRunner:
+    """One aihwkit network of one algorithm and the batch stream it trains on (continues across measurements)."""
+
+    def __init__(self, config: TrainConfig, params: dict, granularity: float, data, order: torch.Tensor) -> None:
+        from aihwkit.optim import AnalogSGD
+
+        self.config = config
+        self.model = paper_network(config.algorithm, params, granularity, config.seed)
+        self.optimizer = AnalogSGD(self.model.parameters(), lr=config.lr)
+        self.optimizer.regroup_param_groups(self.model)
+        self.loss = nn.NLLLoss()
+        self.data = data
+        self.order = order
+        self.step = 0
+
+    def train(self, batches: int) -> tuple[float, float]:
+        """Train ``batches`` mini-batches; samples per second of wall time and of this process's CPU time."""
+        b = self.config.batch_size
+        started, cpu_started = time.perf_counter(), time.process_time()
+        for _ in range(batches):
+            index = self.order[(self.step * b) % (len(self.order) - b):][:b]
+            self.optimizer.zero_grad()
+            self.loss(self.model(self.data.train_x[index]), self.data.train_y[index]).backward()
+            self.optimizer.step()
+            self.step += 1
+        return batches * b / (time.perf_counter() - started), batches * b / (time.process_time() - cpu_started)
+
+
+def set_peer_threads(threads: int) -> None:
+    """``threads`` in torch and in every OpenBLAS / OpenMP pool loaded (aihwkit's own, through threadpoolctl)."""
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(limits=threads)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="ID170ZR5000")
+    parser.add_argument("--pulse-width", type=float, default=2e-8)
+    parser.add_argument("--algorithms", nargs="+", default=["sgd", "sps", "mp"])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1], help="thread counts to warm up")
+    args = parser.parse_args(argv)
+    protocol, sys.stdout = sys.stdout, sys.stderr  # what ferrolib and aihwkit print must not enter the protocol
+    import aihwkit
+    from threadpoolctl import threadpool_info
+
+    configs = {alg: config_from_profile("paper", alg, device_id=args.device, pulse_width=args.pulse_width)
+               for alg in args.algorithms}
+    first = next(iter(configs.values()))
+    device = resolve_device(first)
+    up, down = device.steps_at_zero
+    data = load_data(first)
+    order = torch.randperm(len(data.train_y), generator=torch.Generator().manual_seed(0))
+    runners = {alg: PeerRunner(config, to_aihwkit(device), (abs(up) + abs(down)) / 2, data, order)
+               for alg, config in configs.items()}
+    for n in args.threads:
+        set_peer_threads(n)
+        for runner in runners.values():
+            runner.train(WARM_UP_BATCHES)
+    pools = sorted({f"{pool['internal_api']}:{pool['filepath'].rsplit('/', 1)[-1]}" for pool in threadpool_info()})
+    print(json.dumps({"ready": True, "aihwkit": aihwkit.__version__, "torch": torch.__version__, "pools": pools}),
+          file=protocol, flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        set_peer_threads(request["threads"])
+        wall, cpu = runners[request["algorithm"]].train(request["batches"])
+        print(json.dumps({"wall": wall, "cpu": cpu}), file=protocol, flush=True)
+
+
+if __name__ == "__main__":
+    main()
