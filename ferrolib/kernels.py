@@ -42,19 +42,28 @@ class KernelDevice(NamedTuple):
     c2c: float
 
 
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """``array`` as a read-only view: the kernels only read device parameters, and one flag for every array
+    gives each kernel one compiled signature, whether a parameter was broadcast (a copy) or given per device."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
 def kernel_device(devices: Any, shape: tuple[int, int]) -> KernelDevice:
-    """Broadcast every per-device parameter of ``devices`` (a ``DeviceArray``) to ``shape`` (float64, C-contiguous)."""
+    """Broadcast every per-device parameter of ``devices`` (a ``DeviceArray``) to ``shape`` (float64, C-contiguous,
+    read-only)."""
 
     def full(value: torch.Tensor | None) -> np.ndarray:
         if value is None:
-            return np.zeros(shape)
+            return _read_only(np.zeros(shape))
         array = value.detach().to("cpu", torch.float64).numpy()
-        return np.ascontiguousarray(np.broadcast_to(array, shape))
+        return _read_only(np.ascontiguousarray(np.broadcast_to(array, shape)))
 
     def nodes(value: torch.Tensor | None) -> np.ndarray:
         if value is None:
-            return np.zeros(2)
-        return np.ascontiguousarray(value.detach().to("cpu", torch.float64).numpy().ravel())
+            return _read_only(np.zeros(2))
+        return _read_only(np.ascontiguousarray(value.detach().to("cpu", torch.float64).numpy().ravel()))
 
     return KernelDevice(
         KIND_CODES[devices.kind], full(devices.w_min), full(devices.w_max), full(devices.scale_up),
