@@ -300,7 +300,8 @@ PARENT_POLL_S = 0.5
 def _worker_init(parent: int) -> None:
     """Set up a local sweep worker: Ctrl-C goes to the parent only (which stops the workers), and the worker ends
     itself when its parent is gone (killed, crashed), so no worker outlives a sweep."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C pending since the start is discarded with it
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     tqdm.set_lock(threading.RLock())  # not tqdm's default multiprocessing lock: a stopped worker leaks no semaphore
     if sys.platform.startswith("linux"):  # the kernel kills the worker with its parent (PR_SET_PDEATHSIG)
         import ctypes
@@ -318,16 +319,18 @@ def _worker_init(parent: int) -> None:
 
 @contextlib.contextmanager
 def _workers_ignore_ctrl_c() -> Iterator[None]:
-    """Ignore SIGINT while worker processes start, so they inherit the ignoring from their first instruction (a
-    terminal's Ctrl-C reaches the whole process group; the parent alone stops the sweep, ``_stop_workers``)."""
+    """Block SIGINT while worker processes start: they inherit the blocked signal from their first instruction
+    until ``_worker_init`` ignores it (a terminal's Ctrl-C reaches the whole process group; the parent alone stops
+    the sweep, ``_stop_workers``). In this process a Ctrl-C of that moment stays pending and interrupts it as soon
+    as the workers have started, instead of being lost."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:

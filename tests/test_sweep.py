@@ -186,3 +186,34 @@ def test_notebook_sweep_picks_the_profile_and_the_seeds():
     assert paper.base.split == "paper" and paper.base.samples_per_epoch is None and "energy_model" in options
     ideal, _, _ = sweep.notebook_sweep("ideal", smoke=False)
     assert ideal.base.samples_per_epoch == 48_000 and ideal.base.data == "subset"
+
+
+def _blocked_signals(queue) -> None:
+    """Child of the worker-start test: report the signals blocked at its start."""
+    import signal
+
+    queue.put(sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+
+
+def test_ctrl_c_while_workers_start_is_neither_lost_nor_felt_by_the_workers():
+    """A Ctrl-C that arrives while the worker processes start interrupts the sweep once they have started (it
+    was lost when the parent ignored SIGINT in that moment, and the sweep then waited forever), and a worker
+    starts with SIGINT blocked until its initializer ignores it."""
+    import multiprocessing
+    import os
+    import signal
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with sweep._workers_ignore_ctrl_c():
+            child = context.Process(target=_blocked_signals, args=(queue,))
+            child.start()
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append("inside, after the Ctrl-C")
+        reached.append("after the block")  # not reached: the pending Ctrl-C interrupts as the block ends
+    assert reached == ["inside, after the Ctrl-C"]
+    assert int(signal.SIGINT) in queue.get(timeout=120)
+    child.join(60)
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the parent's mask is restored
