@@ -392,7 +392,9 @@ def lock_of_a_dead_owner(c: Context) -> None:
 
 
 LAUNCH = textwrap.dedent("""
-    import functools, sys
+    import functools, signal, sys
+    # as from a terminal: a shell starts background jobs (and so pytest run with &) with Ctrl-C ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from ferrolib import sweep
     from fake_runs import sleeping_train
     sweep.run_sweep = functools.partial(sweep.run_sweep, run=sleeping_train)  # workers that never finish

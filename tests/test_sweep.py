@@ -206,6 +206,8 @@ def test_ctrl_c_while_workers_start_is_neither_lost_nor_felt_by_the_workers():
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     reached = []
+    # as from a terminal: a shell starts background jobs (and so pytest run with &) with Ctrl-C ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     with pytest.raises(KeyboardInterrupt):
         with sweep._workers_ignore_ctrl_c():
             child = context.Process(target=_blocked_signals, args=(queue,))
@@ -213,6 +215,7 @@ def test_ctrl_c_while_workers_start_is_neither_lost_nor_felt_by_the_workers():
             os.kill(os.getpid(), signal.SIGINT)
             reached.append("inside, after the Ctrl-C")
         reached.append("after the block")  # not reached: the pending Ctrl-C interrupts as the block ends
+    signal.signal(signal.SIGINT, previous)
     assert reached == ["inside, after the Ctrl-C"]
     assert int(signal.SIGINT) in queue.get(timeout=120)
     child.join(60)
