@@ -1,4 +1,5 @@
-"""Crossbar training: analog tiles, the pulsed update engine, training rules (fp, sgd, mp, sps; ttv2, cttv2, agad) and cached runs.
+"""Crossbar training: analog tiles, the pulsed update engine, training rules (fp, sgd, mp, sps; the transfer rules
+ttv2, cttv2, agad) and cached runs.
 
 Public API: ``TrainConfig`` (with ``.ideal`` and ``.smoke`` profiles), ``train``, ``validate``, ``ALGORITHMS``;
 the read periphery and tile mapping ``IOParameters`` and ``MappingParameters`` (``periphery``); the named profiles
