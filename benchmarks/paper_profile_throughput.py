@@ -37,7 +37,7 @@ from ferrolib.training.profiles import config_from_profile
 from ferrolib.training.run import build_network, load_data, validate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_throughput import Runner, header, summarize  # noqa: E402
+from train_throughput import Runner, finish, header, summarize  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER = ROOT / "crosscheck" / "paper_peer.py"
@@ -180,12 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
               "load_average_before": os.getloadavg()}
     report.update(measure(args.algorithms, threads, args.repeats, args.batches, args.device, args.pulse_width,
                           args.peer_python or default_peer_python()))
-    report["load_average_after"] = os.getloadavg()
-    if args.json:
-        print(json.dumps(report, sort_keys=True))
-    else:
-        print_table(report)
-    return report
+    return finish(report, args.json, print_table)
 
 
 def print_table(report: dict) -> None:

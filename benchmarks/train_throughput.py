@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 import ferrolib  # noqa: F401, I001 - first: sets the thread environment before torch loads (ferrolib.threads)
@@ -274,8 +275,14 @@ def main(argv: list[str] | None = None) -> dict:
     if args.memory_samples:
         report["peak_memory_bytes"] = peak_memory(args.device, args.pulse_width, args.memory_samples, threads[-1])
         report["peak_memory_samples"] = args.memory_samples
+    return finish(report, args.json, print_table)
+
+
+def finish(report: dict, as_json: bool, print_table: Callable[[dict], None]) -> dict:
+    """Record the load average after the measurement, print ``report`` as one JSON object or as its table, and
+    return it."""
     report["load_average_after"] = os.getloadavg()
-    if args.json:
+    if as_json:
         print(json.dumps(report, sort_keys=True))
     else:
         print_table(report)
