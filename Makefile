@@ -93,6 +93,7 @@ reads_02 := $(DEVICE_MODELS)
 smoke_reads_02 := $(DEVICE_MODELS)
 reads_03 := sweeps/paper.toml $(call summary,paper) sweeps/ideal.toml $(call summary,ideal) $(DEVICE_MODELS)
 smoke_reads_03 := sweeps/smoke.toml $(DEVICE_MODELS)
+CROSSCHECK_TABLES := $(wildcard data/crosscheck/*.csv data/crosscheck/*.json data/crosscheck/paper/*)
 reads_04 := sweeps/paper.toml $(call summary,paper) $(DEVICE_MODELS)
 smoke_reads_04 := sweeps/smoke.toml $(DEVICE_MODELS)
 reads_05 := sweeps/paper.toml $(call summary,paper) sweeps/ideal.toml $(call summary,ideal) $(DEVICE_MODELS)
@@ -100,8 +101,8 @@ smoke_reads_05 := sweeps/smoke.toml $(DEVICE_MODELS)
 reads_06 := sweeps/paper.toml $(call summary,paper) sweeps/ideal.toml $(call summary,ideal) sweeps/study.toml sweeps/study-paper.toml sweeps/study-noise.toml $(STUDY_SUMMARIES) \
   $(DEVICE_MODELS)
 smoke_reads_06 := sweeps/smoke.toml sweeps/study.toml sweeps/study-paper.toml sweeps/study-noise.toml $(DEVICE_MODELS)
-reads_07 := sweeps/mp-transfer.toml $(call summary,mp-transfer) $(wildcard data/crosscheck/*) $(DEVICE_MODELS)
-smoke_reads_07 := sweeps/mp-transfer.toml sweeps/smoke.toml $(wildcard data/crosscheck/*) $(DEVICE_MODELS)
+reads_07 := sweeps/mp-transfer.toml $(call summary,mp-transfer) $(call summary,paper) $(CROSSCHECK_TABLES) $(DEVICE_MODELS)
+smoke_reads_07 := sweeps/mp-transfer.toml sweeps/smoke.toml $(call summary,paper) $(CROSSCHECK_TABLES) $(DEVICE_MODELS)
 reads_08 := sweeps/sp-limits.toml $(call summary,sp-limits) $(call summary,ideal) $(DEVICE_MODELS)
 smoke_reads_08 := sweeps/sp-limits.toml sweeps/smoke.toml $(call summary,ideal) $(DEVICE_MODELS)
 
@@ -183,10 +184,14 @@ bench: data ## throughput of fp, sgd, mp and sps (BENCH_ARGS); serial share; pap
 CROSSCHECK_VENV ?= .crosscheck-venv
 CROSSCHECK_ARGS ?=
 
-crosscheck: data ## build aihwkit 1.2.0 (own env, ~10 min) and compare it with ferrolib (CROSSCHECK_ARGS="--seeds 0")
+CROSSCHECK_PROFILES ?= ideal paper
+
+crosscheck: data ## build aihwkit 1.2.0 (own env, ~10 min) and compare it with ferrolib, ideal and paper's config (CROSSCHECK_ARGS="--seeds 0")
 	crosscheck/build_env.sh $(CROSSCHECK_VENV)
 	$(CROSSCHECK_VENV)/bin/python -m pytest -q tests/test_parity.py
-	nice -n 15 $(CROSSCHECK_VENV)/bin/python crosscheck/run_crosscheck.py $(CROSSCHECK_ARGS)
+	for profile in $(CROSSCHECK_PROFILES); do \
+	  nice -n 15 $(CROSSCHECK_VENV)/bin/python crosscheck/run_crosscheck.py --profile $$profile $(CROSSCHECK_ARGS) || exit 1; \
+	done
 
 clean: ## remove executed notebooks and smoke outputs (keeps results/, figures/ and the data cache)
 	rm -rf $(BUILD) $(SMOKE) notebooks/*.ipynb

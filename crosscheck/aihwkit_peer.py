@@ -83,10 +83,15 @@ class PulseEstimate:
     """Expected device pulses (up, down) of one analog layer under aihwkit's rules, from the tile's x and d, and
     the traffic those came from: the sums over mini-batches of mean |x| (bias excluded) and mean |d|."""
 
-    def __init__(self, algo: str, device: dict, shape: tuple[int, int]) -> None:
+    def __init__(self, algo: str, device: dict, shape: tuple[int, int], analog_bias: bool = True,
+                 implicit_transfer: bool = False) -> None:
         self.algo = algo
         self.device_granularity = device_granularity(device["params"])
         self.mp_granularity = device["granularity"]
+        self.analog_bias = analog_bias
+        """The tile holds the bias as its last column (x gets a column of ones), as in the ideal configuration."""
+        self.implicit_transfer = implicit_transfer
+        """mp transfers with ``DETERMINISTIC_IMPLICIT`` pulses (the paper's configuration), not stochastic trains."""
         self.chi = torch.zeros(shape, dtype=torch.float64)
         self.up = 0.0
         self.down = 0.0
@@ -102,15 +107,20 @@ class PulseEstimate:
         self.abs_x += float(x.abs().mean())
         self.abs_d += float(d.abs().mean())
         self.batches += 1
-        x = torch.cat([x.double(), torch.ones(x.shape[0], 1, dtype=torch.float64)], dim=1)  # analog bias
+        x = x.double()
+        if self.analog_bias:
+            x = torch.cat([x, torch.ones(x.shape[0], 1, dtype=torch.float64)], dim=1)
         d = d.double()
         if self.algo == "mp":
             self.chi -= lr * d.T @ x
             n = torch.trunc(self.chi / self.mp_granularity)
             self.chi -= n * self.mp_granularity
-            n_max = n.abs().amax(dim=1, keepdim=True)
-            k = self.mp_granularity * n_max / self.device_granularity
-            expected = torch.where(n_max > 0, n.abs() / n_max.clamp_min(1) * k.clamp_max(DESIRED_BL), 0.0)
+            if self.implicit_transfer:
+                expected = implicit_transfer_pulses(n, self.mp_granularity, self.device_granularity)
+            else:
+                n_max = n.abs().amax(dim=1, keepdim=True)
+                k = self.mp_granularity * n_max / self.device_granularity
+                expected = torch.where(n_max > 0, n.abs() / n_max.clamp_min(1) * k.clamp_max(DESIRED_BL), 0.0)
             self.up += float(expected[n > 0].sum())
             self.down += float(expected[n < 0].sum())
             return
@@ -129,6 +139,28 @@ class PulseEstimate:
         positive_q, negative_q = (q * (d > 0)).sum(1), (q * (d < 0)).sum(1)
         self.up += float((bl * (positive_p * negative_q + negative_p * positive_q)).sum())
         self.down += float((bl * (positive_p * positive_q + negative_p * negative_q)).sum())
+
+
+def implicit_transfer_pulses(n: torch.Tensor, mp_granularity: float, device_granularity: float) -> torch.Tensor:
+    """Pulses per device of mixed precision's ``DETERMINISTIC_IMPLICIT`` transfer of the requested counts ``n``:
+    row i is one update with ``x = n_i g_mp``, one-hot d, lr 1 and both managements forced on
+    (``performUpdateManagement``, src/rpucuda/rpu_pulsed_meta_parameter.cpp: ``k = max|x| / g``,
+    ``BL = min(ceil k, 31)``, ``A = B = sqrt(1 / (g BL))``, ``d = 31 / k`` when ``k > 31``, ``A *= sqrt(max|x| / d)``,
+    ``B *= sqrt(d / max|x|)``), and device (i, j) receives ``rint(BL min(A, 1) min(B |x_j|, 1))`` coincidences
+    (``generateCoincidencesDetI``, src/rpucuda/dense_bit_line_maker.cpp; rint rounds half to even, as
+    ``torch.round``)."""
+    value = n.abs() * mp_granularity
+    x_max = value.amax(dim=1, keepdim=True)
+    k = x_max / device_granularity
+    live = x_max > 0
+    slots = torch.clamp(torch.ceil(k), 1, DESIRED_BL)
+    d_value = torch.where(k > DESIRED_BL, DESIRED_BL / k.clamp_min(1e-300), torch.ones_like(k))
+    base = torch.sqrt(1.0 / (device_granularity * slots))
+    safe_max = torch.where(live, x_max, torch.ones_like(x_max))
+    a = base * torch.sqrt(safe_max / d_value)
+    b = base * torch.sqrt(d_value / safe_max)
+    pulses = torch.round(slots * a.clamp_max(1.0) * (b * value).clamp_max(1.0))
+    return torch.where(live, pulses, torch.zeros_like(pulses))
 
 
 def build(algo: str, device: dict, initial: list[torch.Tensor]):
@@ -172,24 +204,32 @@ def train(algo: str, device: dict, data, seed: int, epochs: int, samples_per_epo
     stream = _Stream(len(data.train_y), seed)
     history = {"val_acc": [], "pulses": [], "mean_abs_x": [], "mean_abs_d": [], "samples_per_s": []}
     for _ in range(epochs):
-        model.train()
-        started, seen = time.perf_counter(), 0
         before = [e.totals() for e in estimates]
-        while seen < samples_per_epoch:
-            index = stream.take(min(BATCH, samples_per_epoch - seen))
-            optimizer.zero_grad()
-            loss = loss_fn(model(data.train_x[index]), data.train_y[index])
-            loss.backward()
-            optimizer.step()
-            seen += len(index)
-        history["samples_per_s"].append(seen / (time.perf_counter() - started))
-        scheduler.step()
-        model.eval()
-        with torch.no_grad():
-            accuracy = float((model(data.val_x).argmax(1) == data.val_y).float().mean())
+        rate, accuracy = run_epoch(model, optimizer, scheduler, loss_fn, stream, data, BATCH, samples_per_epoch)
+        history["samples_per_s"].append(rate)
         history["val_acc"].append(accuracy)
         record_epoch(history, estimates, before)
     return history
+
+
+def run_epoch(model, optimizer, scheduler, loss_fn, stream, data, batch_size: int, samples: int) -> tuple[float, float]:
+    """One epoch: ``samples`` training samples in mini-batches of ``batch_size`` from ``stream`` (ferrolib's
+    sample order), the lr schedule's step, then the validation accuracy; returns (samples/s, accuracy)."""
+    model.train()
+    started, seen = time.perf_counter(), 0
+    while seen < samples:
+        index = stream.take(min(batch_size, samples - seen))
+        optimizer.zero_grad()
+        loss = loss_fn(model(data.train_x[index]), data.train_y[index])
+        loss.backward()
+        optimizer.step()
+        seen += len(index)
+    rate = seen / (time.perf_counter() - started)
+    scheduler.step()
+    model.eval()
+    with torch.no_grad():
+        accuracy = float((model(data.val_x).argmax(1) == data.val_y).float().mean())
+    return rate, accuracy
 
 
 def record_epoch(history: dict, estimates: list[PulseEstimate], before: list[tuple]) -> None:

@@ -25,8 +25,11 @@ import sys
 import time
 
 import ferrolib  # noqa: F401, I001 - first: the same thread environment as the ferrolib runners
+import numpy as np
 import torch
 from torch import nn
+
+import aihwkit_peer
 
 from ferrolib.devices import to_aihwkit
 from ferrolib.training.profiles import config_from_profile
@@ -98,20 +101,102 @@ def paper_network(algorithm: str, params: dict, granularity: float, seed: int) -
     from aihwkit.nn.conversion import convert_to_analog
 
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(784, 256), nn.Sigmoid(), nn.Linear(256, 128), nn.Sigmoid(), nn.Linear(128, 10),
-                          nn.LogSoftmax(dim=1))
-    model = convert_to_analog(model, paper_rpu_config(algorithm, params, granularity))
+    model = convert_to_analog(paper_sequential(), paper_rpu_config(algorithm, params, granularity))
     if algorithm == "sps":
         reference = symmetry_point(params)
         for layer in model.analog_layers():
-            weight, bias = layer.get_weights()
-            for tile in layer.analog_tiles():
-                tile.set_hidden_update_index(1)
-            layer.set_weights(torch.full_like(weight, reference), bias)
-            for tile in layer.analog_tiles():
-                tile.set_hidden_update_index(0)
-            layer.set_weights(weight + reference, bias)
+            program_reference(layer, *layer.get_weights(), reference)
     return model
+
+
+def paper_sequential() -> nn.Module:
+    """The paper's 784-256-128-10 sigmoid MLP with a log-softmax output, torch's default init (digital)."""
+    return nn.Sequential(nn.Linear(784, 256), nn.Sigmoid(), nn.Linear(256, 128), nn.Sigmoid(), nn.Linear(128, 10),
+                         nn.LogSoftmax(dim=1))
+
+
+def program_reference(layer, weight: torch.Tensor, bias: torch.Tensor, reference: float) -> None:
+    """Program an sps layer (``ReferenceUnitCell``: device 0 updated, device 1 the reference): every reference
+    device to ``reference``, every device to ``weight + reference``, so the effective weight is ``weight``."""
+    for tile in layer.analog_tiles():
+        tile.set_hidden_update_index(1)
+    layer.set_weights(torch.full_like(weight, reference), bias)
+    for tile in layer.analog_tiles():
+        tile.set_hidden_update_index(0)
+    layer.set_weights(weight + reference, bias)
+
+
+def crosscheck_model(config: TrainConfig, params: dict, granularity: float, reference: float | None):
+    """The cross-check's aihwkit network of ``config`` (a ``paper`` profile run): the paper's RPU configuration,
+    programmed with ferrolib's initial weights of the run's seed (``loop._init_weights``, bias to the digital bias)
+    and, for sps, with ferrolib's reference value ``reference`` (w_eff = the initial weights); one pulse estimate
+    per analog tile (fc1's two tiles each their own), hooked onto the tile's update. Returns (model, estimates
+    per layer)."""
+    from aihwkit.nn.conversion import convert_to_analog
+    from aihwkit.simulator.configs import FloatingPointRPUConfig
+
+    from ferrolib.training.loop import _init_weights
+
+    sizes = [784, *config.hidden, 10]
+    rpu = FloatingPointRPUConfig() if config.algorithm == "fp" else paper_rpu_config(config.algorithm, params,
+                                                                                     granularity)
+    model = convert_to_analog(paper_sequential(), rpu)
+    initial = _init_weights(sizes, torch.Generator().manual_seed(config.seed))
+    device = {"params": params, "granularity": granularity}
+    estimates = []
+    for layer, weight in zip(model.analog_layers(), initial):
+        matrix, bias = weight[:, :-1].float().contiguous(), weight[:, -1].float().contiguous()
+        if config.algorithm == "sps":
+            program_reference(layer, matrix, bias, reference)
+        else:
+            layer.set_weights(matrix, bias)
+        if config.algorithm == "fp":
+            continue
+        layer_estimates = []
+        for tile in layer.analog_tiles():
+            estimate = aihwkit_peer.PulseEstimate(config.algorithm, device, (tile.out_size, tile.in_size),
+                                                  analog_bias=False, implicit_transfer=config.algorithm == "mp")
+            tile.update = aihwkit_peer._observed(tile, tile.update, estimate)
+            layer_estimates.append(estimate)
+        estimates.append(layer_estimates)
+    return model, estimates
+
+
+def train(config: TrainConfig, device, data, epochs: int) -> dict:
+    """One aihwkit run of the ``paper``-profile run ``config`` on ferrolib's ``data`` (the paper's split), initial
+    weights and sample order (``loop._Stream`` of the seed), lr halved every ``config.lr_decay_every`` epochs:
+    per-epoch validation accuracy, expected pulses per layer (tiles summed) and polarity, samples/s."""
+    from aihwkit.optim import AnalogSGD
+
+    from ferrolib.training.loop import _Stream, build_network
+
+    up, down = device.steps_at_zero
+    params = to_aihwkit(device)
+    reference = None
+    if config.algorithm == "sps":  # ferrolib's own reference of the run (no device-to-device spread: one value)
+        references = np.asarray(build_network(config, device)[0].layers[-1].tile.tiles[0].reference)
+        reference = float(references.reshape(-1)[0])
+        if not bool((references == reference).all()):
+            raise ValueError("the cross-check's sps needs one reference value (a device without spread)")
+    torch.manual_seed(config.seed)
+    model, estimates = crosscheck_model(config, params, (abs(up) + abs(down)) / 2, reference)
+    optimizer = AnalogSGD(model.parameters(), lr=config.lr)
+    optimizer.regroup_param_groups(model)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_decay_every,
+                                                gamma=config.lr_decay_factor)
+    loss_fn = nn.NLLLoss()
+    stream = _Stream(len(data.train_y), config.seed)
+    samples_per_epoch = config.samples_per_epoch or len(data.train_y)
+    history = {"val_acc": [], "pulses": [], "samples_per_s": [], "reference": reference}
+    for _ in range(epochs):
+        before = [[e.totals() for e in layer] for layer in estimates]
+        rate, accuracy = aihwkit_peer.run_epoch(model, optimizer, scheduler, loss_fn, stream, data, config.batch_size,
+                                                samples_per_epoch)
+        history["samples_per_s"].append(rate)
+        history["val_acc"].append(accuracy)
+        history["pulses"].append([[float(sum(e.totals()[p] - b[p] for e, b in zip(layer, start))) for p in (0, 1)]
+                                  for layer, start in zip(estimates, before)])
+    return history
 
 
 class PeerRunner:

@@ -4,12 +4,18 @@ order. Run by ``make crosscheck`` with the cross-check environment (ferrolib + a
 
 Every run is cached (ferrolib: its result file; aihwkit: one JSON per run), so an interrupted cross-check resumes
 where it stopped and a reduced grid (``--seeds``, ``--widths``, ``--algos``, ``--epochs``) can be extended later.
-Writes ``data/crosscheck/{accuracy,pulses,responses,verdicts}.csv`` + ``meta.json`` and ``figures/crosscheck_*.png``;
-ferrolib's epochs come from the committed paper-profile summary where it holds the same run (``--summary``).
+Two configurations (``--profile``): ``ideal`` (perfect reads, analog bias, one tile per layer, ferrolib's
+``ideal`` profile against ``aihwkit_peer``) writes ``data/crosscheck/{accuracy,pulses,responses,verdicts}.csv`` +
+``meta.json`` and ``figures/crosscheck_*.png``; ``paper`` (the paper's aihwkit configuration: default IO both ways,
+digital bias, tiles of at most 512 inputs, deterministic-implicit mixed precision, SP shifting from the alternating
+train; ferrolib's ``paper`` profile against ``paper_peer``) writes the same under ``data/crosscheck/paper/`` and
+``figures/crosscheck_paper_*.png``. ferrolib's epochs come from the profile's committed summary where it holds the
+same run (``--summary``).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import sys
@@ -25,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "crosscheck"))
 
 import aihwkit_peer  # noqa: E402
+import paper_peer  # noqa: E402
 
 from ferrolib import provenance  # noqa: E402
 from ferrolib.aihwkit_export import to_aihwkit  # noqa: E402
@@ -32,6 +39,7 @@ from ferrolib.catalog import get_device  # noqa: E402
 from ferrolib.training.config import TrainConfig  # noqa: E402
 from ferrolib.training.data import load_data  # noqa: E402
 from ferrolib.training.keys import expected_key  # noqa: E402
+from ferrolib.training.profiles import config_from_profile  # noqa: E402
 from ferrolib.training.loop import train  # noqa: E402
 from ferrolib.units import format_pulse_width  # noqa: E402
 
@@ -41,48 +49,70 @@ TRAINS = {"up": [1] * 60, "down": [-1] * 60, "alternating": [1, -1] * 30}
 """Single-device pulse trains of the response check (60 pulses each, from w = 0)."""
 
 
-def exported_device(pulse_width: float) -> dict:
-    """aihwkit parameters of the fitted piecewise device, the MP granularity (ferrolib's eps, the mean step at
-    w = 0) and the symmetry point sps programs."""
-    device = get_device(DEVICE_ID, pulse_width, "piecewise")
+PROFILES = ("ideal", "paper")
+"""The configurations the cross-check compares in: ferrolib's profile of that name against its aihwkit peer."""
+PAPER_MP_TRANSFER = "deterministic_implicit"
+"""ferrolib's mixed-precision transfer in the paper cross-check: aihwkit 1.2's CPU schedule (a transfer after the
+first sample of every mini-batch but the first), the schedule of the peer; the ``paper`` profile's own is the CUDA
+schedule the paper ran (``deterministic_implicit_cuda``), compared beside it."""
+
+
+def run_config(profile: str, algo: str, pulse_width: float, seed: int, epochs: int) -> TrainConfig:
+    """ferrolib's configuration of one cross-check run: ``TrainConfig.ideal`` or the ``paper`` profile (mp with
+    ``PAPER_MP_TRANSFER``, the schedule aihwkit 1.2 runs on the CPU)."""
+    if profile == "ideal":
+        return TrainConfig.ideal(algo, pulse_width=pulse_width, seed=seed, epochs=epochs, device_id=DEVICE_ID,
+                                 snapshot_epochs=())
+    overrides = {"mp_transfer": PAPER_MP_TRANSFER} if algo == "mp" else {}
+    return config_from_profile("paper", algo, pulse_width=pulse_width, seed=seed, epochs=epochs, device_id=DEVICE_ID,
+                               snapshot_epochs=(), **overrides)
+
+
+def exported_device(pulse_width: float, profile: str = "ideal") -> dict:
+    """aihwkit parameters of the profile's fitted piecewise device (ferrolib's fit, or the paper's recipe), the MP
+    granularity (ferrolib's eps, the mean step at w = 0), the symmetry point the ideal sps programs, the model."""
+    device = get_device(DEVICE_ID, pulse_width, "piecewise" if profile == "ideal" else "paper_piecewise")
     up, down = device.steps_at_zero
     return {"pulse_width": pulse_width, "params": to_aihwkit(device), "granularity": (abs(up) + abs(down)) / 2,
-            "symmetry_point": device.symmetry_point, "config": device.config}
+            "symmetry_point": device.symmetry_point, "config": device.config, "fitted": device}
 
 
-def ferrolib_run(algo: str, pulse_width: float, seed: int, epochs: int, out: Path, summary=None) -> dict:
-    """ferrolib's history of the first ``epochs`` epochs: read from the paper profile's summary when it holds this
+def ferrolib_run(algo: str, pulse_width: float, seed: int, epochs: int, out: Path, summary=None,
+                 profile: str = "ideal") -> dict:
+    """ferrolib's history of the first ``epochs`` epochs: read from the profile's summary when it holds this
     run under the current run key (its lr is halved every 10 epochs, and the sample order and pulse keys do not
     depend on the total number of epochs, so its first epochs are those of a shorter run; verified bit for bit
     on the 3-epoch runs), otherwise trained (cached under ``out``)."""
-    reused = from_summary(summary, algo, pulse_width, seed, epochs)
+    reused = from_summary(summary, algo, pulse_width, seed, epochs, profile)
     if reused is not None:
         return reused
-    config = TrainConfig.ideal(algo, pulse_width=pulse_width, seed=seed, epochs=epochs, device_id=DEVICE_ID,
-                               snapshot_epochs=())
+    config = run_config(profile, algo, pulse_width, seed, epochs)
     result = train(config, out / "ferrolib", progress=False)
     pulses = result["pulses"].values if "pulses" in result else np.zeros((epochs, 0, 2))
     return {"val_acc": [float(v) for v in result["val_acc"].values], "pulses": pulses.tolist()}
 
 
-def from_summary(summary, algo: str, pulse_width: float, seed: int, epochs: int) -> dict | None:
-    """The run's first ``epochs`` epochs from a paper-profile summary (``data/results/paper.nc``), or None when the
-    summary lacks it, is shorter or was trained under another run key (configuration, device, data, numerics)."""
+def from_summary(summary, algo: str, pulse_width: float, seed: int, epochs: int,
+                 profile: str = "ideal") -> dict | None:
+    """The run's first ``epochs`` epochs from the profile's summary (``data/results/ideal.nc``, ``paper.nc``), or
+    None when the summary lacks it, is shorter or was trained under another run key (configuration, device, data,
+    numerics)."""
     if summary is None or algo not in summary.algorithm or pulse_width not in summary.pulse_width \
             or seed not in summary.seed or summary.sizes["epoch"] < epochs:
         return None
     run = summary.sel(device=DEVICE_ID, algorithm=algo, pulse_width=pulse_width, seed=seed)
-    config = TrainConfig.ideal(algo, pulse_width=pulse_width, seed=seed, device_id=DEVICE_ID,
-                               epochs=summary.sizes["epoch"])
+    config = dataclasses.replace(run_config(profile, algo, pulse_width, seed, summary.sizes["epoch"]),
+                                 snapshot_epochs=TrainConfig.snapshot_epochs)
     if provenance.key_mismatch(json.loads(str(run.run_key.values)), expected_key(config)):
         return None
     return {"val_acc": [float(v) for v in run.val_acc.values[:epochs]], "pulses": run.pulses.values[:epochs].tolist(),
             "source": "summary"}
 
 
-def aihwkit_path(out: Path, algo: str, pulse_width: float, seed: int, epochs: int) -> Path:
+def aihwkit_path(out: Path, algo: str, pulse_width: float, seed: int, epochs: int, profile: str = "ideal") -> Path:
     """The cache file of one aihwkit run."""
-    return out / "aihwkit" / f"{algo}_{pulse_width:g}_seed{seed}_epochs{epochs}.json"
+    folder = "aihwkit" if profile == "ideal" else f"aihwkit-{profile}"
+    return out / folder / f"{algo}_{pulse_width:g}_seed{seed}_epochs{epochs}.json"
 
 
 def cached(path: Path, compute) -> dict:
@@ -97,9 +127,13 @@ def cached(path: Path, compute) -> dict:
     return result
 
 
-def aihwkit_run(algo: str, device: dict, seed: int, epochs: int, data, out: Path) -> dict:
-    return cached(aihwkit_path(out, algo, device["pulse_width"], seed, epochs),
-                  lambda: aihwkit_peer.train(algo, device, data, seed, epochs))
+def aihwkit_run(algo: str, device: dict, seed: int, epochs: int, data, out: Path, profile: str = "ideal") -> dict:
+    """One aihwkit run (cached): ``aihwkit_peer`` in the ideal configuration, ``paper_peer`` in the paper's."""
+    path = aihwkit_path(out, algo, device["pulse_width"], seed, epochs, profile)
+    if profile == "ideal":
+        return cached(path, lambda: aihwkit_peer.train(algo, device, data, seed, epochs))
+    config = run_config(profile, algo, device["pulse_width"], seed, epochs)
+    return cached(path, lambda: paper_peer.train(config, device["fitted"], data, epochs))
 
 
 def responses(device: dict) -> list[dict]:
@@ -208,35 +242,18 @@ def verdicts(accuracy: pd.DataFrame, pulses: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def figures(accuracy: pd.DataFrame, response: pd.DataFrame, figures_dir: Path, stamp: str) -> None:
+def figures(accuracy: pd.DataFrame, response: pd.DataFrame, figures_dir: Path, stamp: str,
+            prefix: str = "crosscheck") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    algos = sorted(accuracy["algorithm"].unique())
-    widths = sorted(accuracy["pulse_width"].unique())
-    fig, axes = plt.subplots(len(algos), len(widths), figsize=(3 * len(widths), 2.4 * len(algos)), squeeze=False,
-                             sharex=True, sharey=True)
-    for row, algo in enumerate(algos):
-        for col, width in enumerate(widths):
-            ax = axes[row, col]
-            part = accuracy[(accuracy.algorithm == algo) & (accuracy.pulse_width == width)]
-            for sim, colour in (("ferrolib", "C0"), ("aihwkit", "C3")):
-                if f"{sim}_mean" not in part or part[f"{sim}_mean"].isna().all():
-                    continue
-                ax.plot(part.epoch, part[f"{sim}_mean"], color=colour, label=sim)
-                ax.fill_between(part.epoch, part[f"{sim}_min"], part[f"{sim}_max"], color=colour, alpha=0.25)
-            ax.set_title(f"{algo}, {format_pulse_width(width)}", fontsize=9)
-            ax.set_ylim(0, 1)
-    axes[0, 0].legend(fontsize=8)
-    for ax in axes[-1]:
-        ax.set_xlabel("epoch")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("validation accuracy")
-    fig.suptitle(f"ferrolib vs aihwkit, {DEVICE_ID} (mean and seed range) - {stamp}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(figures_dir / "crosscheck_accuracy.png", dpi=110)
+    from ferrolib import plotting
+
+    fig = plotting.simulator_accuracy_grid(
+        accuracy, f"ferrolib vs aihwkit, {DEVICE_ID} (mean and seed range) - {stamp}")
+    fig.savefig(figures_dir / f"{prefix}_accuracy.png", dpi=110)
     plt.close(fig)
     if response.empty:
         return
@@ -254,22 +271,25 @@ def figures(accuracy: pd.DataFrame, response: pd.DataFrame, figures_dir: Path, s
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(f"single-device pulse responses from w = 0 - {stamp}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(figures_dir / "crosscheck_responses.png", dpi=110)
+    fig.savefig(figures_dir / f"{prefix}_responses.png", dpi=110)
     plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="ideal", choices=PROFILES,
+                        help="ideal: perfect reads, analog bias, one tile; paper: the paper's aihwkit configuration")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     parser.add_argument("--widths", default=",".join(f"{w:g}" for w in WIDTHS), help="pulse widths (s)")
     parser.add_argument("--algos", default="fp,sgd,mp,sps")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "crosscheck", help="run cache")
-    parser.add_argument("--table", type=Path, default=ROOT / "data" / "crosscheck")
+    parser.add_argument("--table", type=Path, default=None, help="default data/crosscheck[/paper]")
     parser.add_argument("--figures", type=Path, default=ROOT / "figures")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--summary", type=Path, default=ROOT / "data" / "results" / "paper.nc",
-                        help="paper-profile summary whose runs (same run key) supply ferrolib's epochs")
+    parser.add_argument("--summary", type=Path, default=None,
+                        help="summary whose runs (same run key) supply ferrolib's epochs (default "
+                             "data/results/<profile>.nc)")
     parser.add_argument("--cached-only", action="store_true",
                         help="compare only the cells whose aihwkit run is cached (the rest are listed as missing)")
     parser.add_argument("--simulators", default="ferrolib,aihwkit",
@@ -283,41 +303,45 @@ def main(argv: list[str] | None = None) -> None:
     if unknown or not seeds or not widths or not simulators or args.epochs < 1:
         parser.error(f"need known algorithms and simulators (got unknown {unknown}), seeds, widths and epochs >= 1")
     torch.set_num_threads(args.threads)
-    devices = {w: exported_device(w) for w in widths}
-    data = load_data(TrainConfig.ideal("fp", device_id=DEVICE_ID))
-    summary = xr.open_dataset(args.summary) if args.summary.exists() else None
+    profile = args.profile
+    table = args.table or (ROOT / "data" / "crosscheck" / ("" if profile == "ideal" else profile))
+    summary_path = args.summary or ROOT / "data" / "results" / f"{profile}.nc"
+    devices = {w: exported_device(w, profile) for w in widths}
+    data = load_data(run_config(profile, "fp", widths[0], seeds[0], args.epochs))
+    summary = xr.open_dataset(summary_path) if summary_path.exists() else None
     runs, missing, ferrolib_sources = [], [], []
     for seed in seeds:
         for width in widths:
             for algo in algos:
-                if args.cached_only and not aihwkit_path(args.work, algo, width, seed, args.epochs).exists():
+                if args.cached_only and not aihwkit_path(args.work, algo, width, seed, args.epochs, profile).exists():
                     missing.append({"algorithm": algo, "pulse_width": width, "seed": seed})
                     continue
                 for simulator in simulators:
                     if simulator == "ferrolib":
-                        history = ferrolib_run(algo, width, seed, args.epochs, args.work, summary)
+                        history = ferrolib_run(algo, width, seed, args.epochs, args.work, summary, profile)
                         ferrolib_sources.append(history.get("source", "trained"))
                     else:
-                        history = aihwkit_run(algo, devices[width], seed, args.epochs, data, args.work)
+                        history = aihwkit_run(algo, devices[width], seed, args.epochs, data, args.work, profile)
                     key = {"algorithm": algo, "pulse_width": width, "simulator": simulator, "seed": seed}
                     runs.append({"key": key, **history})
                     print(json.dumps({**key, "val_acc": [round(v, 4) for v in history["val_acc"]]}), flush=True)
     response = pd.DataFrame([row for w in widths for row in responses(devices[w])])
     accuracy, pulses = summarise(runs)
     stamp = f"aihwkit {aihwkit_peer.version()}, {datetime.date.today().isoformat()}"
-    args.table.mkdir(parents=True, exist_ok=True)
+    table.mkdir(parents=True, exist_ok=True)
     args.figures.mkdir(parents=True, exist_ok=True)
-    accuracy.to_csv(args.table / "accuracy.csv", index=False, float_format="%.6g")
-    pulses.to_csv(args.table / "pulses.csv", index=False, float_format="%.6g")
+    accuracy.to_csv(table / "accuracy.csv", index=False, float_format="%.6g")
+    pulses.to_csv(table / "pulses.csv", index=False, float_format="%.6g")
     if "within" in accuracy:
-        verdicts(accuracy, pulses).to_csv(args.table / "verdicts.csv", index=False, float_format="%.4g")
-    response.to_csv(args.table / "responses.csv", index=False, float_format="%.6g")
-    meta = {"aihwkit": aihwkit_peer.version(), "date": datetime.date.today().isoformat(), "device": DEVICE_ID,
+        verdicts(accuracy, pulses).to_csv(table / "verdicts.csv", index=False, float_format="%.4g")
+    response.to_csv(table / "responses.csv", index=False, float_format="%.6g")
+    meta = {"aihwkit": aihwkit_peer.version(), "date": datetime.date.today().isoformat(), "profile": profile,
+            "device": DEVICE_ID,
             "seeds": seeds, "widths": widths, "algorithms": algos, "epochs": args.epochs, "missing": missing,
             "ferrolib_runs": {source: ferrolib_sources.count(source) for source in sorted(set(ferrolib_sources))},
             "max_response_difference": float((response.ferrolib - response.aihwkit).abs().max())}
-    (args.table / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-    figures(accuracy, response, args.figures, stamp)
+    (table / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    figures(accuracy, response, args.figures, stamp, "crosscheck" if profile == "ideal" else f"crosscheck_{profile}")
     print(json.dumps(meta))
 
 

@@ -61,3 +61,35 @@ def save(fig: plt.Figure, name: str, directory: str | Path | None = None, proven
     path = output_dir(directory) / f"{name}.png"
     fig.savefig(path)
     return path
+
+
+def simulator_accuracy_grid(accuracy, title: str | None = None) -> plt.Figure:
+    """Validation accuracy per epoch of two simulators, one panel per rule (rows) and pulse width (columns): each
+    simulator's mean over seeds and its seed range (``accuracy``: a cross-check's ``accuracy.csv`` table with
+    ``algorithm``, ``pulse_width``, ``epoch`` and ``{ferrolib,aihwkit}_{mean,min,max}``)."""
+    algorithms = [a for a in ("fp", "mp", "sgd", "sps") if a in set(accuracy["algorithm"])]
+    algorithms += sorted(set(accuracy["algorithm"]) - set(algorithms))
+    widths = sorted(accuracy["pulse_width"].unique())
+    fig, axes = plt.subplots(len(algorithms), len(widths), sharex=True, sharey=True, squeeze=False,
+                             figsize=(2.6 * len(widths), 2.1 * len(algorithms)))
+    for row, algorithm in enumerate(algorithms):
+        for col, width in enumerate(widths):
+            ax = axes[row, col]
+            part = accuracy[(accuracy["algorithm"] == algorithm) & (accuracy["pulse_width"] == width)]
+            for simulator, colour in (("ferrolib", "C0"), ("aihwkit", "C3")):
+                if f"{simulator}_mean" not in part or part[f"{simulator}_mean"].isna().all():
+                    continue
+                ax.plot(part["epoch"], part[f"{simulator}_mean"], color=colour, label=simulator)
+                ax.fill_between(part["epoch"], part[f"{simulator}_min"], part[f"{simulator}_max"], color=colour,
+                                alpha=0.25)
+            ax.set_title(f"{algorithm}, {format_pulse_width(width)}", fontsize=9)
+            ax.set_ylim(0, 1)
+    axes[0, 0].legend(fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("val. accuracy")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -2,6 +2,7 @@
 granularity, and (only where aihwkit is importable, as under ``make crosscheck``) single-device round trips."""
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import sys
 from pathlib import Path
@@ -214,12 +215,41 @@ def test_peer_passes_back_the_errors_of_outputs_beyond_the_default_bound(algorit
     np.testing.assert_allclose(x.grad[0].numpy(), weights.sum(0).numpy(), rtol=1e-5)
 
 
+def test_paper_peer_starts_where_ferrolib_starts_and_trains_fp_identically(tmp_path: Path) -> None:
+    """The paper cross-check's harness: aihwkit's network in the paper's configuration holds ferrolib's initial
+    weights (sps: effective weights, devices at init + reference, references at ferrolib's reference), and fp
+    trained on the same split, order and init gives ferrolib's paper-profile accuracies to float32 rounding."""
+    pytest.importorskip("aihwkit", reason="aihwkit is not installed (run `make crosscheck`)")
+    from ferrolib.training.config import resolve_device
+    from ferrolib.training.data import load_data
+    from ferrolib.training.loop import _init_weights, train
+    from ferrolib.training.profiles import config_from_profile
+
+    paper_peer = crosscheck_module("paper_peer")
+    small = {"data": "subset", "split": "stratified", "train_limit": 640, "eval_limit": 200, "samples_per_epoch": 640,
+             "epochs": 2, "snapshot_epochs": ()}
+    sps = config_from_profile("paper", "sps", device_id="ID170ZR5000", pulse_width=2e-4, seed=3, **small)
+    device = resolve_device(sps)
+    model, estimates = paper_peer.crosscheck_model(sps, to_aihwkit(device), 0.05, 0.25)
+    initial = _init_weights([784, 256, 128, 10], torch.Generator().manual_seed(3))
+    for layer, weight in zip(model.analog_layers(), initial):
+        matrix, bias = layer.get_weights()
+        np.testing.assert_allclose(matrix.numpy(), weight[:, :-1].numpy(), atol=1e-6)
+        np.testing.assert_allclose(bias.numpy(), weight[:, -1].numpy(), atol=1e-6)
+    assert [len(tiles) for tiles in estimates] == [2, 1, 1]  # fc1 on two tiles of 392 inputs
+    fp = config_from_profile("paper", "fp", device_id="ID170ZR5000", pulse_width=2e-8, seed=1, **small)
+    theirs = paper_peer.train(fp, resolve_device(fp), load_data(fp), 2)["val_acc"]
+    ours = train(fp, tmp_path, progress=False)["val_acc"].values
+    np.testing.assert_allclose(theirs, ours, atol=2 / 200)
+
+
 # ------------------------------------------------- the cross-check's own bookkeeping (no aihwkit needed)
-def test_peer_pulse_estimate_is_the_expected_count_of_aihwkits_trains() -> None:
+@pytest.mark.parametrize("analog_bias", [True, False], ids=["analog bias", "digital bias"])
+def test_peer_pulse_estimate_is_the_expected_count_of_aihwkits_trains(analog_bias: bool) -> None:
     """The cross-check's expected aihwkit pulses (sum_b BL_b p_bj q_bi, up where x_j d_i < 0) equal those of
     ``pulsed.pulse_probabilities`` (tested against aihwkit's hand values above) on the same x and d, including a
     saturated sample (k > BL), a sample with d = 0, which fires nothing (it gave NaN before), and one whose only
-    non-zero input is the bias."""
+    non-zero input is the bias (with an analog bias; with a digital one, the paper's, it fires nothing)."""
     peer = crosscheck_module("aihwkit_peer")
     params = {"dw_min": 0.05, "piecewise_up": [0.5, 1.6, 1.2, 0.4]}
     granularity = 0.05 * 1.2
@@ -229,9 +259,10 @@ def test_peer_pulse_estimate_is_the_expected_count_of_aihwkits_trains() -> None:
     d[1] = 0.0
     x[2] = 0.0
     d[3] *= 20000.0  # k = lr max|x| max|d| / granularity > 31
-    estimate = peer.PulseEstimate("sgd", {"params": params, "granularity": 0.0}, (4, 6))
+    estimate = peer.PulseEstimate("sgd", {"params": params, "granularity": 0.0}, (4, 6 if analog_bias else 5),
+                                  analog_bias=analog_bias)
     estimate.observe(x, d, 0.1)
-    with_bias = torch.cat([x, torch.ones(6, 1, dtype=torch.float64)], dim=1)
+    with_bias = torch.cat([x, torch.ones(6, 1, dtype=torch.float64)], dim=1) if analog_bias else x
     p, q, bl = pulsed.pulse_probabilities(with_bias, d, 0.1, granularity, peer.DESIRED_BL, True, True)
     live = (with_bias.abs().amax(1) > 0) & (d.abs().amax(1) > 0)
     expected = bl[:, None, None] * q[:, :, None] * p[:, None, :] * live[:, None, None]
@@ -240,6 +271,45 @@ def test_peer_pulse_estimate_is_the_expected_count_of_aihwkits_trains() -> None:
     assert int(bl[3]) == peer.DESIRED_BL and estimate.up > 0 and estimate.down > 0
     assert estimate.up == pytest.approx(float(expected[up].sum()), rel=1e-12)
     assert estimate.down == pytest.approx(float(expected[down].sum()), rel=1e-12)
+
+
+def test_peer_estimate_on_ferrolibs_own_x_and_d_gives_its_counted_mp_pulses(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The paper cross-check's aihwkit pulses of mixed precision are the counts of aihwkit's DETERMINISTIC_IMPLICIT
+    transfer replayed on the x and d each tile receives (digital bias, fc1 on two tiles of 392 inputs). Fed
+    ferrolib's own x and d in a paper-profile run (the CUDA schedule: a transfer after every mini-batch, as the
+    replay), they are ferrolib's counted pulses exactly, layer by layer and polarity by polarity."""
+    from ferrolib.training import algorithms
+    from ferrolib.training.config import resolve_device
+    from ferrolib.training.loop import train
+    from ferrolib.training.profiles import config_from_profile
+
+    peer = crosscheck_module("aihwkit_peer")
+    algorithm = "mp"
+    config = config_from_profile("paper", algorithm, device_id="ID170ZR5000", pulse_width=2e-8, data="subset",
+                                 split="stratified", train_limit=3200, eval_limit=100, samples_per_epoch=3200, epochs=1,
+                                 snapshot_epochs=())
+    device = resolve_device(config)
+    up, down = device.steps_at_zero
+    exported = {"params": to_aihwkit(device), "granularity": (abs(up) + abs(down)) / 2}
+    layer_class = algorithms.MixedPrecisionLayer
+    original, estimates = layer_class.update, {}
+
+    def observed(layer, x, d, lr, step):
+        if id(layer) not in estimates:
+            estimates[id(layer)] = peer.PulseEstimate(algorithm, exported, layer.tile.shape, analog_bias=False,
+                                                      implicit_transfer=True)
+        estimates[id(layer)].observe(torch.as_tensor(x), torch.as_tensor(d), lr)
+        return original(layer, x, d, lr, step)
+
+    monkeypatch.setattr(layer_class, "update", observed)
+    counted = train(config, tmp_path, progress=False)["pulses"].values[0]
+    tiles = list(estimates.values())
+    assert [t.chi.shape for t in tiles] == [(256, 392), (256, 392), (128, 256), (10, 128)]
+    per_layer = np.array([[tiles[0].up + tiles[1].up, tiles[0].down + tiles[1].down],
+                          [tiles[2].up, tiles[2].down], [tiles[3].up, tiles[3].down]])
+    assert counted[1].sum() > 0 and counted[2].min() > 1000  # fc2 and fc3 both move
+    np.testing.assert_array_equal(per_layer, counted)
 
 
 def test_crosscheck_verdicts_compare_means_within_the_seed_range_and_pulse_ratios() -> None:
@@ -293,6 +363,62 @@ def test_crosscheck_counts_a_difference_inside_ferrolibs_seed_range_as_seed_vari
     assert (verdict.seeds, verdict.epochs_within, verdict.epochs_agree) == (2, 0, 1)
     assert not verdict.pulses_within_run and not verdict.pulses_agree_run
     assert verdict.pulses_disagree_run == "fc1 down 1.25"
+
+
+def test_recorded_crosscheck_reads_back_per_configuration(tmp_path: Path) -> None:
+    """``ferrolib.parity`` reads a configuration's tables from its own folder (ideal: data/crosscheck, paper:
+    data/crosscheck/paper) and sums the verdicts per rule: sgd at two widths, one epoch of two disagreeing at the
+    first (aihwkit 0.10 below, outside ferrolib's range), both agreeing at the second; one pulse count off."""
+    from ferrolib import parity, plotting
+
+    crosscheck = crosscheck_module("run_crosscheck")
+    runs = []
+    for width, gap in ((2e-8, 0.10), (2e-5, 0.0)):
+        for simulator, shift in (("ferrolib", 0.0), ("aihwkit", -gap)):
+            for seed in (0, 1):
+                key = {"algorithm": "sgd", "pulse_width": width, "simulator": simulator, "seed": seed}
+                fc1 = 150 if simulator == "ferrolib" and width == 2e-8 else 100
+                runs.append({"key": key, "val_acc": [0.50 + 0.01 * seed, 0.80 + shift + 0.01 * seed],
+                             "pulses": [[[fc1, 100], [50, 50]]] * 2})
+    accuracy, pulses = crosscheck.summarise(runs)
+    folder = parity.crosscheck_dir("paper", tmp_path)
+    assert folder == tmp_path / "paper" and parity.crosscheck_dir("ideal", tmp_path) == tmp_path
+    assert parity.load_crosscheck("paper", tmp_path) is None
+    folder.mkdir()
+    accuracy.to_csv(folder / "accuracy.csv", index=False)
+    pulses.to_csv(folder / "pulses.csv", index=False)
+    crosscheck.verdicts(accuracy, pulses).to_csv(folder / "verdicts.csv", index=False)
+    (folder / "meta.json").write_text('{"aihwkit": "1.2.0", "seeds": [0, 1], "epochs": 2}')
+    record = parity.load_crosscheck("paper", tmp_path)
+    assert "profile='paper'" in repr(record) and "cells=2" in repr(record)
+    summary = parity.verdict_summary(record).set_index("rule")
+    assert summary.loc["sgd", "epochs agree"] == "3/4" and summary.loc["sgd", "widths"] == 2
+    assert summary.loc["sgd", "largest difference"] == pytest.approx(0.10)
+    assert summary.loc["sgd", "pulse ratio (run)"] == "1.00-1.50"
+    assert summary.loc["sgd", "pulse counts disagreeing"] == 1
+    fig = plotting.simulator_accuracy_grid(record.accuracy, "title")
+    assert [ax.get_title() for ax in fig.axes] == ["sgd, 20 ns", "sgd, 20 us"]
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["ferrolib", "aihwkit"]
+    with pytest.raises(ValueError, match="unknown cross-check profile 'cuda'"):
+        parity.crosscheck_dir("cuda")
+
+
+def test_paper_crosscheck_runs_mixed_precision_on_aihwkits_cpu_schedule() -> None:
+    """The paper cross-check compares with aihwkit 1.2 on the CPU: ferrolib's mp there transfers on that schedule
+    (the paper profile's own is the CUDA one the paper ran); every other setting is the ``paper`` profile's, and the
+    ideal cross-check runs ``TrainConfig.ideal``."""
+    from ferrolib.training.config import TrainConfig
+    from ferrolib.training.profiles import config_from_profile
+
+    crosscheck = crosscheck_module("run_crosscheck")
+    mp = crosscheck.run_config("paper", "mp", 2e-8, 1, 10)
+    profile = config_from_profile("paper", "mp", pulse_width=2e-8, seed=1, epochs=10, device_id="ID170ZR5000",
+                                  snapshot_epochs=())
+    assert profile.mp_transfer == "deterministic_implicit_cuda" and mp.mp_transfer == "deterministic_implicit"
+    assert mp == dataclasses.replace(profile, mp_transfer="deterministic_implicit")
+    assert crosscheck.run_config("paper", "sps", 2e-8, 1, 10).sps_reference == "paper_alternating"
+    assert crosscheck.run_config("ideal", "mp", 2e-8, 1, 10) == TrainConfig.ideal(
+        "mp", pulse_width=2e-8, seed=1, epochs=10, device_id="ID170ZR5000", snapshot_epochs=())
 
 
 def test_tile_probe_splits_the_pulse_ratio_into_rule_and_trajectory() -> None:
