@@ -1,11 +1,12 @@
-"""The full study (``make study``): every measured device at every pulse width it was measured at, and the ideal
-profile with measured device noise; its summaries go into the committed source data (``data/results``).
+"""The full study (``make study``): every measured device at every pulse width it was measured at, and both profiles
+with measured device noise; its summaries go into the committed source data (``data/results``).
 
-Three sweep files define it: ``sweeps/study.toml`` (devices, algorithms, seeds, the ideal profile; each device is
+Four sweep files define it: ``sweeps/study.toml`` (devices, algorithms, seeds, the ideal profile; each device is
 expanded to its own measured pulse widths, one sweep per device, since the widths differ between devices),
 ``sweeps/study-paper.toml`` (the same devices and widths in the paper's configuration) and
 ``sweeps/study-noise.toml`` (the paper grid with the cycle-to-cycle scatter of each width's fit, ``c2c``, and a
-stated device-to-device spread ``d2d``; one sweep per width, since ``c2c`` differs between widths). Runs are
+stated device-to-device spread ``d2d``; one sweep per width, since ``c2c`` differs between widths) and
+``sweeps/study-noise-paper.toml`` (the same in the paper's configuration, with the paper's fits' ``c2c``). Runs are
 cached by configuration, so an interrupted study resumes; ``--scheduler`` sends the runs to a dask.distributed
 cluster.
 
@@ -47,9 +48,9 @@ def width_label(seconds: float) -> str:
 
 
 def plan(study_configs: tuple[str | Path, ...] = ("study", "study-paper"),
-         noise_config: str | Path = "study-noise") -> list[StudyPart]:
+         noise_configs: tuple[str | Path, ...] = ("study-noise", "study-noise-paper")) -> list[StudyPart]:
     """Every sweep of the study: one per device (its measured widths) of each study configuration (the ideal
-    profile, then the paper's configuration) and one per width of the noise grid."""
+    profile, then the paper's configuration) and one per width of each noise grid (ideal, then paper's)."""
     parts = []
     for study_config in study_configs:
         spec, options = sweep.load_sweep_config(sweep.resolve_sweep_config(study_config))
@@ -58,14 +59,16 @@ def plan(study_configs: tuple[str | Path, ...] = ("study", "study-paper"),
             name = f"{spec.name}-{device_id}"
             parts.append(StudyPart(name, dataclasses.replace(spec, devices=[device_id], pulse_widths=widths,
                                                              name=name), options))
-    noise, noise_options = sweep.load_sweep_config(sweep.resolve_sweep_config(noise_config))
-    (device_id,) = noise.axes()["device"]
-    for width in noise.axes()["pulse_width"]:
-        fit = catalog.get_device(device_id, width, noise.base.device_model)
-        name = f"{noise.name}-{width_label(width)}"
-        base = dataclasses.replace(noise.base, device_id=device_id, pulse_width=width, c2c=round(float(fit.c2c), 4))
-        parts.append(StudyPart(name, dataclasses.replace(noise, base=base, pulse_widths=[width], name=name),
-                               noise_options))
+    for noise_config in noise_configs:
+        noise, noise_options = sweep.load_sweep_config(sweep.resolve_sweep_config(noise_config))
+        (device_id,) = noise.axes()["device"]
+        for width in noise.axes()["pulse_width"]:
+            fit = catalog.get_device(device_id, width, noise.base.device_model)
+            name = f"{noise.name}-{width_label(width)}"
+            base = dataclasses.replace(noise.base, device_id=device_id, pulse_width=width,
+                                       c2c=round(float(fit.c2c), 4))
+            parts.append(StudyPart(name, dataclasses.replace(noise, base=base, pulse_widths=[width], name=name),
+                                   noise_options))
     return parts
 
 

@@ -49,6 +49,7 @@ n_workers: int = 2
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import xarray as xr
 from IPython.display import Markdown, display
 
 from ferrolib import analysis, comparison, plotting, store, study
@@ -60,7 +61,6 @@ spec, _, _, ideal, ideal_used = store.notebook_results("ideal", smoke, results_s
                                                       n_workers, write=False)
 reference = analysis.fp_reference(ideal)
 parts = study.plan()
-noise_parts = [p for p in parts if p.name.startswith("study-noise")]
 try:
     if smoke:
         raise FileNotFoundError("smoke profile: the smoke sweep instead of the study")
@@ -237,51 +237,68 @@ for algorithm in rule_algorithms:
 # %% [markdown]
 # ## Noise and "shorter pulses need more epochs"
 #
-# Epochs to reach the target against pulse width, noise-free (the ideal sweep, seeds 0 to 2) and with the
-# measured cycle-to-cycle scatter and 10 % device-to-device spread (`sweeps/study-noise.toml`, seeds 0 to 2):
-# mean over the seeds that reached the target, bars one standard deviation, and "k/n" where only k of n seeds
-# reached it. Below, the claim's row from `analysis.claims` for each: epochs at the shortest minus the longest
-# width per seed (a seed that never reaches counts as epochs + 1), its 95 % Student-t interval over seeds and the
-# verdict.
+# Epochs to reach the target against pulse width, noise-free (seeds 0 to 2) and with each width's fitted
+# cycle-to-cycle scatter and 10 % device-to-device spread (seeds 0 to 2), in both profiles: with ideal reads
+# (`sweeps/ideal.toml` against `sweeps/study-noise.toml`) and in the paper's configuration (`sweeps/paper.toml`
+# against `sweeps/study-noise-paper.toml`, the paper's fits and their c2c; mp and sps, as plain SGD stays at
+# chance there): mean over the seeds that reached the target, bars one standard deviation, and "k/n" where only
+# k of n seeds reached it. Below each figure, the claim's row from `analysis.claims` for each condition: epochs at
+# the shortest minus the longest width per seed (a seed that never reaches counts as epochs + 1), its 95 %
+# Student-t interval over seeds and the verdict.
 
 # %%
-try:
-    if smoke:
-        raise FileNotFoundError("smoke profile: no noisy runs")
-    noisy = study.load_noise("study-noise", summary_dir or None)
-    noise_missing = study.missing_parts(noise_parts, summary_dir or None)
-    noisy_used = "study-noise summaries" + (f" (not yet run: {', '.join(noise_missing)})" if noise_missing else "")
-except FileNotFoundError as reason:
-    noisy, noisy_used = None, f"no noisy runs ({reason})"
-conditions = {"noise-free": ideal}
-if noisy is not None:
-    conditions["c2c as measured, d2d 10 %"] = noisy
-epochs = pd.concat([analysis.epochs_by_width(ds, thresholds, reference).assign(condition=name)
-                    for name, ds in conditions.items()], ignore_index=True)
-trend = pd.concat([analysis.claims(ds, thresholds, reference=reference).assign(condition=name)
-                   for name, ds in conditions.items()], ignore_index=True)
-trend = trend[trend["claim"] == analysis.MORE_EPOCHS_CLAIM]
-reached = epochs.groupby("algorithm")["n_reached"].sum()
-epoch_algorithms = [a for a in ("mp", "sps", "sgd") if reached.get(a, 0) > 0] or ["mp"]  # mp: an empty panel
-display(Markdown(f"Never reached {thresholds.describe_target()} at any width, in any condition: "
-                 f"{', '.join(a for a in reached.index if reached[a] == 0) or 'none'}."))
-fig, axes = plt.subplots(1, len(epoch_algorithms), figsize=(4.2 * len(epoch_algorithms), 3.4), sharey=True,
-                         squeeze=False, layout="constrained")
-for ax, algorithm in zip(axes[0], epoch_algorithms):
-    for (name, group), style in zip(epochs[epochs["algorithm"] == algorithm].groupby("condition", sort=False),
-                                    ({"ls": "-", "marker": "o"}, {"ls": "--", "marker": "s"})):
-        ax.errorbar(group["pulse_width"], group["epochs_mean"], yerr=group["epochs_std"].fillna(0), capsize=3,
-                    color=plotting.ALGORITHM_COLORS[algorithm], alpha=1.0 if style["ls"] == "-" else 0.65,
-                    label=name, **style)
-        for _, point in group[group["n_reached"] < group["n_seeds"]].iterrows():
-            ax.annotate(f"{point.n_reached}/{point.n_seeds}", (point.pulse_width, point.epochs_mean
-                        if np.isfinite(point.epochs_mean) else 1), fontsize=7, textcoords="offset points",
-                        xytext=(4, 4))
-    ax.set(xscale="log", xlabel="pulse width (s)", title=algorithm)
-    ax.legend(fontsize=7)
-axes[0][0].set_ylabel(f"epochs to {thresholds.describe_target()}")
-plotting.save(fig, "06_epochs_vs_pulse_width_noise", output_dir,
-              provenance=f"noise-free: {ideal_used}; noisy: {noisy_used}; {ideal.attrs.get('data_label', '')}")
-plt.show()
-display(trend[["condition", "algorithm", "estimate", "ci_low", "ci_high", "n_units", "verdict", "measured"]]
-        .round(3))
+def load_noisy(prefix: str) -> tuple[xr.Dataset | None, str]:
+    """The committed noise grid ``prefix`` (``study.load_noise``) and a line saying what it holds."""
+    try:
+        if smoke:
+            raise FileNotFoundError("smoke profile: no noisy runs")
+        noisy = study.load_noise(prefix, summary_dir or None)
+    except FileNotFoundError as reason:
+        return None, f"no noisy runs ({reason})"
+    missing = study.missing_parts([p for p in parts if p.name.startswith(f"{prefix}-")
+                                   and "-" not in p.name.removeprefix(f"{prefix}-")], summary_dir or None)
+    return noisy, f"{prefix} summaries" + (f" (not yet run: {', '.join(missing)})" if missing else "")
+
+
+def epochs_against_width(noise_free: xr.Dataset, noise_free_used: str, prefix: str, figure: str) -> None:
+    """Epochs to target against pulse width, noise-free and with the noise grid ``prefix``, and the claim's rows."""
+    noisy, noisy_used = load_noisy(prefix)
+    baseline = analysis.fp_reference(noise_free)
+    conditions = {"noise-free": noise_free}
+    if noisy is not None:
+        conditions["c2c as measured, d2d 10 %"] = noisy
+    epochs = pd.concat([analysis.epochs_by_width(ds, thresholds, baseline).assign(condition=name)
+                        for name, ds in conditions.items()], ignore_index=True)
+    trend = pd.concat([analysis.claims(ds, thresholds, reference=baseline).assign(condition=name)
+                       for name, ds in conditions.items()], ignore_index=True)
+    trend = trend[trend["claim"] == analysis.MORE_EPOCHS_CLAIM]
+    reached = epochs.groupby("algorithm")["n_reached"].sum()
+    epoch_algorithms = [a for a in ("mp", "sps", "sgd") if reached.get(a, 0) > 0] or ["mp"]  # mp: an empty panel
+    display(Markdown(f"Never reached {thresholds.describe_target()} at any width, in any condition: "
+                     f"{', '.join(a for a in reached.index if reached[a] == 0) or 'none'}."))
+    fig, axes = plt.subplots(1, len(epoch_algorithms), figsize=(4.2 * len(epoch_algorithms), 3.4), sharey=True,
+                             squeeze=False, layout="constrained")
+    for ax, algorithm in zip(axes[0], epoch_algorithms):
+        for (name, group), style in zip(epochs[epochs["algorithm"] == algorithm].groupby("condition", sort=False),
+                                        ({"ls": "-", "marker": "o"}, {"ls": "--", "marker": "s"})):
+            ax.errorbar(group["pulse_width"], group["epochs_mean"], yerr=group["epochs_std"].fillna(0), capsize=3,
+                        color=plotting.ALGORITHM_COLORS[algorithm], alpha=1.0 if style["ls"] == "-" else 0.65,
+                        label=name, **style)
+            for _, point in group[group["n_reached"] < group["n_seeds"]].iterrows():
+                ax.annotate(f"{point.n_reached}/{point.n_seeds}", (point.pulse_width, point.epochs_mean
+                            if np.isfinite(point.epochs_mean) else 1), fontsize=7, textcoords="offset points",
+                            xytext=(4, 4))
+        ax.set(xscale="log", xlabel="pulse width (s)", title=algorithm)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel(f"epochs to {thresholds.describe_target()}")
+    plotting.save(fig, figure, output_dir, provenance=f"noise-free: {noise_free_used}; noisy: {noisy_used}; "
+                                                      f"{noise_free.attrs.get('data_label', '')}")
+    plt.show()
+    display(trend[["condition", "algorithm", "estimate", "ci_low", "ci_high", "n_units", "verdict", "measured"]]
+            .round(3))
+
+
+display(Markdown("**With ideal reads**"))
+epochs_against_width(ideal, ideal_used, "study-noise", "06_epochs_vs_pulse_width_noise")
+display(Markdown("**In the paper's configuration**"))
+epochs_against_width(paper, paper_config_used, "study-noise-paper", "06_epochs_vs_pulse_width_noise_paper")

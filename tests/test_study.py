@@ -17,11 +17,12 @@ def test_study_plan_covers_every_measured_width(shared_measurements: Path):
     parts = {part.name: part for part in study.plan()}
     devices = ("ID161ZR15000", "ID170ZR5000", "ID181ZR1000", "ID301XR1000Oct")
     assert set(parts) == {*(f"{prefix}-{d}" for prefix in ("study", "study-paper") for d in devices),
-                          *(f"study-noise-{w}" for w in ("20ns", "200ns", "2us", "20us", "200us"))}
+                          *(f"{prefix}-{w}" for prefix in ("study-noise", "study-noise-paper")
+                            for w in ("20ns", "200ns", "2us", "20us", "200us"))}
     for prefix in ("study", "study-paper"):
         assert len(parts[f"{prefix}-ID301XR1000Oct"].spec.axes()["pulse_width"]) == 12
         assert all(len(parts[f"{prefix}-{d}"].spec.axes()["pulse_width"]) == 6 for d in devices[:3])
-    assert sum(len(p.spec) for p in parts.values()) == 2 * (3 * 6 + 12) * 3 + 5 * 3 * 3
+    assert sum(len(p.spec) for p in parts.values()) == 2 * (3 * 6 + 12) * 3 + 5 * 3 * 3 + 5 * 2 * 3
     paper = parts["study-paper-ID170ZR5000"].spec
     assert {(c.device_model, c.data, c.mp_transfer) for _, c in paper.points()} == {
         ("paper_piecewise", "full", "deterministic_implicit_cuda")}
@@ -30,6 +31,11 @@ def test_study_plan_covers_every_measured_width(shared_measurements: Path):
     fit = catalog.get_device("ID170ZR5000", 2e-8, "piecewise")
     assert {c.c2c for _, c in noise.points()} == {round(fit.c2c, 4)} and fit.c2c > 0
     assert {c.d2d for _, c in noise.points()} == {0.1} and noise.axes()["seed"] == [0, 1, 2]
+    paper_noise = parts["study-noise-paper-20ns"].spec  # the paper's configuration with its own fits' c2c
+    paper_fit = catalog.get_device("ID170ZR5000", 2e-8, "paper_piecewise")
+    assert {(c.c2c, c.d2d, c.device_model, c.mp_transfer) for _, c in paper_noise.points()} == {
+        (round(paper_fit.c2c, 4), 0.1, "paper_piecewise", "deterministic_implicit_cuda")}
+    assert paper_noise.axes()["algorithm"] == ["mp", "sps"]
     assert study.resolution("ID170ZR5000", 2e-8, "piecewise").startswith(
         "device ID170ZR5000 20ns piecewise: committed fit data/devices/ID170ZR5000_20ns_piecewise.nc")
     assert study.resolution("ID181ZR1000", 2e-8, "piecewise").startswith(("device ID181ZR1000", "to fit from"))
@@ -59,14 +65,15 @@ def test_load_study_joins_devices_with_different_widths(tmp_path: Path):
 
 
 def test_load_noise_joins_widths_and_missing_parts_are_named(tmp_path: Path):
-    for width in (2e-4, 2e-8):
+    for width, prefix in ((2e-4, "study-noise"), (2e-8, "study-noise"), (2e-6, "study-noise-paper")):
         spec = Sweep(base=FakeConfig(epochs=2), pulse_widths=[width], algorithms=["mp"], seeds=[0, 1],
-                     name=f"study-noise-{study.width_label(width)}")
+                     name=f"{prefix}-{study.width_label(width)}")
         summary = sourcedata.summarize(run_sweep(spec, tmp_path / "runs", run=fake_train, n_workers=1,
                                                  progress=False), spec)
         sourcedata.write_summary(summary, sourcedata.summary_path(spec.name, tmp_path))
-    noise = study.load_noise("study-noise", tmp_path)
+    noise = study.load_noise("study-noise", tmp_path)  # not the paper's noise grid beside it
     assert list(noise["pulse_width"].values) == [2e-8, 2e-4] and noise.sizes["seed"] == 2
+    assert list(study.load_noise("study-noise-paper", tmp_path)["pulse_width"].values) == [2e-6]
     assert bool(noise["val_acc"].notnull().all())
     with pytest.raises(FileNotFoundError, match="make study"):
         study.load_study("study", tmp_path)  # noise summaries are not device summaries

@@ -1,6 +1,7 @@
 """``ferrolib study``: the full study (``make study``), every measured device at every pulse width it was measured
-at, in the ideal profile and in the paper's configuration, and the ideal profile with measured device noise
-(``sweeps/study.toml``, ``sweeps/study-paper.toml``, ``sweeps/study-noise.toml``).
+at, in the ideal profile and in the paper's configuration, and both with measured device noise
+(``sweeps/study.toml``, ``sweeps/study-paper.toml``, ``sweeps/study-noise.toml``,
+``sweeps/study-noise-paper.toml``).
 
     ferrolib study run [--scheduler tcp://host:8786] [--workers 2]
     ferrolib study run --dry-run        # the grid, how each device resolves, what is cached
