@@ -37,14 +37,13 @@ n_workers: int = 2
 
 # %%
 import dataclasses
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ferrolib import paths, plotting, sourcedata, store, sweep
+from ferrolib import parity, paths, plotting, provenance, sourcedata, store, sweep
 
 plotting.style()
 profile = "smoke" if smoke else "ideal"
@@ -110,8 +109,6 @@ display(pd.DataFrame(rows))
 # tiles have no pulse counters).
 
 # %%
-from ferrolib import parity
-
 records = {name: parity.load_crosscheck(name) for name in parity.CROSSCHECK_PROFILES}
 for name, record in records.items():
     if record is None:
@@ -128,6 +125,37 @@ for name, record in records.items():
                      f"{meta['max_response_difference']:.2g}. Per rule over all widths:"))
     display(parity.verdict_summary(record).round(3))
     display(record.verdicts.round(3))
+
+# %% [markdown]
+# ### Mixed precision: aihwkit 1.2's CPU schedule against the CUDA schedule the paper ran
+#
+# aihwkit 1.2's CPU tiles transfer after the first sample of every mini-batch but the first; its CUDA tiles, on
+# which the paper ran, accumulate the whole mini-batch first. The paper cross-check compares ferrolib and aihwkit on
+# the CPU schedule (`mp_transfer = "deterministic_implicit"`); the `paper` profile keeps the CUDA one
+# (`"deterministic_implicit_cuda"`, `data/results/paper.nc`). Mean and seed range over the cross-check's seeds.
+
+# %%
+record = records.get("paper")
+if record is not None:
+    paper_summary = provenance.read_netcdf(sourcedata.summary_path("paper", summary_dir or None))
+    mp = record.accuracy[record.accuracy.algorithm == "mp"]
+    schedule_widths = sorted(mp.pulse_width.unique())
+    fig, axes = plt.subplots(1, len(schedule_widths), figsize=(2.6 * len(schedule_widths), 2.6), sharey=True,
+                             squeeze=False, layout="constrained")
+    for ax, width in zip(axes[0], schedule_widths):
+        part = mp[mp.pulse_width == width]
+        for simulator, colour in (("ferrolib", "C0"), ("aihwkit", "C3")):
+            ax.plot(part.epoch, part[f"{simulator}_mean"], color=colour, label=f"{simulator}, CPU schedule")
+            ax.fill_between(part.epoch, part[f"{simulator}_min"], part[f"{simulator}_max"], color=colour, alpha=0.2)
+        cuda = paper_summary["val_acc"].sel(device=record.meta["device"], algorithm="mp", pulse_width=width,
+                                            seed=record.meta["seeds"]).isel(epoch=slice(0, int(part.epoch.max())))
+        ax.plot(cuda["epoch"], cuda.mean("seed"), "k--", label="ferrolib, CUDA schedule (paper profile)")
+        ax.set(title=f"mp, {plotting.format_pulse_width(width)}", xlabel="epoch", ylim=(0, 1))
+    axes[0, 0].set_ylabel("val. accuracy")
+    axes[0, 0].legend(fontsize=7, loc="lower right")
+    plotting.save(fig, "07_mp_schedule", output_dir or None,
+                  provenance=f"paper configuration, {record.meta['device']}, seeds {record.meta['seeds']}; "
+                             f"aihwkit {record.meta['aihwkit']} ({record.meta['date']}); CUDA: data/results/paper.nc")
 
 # %% [markdown]
 # In the ideal configuration `probe.csv` (`crosscheck/tile_probe.py`) splits a pulse ratio into the rule

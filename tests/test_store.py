@@ -70,7 +70,8 @@ def _committed_summaries() -> list[tuple[str, object]]:
     for name in ("paper", "ideal", "smoke-check"):
         spec, _ = sweep.load_sweep_config(sweep.resolve_sweep_config(name))
         specs[spec.name] = spec
-    specs[splimits.SWEEP_CONFIG] = splimits.plan()[0]
+    for config in splimits.SWEEP_CONFIGS:
+        specs[config] = splimits.plan(config)[0]
     transfer, options = sweep.load_sweep_config(sweep.resolve_sweep_config("mp-transfer"))
     specs[transfer.name] = sweep.variant_sweeps(transfer, options["variants"])
     specs.update({part.name: part.spec for part in study.plan()})
