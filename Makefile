@@ -98,13 +98,14 @@ reads_04 := sweeps/paper.toml $(call summary,paper) $(DEVICE_MODELS)
 smoke_reads_04 := sweeps/smoke.toml $(DEVICE_MODELS)
 reads_05 := sweeps/paper.toml $(call summary,paper) sweeps/ideal.toml $(call summary,ideal) $(DEVICE_MODELS)
 smoke_reads_05 := sweeps/smoke.toml $(DEVICE_MODELS)
-reads_06 := sweeps/paper.toml $(call summary,paper) sweeps/ideal.toml $(call summary,ideal) sweeps/study.toml sweeps/study-paper.toml sweeps/study-noise.toml $(STUDY_SUMMARIES) \
+reads_06 := sweeps/paper.toml $(call summary,paper) sweeps/ideal.toml $(call summary,ideal) sweeps/study.toml sweeps/study-paper.toml sweeps/study-noise.toml sweeps/study-noise-paper.toml $(STUDY_SUMMARIES) \
   $(DEVICE_MODELS)
-smoke_reads_06 := sweeps/smoke.toml sweeps/study.toml sweeps/study-paper.toml sweeps/study-noise.toml $(DEVICE_MODELS)
+smoke_reads_06 := sweeps/smoke.toml sweeps/study.toml sweeps/study-paper.toml sweeps/study-noise.toml sweeps/study-noise-paper.toml $(DEVICE_MODELS)
 reads_07 := sweeps/mp-transfer.toml $(call summary,mp-transfer) $(call summary,paper) $(CROSSCHECK_TABLES) $(DEVICE_MODELS)
 smoke_reads_07 := sweeps/mp-transfer.toml sweeps/smoke.toml $(call summary,paper) $(CROSSCHECK_TABLES) $(DEVICE_MODELS)
-reads_08 := sweeps/sp-limits.toml $(call summary,sp-limits) $(call summary,ideal) $(DEVICE_MODELS)
-smoke_reads_08 := sweeps/sp-limits.toml sweeps/smoke.toml $(call summary,ideal) $(DEVICE_MODELS)
+reads_08 := sweeps/sp-limits.toml $(call summary,sp-limits) sweeps/sp-limits-paper.toml $(call summary,sp-limits-paper) \
+  $(call summary,ideal) $(DEVICE_MODELS)
+smoke_reads_08 := sweeps/sp-limits.toml sweeps/sp-limits-paper.toml sweeps/smoke.toml $(call summary,ideal) $(DEVICE_MODELS)
 
 ifeq ($(filter grouped-target,$(.FEATURES)),)
 $(error GNU make 4.3 or later is needed (grouped targets); this is $(MAKE_VERSION))

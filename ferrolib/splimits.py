@@ -22,7 +22,11 @@ from .symmetry import reference_point
 from .training.config import TrainConfig
 
 SWEEP_CONFIG = "sp-limits"
-"""The sweep file (in ``sweeps/``) of the study."""
+"""The sweep file (in ``sweeps/``) of the study in the ideal profile."""
+PAPER_SWEEP_CONFIG = "sp-limits-paper"
+"""The sweep file of the study in the paper's configuration: which ingredient keeps SP shifting up at long pulses."""
+SWEEP_CONFIGS: tuple[str, ...] = (SWEEP_CONFIG, PAPER_SWEEP_CONFIG)
+"""The study's sweep files, ``ferrolib splimits run --config``."""
 
 SMOKE_WIDTHS = (2e-8, 2e-4)
 """Pulse widths of the smoke profile (the shortest and the longest of the study)."""

@@ -86,16 +86,21 @@ LABELS = {"default": "default (analytic w*, states around it)", "protocol_refere
           "device_zero_init": "(b) states start around 0", "weak_restoring": "(c) asymmetry x 0.3"}
 
 
-def bars(ax, variant_names: list[str]) -> None:
-    """Final test accuracy per width for ``variant_names``: mean over seeds, whiskers min..max."""
+def bars(ax, variant_names: list[str], accuracy=None, labels: dict | None = None) -> None:
+    """Final test accuracy (%, variant x pulse_width x seed; default: this study's) per width for
+    ``variant_names``: mean over seeds, whiskers min..max."""
+    accuracy = final if accuracy is None else accuracy
+    labels = LABELS if labels is None else labels
+    all_names = [str(v) for v in accuracy["variant"].values]
+    bar_widths = [float(w) for w in accuracy["pulse_width"].values]
     width = 0.8 / len(variant_names)
     for index, name in enumerate(variant_names):
-        values = final.sel(variant=name)
+        values = accuracy.sel(variant=name)
         mean = values.mean("seed").values
-        positions = np.arange(len(widths)) + (index - (len(variant_names) - 1) / 2) * width
-        ax.bar(positions, mean, width, label=LABELS.get(name, name), color=f"C{names.index(name)}",
+        positions = np.arange(len(bar_widths)) + (index - (len(variant_names) - 1) / 2) * width
+        ax.bar(positions, mean, width, label=labels.get(name, name), color=f"C{all_names.index(name)}",
                yerr=[mean - values.min("seed").values, values.max("seed").values - mean], capsize=2)
-    ax.set_xticks(np.arange(len(widths)), [plotting.format_pulse_width(w) for w in widths])
+    ax.set_xticks(np.arange(len(bar_widths)), [plotting.format_pulse_width(w) for w in bar_widths])
     ax.set(xlabel="pulse width", ylabel="final test accuracy (%)", ylim=(0, 100))
     ax.legend(loc="lower left")
 
@@ -283,3 +288,39 @@ display(Markdown(
     f"(`splimits_analysis.defensible_variant`: better than the default at some width, worse at none; else the "
     "default). "
     f"Against the default: {comparison}."))
+
+
+# %% [markdown]
+# ## In the paper's configuration
+#
+# In the `paper` profile (aihwkit's default periphery and mapping, the paper's fits and its SP-shifting reference,
+# where an alternating train from w = 0 settles) SP shifting does not drop at long pulses: 83 to 85 % at every
+# width (notebook 03). `sweeps/sp-limits-paper.toml` asks which ingredient keeps it up: each variant puts one
+# ingredient of the ideal profile back into the paper's configuration, at 20 ns and 200 us, six seeds: the
+# analytic reference, ferrolib's own piecewise fit, exact reads. Effects are paired over seeds against the paper's
+# configuration (95 % Student-t intervals, `splimits_analysis.variant_effects`); "worse" / "better" when the whole
+# interval lies below / above 0.
+
+# %%
+PAPER_LABELS = {"default": "paper's configuration", "analytic_reference": "analytic reference (ideal's)",
+                "ferrolib_fit": "ferrolib's piecewise fit", "exact_reads": "exact reads (no periphery)"}
+paper_variants, paper_options = splimits.plan(splimits.PAPER_SWEEP_CONFIG, smoke=smoke)
+paper_summary = sourcedata.summary_path(splimits.PAPER_SWEEP_CONFIG, summary_dir or None)
+if smoke:
+    paper_summary = Path(results_dir or paths.RESULTS) / "sp-limits-paper-smoke.nc"
+paper_result, paper_used = store.load_results(paper_variants, paper_options, results_source, results_dir or None,
+                                              paper_summary, n_workers, write=not smoke)
+paper_final = 100 * paper_result["test_acc"].isel(epoch=-1).sel(device=device_id, algorithm="sps")
+paper_effects = splimits_analysis.variant_effects(paper_result)
+fig, ax = plt.subplots(figsize=(8, 3.8), layout="constrained")
+bars(ax, [str(v) for v in paper_result["variant"].values], paper_final, PAPER_LABELS)
+ax.set_title("SP shifting in the paper's configuration, one ideal ingredient at a time")
+plotting.save(fig, "08_paper_configuration_variants", output_dir or None,
+              provenance=f"{device_id}; {paper_result.attrs['data_label']}; sweeps/sp-limits-paper.toml; "
+                         f"{paper_result.sizes['seed']} seed(s); bars = mean, whiskers = min..max over seeds")
+rows = [f"| {PAPER_LABELS.get(r.variant, r.variant)} | {plotting.format_pulse_width(r.pulse_width)} | "
+        f"{100 * r.baseline:.1f} | {100 * r.accuracy:.1f} | {100 * r.effect:+.1f} | "
+        f"[{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}] | **{r.vs_baseline}** |" for r in paper_effects.itertuples()]
+display(Markdown(f"Runs: {paper_used}.\n\n| ingredient of the ideal profile | width | paper's configuration | with it "
+                 "| effect (points) | 95 % interval | against the paper's |\n|---|---|---|---|---|---|---|\n"
+                 + "\n".join(rows)))

@@ -236,3 +236,39 @@ def test_dry_run_lists_every_variant_point_with_its_cache_state(tmp_path, capsys
     assert sum(line.startswith("to run") for line in lines) == points  # an empty cache holds none of them
     assert lines[-1] == f"{points} runs in {len(variants)} sweeps, 0 cached"
     assert {line.split(":")[0].split()[-1] for line in lines[:-1]} == set(variants)
+
+
+def test_paper_study_changes_one_ingredient_of_the_paper_profile_per_variant():
+    """sp-limits-paper keeps sweeps/paper.toml's configuration but for the one setting each variant names, and its
+    default variant is the paper sweep's own sps runs (same run keys)."""
+    paper, _ = sweep.load_sweep_config(sweep.resolve_sweep_config("paper"))
+    variants, _ = splimits.plan(splimits.PAPER_SWEEP_CONFIG)
+    changed = {"default": set(), "analytic_reference": {"sps_reference"}, "ferrolib_fit": {"device_model"},
+               "exact_reads": {"forward_io", "backward_io"}}
+    assert set(variants) == set(changed)
+    reference = vars(paper.base)
+    for name, spec in variants.items():
+        differs = {k for k, v in vars(spec.base).items() if k not in ("pulse_width", "algorithm", "seed")
+                   and v != reference[k]}
+        assert differs == changed[name], name
+    paper_sps = {provenance.config_hash(c) for _, c in paper.points() if c.algorithm == "sps"}
+    assert {provenance.config_hash(dataclasses.replace(c, seed=c.seed % 3))
+            for _, c in variants["default"].points()} <= paper_sps  # seeds 3-5 extend the paper sweep's 0-2
+
+
+def test_committed_paper_study_covers_every_variant_and_seed():
+    summary = provenance.read_netcdf(sourcedata.summary_path(splimits.PAPER_SWEEP_CONFIG))
+    variants, _ = splimits.plan(splimits.PAPER_SWEEP_CONFIG)
+    assert store.covers(summary, variants) is None
+    assert list(summary["variant"].values) == list(variants) and summary.sizes["seed"] == 6
+
+
+def test_dry_run_of_the_paper_study_and_an_unknown_study(tmp_path, capsys):
+    variants, _ = splimits.plan(splimits.PAPER_SWEEP_CONFIG)
+    assert main(["splimits", "run", "--config", "sp-limits-paper", "--dry-run", "--results-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    points = sum(len(list(spec.points())) for spec in variants.values())
+    assert lines[-1] == f"{points} runs in {len(variants)} sweeps, 0 cached"
+    with pytest.raises(SystemExit):
+        main(["splimits", "run", "--config", "sp-limits-cuda", "--dry-run"])
+    assert "invalid choice: 'sp-limits-cuda'" in capsys.readouterr().err

@@ -2,8 +2,10 @@
 
     ferrolib splimits run [--workers 2]     # run what is missing, write data/results/sp-limits.nc
     ferrolib splimits run --dry-run         # what is cached and what would run
+    ferrolib splimits run --config sp-limits-paper   # the paper's configuration (data/results/sp-limits-paper.nc)
 
-One sweep per ``[variants]`` entry of ``sweeps/sp-limits.toml``, combined along a ``variant`` dimension.
+One sweep per ``[variants]`` entry of ``sweeps/sp-limits.toml`` (or ``--config``), combined along a ``variant``
+dimension.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = parser.add_subparsers(dest="splimits_command", required=True)
     run_parser = commands.add_parser("run", help="run what is missing and write the summary",
                                      description="Run what is missing and write the summary.")
+    run_parser.add_argument("--config", default=splimits.SWEEP_CONFIG, choices=splimits.SWEEP_CONFIGS,
+                            help="the study's sweep file in sweeps/ (default %(default)s)")
     run_parser.add_argument("--dry-run", action="store_true", help="list every run and whether it is cached")
     add_workers_option(run_parser)
     run_parser.add_argument("--results-dir", help="run cache (default results/)")
@@ -31,13 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     workers = checked_workers(args.workers)
-    variants, options = splimits.plan()
+    variants, options = splimits.plan(args.config)
     root = Path(args.results_dir or paths.RESULTS)
     if args.dry_run:
         parts = [study.StudyPart(name, spec, options) for name, spec in variants.items()]
         print("\n".join(study.dry_run(parts, root)))
         return 0
-    summary = sourcedata.summary_path(splimits.SWEEP_CONFIG, args.out)
+    summary = sourcedata.summary_path(args.config, args.out)
     _, source = store.load_results(variants, options, "runs", root, summary, workers or options.get("n_workers"),
                                    write=True)
     print(source)
