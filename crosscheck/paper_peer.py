@@ -25,7 +25,6 @@ import sys
 import time
 
 import ferrolib  # noqa: F401, I001 - first: the same thread environment as the ferrolib runners
-import numpy as np
 import torch
 from torch import nn
 
@@ -109,10 +108,13 @@ def paper_network(algorithm: str, params: dict, granularity: float, seed: int) -
     return model
 
 
-def paper_sequential() -> nn.Module:
-    """The paper's 784-256-128-10 sigmoid MLP with a log-softmax output, torch's default init (digital)."""
-    return nn.Sequential(nn.Linear(784, 256), nn.Sigmoid(), nn.Linear(256, 128), nn.Sigmoid(), nn.Linear(128, 10),
-                         nn.LogSoftmax(dim=1))
+def paper_sequential(sizes: tuple[int, ...] = (784, 256, 128, 10)) -> nn.Module:
+    """The paper's sigmoid MLP (784-256-128-10) with a log-softmax output, torch's default init (digital)."""
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(n_in, n_out), nn.Sigmoid()]
+    layers[-1] = nn.LogSoftmax(dim=1)
+    return nn.Sequential(*layers)
 
 
 def program_reference(layer, weight: torch.Tensor, bias: torch.Tensor, reference: float) -> None:
@@ -140,7 +142,7 @@ def crosscheck_model(config: TrainConfig, params: dict, granularity: float, refe
     sizes = [784, *config.hidden, 10]
     rpu = FloatingPointRPUConfig() if config.algorithm == "fp" else paper_rpu_config(config.algorithm, params,
                                                                                      granularity)
-    model = convert_to_analog(paper_sequential(), rpu)
+    model = convert_to_analog(paper_sequential(tuple(sizes)), rpu)
     initial = _init_weights(sizes, torch.Generator().manual_seed(config.seed))
     device = {"params": params, "granularity": granularity}
     estimates = []
@@ -168,16 +170,14 @@ def train(config: TrainConfig, device, data, epochs: int) -> dict:
     per-epoch validation accuracy, expected pulses per layer (tiles summed) and polarity, samples/s."""
     from aihwkit.optim import AnalogSGD
 
-    from ferrolib.training.loop import _Stream, build_network
+    from ferrolib.symmetry import reference_point
+    from ferrolib.training.loop import _Stream
 
     up, down = device.steps_at_zero
     params = to_aihwkit(device)
     reference = None
-    if config.algorithm == "sps":  # ferrolib's own reference of the run (no device-to-device spread: one value)
-        references = np.asarray(build_network(config, device)[0].layers[-1].tile.tiles[0].reference)
-        reference = float(references.reshape(-1)[0])
-        if not bool((references == reference).all()):
-            raise ValueError("the cross-check's sps needs one reference value (a device without spread)")
+    if config.algorithm == "sps":  # ferrolib's reference of the nominal device, as its sps layers compute it
+        reference = float(reference_point(device.config.devices(torch.float64), config.sps_reference))
     torch.manual_seed(config.seed)
     model, estimates = crosscheck_model(config, params, (abs(up) + abs(down)) / 2, reference)
     optimizer = AnalogSGD(model.parameters(), lr=config.lr)

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "crosscheck"))
 import aihwkit_peer  # noqa: E402
 import paper_peer  # noqa: E402
 
-from ferrolib import provenance  # noqa: E402
+from ferrolib import parity, provenance  # noqa: E402
 from ferrolib.aihwkit_export import to_aihwkit  # noqa: E402
 from ferrolib.catalog import get_device  # noqa: E402
 from ferrolib.training.config import TrainConfig  # noqa: E402
@@ -49,8 +49,6 @@ TRAINS = {"up": [1] * 60, "down": [-1] * 60, "alternating": [1, -1] * 30}
 """Single-device pulse trains of the response check (60 pulses each, from w = 0)."""
 
 
-PROFILES = ("ideal", "paper")
-"""The configurations the cross-check compares in: ferrolib's profile of that name against its aihwkit peer."""
 PAPER_MP_TRANSFER = "deterministic_implicit"
 """ferrolib's mixed-precision transfer in the paper cross-check: aihwkit 1.2's CPU schedule (a transfer after the
 first sample of every mini-batch but the first), the schedule of the peer; the ``paper`` profile's own is the CUDA
@@ -74,7 +72,7 @@ def exported_device(pulse_width: float, profile: str = "ideal") -> dict:
     device = get_device(DEVICE_ID, pulse_width, "piecewise" if profile == "ideal" else "paper_piecewise")
     up, down = device.steps_at_zero
     return {"pulse_width": pulse_width, "params": to_aihwkit(device), "granularity": (abs(up) + abs(down)) / 2,
-            "symmetry_point": device.symmetry_point, "config": device.config, "fitted": device}
+            "symmetry_point": device.symmetry_point, "fitted": device}
 
 
 def ferrolib_run(algo: str, pulse_width: float, seed: int, epochs: int, out: Path, summary=None,
@@ -138,7 +136,7 @@ def aihwkit_run(algo: str, device: dict, seed: int, epochs: int, data, out: Path
 
 def responses(device: dict) -> list[dict]:
     """State after every pulse of up, down and alternating trains from 0, in both simulators."""
-    nominal = device["config"].devices()
+    nominal = device["fitted"].config.devices()
     rows = []
     for name, directions in TRAINS.items():
         theirs = aihwkit_peer.pulse_response(device["params"], directions, 0.0)
@@ -277,14 +275,15 @@ def figures(accuracy: pd.DataFrame, response: pd.DataFrame, figures_dir: Path, s
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="ideal", choices=PROFILES,
+    parser.add_argument("--profile", default="ideal", choices=parity.CROSSCHECK_PROFILES,
                         help="ideal: perfect reads, analog bias, one tile; paper: the paper's aihwkit configuration")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     parser.add_argument("--widths", default=",".join(f"{w:g}" for w in WIDTHS), help="pulse widths (s)")
     parser.add_argument("--algos", default="fp,sgd,mp,sps")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "crosscheck", help="run cache")
-    parser.add_argument("--table", type=Path, default=None, help="default data/crosscheck[/paper]")
+    parser.add_argument("--table", type=Path, default=None,
+                        help="default: the profile's recorded tables (ferrolib.parity.crosscheck_dir)")
     parser.add_argument("--figures", type=Path, default=ROOT / "figures")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--summary", type=Path, default=None,
@@ -304,7 +303,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"need known algorithms and simulators (got unknown {unknown}), seeds, widths and epochs >= 1")
     torch.set_num_threads(args.threads)
     profile = args.profile
-    table = args.table or (ROOT / "data" / "crosscheck" / ("" if profile == "ideal" else profile))
+    table = args.table or parity.crosscheck_dir(profile)
     summary_path = args.summary or ROOT / "data" / "results" / f"{profile}.nc"
     devices = {w: exported_device(w, profile) for w in widths}
     data = load_data(run_config(profile, "fp", widths[0], seeds[0], args.epochs))
