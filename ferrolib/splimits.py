@@ -7,6 +7,9 @@ them is committed as ``data/results/sp-limits.nc`` so that notebook 08 renders f
 
     ferrolib splimits run [--workers 2]     # run what is missing, write the summary
     ferrolib splimits run --dry-run         # what is cached and what would run
+
+``sweeps/sp-limits-paper.toml`` is the same study in the paper's configuration (``PAPER_SWEEP_CONFIG``); ``load``
+reads either for the notebook and the CLI.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from . import sourcedata, sweep
+from . import paths, sourcedata, store, sweep
 from .symmetry import reference_point
 from .training.config import TrainConfig
 
@@ -41,6 +44,20 @@ def plan(config: str | Path = SWEEP_CONFIG, smoke: bool = False) -> tuple[dict[s
         spec = dataclasses.replace(spec, base=smoke_spec.base, pulse_widths=list(SMOKE_WIDTHS), seeds=[0],
                                    name=f"{spec.name}-smoke")
     return sweep.variant_sweeps(spec, options["variants"]), options
+
+
+def load(config: str = SWEEP_CONFIG, smoke: bool = False, source: str = "auto",
+         results_dir: str | Path | None = None, summary_dir: str | Path | None = None, n_workers: int | None = None,
+         write: bool | None = None) -> tuple[xr.Dataset, str]:
+    """The study ``config``'s results combined along ``variant`` and a line saying where they came from
+    (``store.load_results`` with ``source``). Its summary is ``<summary_dir>/<config>.nc``; ``smoke`` plans the
+    smoke variants and keeps their summary beside the run cache (``<results_dir>/<config>-smoke.nc``), never in the
+    committed source data. ``write`` (default: not ``smoke``) stores the summary of results computed from runs."""
+    variants, options = plan(config, smoke=smoke)
+    summary = (Path(results_dir or paths.RESULTS) / f"{config}-smoke.nc" if smoke
+               else sourcedata.summary_path(config, summary_dir))
+    return store.load_results(variants, options, source, results_dir, summary, n_workers,
+                              write=not smoke if write is None else write)
 
 
 def combine(results: dict[str, xr.Dataset]) -> xr.Dataset:

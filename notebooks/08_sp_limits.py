@@ -46,26 +46,20 @@ results_source: str = "auto"  # "runs": never render from the committed summary;
 n_workers: int = 2
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ferrolib import analysis, paths, plotting, provenance, sourcedata, splimits, splimits_analysis, store, symmetry
+from ferrolib import analysis, plotting, provenance, sourcedata, splimits, splimits_analysis, symmetry
 from ferrolib.catalog import get_device
 
 import torch  # noqa: E402  (after ferrolib, which sets the thread environment before torch loads)
 
 plotting.style()
 profile = "smoke" if smoke else "ideal"
-variants, options = splimits.plan(smoke=smoke)
-summary = sourcedata.summary_path(splimits.SWEEP_CONFIG, summary_dir or None)
-if smoke:
-    summary = Path(results_dir or paths.RESULTS) / "sp-limits-smoke.nc"
-result, used = store.load_results(variants, options, results_source, results_dir or None, summary, n_workers,
-                                  write=not smoke)
+result, used = splimits.load(splimits.SWEEP_CONFIG, smoke, results_source, results_dir or None, summary_dir or None,
+                             n_workers)
 device_id = str(result["device"].values[0])
 widths = [float(w) for w in result["pulse_width"].values]
 names = [str(v) for v in result["variant"].values]
@@ -304,12 +298,8 @@ display(Markdown(
 # %%
 PAPER_LABELS = {"default": "paper's configuration", "analytic_reference": "analytic reference (ideal's)",
                 "ferrolib_fit": "ferrolib's piecewise fit", "exact_reads": "exact reads (no periphery)"}
-paper_variants, paper_options = splimits.plan(splimits.PAPER_SWEEP_CONFIG, smoke=smoke)
-paper_summary = sourcedata.summary_path(splimits.PAPER_SWEEP_CONFIG, summary_dir or None)
-if smoke:
-    paper_summary = Path(results_dir or paths.RESULTS) / "sp-limits-paper-smoke.nc"
-paper_result, paper_used = store.load_results(paper_variants, paper_options, results_source, results_dir or None,
-                                              paper_summary, n_workers, write=not smoke)
+paper_result, paper_used = splimits.load(splimits.PAPER_SWEEP_CONFIG, smoke, results_source, results_dir or None,
+                                         summary_dir or None, n_workers)
 paper_final = 100 * paper_result["test_acc"].isel(epoch=-1).sel(device=device_id, algorithm="sps")
 paper_effects = splimits_analysis.variant_effects(paper_result)
 fig, ax = plt.subplots(figsize=(8, 3.8), layout="constrained")

@@ -272,3 +272,14 @@ def test_dry_run_of_the_paper_study_and_an_unknown_study(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["splimits", "run", "--config", "sp-limits-cuda", "--dry-run"])
     assert "invalid choice: 'sp-limits-cuda'" in capsys.readouterr().err
+
+
+def test_load_reads_each_study_from_its_own_summary(tmp_path):
+    """``splimits.load`` serves both studies from their committed summaries without training, each along its own
+    variants, and refuses an unknown results source before any work."""
+    for config in splimits.SWEEP_CONFIGS:
+        result, source = splimits.load(config, source="summary", results_dir=tmp_path)
+        assert f"the committed summary {config}.nc" in source and "no training" in source
+        assert list(result["variant"].values) == list(splimits.plan(config)[0])
+    with pytest.raises(ValueError, match="results source must be one of"):
+        splimits.load(splimits.PAPER_SWEEP_CONFIG, source="cache", results_dir=tmp_path)

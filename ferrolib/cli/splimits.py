@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ferrolib import paths, sourcedata, splimits, store, study
+from ferrolib import paths, splimits, study
 from ferrolib.cli import add_workers_option, checked_workers
 
 
@@ -41,8 +41,7 @@ def run(args: argparse.Namespace) -> int:
         parts = [study.StudyPart(name, spec, options) for name, spec in variants.items()]
         print("\n".join(study.dry_run(parts, root)))
         return 0
-    summary = sourcedata.summary_path(args.config, args.out)
-    _, source = store.load_results(variants, options, "runs", root, summary, workers or options.get("n_workers"),
-                                   write=True)
+    _, source = splimits.load(args.config, source="runs", results_dir=root, summary_dir=args.out,
+                              n_workers=workers or options.get("n_workers"), write=True)
     print(source)
     return 0
