@@ -172,11 +172,25 @@ def committed_study(prefix: str = "study", directory: str | Path | None = None,
     """``load_study(prefix, directory)`` and a line saying what it holds: how many devices, and the device sweeps
     of the plan (``parts``, default ``plan()``) named ``<prefix>-<device>`` that have no summary yet."""
     result = load_study(prefix, directory)
-    names = [part for part in (parts if parts is not None else plan())
-             if part.name.startswith(f"{prefix}-") and "-" not in part.name.removeprefix(f"{prefix}-")]
-    missing = missing_parts(names, directory)
+    missing = missing_parts(_parts_of(prefix, parts), directory)
     return result, (f"the {prefix} summaries ({result.sizes['device']} devices, seed 0"
                     + (f"; not yet run: {', '.join(missing)}" if missing else "") + ")")
+
+
+def committed_noise(prefix: str = "study-noise", directory: str | Path | None = None,
+                    parts: list[StudyPart] | None = None) -> tuple[xr.Dataset, str]:
+    """``load_noise(prefix, directory)`` and a line saying what it holds: the width sweeps of the plan (``parts``,
+    default ``plan()``) named ``<prefix>-<width>`` that have no summary yet."""
+    result = load_noise(prefix, directory)
+    missing = missing_parts(_parts_of(prefix, parts), directory)
+    return result, f"{prefix} summaries" + (f" (not yet run: {', '.join(missing)})" if missing else "")
+
+
+def _parts_of(prefix: str, parts: list[StudyPart] | None) -> list[StudyPart]:
+    """The sweeps of the plan (``parts``, default ``plan()``) named ``<prefix>-<device or width>``, as
+    ``_summaries`` selects their files (the rest of the name holds no ``-``)."""
+    return [part for part in (parts if parts is not None else plan())
+            if part.name.startswith(f"{prefix}-") and "-" not in part.name.removeprefix(f"{prefix}-")]
 
 
 def missing_parts(parts: list[StudyPart], directory: str | Path | None = None) -> list[str]:

@@ -248,16 +248,13 @@ for algorithm in rule_algorithms:
 
 # %%
 def load_noisy(prefix: str) -> tuple[xr.Dataset | None, str]:
-    """The committed noise grid ``prefix`` (``study.load_noise``) and a line saying what it holds."""
+    """The committed noise grid ``prefix`` (``study.committed_noise``) and a line saying what it holds."""
     try:
         if smoke:
             raise FileNotFoundError("smoke profile: no noisy runs")
-        noisy = study.load_noise(prefix, summary_dir or None)
+        return study.committed_noise(prefix, summary_dir or None, parts)
     except FileNotFoundError as reason:
         return None, f"no noisy runs ({reason})"
-    missing = study.missing_parts([p for p in parts if p.name.startswith(f"{prefix}-")
-                                   and "-" not in p.name.removeprefix(f"{prefix}-")], summary_dir or None)
-    return noisy, f"{prefix} summaries" + (f" (not yet run: {', '.join(missing)})" if missing else "")
 
 
 def epochs_against_width(noise_free: xr.Dataset, noise_free_used: str, prefix: str, figure: str) -> None:

@@ -79,6 +79,10 @@ def test_load_noise_joins_widths_and_missing_parts_are_named(tmp_path: Path):
         study.load_study("study", tmp_path)  # noise summaries are not device summaries
     parts = [study.StudyPart(name, None, {}) for name in ("study-noise-20ns", "study-noise-2us", "study-X")]
     assert study.missing_parts(parts, tmp_path) == ["study-noise-2us", "study-X"]
+    planned = [study.StudyPart(name, None, {}) for name in
+               ("study-noise-20ns", "study-noise-200us", "study-noise-2us", "study-noise-paper-20us", "study-X")]
+    _, line = study.committed_noise("study-noise", tmp_path, planned)
+    assert line == "study-noise summaries (not yet run: study-noise-2us)"
 
 
 @pytest.mark.slow
