@@ -14,10 +14,12 @@ from ferrolib import energy, provenance
 from ferrolib.devices import DeviceArray
 from ferrolib.training import TrainConfig, pulsed, result_path, train, validate
 from ferrolib.training.algorithms import UpdateSettings, make_layer
+from ferrolib.training import periphery as io_periphery
 from ferrolib.training.periphery import IOParameters
 from ferrolib.training.reference import apply_pulse_trains_reference, draw_pulse_trains_reference
 from ferrolib.training.tile import Periphery
-from ferrolib.training.transfer import (CHOP_EVENT0, WRITE_EVENT0, ChoppedTransferParameters,
+from ferrolib.training.tile import read as tile_read
+from ferrolib.training.transfer import (CHOP_EVENT0, READ_EVENT0, WRITE_EVENT0, ChoppedTransferParameters,
                                         DynamicTransferParameters, TransferLayer, chop_period, chop_uniforms)
 
 SHAPE = (4, 6)
@@ -43,8 +45,9 @@ class NaiveTransfer:
     ``ChoppedTransferRPUDevice::readAndUpdate``, ``DynamicTransferRPUDevice::readAndUpdate``), with the naive
     pulse-train references of ``pulsed`` for every device write."""
 
-    def __init__(self, slow: DeviceArray, fast: DeviceArray, weight: torch.Tensor, params, settings) -> None:
-        self.slow_devices, self.fast_devices, self.p, self.s = slow, fast, params, settings
+    def __init__(self, slow: DeviceArray, fast: DeviceArray, weight: torch.Tensor, params, settings,
+                 io: IOParameters | None = None) -> None:
+        self.slow_devices, self.fast_devices, self.p, self.s, self.io = slow, fast, params, settings, io
         self.C = torch.clamp(weight.double(), slow.w_min, slow.w_max)
         self.A = torch.clamp(torch.zeros(SHAPE, dtype=torch.float64), fast.w_min, fast.w_max)
         self.counts = {name: np.zeros(SHAPE, np.int64) for name in ("A_up", "A_down", "C_up", "C_down")}
@@ -90,7 +93,7 @@ class NaiveTransfer:
     def transfer(self, lr: float) -> None:
         p, (n_out, n_in) = self.p, SHAPE
         i = self.transfers % n_in
-        v = [float(np.float32(float(self.A[j, i]))) for j in range(n_out)]  # exact read of the float32 weight
+        v = [self.read(float(np.float32(float(self.A[j, i]))), j) for j in range(n_out)]  # A's float32 weight
         transfer_lr = p.transfer_lr * lr if p.scale_transfer_lr else p.transfer_lr
         granularity = self.g_fast * (p.auto_granularity / (n_in * p.transfer_every) if p.auto_granularity > 0 else 1)
         threshold = p.buffer_granularity * granularity
@@ -152,6 +155,17 @@ class NaiveTransfer:
             self.sweeps += 1
         self.transfers += 1
 
+    def read(self, a: float, row: int) -> float:
+        """One output of the column read through the forward periphery, noise and bound management off: the
+        one-hot input after the periphery's DAC, output noise keyed by the transfer, the ADC (in float64)."""
+        if self.io is None:
+            return a
+        io = self.io
+        one = float(io_periphery._quantise(torch.ones(1), io.input_step, io.inp_bound)[0])
+        value = a * one + io.out_noise * pulsed.c2c_normal(self.s.seed, READ_EVENT0 + self.transfers, row, 0, 0)
+        value = round(value / io.output_step) * io.output_step  # Python's round: half to even, as rint
+        return min(max(value, -io.out_bound), io.out_bound) * io.out_scale
+
     def weight(self) -> np.ndarray:
         A = self.A.numpy().astype(np.float32)
         C = self.C.numpy().astype(np.float32)
@@ -172,7 +186,10 @@ CASES = {
     "agad-random-keep-buffer": dataclasses.replace(DynamicTransferParameters.agad(), in_chop_prob=0.4,
                                                    in_chop_random=True, forget_buffer=False, buffer_cap=2.0,
                                                    transfer_update_management=False, transfer_desired_bl=2),
+    "cttv2-noisy-reads": dataclasses.replace(ChoppedTransferParameters.cttv2(), in_chop_prob=0.3),
 }
+NOISY_READS = IOParameters(out_noise=0.02, out_res=0.005, out_bound=0.4, out_scale=1.5)
+"""The periphery of the ``-noisy-reads`` case: output noise, ADC steps and a bound the column reads reach."""
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -183,9 +200,10 @@ def test_fast_path_equals_the_naive_reference(case: str) -> None:
     slow, fast = make_devices(0), make_devices(1)
     g = torch.Generator().manual_seed(5)
     weight = 0.3 * torch.randn(SHAPE, generator=g)
-    layer = make_layer(algorithm, weight, slow, settings, fast_devices=fast)
+    io = NOISY_READS if case.endswith("noisy-reads") else None
+    layer = make_layer(algorithm, weight, slow, settings, fast_devices=fast, io=None if io is None else (io, io))
     assert isinstance(layer, TransferLayer)
-    naive = NaiveTransfer(slow, fast, weight, params, settings)
+    naive = NaiveTransfer(slow, fast, weight, params, settings, io)
     for step in range(8):
         x = torch.rand(5, SHAPE[1], generator=g) * (torch.rand(5, SHAPE[1], generator=g) > 0.2)
         d = 0.2 * torch.randn(5, SHAPE[0], generator=g)
@@ -231,6 +249,13 @@ def test_counters_equal_the_pulses_applied_and_the_ledger_inputs() -> None:
     assert layer.reads[0] == 80 and layer.device_reads[0] == 80 * SHAPE[0]
 
 
+def transfer_once(layer: TransferLayer, lr: float) -> None:
+    """One sample without error (A is not written) on a layer transferring every sample: exactly one transfer."""
+    assert round(layer.params.transfer_every) == 1
+    n_out, n_in = layer.slow.shape
+    layer.update(torch.zeros(1, n_in), torch.zeros(1, n_out), lr, 0)
+
+
 def test_chopper_switches_at_the_configured_rate_and_signs_the_buffer() -> None:
     n_in = SHAPE[1]
     draws = np.concatenate([chop_uniforms(7, CHOP_EVENT0 + t, 1) for t in range(4000)])
@@ -241,7 +266,7 @@ def test_chopper_switches_at_the_configured_rate_and_signs_the_buffer() -> None:
     for _ in range(600):
         before_in, before_out = layer.in_chopper.copy(), layer.out_chopper.copy()
         column = layer.transfers % n_in
-        layer.transfer(0.1)
+        transfer_once(layer, 0.1)
         changed_in = np.flatnonzero(before_in != layer.in_chopper)
         assert set(changed_in) <= {column}  # only the column just read may switch
         flips_in += len(changed_in)
@@ -257,7 +282,7 @@ def test_chopper_switches_at_the_configured_rate_and_signs_the_buffer() -> None:
     layer = make_layer("cttv2", torch.zeros(SHAPE), make_devices(0), UpdateSettings(transfer=regular))
     states = []
     for _ in range(8 * n_in):
-        layer.transfer(0.1)
+        transfer_once(layer, 0.1)
         if layer.transfers % n_in == 0:
             states.append(layer.in_chopper.copy())
     assert chop_period(0.3) == 4
@@ -267,32 +292,48 @@ def test_chopper_switches_at_the_configured_rate_and_signs_the_buffer() -> None:
     # The chopper sign enters the buffer: a flipped input chopper accumulates -v.
     layer = make_layer("ttv2", torch.zeros(SHAPE), make_devices(0), UpdateSettings())
     layer.fast.program(np.full(SHAPE, 0.05))
-    layer.count_lr = 1.0
     layer.in_chopper[0] = True
     layer.out_chopper[1] = True
-    layer.transfer(0.01)
+    transfer_once(layer, 0.01)
     expected = np.array([-1.0, 1.0, -1.0, -1.0]) * (float(np.float32(0.05)) * layer.lr_scale(0.01))
     assert np.abs(expected).max() < 1.0  # below the threshold: the buffer keeps it
     np.testing.assert_allclose(layer.buffer[:, 0], expected, rtol=1e-15)
 
 
 def test_transfer_reads_go_through_the_forward_periphery() -> None:
-    """A's column is read with the forward ADC (noise and bound management off): quantised to the output step."""
-    io = IOParameters(out_noise=0.0, out_res=0.01, out_bound=1.0)
-    layer = make_layer("ttv2", torch.zeros(SHAPE), make_devices(0), UpdateSettings(), io=(io, io))
+    """A's column is read with the forward ADC (noise and bound management off), as the periphery reads the
+    one-hot input: quantised to the output step, clipped at the bound, times out_scale."""
+    io = IOParameters(out_noise=0.0, out_res=0.01, out_bound=0.3, out_scale=2.0)
     values = np.linspace(-0.5, 0.5, SHAPE[0])[:, None] * np.ones(SHAPE)
-    layer.fast.program(values)
-    read = layer.read_fast_column(2)
-    step = io.output_step
-    np.testing.assert_allclose(read, np.round(layer.fast.weight()[:, 2].numpy() / step) * step, rtol=1e-6)
-    assert not np.allclose(read, values[:, 2])
-    # The simplified periphery (TrainConfig.periphery) reads the column through its ADC likewise.
-    simple = Periphery(out_noise=0.0)
-    layer = make_layer("ttv2", torch.zeros(SHAPE), make_devices(0), UpdateSettings(), periphery=simple)
-    layer.fast.program(values)
-    step = 2.0 * simple.out_bound / (2**simple.out_bits - 2)
-    np.testing.assert_allclose(layer.read_fast_column(2), np.round(values[:, 2] / step) * step, rtol=1e-6)
-    assert layer.reads[0] == 1 and layer.device_reads[0] == SHAPE[0]
+    for periphery in (dict(io=(io, io)), dict(periphery=Periphery(out_noise=0.0, out_bound=0.3))):
+        layer = make_layer("ttv2", torch.zeros(SHAPE), make_devices(0), UpdateSettings(), **periphery)
+        layer.fast.program(values)
+        for _ in range(3):
+            transfer_once(layer, 0.01)  # columns 0, 1, 2: the buffer holds each read times lr_scale
+        read = layer.buffer[:, 2] / layer.lr_scale(0.01)
+        one_hot = torch.zeros(1, SHAPE[1])
+        one_hot[0, 2] = 1.0
+        if "io" in periphery:
+            transfer_io = dataclasses.replace(io, noise_management="none", bound_management="none")
+            expected, _ = io_periphery.read(layer.fast.weight(), one_hot, transfer_io, None, bound_management=False)
+        else:
+            expected = tile_read(layer.fast.weight(), one_hot, periphery["periphery"])
+        np.testing.assert_allclose(read, expected[0].numpy(), rtol=1e-6, atol=1e-7)
+        assert not np.allclose(read, values[:, 2]) and np.abs(read).max() > 0.29  # quantised, and clipped
+        assert layer.reads[0] == 3 and layer.device_reads[0] == 3 * SHAPE[0]
+
+
+def test_transfer_read_noise_has_the_configured_spread() -> None:
+    """Read noise: the spread of many reads of a zero column is out_noise x out_scale (one ADC step of jitter)."""
+    io = IOParameters(out_noise=0.05, out_res=1e-4, out_bound=10.0, out_scale=2.0)
+    layer = make_layer("ttv2", torch.zeros(SHAPE), make_devices(0), UpdateSettings(seed=2), io=(io, io))
+    reads = []
+    for _ in range(300):
+        before = layer.buffer.copy()
+        transfer_once(layer, 1e-6)  # far below the threshold: the buffer keeps every read
+        reads.append((layer.buffer - before).sum(axis=1) / layer.lr_scale(1e-6))
+    reads = np.concatenate(reads)
+    assert abs(reads.std() - 0.1) < 0.01 and abs(reads.mean()) < 0.01
 
 
 @pytest.mark.parametrize("algorithm", ["ttv2", "cttv2", "agad"])

@@ -10,12 +10,14 @@ import torch
 from ..devices import DeviceArray
 from ..fitting import aihwkit_pulse_response
 from ..kernels import pulse_train_states
+from .algorithms import UpdateSettings, make_layer
 from .mp_transfer import (accumulate, active_columns, exact_transfer, pulsed_transfer, pulsed_transfer_and_accumulate,
                           transfer_counts)
 from .pulse_primitives import c2c_normal, kernel_device
 from .pulsed import (apply_deterministic, apply_pulse_counts, apply_pulse_trains, draw_pulse_trains, effective_weight,
                      pulsed_update)
 from .reference import bernoulli_bits, transfer_pulse_trains
+from .transfer import TRANSFER_ALGORITHMS
 
 
 def compile_kernels() -> None:
@@ -67,6 +69,9 @@ def compile_kernels() -> None:
                 pulsed_update(inputs, errors, 0.1, 0.01, 31, 0, 0, state, params, up, down, weight, reference)
         for mode in ("implicit", "expected"):
             apply_deterministic(state, x, d, 0.1, 0.01, 31, params, mode, 0, 0, up, down)
+    for algorithm in TRANSFER_ALGORITHMS:  # the fused transfer kernel (one signature for every rule and read)
+        layer = make_layer(algorithm, torch.zeros(shape), devices, UpdateSettings(desired_bl=5))
+        layer.update(x[:, :shape[1]], d[:, :shape[0]], 0.1, 0)
     c2c_normal(0, 0, 0, 0, 0)
     bernoulli_bits(np.full((2, 3), 0.5), np.array([2, 2], dtype=np.int64), 0, 0, 0)
     piecewise = DeviceArray("piecewise", torch.tensor(-1.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64),

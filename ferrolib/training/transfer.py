@@ -16,7 +16,7 @@ Per sample b of a mini-batch of B (aihwkit's CPU tile updates vector by vector):
    management);
 4. every ``transfer_every`` samples column i of A (in turn, i = 0, 1, ..., wrapping) is read with the one-hot
    input e_i through the forward periphery with noise and bound management off (aihwkit's ``transfer_forward``
-   always has both off): ``v = A e_i`` (+ output noise and ADC of ``forward_io``);
+   always has both off): ``v = A e_i`` (+ output noise and ADC of ``forward_io``, ``transfer_kernel.ReadConstants``);
 5. the digital buffer H (dimensionless pulse counts): ``H_:i += s_:i lr_scale v`` with ``lr_scale = transfer_lr
    lr / (buffer_granularity g_A)`` (``correct_gradient_magnitudes``: divided by ``eta_A g_C / g_A`` too);
    where ``|H_ji| >= 1``: ``n_j = clip(trunc(H_ji), +-transfer_desired_bl)`` and ``H_ji <- momentum H_ji``
@@ -44,7 +44,10 @@ A's trains use ``TrainConfig.desired_bl`` (default 31, the paper's); aihwkit's `
 ``desired_bl`` to 5 for all three rules: ``desired_bl=5`` mirrors it (with auto_scale it sets the pulses per sample).
 
 Random draws are counter-based (``pulsed._mix``): A's trains and noise use the sample counter as event (as
-``sgd``), C's writes the transfer counter plus ``WRITE_EVENT0``, the chopper flips ``chop_uniforms``.
+``sgd``), C's writes the transfer counter plus ``WRITE_EVENT0``, the chopper flips ``chop_uniforms`` (event
+``CHOP_EVENT0`` plus the transfer counter), the read noise ``c2c_normal`` (``READ_EVENT0`` plus it; the layer's
+``reader`` serves the network's forward and backward reads only). A mini-batch is one call of the fused kernel
+``transfer_kernel.transfer_batch``; tests/test_transfer.py checks it against a naive loop on the same keys.
 Not modelled: ``units_in_mbatch`` (transfer_every counts samples), more than two devices, ``n_reads_per_transfer``
 other than 1, row transfers, random column selection, reset, AGAD's experimental feedback and accumulation options
 (all off in the presets).
@@ -62,19 +65,16 @@ from torch import Tensor
 
 from ..devices import DeviceArray
 from ..provenance import compact_repr
-from . import periphery as io_periphery
 from . import pulsed
+from . import transfer_kernel as kernel
 from .algorithms import Layer, TileGroup, UpdateSettings
-from .tile import AnalogTile, read
+from .pulse_primitives import pulse_target
+from .tile import AnalogTile
+from .transfer_kernel import CHOP_EVENT0, READ_EVENT0, WRITE_EVENT0
 
 TRANSFER_ALGORITHMS: tuple[str, ...] = ("ttv2", "cttv2", "agad")
 """The transfer rules by name: Tiki-Taka v2, chopped TTv2, AGAD."""
 
-WRITE_EVENT0 = 1 << 40
-"""Event id of C's first transfer write (A's events are sample numbers, far below)."""
-
-CHOP_EVENT0 = 1 << 41
-"""Event id of the chopper draws of the first transfer."""
 
 
 @dataclass
@@ -259,7 +259,8 @@ def chop_period(in_chop_prob: float) -> int:
 
 
 class TransferLayer(Layer):
-    """A layer of two tiles, fast A and slow C, trained by a transfer rule (module docstring)."""
+    """A layer of two tiles, fast A and slow C, trained by a transfer rule (module docstring); every mini-batch is
+    one call of ``transfer_kernel.transfer_batch``."""
 
     def __init__(self, slow: AnalogTile, fast: AnalogTile, settings: UpdateSettings,
                  params: ChoppedTransferParameters, name: str) -> None:
@@ -275,33 +276,33 @@ class TransferLayer(Layer):
         self.slow_granularity = pulsed.aihwkit_granularity(slow.devices)
         self.update_granularity = 0.5 * (self.fast_granularity + self.slow_granularity)
         """The ``dw_min`` of A's trains: the compound's granularity, the mean of its two devices' (aihwkit)."""
-        self.every = int(round(params.transfer_every))
         n_out, n_in = slow.shape
-        self.buffer = np.zeros((n_out, n_in))
-        """The digital transfer buffer H (pulse counts)."""
-        self.in_chopper = np.zeros(n_in, dtype=bool)
-        """Input chopper flags (True: sign -1)."""
-        self.out_chopper = np.zeros(n_out, dtype=bool)
-        """Output chopper flags (True: sign -1)."""
-        self.running_mean = np.zeros((n_out, n_in))
-        """AGAD: running mean M of the reads of A."""
-        self.past_mean = np.zeros((n_out, n_in))
-        """AGAD: reference P (M at the last chopper switch)."""
-        self.switched = np.zeros(n_in, dtype=bool)
-        """AGAD: column whose chopper switched after its last read."""
-        self.samples_seen = 0
-        """Samples applied to A (aihwkit ``current_update_idx_``; A's random events)."""
-        self.transfers = 0
-        """Transfer events so far (C's write events and chopper draws)."""
-        self.sweeps = 0
-        """Full sweeps over A's columns (aihwkit ``transfer_counter_``)."""
-        self.m_x = 0.0
-        self.m_d = 0.0
-        self.count_lr = 0.0
-        """A's pulse-count learning rate of the last sample."""
-        self.transfer_reads = 0
-        """Column reads of A so far (also counted in ``reads``, forward phase)."""
+        self.state = kernel.TransferState(
+            buffer=np.zeros((n_out, n_in)), in_chopper=np.zeros(n_in, dtype=bool),
+            out_chopper=np.zeros(n_out, dtype=bool), running_mean=np.zeros((n_out, n_in)),
+            past_mean=np.zeros((n_out, n_in)), switched=np.zeros(n_in, dtype=bool),
+            counters=np.zeros(5, dtype=np.int64), scales=np.zeros(3))
+        """Buffer, choppers, AGAD's means, counters and running scales, updated in place by the kernel."""
         self._weight: Tensor | None = None
+
+    # the kernel's state by name
+    buffer = property(lambda self: self.state.buffer, doc="The digital transfer buffer H (pulse counts).")
+    in_chopper = property(lambda self: self.state.in_chopper, doc="Input chopper flags (True: sign -1).")
+    out_chopper = property(lambda self: self.state.out_chopper, doc="Output chopper flags (True: sign -1).")
+    running_mean = property(lambda self: self.state.running_mean, doc="AGAD: running mean M of the reads of A.")
+    past_mean = property(lambda self: self.state.past_mean, doc="AGAD: reference P (M at the last chopper switch).")
+    samples_seen = property(lambda self: int(self.state.counters[kernel.SAMPLES]),
+                            doc="Samples applied to A (aihwkit ``current_update_idx_``; A's random events).")
+    transfers = property(lambda self: int(self.state.counters[kernel.TRANSFERS]),
+                         doc="Transfer events so far (C's write events, chopper and read-noise draws).")
+    sweeps = property(lambda self: int(self.state.counters[kernel.SWEEPS]),
+                      doc="Full sweeps over A's columns (aihwkit ``transfer_counter_``).")
+    transfer_reads = property(lambda self: int(self.state.counters[kernel.TRANSFER_READS]),
+                              doc="Column reads of A so far (also counted in ``reads``, forward phase).")
+    digital_macs = property(lambda self: int(self.state.counters[kernel.DIGITAL_MACS]),  # type: ignore[assignment]
+                            doc="Buffer arithmetic so far (per transfer ``out``; AGAD ``3 out``).")
+    count_lr = property(lambda self: float(self.state.scales[kernel.COUNT_LR]),
+                        doc="A's pulse-count learning rate of the last sample.")
 
     # ----------------------------------------------------------------------------------------- reads
     def signs(self) -> np.ndarray:
@@ -325,187 +326,97 @@ class TransferLayer(Layer):
         transfer = np.array([self.transfer_reads, 0, 0], dtype=np.int64)
         return (self.reads - transfer) * per_mvm + transfer * self.slow.shape[0]
 
-    def read_fast_column(self, column: int) -> np.ndarray:
-        """``A e_i`` through the forward periphery with noise and bound management off (float64, (out,))."""
-        self.transfer_reads += 1
-        self.reads[0] += 1
-        fast = self.fast.weight()
-        if self.io is None and self.periphery is None:
-            return fast[:, column].numpy().astype(np.float64)
-        one_hot = torch.zeros((1, fast.shape[1]), dtype=torch.float32)
-        one_hot[0, column] = 1.0
+    def read_constants(self) -> kernel.ReadConstants:
+        """The column read of A through this layer's forward periphery, noise and bound management off: the
+        one-hot input after the DAC (in float32, as the periphery computes it), the output noise, ADC step and
+        bound, the output scale."""
         if self.io is not None:
-            transfer_io = dataclasses.replace(self.io[0], noise_management="none", bound_management="none")
-            y, _ = io_periphery.read(fast, one_hot, transfer_io, self._draw, bound_management=False)
-        else:
-            y = read(fast, one_hot, self.periphery, self.reader)
-        return y[0].numpy().astype(np.float64)
+            io = self.io[0]
+            if io.is_perfect:
+                return kernel.ReadConstants(1.0, 0.0, 0.0, 0.0, float(io.out_scale))
+            return kernel.ReadConstants(_dac_one(io.input_step, io.inp_bound), float(io.out_noise),
+                                        float(io.output_step), float(io.out_bound), float(io.out_scale))
+        if self.periphery is not None:
+            simple = self.periphery
+            return kernel.ReadConstants(_dac_one(2.0 / (2**simple.inp_bits - 2), 1.0), float(simple.out_noise),
+                                        2.0 * simple.out_bound / (2**simple.out_bits - 2), float(simple.out_bound),
+                                        1.0)
+        return kernel.ReadConstants(1.0, 0.0, 0.0, 0.0, 1.0)
+
+    def constants(self) -> kernel.TransferConstants:
+        """What the kernel reads of this layer (parameters, granularities, the read)."""
+        p = self.params
+        dynamic = self.dynamic
+        return kernel.TransferConstants(
+            dynamic=dynamic, every=int(round(p.transfer_every)), transfer_every=float(p.transfer_every),
+            fast_lr=float(p.fast_lr), scale_fast_lr=bool(p.scale_fast_lr), auto_scale=bool(p.auto_scale),
+            auto_momentum=float(p.auto_momentum), desired_bl=int(self.settings.desired_bl),
+            fast_granularity=float(self.fast_granularity), slow_granularity=float(self.slow_granularity),
+            transfer_lr=float(p.transfer_lr), scale_transfer_lr=bool(p.scale_transfer_lr),
+            auto_granularity=float(p.auto_granularity), buffer_granularity=float(p.buffer_granularity),
+            correct_gradient_magnitudes=bool(p.correct_gradient_magnitudes), no_buffer=bool(p.no_buffer),
+            forget_buffer=bool(p.forget_buffer), momentum=float(p.momentum),
+            cap=float(p.buffer_cap * p.transfer_desired_bl) if dynamic else 0.0,
+            transfer_desired_bl=int(p.transfer_desired_bl), in_chop_prob=float(p.in_chop_prob),
+            in_chop_random=bool(p.in_chop_random), out_chop_prob=float(p.out_chop_prob),
+            period=chop_period(p.in_chop_prob),
+            mean_momentum=min(p.tail_weightening / chop_period(p.in_chop_prob), 1.0) if dynamic else 0.0,
+            seed=int(self.settings.seed), read=self.read_constants())
 
     # ---------------------------------------------------------------------------------------- update
     def pulse_count_lr(self, lr: float) -> float:
-        """A's learning rate ``eta_A`` (aihwkit ``getPulseCountLearningRate``)."""
-        p = self.params
-        if p.fast_lr <= 0:
-            return lr
-        if p.auto_scale:
-            count_lr = p.fast_lr * self.settings.desired_bl * self.fast_granularity
-            if self.m_x > 0 and self.m_d > 0:
-                count_lr /= self.m_x * self.m_d
-        else:
-            count_lr = p.fast_lr
-        return count_lr * lr if p.scale_fast_lr else count_lr
-
-    def _auto_scale(self, x: Tensor, d: Tensor, batch: int) -> None:
-        tau = (1.0 - self.params.auto_momentum) / batch
-        for name, value in (("m_x", float(x.abs().max())), ("m_d", float(d.abs().max()))):
-            old = getattr(self, name)
-            if old <= 0:
-                setattr(self, name, value)
-            elif value > 0:
-                setattr(self, name, (1.0 - tau) * old + tau * value)
-
-    def update(self, x: Tensor, d: Tensor, lr: float, step: int) -> None:
-        """A's pulsed update sample by sample (consecutive samples in one call while nothing changes between
-        them), a transfer after every ``transfer_every``-th sample."""
-        s, fast, batch = self.settings, self.fast, x.shape[0]
-        start = 0
-        while start < batch:
-            if self.params.auto_scale:
-                stop = start + 1
-                self._auto_scale(x[start], d[start], batch)
-            else:
-                stop = min(batch, start + self.every - self.samples_seen % self.every)
-            self.count_lr = self.pulse_count_lr(lr)
-            xs, ds = x[start:stop], d[start:stop]
-            if self.in_chopper.any():
-                xs = xs * torch.from_numpy(np.where(self.in_chopper, -1.0, 1.0).astype(np.float32))
-            if self.out_chopper.any():
-                ds = ds * torch.from_numpy(np.where(self.out_chopper, -1.0, 1.0).astype(np.float32))
-            pulsed.pulsed_update(xs, ds, self.count_lr, self.update_granularity, s.desired_bl, s.seed,
-                                 self.samples_seen, fast.state, fast.params, fast.count_up, fast.count_down,
-                                 fast.live_weight(), fast.reference, s.update_management, s.bl_management)
-            self.samples_seen += stop - start
-            start = stop
-            if self.samples_seen % self.every == 0:
-                self.transfer(lr)
-        self._weight = None
+        """A's learning rate ``eta_A`` at the current running maxima (aihwkit ``getPulseCountLearningRate``)."""
+        scales = self.state.scales
+        return kernel.pulse_count_lr(self.constants(), scales[kernel.M_X], scales[kernel.M_D], lr)
 
     def lr_scale(self, lr: float) -> float:
-        """Buffer increment per weight unit read (aihwkit ``getTransferLRScale``)."""
-        p = self.params
-        transfer_lr = p.transfer_lr * lr if p.scale_transfer_lr else p.transfer_lr
-        granularity = self.fast_granularity
-        if p.auto_granularity > 0:
-            granularity *= p.auto_granularity / (self.slow.shape[1] * p.transfer_every)
-        threshold = p.buffer_granularity * granularity
-        if p.correct_gradient_magnitudes:
-            threshold *= self.slow_granularity / self.fast_granularity
-            return abs(transfer_lr) / self.count_lr / threshold
-        return abs(transfer_lr) / threshold
+        """Buffer increment per weight unit read (aihwkit ``getTransferLRScale``) at the last sample's ``eta_A``."""
+        return kernel.lr_scale(self.constants(), lr, self.count_lr, self.slow.shape[1])
 
-    def transfer(self, lr: float) -> None:
-        """Read the next column of A, accumulate it in H, write the crossings onto C, switch the choppers."""
-        p, column = self.params, self.transfers % self.slow.shape[1]
-        values = self.read_fast_column(column)
-        last = column == self.slow.shape[1] - 1
-        draws = chop_uniforms(self.settings.seed, CHOP_EVENT0 + self.transfers, 1 + self.slow.shape[0])
-        if self.dynamic:
-            counts, write = self._accumulate_dynamic(column, values, self.lr_scale(lr))
-            self.digital_macs += 3 * values.size
-        else:
-            counts, write = self._accumulate(column, values, self.lr_scale(lr)), True
-            self.digital_macs += values.size
-        if write and counts.any():
-            self._write(column, counts)
-        if self.dynamic:
-            period = chop_period(p.in_chop_prob)
-            switch = self.sweeps % period + 1 == period or (p.in_chop_random and draws[0] < p.in_chop_prob)
-            if switch:
-                self.in_chopper[column] = not self.in_chopper[column]
-                self.switched[column] = True
-        else:
-            if p.in_chop_prob > 0:
-                if p.in_chop_random:
-                    flip = draws[0] < p.in_chop_prob
-                else:
-                    period = chop_period(p.in_chop_prob)
-                    flip = self.sweeps % period + 1 == period
-                if flip:
-                    self.in_chopper[column] = not self.in_chopper[column]
-            if last and p.out_chop_prob > 0:
-                self.out_chopper ^= draws[1:] < p.out_chop_prob
-        if last:
-            self.sweeps += 1
-        self.transfers += 1
-
-    def _sign(self, column: int) -> np.ndarray:
-        return np.where(self.out_chopper != self.in_chopper[column], -1.0, 1.0)
-
-    def _threshold(self, omega: np.ndarray, cap: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-        """Pulse counts of the buffer values ``omega`` and the buffer after the transfer."""
-        p = self.params
-        fire = np.abs(omega) >= 1.0
-        limit = float(p.transfer_desired_bl)
-        counts = np.where(fire, np.clip(np.trunc(omega), -limit, limit), 0.0)
-        if p.forget_buffer:
-            kept = omega * p.momentum
-        else:
-            kept = omega - (1.0 - min(max(p.momentum, 0.0), 1.0)) * counts
-            if cap > 0:
-                kept = np.clip(kept, -cap, cap)
-        return counts, np.where(fire, kept, omega)
-
-    def _accumulate(self, column: int, values: np.ndarray, lr_scale: float) -> np.ndarray:
-        """``H_:i += s_:i lr_scale v``, then the threshold (aihwkit ``ChoppedTransferRPUDevice::readAndUpdate``)."""
-        omega = (0.0 if self.params.no_buffer else self.buffer[:, column]) + self._sign(column) * (values * lr_scale)
-        counts, self.buffer[:, column] = self._threshold(omega)
-        return counts
-
-    def _accumulate_dynamic(self, column: int, values: np.ndarray, lr_scale: float) -> tuple[np.ndarray, bool]:
-        """AGAD: ``H_:i += s_:i lr_scale (v - P_:i)`` with the reference P and running mean M
-        (aihwkit ``DynamicTransferRPUDevice::readAndUpdate``); returns the counts and whether C is written."""
-        p = self.params
-        period = chop_period(p.in_chop_prob)
-        momentum = min(p.tail_weightening / period, 1.0)
-        if self.switched[column]:
-            self.past_mean[:, column] = self.running_mean[:, column]
-            self.switched[column] = False
-        omega = self.buffer[:, column] + self._sign(column) * ((values - self.past_mean[:, column]) * lr_scale)
-        counts, self.buffer[:, column] = self._threshold(omega, p.buffer_cap * p.transfer_desired_bl)
-        self.running_mean[:, column] = self.running_mean[:, column] * (1.0 - momentum) + values * momentum
-        return counts, self.sweeps > period
-
-    def _write(self, column: int, counts: np.ndarray) -> None:
-        """C's pulsed update ``dC = step g_C n e_i^T`` (x = e_i, d = -n, lr = step g_C)."""
-        p, s, slow = self.params, self.settings, self.slow
-        x = torch.zeros((1, slow.shape[1]), dtype=torch.float32)
-        x[0, column] = 1.0
-        d = torch.from_numpy(-counts[None, :].astype(np.float32))
-        pulsed.pulsed_update(x, d, p.step * self.slow_granularity, self.slow_granularity, p.transfer_desired_bl,
-                             s.seed, WRITE_EVENT0 + self.transfers, slow.state, slow.params, slow.count_up,
-                             slow.count_down, slow.live_weight(), slow.reference, p.transfer_update_management,
-                             p.transfer_update_management)
+    def update(self, x: Tensor, d: Tensor, lr: float, step: int) -> None:
+        """A's pulsed update sample by sample, a transfer after every ``transfer_every``-th sample: one kernel call."""
+        s, p, fast, slow = self.settings, self.params, self.fast, self.slow
+        dtype = torch.promote_types(x.dtype, d.dtype)
+        x_np, d_np = pulsed._contiguous_array(x, dtype), pulsed._contiguous_array(d, dtype)
+        fast_update = kernel.update_constants(x_np.dtype, 0.0, self.update_granularity, s.desired_bl,
+                                              s.update_management, s.bl_management)
+        slow_update = kernel.update_constants(x_np.dtype, p.step * self.slow_granularity, self.slow_granularity,
+                                              p.transfer_desired_bl, p.transfer_update_management,
+                                              p.transfer_update_management)
+        transfer_reads = self.transfer_reads
+        kernel.transfer_batch(
+            x_np, d_np, float(lr), self.constants(), fast_update, slow_update,
+            pulse_target(fast.state, fast.count_up, fast.count_down, fast.live_weight(), fast.reference), fast.params,
+            pulse_target(slow.state, slow.count_up, slow.count_down, slow.live_weight(), slow.reference), slow.params,
+            self.state)
+        self.reads[0] += self.transfer_reads - transfer_reads  # every transfer read is one forward MVM
+        self._weight = None
 
     # ----------------------------------------------------------------------------------------- state
-    _ARRAYS = ("buffer", "in_chopper", "out_chopper", "running_mean", "past_mean", "switched")
-    _SCALARS = ("samples_seen", "transfers", "sweeps", "m_x", "m_d", "count_lr", "digital_macs")
+    _ARRAYS = ("buffer", "in_chopper", "out_chopper", "running_mean", "past_mean", "switched", "counters", "scales")
 
     def state_dict(self) -> dict:
         state = {f"slow_{k}": v for k, v in self.slow.state_dict().items()}
         state.update({f"fast_{k}": v for k, v in self.fast.state_dict().items()})
-        state.update({name: getattr(self, name).copy() for name in self._ARRAYS})
-        state.update({name: getattr(self, name) for name in self._SCALARS})
+        state.update({name: getattr(self.state, name).copy() for name in self._ARRAYS})
         return {**state, **self.reader_state()}
 
     def load_state_dict(self, saved: dict) -> None:
         for prefix, tile in (("slow_", self.slow), ("fast_", self.fast)):
             tile.load_state_dict({k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)})
         for name in self._ARRAYS:
-            getattr(self, name)[...] = saved[name]
-        for name in self._SCALARS:
-            setattr(self, name, type(getattr(self, name))(saved[name]))
+            getattr(self.state, name)[...] = saved[name]
         self.load_reader_state(saved)
         self._weight = None
+
+
+def _dac_one(step: float, bound: float) -> float:
+    """The input 1 after a DAC of ``step`` and ``bound`` in float32 (``periphery._quantise``): ``clip(rint(1 / step)
+    step, -bound, bound)``; no rounding for step 0, no clip for bound <= 0."""
+    value = np.float32(1.0)
+    if step > 0:
+        value = np.float32(np.rint(value / np.float32(step)) * np.float32(step))
+    return float(np.clip(value, -bound, bound)) if bound > 0 else float(value)
 
 
 def make_transfer_layer(algorithm: str, weight: Tensor, devices: DeviceArray, fast_devices: DeviceArray | None,
@@ -519,4 +430,4 @@ def make_transfer_layer(algorithm: str, weight: Tensor, devices: DeviceArray, fa
 
 
 __all__ = ["TRANSFER_ALGORITHMS", "ChoppedTransferParameters", "DynamicTransferParameters", "PRESETS", "preset",
-           "coerce", "check", "chop_uniforms", "chop_period", "TransferLayer", "make_transfer_layer"]
+           "coerce", "check", "chop_uniforms", "WRITE_EVENT0", "CHOP_EVENT0", "READ_EVENT0", "chop_period", "TransferLayer", "make_transfer_layer"]
