@@ -62,11 +62,11 @@ CHECK_ARGS ?= --pulse-widths 2e-8 --seeds 0
 check: data ## re-run a reduced paper configuration (minutes) and compare it with the committed source data
 	$(BIN)/ferrolib check paper $(CHECK_ARGS)
 
-# `make study`: every measured device and width, ideal and in the paper's configuration, and the ideal profile with
-# measured noise (sweeps/study*.toml).
+# `make study`: every measured device and width, ideal and in the paper's configuration, both profiles with measured
+# noise, and the transfer rules (sweeps/study*.toml).
 # Resumes from the run cache; SCHEDULER=tcp://host:8786 runs it on a dask.distributed cluster; STUDY_ARGS=--dry-run
 # lists the grid and how every device resolves.
-study: data ## the full study (all devices and widths, ideal and paper configuration; noise), summaries into data/results/; SCHEDULER=, STUDY_ARGS=
+study: data ## the full study (all devices and widths, ideal and paper configuration; noise; transfer rules), summaries into data/results/; SCHEDULER=, STUDY_ARGS=
 	$(BIN)/ferrolib study run $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(STUDY_ARGS)
 
 # ---------------------------------------------------------------------------------------------- the notebooks
@@ -93,7 +93,8 @@ reads_02 := $(DEVICE_MODELS)
 smoke_reads_02 := $(DEVICE_MODELS)
 reads_03 := sweeps/paper.toml $(call summary,paper) sweeps/ideal.toml $(call summary,ideal) $(DEVICE_MODELS)
 smoke_reads_03 := sweeps/smoke.toml $(DEVICE_MODELS)
-CROSSCHECK_TABLES := $(wildcard data/crosscheck/*.csv data/crosscheck/*.json data/crosscheck/paper/*)
+CROSSCHECK_TABLES := $(wildcard data/crosscheck/*.csv data/crosscheck/*.json data/crosscheck/paper/* \
+  data/crosscheck/paper-transfer/*)
 reads_04 := sweeps/paper.toml $(call summary,paper) $(DEVICE_MODELS)
 smoke_reads_04 := sweeps/smoke.toml $(DEVICE_MODELS)
 reads_05 := sweeps/paper.toml $(call summary,paper) sweeps/ideal.toml $(call summary,ideal) $(DEVICE_MODELS)
@@ -106,6 +107,10 @@ smoke_reads_07 := sweeps/mp-transfer.toml sweeps/smoke.toml $(call summary,paper
 reads_08 := sweeps/sp-limits.toml $(call summary,sp-limits) sweeps/sp-limits-paper.toml $(call summary,sp-limits-paper) \
   $(call summary,ideal) $(DEVICE_MODELS)
 smoke_reads_08 := sweeps/sp-limits.toml sweeps/sp-limits-paper.toml sweeps/smoke.toml $(call summary,ideal) $(DEVICE_MODELS)
+reads_09 := sweeps/transfer-search.toml $(call summary,transfer-search) sweeps/transfer-headline.toml \
+  $(call summary,transfer-headline) sweeps/paper.toml $(call summary,paper) sweeps/study-transfer.toml \
+  sweeps/study-paper.toml $(STUDY_SUMMARIES) $(DEVICE_MODELS)
+smoke_reads_09 := sweeps/smoke.toml $(DEVICE_MODELS)
 
 ifeq ($(filter grouped-target,$(.FEATURES)),)
 $(error GNU make 4.3 or later is needed (grouped targets); this is $(MAKE_VERSION))
@@ -123,7 +128,7 @@ $(1)/notebooks/$(2).ipynb $(filter $(3)/$(call number,$(2))_%,$(FIGURE_FILES)) &
 	$(PAPERMILL) $(1)/notebooks/$(2).source.ipynb $(1)/notebooks/$(2).ipynb $(5)
 endef
 $(foreach notebook,$(NOTEBOOKS:notebooks/%.py=%),$(eval $(call notebook_rule,$(BUILD),$(notebook),figures,\
-  $(reads_$(call number,$(notebook))),$(if $(filter 03 04 05 06 07 08,$(call number,$(notebook))),\
+  $(reads_$(call number,$(notebook))),$(if $(filter 03 04 05 06 07 08 09,$(call number,$(notebook))),\
   -p results_source $(RESULTS_SOURCE)))))
 $(foreach notebook,$(NOTEBOOKS:notebooks/%.py=%),$(eval $(call notebook_rule,$(SMOKE),$(notebook),$(SMOKE)/figures,\
   $(smoke_reads_$(call number,$(notebook))),-p smoke True -p output_dir $(abspath $(SMOKE))/figures \
@@ -185,7 +190,7 @@ bench: data ## throughput of fp, sgd, mp and sps (BENCH_ARGS); serial share; pap
 CROSSCHECK_VENV ?= .crosscheck-venv
 CROSSCHECK_ARGS ?=
 
-CROSSCHECK_PROFILES ?= ideal paper
+CROSSCHECK_PROFILES ?= ideal paper paper-transfer
 
 crosscheck: data ## build aihwkit 1.2.0 (own env, ~10 min) and compare it with ferrolib, ideal and paper's config (CROSSCHECK_ARGS="--seeds 0")
 	crosscheck/build_env.sh $(CROSSCHECK_VENV)

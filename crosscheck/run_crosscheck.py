@@ -9,8 +9,10 @@ Two configurations (``--profile``): ``ideal`` (perfect reads, analog bias, one t
 ``meta.json`` and ``figures/crosscheck_*.png``; ``paper`` (the paper's aihwkit configuration: default IO both ways,
 digital bias, tiles of at most 512 inputs, deterministic-implicit mixed precision, SP shifting from the alternating
 train; ferrolib's ``paper`` profile against ``paper_peer``) writes the same under ``data/crosscheck/paper/`` and
-``figures/crosscheck_paper_*.png``. ferrolib's epochs come from the profile's committed summary where it holds the
-same run (``--summary``).
+``figures/crosscheck_paper_*.png``; ``paper-transfer`` runs the transfer rules (ttv2, cttv2, agad, as aihwkit's
+``build_config`` builds them) in the paper's configuration, accuracy only, into ``data/crosscheck/paper-transfer/``.
+ferrolib's epochs come from the profile's committed summary where it holds the same run (``--summary``;
+``data/results/transfer-headline.nc`` for the transfer rules).
 """
 from __future__ import annotations
 
@@ -41,10 +43,17 @@ from ferrolib.training.data import load_data  # noqa: E402
 from ferrolib.training.keys import expected_key  # noqa: E402
 from ferrolib.training.profiles import config_from_profile  # noqa: E402
 from ferrolib.training.loop import train  # noqa: E402
+from ferrolib.training.transfer import BUILD_CONFIG_DESIRED_BL, TRANSFER_ALGORITHMS  # noqa: E402
 from ferrolib.units import format_pulse_width  # noqa: E402
 
 DEVICE_ID = "ID170ZR5000"
 WIDTHS = (2e-8, 2e-7, 2e-6, 2e-5, 2e-4)
+PAPER_RULES = ("fp", "sgd", "mp", "sps")
+SUMMARIES = {"paper-transfer": "transfer-headline.nc"}
+"""The committed summary holding a record's ferrolib runs where it is not the profile's (``<profile>.nc``)."""
+RECORD_GRIDS = {"paper-transfer": (TRANSFER_ALGORITHMS, (2e-8, 2e-4))}
+"""Rules and widths of a record where they are not ``PAPER_RULES`` at every width of ``WIDTHS``: the transfer rules
+at the shortest and the longest width (their aihwkit compounds take about 20 CPU-s per epoch)."""
 TRAINS = {"up": [1] * 60, "down": [-1] * 60, "alternating": [1, -1] * 30}
 """Single-device pulse trains of the response check (60 pulses each, from w = 0)."""
 
@@ -62,6 +71,8 @@ def run_config(profile: str, algo: str, pulse_width: float, seed: int, epochs: i
         return TrainConfig.ideal(algo, pulse_width=pulse_width, seed=seed, epochs=epochs, device_id=DEVICE_ID,
                                  snapshot_epochs=())
     overrides = {"mp_transfer": PAPER_MP_TRANSFER} if algo == "mp" else {}
+    if algo in TRANSFER_ALGORITHMS:
+        overrides = {"desired_bl": BUILD_CONFIG_DESIRED_BL}
     return config_from_profile("paper", algo, pulse_width=pulse_width, seed=seed, epochs=epochs, device_id=DEVICE_ID,
                                snapshot_epochs=(), **overrides)
 
@@ -276,10 +287,11 @@ def figures(accuracy: pd.DataFrame, response: pd.DataFrame, figures_dir: Path, s
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="ideal", choices=parity.CROSSCHECK_PROFILES,
-                        help="ideal: perfect reads, analog bias, one tile; paper: the paper's aihwkit configuration")
+                        help="ideal: perfect reads, analog bias, one tile; paper: the paper's aihwkit configuration; "
+                             "paper-transfer: the transfer rules in it")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
-    parser.add_argument("--widths", default=",".join(f"{w:g}" for w in WIDTHS), help="pulse widths (s)")
-    parser.add_argument("--algos", default="fp,sgd,mp,sps")
+    parser.add_argument("--widths", default=None, help="pulse widths (s); default: the record's")
+    parser.add_argument("--algos", default=None, help="default: the record's rules")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "crosscheck", help="run cache")
     parser.add_argument("--table", type=Path, default=None,
@@ -294,17 +306,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--simulators", default="ferrolib,aihwkit",
                         help="which simulators to run (aihwkit alone fills the run cache in the background)")
     args = parser.parse_args(argv)
+    record, profile = args.profile, parity.CROSSCHECK_CONFIGURATIONS[args.profile]
+    default_algos, default_widths = RECORD_GRIDS.get(record, (PAPER_RULES, WIDTHS))
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    widths = [float(w) for w in args.widths.split(",") if w]
-    algos = [a for a in args.algos.split(",") if a]
+    widths = [float(w) for w in args.widths.split(",") if w] if args.widths else list(default_widths)
+    algos = [a for a in args.algos.split(",") if a] if args.algos else list(default_algos)
     simulators = [s for s in args.simulators.split(",") if s]
-    unknown = sorted(set(algos) - set(aihwkit_peer.LR)) + sorted(set(simulators) - {"ferrolib", "aihwkit"})
+    known = set(aihwkit_peer.LR) | (set(TRANSFER_ALGORITHMS) if profile == "paper" else set())
+    unknown = sorted(set(algos) - known) + sorted(set(simulators) - {"ferrolib", "aihwkit"})
     if unknown or not seeds or not widths or not simulators or args.epochs < 1:
         parser.error(f"need known algorithms and simulators (got unknown {unknown}), seeds, widths and epochs >= 1")
     torch.set_num_threads(args.threads)
-    profile = args.profile
-    table = args.table or parity.crosscheck_dir(profile)
-    summary_path = args.summary or ROOT / "data" / "results" / f"{profile}.nc"
+    table = args.table or parity.crosscheck_dir(record)
+    summary_path = args.summary or ROOT / "data" / "results" / SUMMARIES.get(record, f"{profile}.nc")
     devices = {w: exported_device(w, profile) for w in widths}
     data = load_data(run_config(profile, "fp", widths[0], seeds[0], args.epochs))
     summary = xr.open_dataset(summary_path) if summary_path.exists() else None
@@ -335,12 +349,14 @@ def main(argv: list[str] | None = None) -> None:
         verdicts(accuracy, pulses).to_csv(table / "verdicts.csv", index=False, float_format="%.4g")
     response.to_csv(table / "responses.csv", index=False, float_format="%.6g")
     meta = {"aihwkit": aihwkit_peer.version(), "date": datetime.date.today().isoformat(), "profile": profile,
+            "record": record,
             "device": DEVICE_ID,
             "seeds": seeds, "widths": widths, "algorithms": algos, "epochs": args.epochs, "missing": missing,
             "ferrolib_runs": {source: ferrolib_sources.count(source) for source in sorted(set(ferrolib_sources))},
             "max_response_difference": float((response.ferrolib - response.aihwkit).abs().max())}
     (table / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-    figures(accuracy, response, args.figures, stamp, "crosscheck" if profile == "ideal" else f"crosscheck_{profile}")
+    figures(accuracy, response, args.figures, stamp,
+            "crosscheck" if record == "ideal" else f"crosscheck_{record.replace('-', '_')}")
     print(json.dumps(meta))
 
 

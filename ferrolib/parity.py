@@ -3,8 +3,10 @@
 ``crosscheck/run_crosscheck.py`` trains fp, sgd, mp and sps in both simulators on the same exported devices, data
 split, initial weights and sample order, in two configurations (``CROSSCHECK_PROFILES``): ``ideal`` (perfect reads,
 analog bias, one tile per layer) and ``paper`` (aihwkit's default periphery and mapping, deterministic-implicit
-mixed precision, the paper's SP shifting). Its small tables per configuration are committed under
-``data/crosscheck/`` (ideal) and ``data/crosscheck/paper/``:
+mixed precision, the paper's SP shifting), and the transfer rules in the paper's configuration (``paper-transfer``,
+aihwkit's ``build_config`` compounds; accuracy only: aihwkit counts no pulses of them). Its small tables per
+record are committed under ``data/crosscheck/`` (ideal), ``data/crosscheck/paper/`` and
+``data/crosscheck/paper-transfer/``:
 
 * ``accuracy.csv``: validation accuracy per epoch, mean / min / max over seeds per simulator; ``within``:
   ``|mean_ferrolib - mean_aihwkit| <= max(aihwkit's seed range, 0.03)``; ``agrees``: within, or aihwkit's mean
@@ -22,12 +24,17 @@ import pandas as pd
 
 from . import paths
 
-CROSSCHECK_PROFILES: tuple[str, ...] = ("ideal", "paper")
-"""The configurations the cross-check compares in (``run_crosscheck.py --profile``)."""
+CROSSCHECK_CONFIGURATIONS: dict[str, str] = {"ideal": "ideal", "paper": "paper", "paper-transfer": "paper"}
+"""Every recorded cross-check (``run_crosscheck.py --profile``) and the training profile it runs in: the paper's
+rules with ideal reads and in the paper's configuration, and the transfer rules (ttv2, cttv2, agad; not in the
+paper) in the paper's configuration."""
+
+CROSSCHECK_PROFILES: tuple[str, ...] = tuple(CROSSCHECK_CONFIGURATIONS)
+"""The recorded cross-checks by name."""
 
 
 def crosscheck_dir(profile: str, root: Path | None = None) -> Path:
-    """Folder of a configuration's recorded tables: ``data/crosscheck`` (ideal) or ``data/crosscheck/<profile>``."""
+    """Folder of a recorded cross-check's tables: ``data/crosscheck`` (ideal) or ``data/crosscheck/<profile>``."""
     if profile not in CROSSCHECK_PROFILES:
         raise ValueError(f"unknown cross-check profile {profile!r}; expected one of {CROSSCHECK_PROFILES}")
     base = Path(root) if root is not None else paths.DATA / "crosscheck"
@@ -86,4 +93,4 @@ def verdict_summary(record: CrosscheckRecord) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["CROSSCHECK_PROFILES", "CrosscheckRecord", "crosscheck_dir", "load_crosscheck", "verdict_summary"]
+__all__ = ["CROSSCHECK_CONFIGURATIONS", "CROSSCHECK_PROFILES", "CrosscheckRecord", "crosscheck_dir", "load_crosscheck", "verdict_summary"]

@@ -12,7 +12,8 @@ from .units import format_pulse_width  # noqa: F401  (re-exported for the notebo
 PULSE_WIDTH_COLORS = {2e-8: "#1b9e77", 2e-7: "#d95f02", 2e-6: "#7570b3", 2e-5: "#e7298a", 2e-4: "#66a61e", 2e-3: "#a6761d"}
 """One colour per measured pulse width (s), used by every notebook."""
 
-ALGORITHM_COLORS = {"fp": "#222222", "sgd": "#d62728", "mp": "#1f77b4", "sps": "#2ca02c"}
+ALGORITHM_COLORS = {"fp": "#222222", "sgd": "#d62728", "mp": "#1f77b4", "sps": "#2ca02c", "ttv2": "#9467bd",
+                    "cttv2": "#ff7f0e", "agad": "#8c564b"}
 """One colour per training algorithm."""
 
 

@@ -1,14 +1,15 @@
-"""The full study (``make study``): every measured device at every pulse width it was measured at, and both profiles
-with measured device noise; its summaries go into the committed source data (``data/results``).
+"""The full study (``make study``): every measured device at every pulse width it was measured at, both profiles
+with measured device noise and the transfer rules; its summaries go into the committed source data (``data/results``).
 
-Four sweep files define it: ``sweeps/study.toml`` (devices, algorithms, seeds, the ideal profile; each device is
+Five sweep files define it: ``sweeps/study.toml`` (devices, algorithms, seeds, the ideal profile; each device is
 expanded to its own measured pulse widths, one sweep per device, since the widths differ between devices),
-``sweeps/study-paper.toml`` (the same devices and widths in the paper's configuration) and
-``sweeps/study-noise.toml`` (the paper grid with the cycle-to-cycle scatter of each width's fit, ``c2c``, and a
-stated device-to-device spread ``d2d``; one sweep per width, since ``c2c`` differs between widths) and
-``sweeps/study-noise-paper.toml`` (the same in the paper's configuration, with the paper's fits' ``c2c``). Runs are
-cached by configuration, so an interrupted study resumes; ``--scheduler`` sends the runs to a dask.distributed
-cluster.
+``sweeps/study-paper.toml`` (the same devices and widths in the paper's configuration), ``sweeps/study-transfer.toml``
+(the transfer rules ttv2, cttv2 and agad on the same devices and widths in the paper's configuration, 10 epochs, as
+``sweeps/transfer-headline.toml`` runs them with three seeds on the headline device), ``sweeps/study-noise.toml``
+(the paper grid with the cycle-to-cycle scatter of each width's fit, ``c2c``, and a stated device-to-device spread
+``d2d``; one sweep per width, since ``c2c`` differs between widths) and ``sweeps/study-noise-paper.toml`` (the same
+in the paper's configuration, with the paper's fits' ``c2c``). Runs are cached by configuration, so an interrupted
+study resumes; ``--scheduler`` sends the runs to a dask.distributed cluster.
 
     ferrolib study run [--scheduler tcp://host:8786] [--workers 2]
     ferrolib study run --dry-run        # the grid, how each device resolves, what is cached
@@ -47,10 +48,15 @@ def width_label(seconds: float) -> str:
     return units.pulse_width_label(seconds)
 
 
-def plan(study_configs: tuple[str | Path, ...] = ("study", "study-paper"),
+STUDY_CONFIGS: tuple[str, ...] = ("study", "study-paper", "study-transfer")
+"""The study's per-device sweep files, in the order ``make study`` runs them."""
+
+
+def plan(study_configs: tuple[str | Path, ...] = STUDY_CONFIGS,
          noise_configs: tuple[str | Path, ...] = ("study-noise", "study-noise-paper")) -> list[StudyPart]:
     """Every sweep of the study: one per device (its measured widths) of each study configuration (the ideal
-    profile, then the paper's configuration) and one per width of each noise grid (ideal, then paper's)."""
+    profile, the paper's configuration, the transfer rules) and one per width of each noise grid (ideal, then
+    paper's)."""
     parts = []
     for study_config in study_configs:
         spec, options = sweep.load_sweep_config(sweep.resolve_sweep_config(study_config))

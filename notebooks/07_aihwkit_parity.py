@@ -91,7 +91,8 @@ display(pd.DataFrame(rows))
 # ## The recorded cross-check against aihwkit 1.2
 #
 # `make crosscheck` builds aihwkit into its own environment and trains fp, sgd, mp and sps in both simulators on
-# the same exported devices, data split, initial weights and sample order, in two configurations:
+# the same exported devices, data split, initial weights and sample order, in two configurations, and the transfer
+# rules in the second:
 #
 # * **ideal**: perfect reads, the bias in the tile, one tile per layer, stochastic mixed-precision transfer
 #   (ferrolib's `ideal` profile against the same settings in aihwkit);
@@ -100,7 +101,11 @@ display(pd.DataFrame(rows))
 #   tiles of 392 inputs, `DETERMINISTIC_IMPLICIT` mixed precision, SP shifting with the reference from the
 #   alternating train. aihwkit 1.2 runs on the CPU, whose mixed precision transfers after the first sample of
 #   every mini-batch; ferrolib's mp runs on that schedule here (the `paper` profile itself keeps the CUDA schedule
-#   the paper ran, shown against it below).
+#   the paper ran, shown against it below);
+# * **paper-transfer**: the transfer rules of notebook 09 (Tiki-Taka v2, chopped TTv2, AGAD; not in the paper) in
+#   the paper's configuration, as aihwkit's `build_config` builds them, at the search's learning rates, at the
+#   shortest and the longest width. Accuracy only: aihwkit's transfer compounds apply pulses no estimate here
+#   follows (ferrolib's counts are tested against a naive loop of the same rules).
 #
 # Per-epoch validation accuracy is compared as mean and range over seeds. An epoch is *within* when the means
 # differ by at most aihwkit's seed range or 0.03; it and a pulse count *agree* when they are within (pulses:
@@ -117,7 +122,7 @@ for name, record in records.items():
         continue
     meta = record.meta
     fig = plotting.simulator_accuracy_grid(record.accuracy)
-    plotting.save(fig, f"07_crosscheck_{name}", output_dir or None,
+    plotting.save(fig, f"07_crosscheck_{name.replace('-', '_')}", output_dir or None,
                   provenance=f"ferrolib vs aihwkit {meta['aihwkit']} ({meta['date']}), {name} configuration, "
                              f"{meta['device']}, seeds {meta['seeds']}: mean and seed range")
     display(Markdown(f"**{name}** configuration: aihwkit {meta['aihwkit']}, {meta['date']}, seeds {meta['seeds']}, "

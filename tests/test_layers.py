@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("catalog",),
     ("training",),
     ("energy", "convergence"),
-    ("sweep", "analysis", "sourcedata", "splimits_analysis", "parity"),
+    ("sweep", "analysis", "sourcedata", "splimits_analysis", "parity", "transfer_analysis"),
     ("study", "splimits", "store", "comparison"),
     ("plotting", "cli", "site", "papermill_ipc", "__main__"),
 )

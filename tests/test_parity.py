@@ -421,6 +421,28 @@ def test_paper_crosscheck_runs_mixed_precision_on_aihwkits_cpu_schedule() -> Non
         "mp", pulse_width=2e-8, seed=1, epochs=10, device_id="ID170ZR5000", snapshot_epochs=())
 
 
+def test_transfer_crosscheck_runs_the_headline_sweeps_configurations(shared_measurements) -> None:
+    """The paper-transfer record trains the transfer rules as sweeps/transfer-headline.toml does (so ferrolib's
+    epochs come from its committed summary under the same run key), and reads back without pulse ratios (aihwkit
+    counts no pulses of its transfer compounds)."""
+    from ferrolib import parity, sweep
+
+    crosscheck = crosscheck_module("run_crosscheck")
+    headline, _ = sweep.load_sweep_config(sweep.resolve_sweep_config("transfer-headline"))
+    points = {(c.algorithm, c.pulse_width, c.seed): c for _, c in headline.points()}
+    for rule in crosscheck.TRANSFER_ALGORITHMS:
+        config = crosscheck.run_config("paper", rule, 2e-8, 1, 10)
+        assert dataclasses.replace(config, snapshot_epochs=points[rule, 2e-8, 1].snapshot_epochs) == points[rule, 2e-8, 1]
+    assert parity.CROSSCHECK_CONFIGURATIONS["paper-transfer"] == "paper"
+    assert parity.crosscheck_dir("paper-transfer", Path("x")) == Path("x") / "paper-transfer"
+    runs = [{"key": {"algorithm": "agad", "pulse_width": 2e-8, "simulator": simulator, "seed": seed},
+             "val_acc": [0.8 + 0.01 * seed, 0.9], "pulses": [[[10, 10]]] * 2 if simulator == "ferrolib" else [[], []]}
+            for simulator in ("ferrolib", "aihwkit") for seed in (0, 1)]
+    accuracy, pulses = crosscheck.summarise(runs)
+    verdicts = crosscheck.verdicts(accuracy, pulses)
+    assert bool(verdicts.accuracy_agrees.iloc[0]) and "pulse_ratio_run_min" not in verdicts
+
+
 def test_tile_probe_splits_the_pulse_ratio_into_rule_and_trajectory() -> None:
     """ferrolib counts 90 where aihwkit's rule on ferrolib's x, d expects 100 (rule 0.9) and aihwkit expects 125
     on its own x, d (trajectory 0.8): the cross-check's ratio 0.72 is their product; |x|, |d| ratios per layer."""

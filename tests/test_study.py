@@ -9,6 +9,8 @@ import pytest
 
 from ferrolib import catalog, provenance, sourcedata, store, study
 from ferrolib.sweep import Sweep, run_sweep
+from ferrolib.training.profiles import TRANSFER_SEARCH_LR
+from ferrolib.training.transfer import BUILD_CONFIG_DESIRED_BL
 
 from fake_runs import FakeConfig, fake_train
 
@@ -16,13 +18,17 @@ from fake_runs import FakeConfig, fake_train
 def test_study_plan_covers_every_measured_width(shared_measurements: Path):
     parts = {part.name: part for part in study.plan()}
     devices = ("ID161ZR15000", "ID170ZR5000", "ID181ZR1000", "ID301XR1000Oct")
-    assert set(parts) == {*(f"{prefix}-{d}" for prefix in ("study", "study-paper") for d in devices),
+    by_device = ("study", "study-paper", "study-transfer")
+    assert set(parts) == {*(f"{prefix}-{d}" for prefix in by_device for d in devices),
                           *(f"{prefix}-{w}" for prefix in ("study-noise", "study-noise-paper")
                             for w in ("20ns", "200ns", "2us", "20us", "200us"))}
-    for prefix in ("study", "study-paper"):
+    for prefix in by_device:
         assert len(parts[f"{prefix}-ID301XR1000Oct"].spec.axes()["pulse_width"]) == 12
         assert all(len(parts[f"{prefix}-{d}"].spec.axes()["pulse_width"]) == 6 for d in devices[:3])
-    assert sum(len(p.spec) for p in parts.values()) == 2 * (3 * 6 + 12) * 3 + 5 * 3 * 3 + 5 * 2 * 3
+    assert sum(len(p.spec) for p in parts.values()) == 3 * (3 * 6 + 12) * 3 + 5 * 3 * 3 + 5 * 2 * 3
+    transfer = parts["study-transfer-ID170ZR5000"].spec  # the rules at the search's rates, build_config's BL
+    assert {(c.algorithm, c.lr, c.desired_bl, c.epochs, c.forward_io.out_noise) for _, c in transfer.points()} == {
+        (rule, TRANSFER_SEARCH_LR[rule], BUILD_CONFIG_DESIRED_BL, 10, 0.06) for rule in TRANSFER_SEARCH_LR}
     paper = parts["study-paper-ID170ZR5000"].spec
     assert {(c.device_model, c.data, c.mp_transfer) for _, c in paper.points()} == {
         ("paper_piecewise", "full", "deterministic_implicit_cuda")}

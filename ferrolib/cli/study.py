@@ -1,7 +1,7 @@
 """``ferrolib study``: the full study (``make study``), every measured device at every pulse width it was measured
-at, in the ideal profile and in the paper's configuration, and both with measured device noise
-(``sweeps/study.toml``, ``sweeps/study-paper.toml``, ``sweeps/study-noise.toml``,
-``sweeps/study-noise-paper.toml``).
+at, in the ideal profile and in the paper's configuration, both with measured device noise, and the transfer
+rules (``sweeps/study.toml``, ``sweeps/study-paper.toml``, ``sweeps/study-noise.toml``,
+``sweeps/study-noise-paper.toml``, ``sweeps/study-transfer.toml``).
 
     ferrolib study run [--scheduler tcp://host:8786] [--workers 2]
     ferrolib study run --dry-run        # the grid, how each device resolves, what is cached
@@ -19,7 +19,8 @@ from ferrolib.cli import add_workers_option, checked_workers
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "study", help="the full study: all devices and widths (ideal and paper configuration), the noise grid (make study)",
+        "study", help="the full study: all devices and widths (ideal and paper configuration), the noise grid, the "
+             "transfer rules (make study)",
         description="Run (or resume) every sweep of the study (one per device at its measured pulse widths, one "
                     "per pulse width of the noise grid) and write each one's summary into data/results.")
     commands = parser.add_subparsers(dest="study_command", required=True)

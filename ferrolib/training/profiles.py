@@ -13,7 +13,8 @@ schedule) that ``TrainConfig``, ``ferrolib train --profile`` and sweep files (``
   inputs), learning rates 0.05 (sgd), 0.1 (sps), 0.5 (mp; fp the same SGD at 0.5), 25 epochs, batch 64, lr halved
   every 10 (``StepLR(10, 0.5)``), deterministic-implicit mixed-precision transfer, the SP reference from the
   alternating train from w = 0 with the effective weights starting at the initial weights, full MNIST with the
-  paper's 48,000 / 12,000 split (one pass per epoch) and the paper's piecewise fits.
+  paper's 48,000 / 12,000 split (one pass per epoch) and the paper's piecewise fits; the transfer rules (not in
+  the paper) at the rates of their search (``TRANSFER_SEARCH_LR``).
 * ``smoke``: seconds: 2 epochs over 512 images, 500 validation and test images.
 * ``plain``: ``TrainConfig``'s own defaults (one pass per epoch).
 """
@@ -24,6 +25,12 @@ from typing import Any
 
 from ..provenance import compact_repr
 from .config import PAPER_TRAIN_SAMPLES
+
+TRANSFER_SEARCH_LR: dict[str, float] = {"ttv2": 0.05, "cttv2": 0.005, "agad": 0.01}
+"""The transfer rules' learning rates in the paper's configuration: each rule's best validation accuracy after 5
+epochs in the search of ``sweeps/transfer-search.toml`` (ID170ZR5000 at 20 ns, ten rates from 0.002 to 2;
+TTv2 stays at chance at every rate, so its choice is arbitrary). ``transfer_analysis.search_choice`` reads the
+committed search back and a test checks it names these."""
 
 SECTIONS: tuple[str, ...] = ("periphery", "mapping", "update", "device", "data", "schedule")
 """The nested sections of a profile, each a dict of TrainConfig fields."""
@@ -113,7 +120,7 @@ register(Profile(
     description="the paper's aihwkit configuration: default IO forward and backward, default mapping, its rules",
     periphery={"forward_io": "aihwkit_default", "backward_io": "aihwkit_default"},
     mapping={"mapping": "aihwkit_default"},
-    update={"lr_by_algorithm": {"fp": 0.5, "sgd": 0.05, "sps": 0.1, "mp": 0.5},
+    update={"lr_by_algorithm": {"fp": 0.5, "sgd": 0.05, "sps": 0.1, "mp": 0.5, **TRANSFER_SEARCH_LR},
             "mp_transfer": "deterministic_implicit_cuda", "sps_reference": "paper_alternating", "sps_init": "reference"},
     device={"device_model": "paper_piecewise"},
     data={"data": "full", "split": "paper"},
@@ -127,4 +134,4 @@ register(Profile(
 ))
 register(Profile(name="plain", description="TrainConfig's own defaults (one pass over the training set per epoch)"))
 
-__all__ = ["Profile", "PROFILES", "SECTIONS", "register", "get_profile", "config_from_profile"]
+__all__ = ["TRANSFER_SEARCH_LR", "Profile", "PROFILES", "SECTIONS", "register", "get_profile", "config_from_profile"]

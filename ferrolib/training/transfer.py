@@ -41,7 +41,8 @@ columns, then A's), so ``pulses`` holds every A update and C transfer; every tra
 is not 0); the buffer arithmetic in ``digital_macs`` (per transfer ``out`` for H, ``3 out`` for AGAD's H, M).
 
 A's trains use ``TrainConfig.desired_bl`` (default 31, the paper's); aihwkit's ``build_config`` sets the update's
-``desired_bl`` to 5 for all three rules: ``desired_bl=5`` mirrors it (with auto_scale it sets the pulses per sample).
+``desired_bl`` to 5 for all three rules (``BUILD_CONFIG_DESIRED_BL``, what the transfer sweeps run; with auto_scale
+it sets the pulses per sample).
 
 Random draws are counter-based (``pulsed._mix``): A's trains and noise use the sample counter as event (as
 ``sgd``), C's writes the transfer counter plus ``WRITE_EVENT0``, the chopper flips ``chop_uniforms`` (event
@@ -74,6 +75,10 @@ from .transfer_kernel import CHOP_EVENT0, READ_EVENT0, WRITE_EVENT0
 
 TRANSFER_ALGORITHMS: tuple[str, ...] = ("ttv2", "cttv2", "agad")
 """The transfer rules by name: Tiki-Taka v2, chopped TTv2, AGAD."""
+
+BUILD_CONFIG_DESIRED_BL = 5
+"""The ``desired_bl`` of A's trains that aihwkit's ``build_config`` sets for all three rules (``TrainConfig.desired_bl``;
+the transfer sweeps set it)."""
 
 
 
@@ -429,5 +434,5 @@ def make_transfer_layer(algorithm: str, weight: Tensor, devices: DeviceArray, fa
     return TransferLayer(slow, fast, settings, params, algorithm)
 
 
-__all__ = ["TRANSFER_ALGORITHMS", "ChoppedTransferParameters", "DynamicTransferParameters", "PRESETS", "preset",
+__all__ = ["TRANSFER_ALGORITHMS", "BUILD_CONFIG_DESIRED_BL", "ChoppedTransferParameters", "DynamicTransferParameters", "PRESETS", "preset",
            "coerce", "check", "chop_uniforms", "WRITE_EVENT0", "CHOP_EVENT0", "READ_EVENT0", "chop_period", "TransferLayer", "make_transfer_layer"]
