@@ -166,7 +166,9 @@ plt.show()
 #
 # For every transfer rule: does it reach mp's accuracy after epoch 10 (the interval of the paired difference
 # above -1 point), and does it spend less programming energy than mp to reach 90 % (the interval of
-# log10(E_mp / E_rule) above 0)? One row per width (three seeds) and one pooled over widths and seeds.
+# log10(E_mp / E_rule) above 0), and less energy with the whole ledger (reads and digital work: mp's digital
+# accumulation, the transfer rules' reads of A and their buffer)? One row per width (three seeds) and one pooled
+# over widths and seeds.
 
 # %%
 table = transfer_analysis.claims(result, by="pulse_width")

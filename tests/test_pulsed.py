@@ -10,7 +10,7 @@ from ferrolib import host
 from ferrolib import kernels as device_kernels
 from ferrolib.devices import DeviceArray
 from ferrolib.kernels import device_step
-from ferrolib.training import mp_transfer, pulse_primitives, pulsed
+from ferrolib.training import mp_transfer, pulse_primitives, pulsed, transfer_kernel
 from ferrolib.training.kernel_cache import compile_kernels
 from ferrolib.training.reference import (apply_pulse_counts_reference, apply_pulse_trains_reference, bernoulli_bits,
                                          draw_pulse_trains_reference, transfer_pulse_trains)
@@ -308,15 +308,19 @@ def test_compile_kernels_covers_every_signature_training_uses() -> None:
     from ferrolib.training.loop import build_network
 
     compile_kernels()
-    kernels = {f"{module.__name__}.{name}": k for module in (device_kernels, pulse_primitives, pulsed, mp_transfer)
+    kernels = {f"{module.__name__}.{name}": k
+               for module in (device_kernels, pulse_primitives, pulsed, mp_transfer, transfer_kernel)
                for name, k in vars(module).items() if isinstance(k, CPUDispatcher)}
     before = {name: len(k.signatures) for name, k in kernels.items()}
     runs = [("sgd", "stochastic", 0.0), ("sps", "stochastic", 0.1), ("mp", "stochastic", 0.1), ("sgd", "implicit", 0.1),
             ("sps", "expected", 0.0), ("sps", "stochastic", 0.0), ("sgd", "stochastic", 0.1), ("mp", "stochastic", 0.0)]
     runs += [("mp", "pulsed", 0.1), ("mp", "pulsed", 0.0)]  # mixed precision's pulsed transfer (the paper profile)
+    runs += [("cttv2", "stochastic", 0.1), ("agad", "paper_io", 0.0), ("ttv2", "stochastic", 0.0)]  # transfer rules
     for index, (algorithm, mode, d2d) in enumerate(runs):
         device_id = "synthetic-asymmetric" if index % 2 else "synthetic-linear"
         transfer = {"mp_transfer": "pulsed"} if mode == "pulsed" else {"pulse_mode": mode}
+        if mode == "paper_io":  # the transfer reads through aihwkit's periphery
+            transfer = {"forward_io": "aihwkit_default", "backward_io": "aihwkit_default", "desired_bl": 5}
         config = TrainConfig(algorithm=algorithm, device_id=device_id, data="synthetic", train_limit=64, eval_limit=64,
                              hidden=(8,), d2d=d2d, c2c=0.1, **transfer)
         data = load_data(config)

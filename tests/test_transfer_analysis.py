@@ -79,3 +79,17 @@ def test_claims_pair_each_rule_with_mp_per_width_and_pooled():
     assert np.isclose(row(energy, "cttv2").estimate, np.log10(2.0 / 12.0))
     never = row(energy, "ttv2")  # never reached: it cannot cost less to get there
     assert never.verdict == analysis.FAILS and never.n_units == 0 and "0/6" in never.measured
+    system = row(transfer_analysis.SYSTEM_ENERGY_CLAIM, "agad")  # the whole ledger: twice each, the same ratio
+    assert system.verdict == analysis.HOLDS and np.isclose(system.estimate, 1.0) and system.n_units == 6
+
+
+def test_points_a_device_was_not_run_at_count_nowhere():
+    """A study joins devices measured at different widths (NaN where a device has none): those points are neither
+    units of the intervals nor counted as missed targets."""
+    result = runs({"mp": [0.80, 0.91, 0.95, 0.96], "agad": [0.85, 0.93, 0.96, 0.965]}, {"mp": 1.0, "agad": 0.1})
+    result["val_acc"].loc[{"pulse_width": 2e-4, "seed": 2}] = np.nan
+    table = transfer_analysis.claims(result).set_index(["claim", "scope"])
+    energy = table.loc[(transfer_analysis.ENERGY_CLAIM.format(rule="agad", reference="mp"), "pooled")]
+    assert energy.n_units == 5 and "5/5 points" in energy.measured and energy.verdict == analysis.HOLDS
+    accuracy = table.loc[(transfer_analysis.REACHES_CLAIM.format(rule="agad", reference="mp"), "200us")]
+    assert accuracy.n_units == 2
