@@ -101,7 +101,7 @@ def claims(result: xr.Dataset, by: str = "pulse_width", thresholds: analysis.Cla
 
 
 def _label(dim: str, value) -> str:
-    return units.pulse_width_label(float(value)) if dim == "pulse_width" else str(value)
+    return units.format_pulse_width(float(value)) if dim == "pulse_width" else str(value)
 
 
 def _devices(values: xr.DataArray) -> str:

@@ -236,6 +236,7 @@ display(Markdown(f"Results: {transfer_study_used}; {paper_study_used}.\n\n" + an
 lines = []
 for name, claims_table in (("headline device", table), ("every device", every_table)):
     pooled = claims_table[claims_table["scope"] == "pooled"]
-    lines += [f"- {name}: {row.claim}: **{row.verdict}** ({row.estimate:+.3g}, interval "
-              f"[{row.ci_low:+.3g}, {row.ci_high:+.3g}]; {row.measured})" for row in pooled.itertuples()]
+    lines += [f"- {name}: {row.claim}: **{row.verdict}** (" + (
+        f"{row.estimate:+.3g}, interval [{row.ci_low:+.3g}, {row.ci_high:+.3g}]; " if np.isfinite(row.estimate)
+        else "") + f"{row.measured})" for row in pooled.itertuples()]
 display(Markdown("\n".join(lines)))

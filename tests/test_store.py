@@ -67,7 +67,7 @@ def _committed_summaries() -> list[tuple[str, object]]:
     from ferrolib import study
 
     specs: dict[str, object] = {}
-    for name in ("paper", "ideal", "smoke-check"):
+    for name in ("paper", "ideal", "smoke-check", "transfer-search", "transfer-headline"):
         spec, _ = sweep.load_sweep_config(sweep.resolve_sweep_config(name))
         specs[spec.name] = spec
     for config in splimits.SWEEP_CONFIGS:

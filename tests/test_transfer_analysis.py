@@ -67,11 +67,11 @@ def test_claims_pair_each_rule_with_mp_per_width_and_pooled():
                    "ttv2": [0.1, 0.1, 0.1, 0.1]},         # chance: never reaches
                   {"mp": 1.0, "agad": 0.1, "cttv2": 3.0, "ttv2": 0.5})
     table = transfer_analysis.claims(result)
-    assert set(table["scope"]) == {"20ns", "200us", "pooled"}
+    assert set(table["scope"]) == {"20 ns", "200 us", "pooled"}
     row = lambda claim, rule, scope="pooled": table[(table["claim"] == claim.format(rule=rule, reference="mp"))  # noqa: E731
                                                     & (table["scope"] == scope)].iloc[0]
     reaches, energy = transfer_analysis.REACHES_CLAIM, transfer_analysis.ENERGY_CLAIM
-    assert row(reaches, "agad").verdict == analysis.HOLDS and row(reaches, "agad", "20ns").n_units == 3
+    assert row(reaches, "agad").verdict == analysis.HOLDS and row(reaches, "agad", "20 ns").n_units == 3
     assert np.isclose(row(reaches, "agad").estimate, 0.005) and row(reaches, "agad").n_units == 6
     assert row(reaches, "cttv2").verdict == analysis.FAILS and row(reaches, "ttv2").verdict == analysis.FAILS
     assert row(energy, "agad").verdict == analysis.HOLDS and np.isclose(row(energy, "agad").estimate, 1.0)
@@ -91,5 +91,5 @@ def test_points_a_device_was_not_run_at_count_nowhere():
     table = transfer_analysis.claims(result).set_index(["claim", "scope"])
     energy = table.loc[(transfer_analysis.ENERGY_CLAIM.format(rule="agad", reference="mp"), "pooled")]
     assert energy.n_units == 5 and "5/5 points" in energy.measured and energy.verdict == analysis.HOLDS
-    accuracy = table.loc[(transfer_analysis.REACHES_CLAIM.format(rule="agad", reference="mp"), "200us")]
+    accuracy = table.loc[(transfer_analysis.REACHES_CLAIM.format(rule="agad", reference="mp"), "200 us")]
     assert accuracy.n_units == 2
