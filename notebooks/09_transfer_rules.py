@@ -215,8 +215,9 @@ fig, axes = plt.subplots(1, len(devices), figsize=(3.6 * len(devices), 3.4), sha
                          layout="constrained")
 for ax, device in zip(axes[0], devices):
     for rule in [a for a in ("mp", "sgd", "sps", *rules) if a in every["algorithm"].values]:
-        accuracy = 100 * every_conv["final_accuracy"].sel(device=device, algorithm=rule).isel(seed=0)
-        ax.plot(every["pulse_width"], accuracy, marker="o", ms=3.5, color=plotting.ALGORITHM_COLORS[rule],
+        accuracy = 100 * every_conv["final_accuracy"].sel(device=device, algorithm=rule).isel(seed=0).dropna(
+            "pulse_width")  # the widths this device was measured at
+        ax.plot(accuracy["pulse_width"], accuracy, marker="o", ms=3.5, color=plotting.ALGORITHM_COLORS[rule],
                 label=rule, ls="--" if rule in rules else "-")
     ax.set(xscale="log", title=device, xlabel="pulse width (s)")
 axes[0][0].set(ylabel="validation accuracy after epoch 10 (%)", ylim=(0, 100))
