@@ -197,6 +197,7 @@ display(Markdown("| rule | device pulses in 10 epochs | programming energy (J) |
 #
 # The same rules on the four measured devices at every width each was measured at, one seed
 # (`sweeps/study-transfer.toml`, `make study`), against mp, sgd and sps of the study in the paper's configuration.
+# Top: validation accuracy after epoch 10; bottom: the programming energy spent until 90 %, where the run got there.
 # With one seed a per-width interval does not exist: per device the unit is each width (not independent, so the
 # interval is optimistic), pooled every device-width point.
 
@@ -211,16 +212,26 @@ except FileNotFoundError as reason:
     every, transfer_study_used, paper_study_used = result.isel(seed=[0]), f"seed 0 of the headline ({reason})", ""
 every_conv = transfer_analysis.convergence(every)
 devices = [str(d) for d in every["device"].values]
-fig, axes = plt.subplots(1, len(devices), figsize=(3.6 * len(devices), 3.4), sharey=True, squeeze=False,
-                         layout="constrained")
-for ax, device in zip(axes[0], devices):
+fig, axes = plt.subplots(2, len(devices), figsize=(3.6 * len(devices), 6.4), sharey="row", sharex="col",
+                         squeeze=False, layout="constrained")
+for column, device in enumerate(devices):
     for rule in [a for a in ("mp", "sgd", "sps", *rules) if a in every["algorithm"].values]:
-        accuracy = 100 * every_conv["final_accuracy"].sel(device=device, algorithm=rule).isel(seed=0).dropna(
-            "pulse_width")  # the widths this device was measured at
-        ax.plot(accuracy["pulse_width"], accuracy, marker="o", ms=3.5, color=plotting.ALGORITHM_COLORS[rule],
-                label=rule, ls="--" if rule in rules else "-")
-    ax.set(xscale="log", title=device, xlabel="pulse width (s)")
+        style = dict(marker="o", ms=3.5, color=plotting.ALGORITHM_COLORS[rule], label=rule,
+                     ls="--" if rule in rules else "-")
+        run = every_conv.sel(device=device, algorithm=rule).isel(seed=0)
+        accuracy = 100 * run["final_accuracy"].dropna("pulse_width")  # the widths this device was measured at
+        axes[0][column].plot(accuracy["pulse_width"], accuracy, **style)
+        energy = run["energy_to_target"].where(run["reached"]).dropna("pulse_width")  # only where it got there
+        axes[1][column].plot(energy["pulse_width"], energy, **style)
+    axes[0][column].set(xscale="log", title=device)
+    axes[1][column].set(xscale="log", xlabel="pulse width (s)")
+    if every_conv["reached"].sel(device=device).any():
+        axes[1][column].set_yscale("log")
+    else:
+        axes[1][column].text(0.5, 0.5, "no run reached 90 %", transform=axes[1][column].transAxes, ha="center",
+                             color="#666666")
 axes[0][0].set(ylabel="validation accuracy after epoch 10 (%)", ylim=(0, 100))
+axes[1][0].set(ylabel="programming energy to 90 % (J)")
 axes[0][-1].legend(loc="lower right", fontsize=8, ncol=2)
 plotting.save(fig, "09_rules_on_every_device", output_dir,
               provenance=f"transfer rules: {transfer_study_used}; paper's rules: {paper_study_used}")
