@@ -369,11 +369,6 @@ class TransferLayer(Layer):
             seed=int(self.settings.seed), read=self.read_constants())
 
     # ---------------------------------------------------------------------------------------- update
-    def pulse_count_lr(self, lr: float) -> float:
-        """A's learning rate ``eta_A`` at the current running maxima (aihwkit ``getPulseCountLearningRate``)."""
-        scales = self.state.scales
-        return kernel.pulse_count_lr(self.constants(), scales[kernel.M_X], scales[kernel.M_D], lr)
-
     def lr_scale(self, lr: float) -> float:
         """Buffer increment per weight unit read (aihwkit ``getTransferLRScale``) at the last sample's ``eta_A``."""
         return kernel.lr_scale(self.constants(), lr, self.count_lr, self.slow.shape[1])

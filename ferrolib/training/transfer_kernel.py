@@ -16,7 +16,6 @@ below one ADC step.
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
