@@ -74,7 +74,8 @@ class Runner:
         started, cpu_started = time.perf_counter(), time.process_time()
         for _ in range(batches):
             index = self.order[(self.step * b) % (len(self.order) - b):][:b]
-            self.network.train_step(self.data.train_x[index], self.data.train_y[index], self.config.lr, self.step)
+            self.network.train_step(self.data.train_x.index_select(0, index), self.data.train_y[index], self.config.lr,
+                                    self.step)
             self.step += 1
         return batches * b / (time.perf_counter() - started), batches * b / (time.process_time() - cpu_started)
 

@@ -230,7 +230,7 @@ class PeerRunner:
         for _ in range(batches):
             index = self.order[(self.step * b) % (len(self.order) - b):][:b]
             self.optimizer.zero_grad()
-            self.loss(self.model(self.data.train_x[index]), self.data.train_y[index]).backward()
+            self.loss(self.model(self.data.train_x.index_select(0, index)), self.data.train_y[index]).backward()
             self.optimizer.step()
             self.step += 1
         return batches * b / (time.perf_counter() - started), batches * b / (time.process_time() - cpu_started)

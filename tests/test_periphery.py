@@ -14,6 +14,7 @@ from ferrolib.training import TrainConfig
 from ferrolib.training.algorithms import MappedLayer, UpdateSettings, make_layer
 from ferrolib.training.config import validate
 from ferrolib.training.loop import build_network, train
+from ferrolib.training import periphery
 from ferrolib.training.periphery import (IOParameters, MappingParameters, NoiseTable, backward, backward_reference,
                                          forward, forward_reference, read)
 
@@ -112,6 +113,76 @@ def test_vectorised_reads_equal_the_per_vector_reference_on_the_same_draws(io: I
     torch.testing.assert_close(d_in, d_ref, rtol=0 if exact else 1e-12, atol=0 if exact else 1e-12)
 
 
+def torch_steps(monkeypatch):
+    """``read`` without its fused kernels: the torch steps every read took before them (the reference)."""
+    monkeypatch.setattr(periphery, "_fusable", lambda *args: False)
+
+
+@pytest.mark.parametrize("io", [IOParameters(), IOParameters(inp_res=0.0), IOParameters(out_res=0.0),
+                                IOParameters(bound_management="none"), IOParameters(out_noise=0.0, out_bound=0.0),
+                                IOParameters(inp_res=64, out_res=1 / 254, out_bound=3.0, max_bm_factor=4)], ids=repr)
+def test_fused_reads_equal_the_torch_steps_on_the_same_draws(io: IOParameters, monkeypatch) -> None:
+    """Training's float32 reads (``_fused_read``: two kernels per round) give ``read``'s torch steps bit for bit,
+    forward (bound management with retries) and backward, on tile slices (non-contiguous), with the same draws;
+    the saturation mask equals ``|y| >= bound``."""
+    generator = torch.Generator().manual_seed(11)
+    retried = 0
+    for trial in range(12):
+        rows, columns, outputs = (int(v) for v in torch.randint(1, 90, (3,), generator=generator))
+        full = torch.rand(rows, columns + 3, generator=generator) * 2 - 0.5
+        x = (full * (torch.rand(full.shape, generator=generator) > 0.4))[:, 1:columns + 1]  # a tile's columns
+        x[:, 0] += 0.01  # no zero rows
+        weight = torch.randn(outputs, columns, generator=generator) * (1 + trial) / columns ** 0.5
+        table = NoiseTable(torch.randn(6, rows, max(outputs, columns), generator=generator))
+        draw = lambda r, rows_, n, m: table(r, rows_, n, m)[:, :m]  # noqa: E731
+        d = torch.randn(rows, outputs, generator=generator)
+        y, saturated, reads = forward(weight, x, io, draw)
+        d_in, back_reads = backward(weight, d, io, draw, saturated)
+        retried += reads > rows
+        if saturated is not None:
+            assert torch.equal(saturated, y.abs() >= io.saturation_bound)
+        with monkeypatch.context() as patch:
+            torch_steps(patch)
+            y_ref, saturated_ref, reads_ref = forward(weight, x, io, draw)
+            d_ref, back_ref = backward(weight, d, io, draw, saturated_ref)
+        assert torch.equal(y, y_ref) and reads == reads_ref and back_reads == back_ref
+        assert (saturated is None and saturated_ref is None) or torch.equal(saturated, saturated_ref)
+        assert torch.equal(d_in, d_ref)
+    if io.bound_management == "iterative" and io.out_bound > 0:
+        assert retried > 3  # the saturating tiles were read again
+
+
+def test_fused_read_leaves_zero_and_nan_rows_to_the_torch_steps() -> None:
+    weight = torch.randn(4, 6)
+    x = torch.rand(3, 6)
+    assert periphery._fused_read(weight, x, IOParameters(), no_noise_fused, True) is not None
+    for bad in (0.0, float("nan")):
+        x_bad = x.clone()
+        x_bad[1] = bad
+        assert periphery._fused_read(weight, x_bad, IOParameters(), no_noise_fused, True) is None
+    y, reads = read(weight, torch.cat([x, torch.zeros(1, 6)]), IOParameters(out_noise=0.0), no_noise)
+    assert reads == 3 and not y[3].any()  # the torch steps: a zero vector reads zero without an MVM
+
+
+def no_noise_fused(round_index, rows, n_rows, n_out):
+    return torch.zeros(n_rows, n_out)
+
+
+@pytest.mark.parametrize("algorithm", ["sgd", "sps", "mp"])
+def test_paper_periphery_training_is_the_same_with_and_without_the_fused_reads(tmp_path, monkeypatch,
+                                                                               algorithm: str) -> None:
+    config = small(algorithm, forward_io="aihwkit_default", backward_io="aihwkit_default", mapping="aihwkit_default")
+    fused_reads = []
+    original = periphery._fused_read
+    monkeypatch.setattr(periphery, "_fused_read", lambda *args: fused_reads.append(1) or original(*args))
+    fused = train(config, tmp_path / "fused", progress=False)
+    assert len(fused_reads) >= 24  # 4 batches: 6 reads each (fc1 on two tiles, fc2, fc3; fc3, fc2 back)
+    torch_steps(monkeypatch)
+    reference = train(config, tmp_path / "torch", progress=False)
+    for name in ("val_acc", "train_loss", "weight_hist", "device_pulses_fc1", "analog_mvms"):
+        np.testing.assert_array_equal(fused[name], reference[name])
+
+
 def quantised_normal_std(sigma: float, step: float) -> float:
     """Standard deviation of ``rint(sigma xi / step) step`` for a standard normal xi (exact sum over the bins)."""
     cdf = lambda v: 0.5 * (1 + math.erf(v / (sigma * math.sqrt(2))))  # noqa: E731
@@ -154,8 +225,9 @@ def test_mapped_layer_reads_tiles_and_keeps_a_digital_bias() -> None:
     layer = make_layer("sgd", weight, devices, UpdateSettings(), mapping=MappingParameters(max_input_size=4))
     assert isinstance(layer, MappedLayer) and layer.columns == [(0, 4), (4, 7), (7, 10)]
     torch.testing.assert_close(layer.weight(), weight)
-    x = torch.cat([torch.rand(5, 10, generator=generator), torch.ones(5, 1)], dim=1)
-    torch.testing.assert_close(layer.forward(x), x @ weight.T)
+    x = torch.rand(5, 10, generator=generator)  # no bias column: the bias is digital
+    assert not layer.bias_input
+    torch.testing.assert_close(layer.forward(x), torch.cat([x, torch.ones(5, 1)], dim=1) @ weight.T)
     d = torch.rand(5, 6, generator=generator) * 0.01
     torch.testing.assert_close(layer.backward(d), d @ weight[:, :-1])
     assert layer.reads.tolist() == [15, 15, 0] and layer.device_reads.tolist() == [5 * 60, 5 * 60, 0]

@@ -162,6 +162,9 @@ class Layer:
     """Source of the periphery's output noise."""
     bias_column: bool = True
     """Whether the last column of ``weight()`` is an analog bias (input 1); False for the tiles of a MappedLayer."""
+    bias_input: bool = True
+    """Whether ``forward`` and ``update`` take the inputs with the bias column ``[x; 1]`` (B, in + 1); False for a
+    MappedLayer, whose bias is digital: it takes ``x`` (B, in)."""
     saturated: Tensor | None = None
     """Mask of the outputs of the last training forward read that reached the output bound (``io`` only)."""
 
@@ -424,7 +427,10 @@ class MappedLayer(Layer):
     """An analog layer mapped as aihwkit maps it (``MappingParameters`` with digital bias): column blocks of the
     inputs on separate tiles (``parts``, analog layers without a bias column), each read with its own periphery
     and updated with its own rule; ``y = sum_k W_k x_k + b`` with the digital float32 bias ``b``, which plain SGD
-    updates (``b -= lr sum_b d_b``); the input error is the tiles' errors side by side."""
+    updates (``b -= lr sum_b d_b``); the input error is the tiles' errors side by side. It takes the inputs
+    without a bias column (``bias_input`` False)."""
+
+    bias_input = False
 
     def __init__(self, parts: list[Layer], sizes: list[int], bias: Tensor) -> None:
         self.parts = parts
@@ -435,6 +441,8 @@ class MappedLayer(Layer):
         """Digital bias (out,)."""
         self.name = parts[0].name
         self.tile = TileGroup([part.tile for part in parts])
+        self._split: tuple[Tensor, list[Tensor]] | None = None
+        """The last batch ``split`` saw and its tiles' columns (kept from the forward pass to the update)."""
 
     @property
     def digital_macs(self) -> int:  # type: ignore[override]
@@ -452,19 +460,31 @@ class MappedLayer(Layer):
         """The tiles' effective weights side by side and the digital bias as the last column (out, in + 1)."""
         return torch.cat([part.weight() for part in self.parts] + [self.bias[:, None]], dim=1)
 
+    def split(self, x: Tensor) -> list[Tensor]:
+        """Every tile's input columns of ``x``, contiguous; the forward pass's split again when ``update`` gets
+        the same batch."""
+        if self._split is not None and self._split[0] is x:
+            return self._split[1]
+        parts = [x[:, start:stop].contiguous() for start, stop in self.columns]
+        self._split = (x, parts)
+        return parts
+
     def forward(self, x: Tensor, phase: str = "forward") -> Tensor:
         y = None
-        for part, (start, stop) in zip(self.parts, self.columns):
-            partial = part.forward(x[:, start:stop], phase)
+        for part, part_x in zip(self.parts, self.split(x)):
+            partial = part.forward(part_x, phase)
             y = partial if y is None else y.add_(partial)
         return y + self.bias
 
     def backward(self, d: Tensor) -> Tensor:
+        if len(self.parts) == 1:
+            return self.parts[0].backward(d)
         return torch.cat([part.backward(d) for part in self.parts], dim=1)
 
     def update(self, x: Tensor, d: Tensor, lr: float, step: int) -> None:
-        for part, (start, stop) in zip(self.parts, self.columns):
-            part.update(x[:, start:stop].contiguous(), d, lr, step)
+        for part, part_x in zip(self.parts, self.split(x)):
+            part.update(part_x, d, lr, step)
+        self._split = None
         self.bias -= lr * d.sum(dim=0)
 
     def state_dict(self) -> dict:

@@ -13,6 +13,9 @@ from ..kernels import pulse_train_states
 from .algorithms import UpdateSettings, make_layer
 from .mp_transfer import (accumulate, active_columns, exact_transfer, pulsed_transfer, pulsed_transfer_and_accumulate,
                           transfer_counts)
+from .periphery import IOParameters
+from .periphery import backward as periphery_backward
+from .periphery import forward as periphery_forward
 from .pulse_primitives import c2c_normal, kernel_device
 from .pulsed import (apply_deterministic, apply_pulse_counts, apply_pulse_trains, draw_pulse_trains, effective_weight,
                      pulsed_update)
@@ -72,6 +75,10 @@ def compile_kernels() -> None:
     for algorithm in TRANSFER_ALGORITHMS:  # the fused transfer kernel (one signature for every rule and read)
         layer = make_layer(algorithm, torch.zeros(shape), devices, UpdateSettings(desired_bl=5))
         layer.update(x[:, :shape[1]], d[:, :shape[0]], 0.1, 0)
+    no_noise = lambda round_index, rows, n_rows, n_out: torch.zeros(n_rows, n_out)  # noqa: E731
+    weight32 = torch.full(shape, 20.0, dtype=torch.float32)  # saturates: the fused reads' retries too
+    _, saturated, _ = periphery_forward(weight32, x, IOParameters(), no_noise)
+    periphery_backward(weight32, d, IOParameters(), no_noise, saturated)
     c2c_normal(0, 0, 0, 0, 0)
     bernoulli_bits(np.full((2, 3), 0.5), np.array([2, 2], dtype=np.int64), 0, 0, 0)
     piecewise = DeviceArray("piecewise", torch.tensor(-1.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64),

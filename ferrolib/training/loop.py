@@ -142,7 +142,7 @@ def _train(config: TrainConfig, device: FittedDevice | None, data: Any, key: dic
         while remaining > 0:
             index = stream.take(min(config.batch_size, remaining))
             remaining -= len(index)
-            loss = network.train_step(data.train_x[index], data.train_y[index], lr, step)
+            loss = network.train_step(data.train_x.index_select(0, index), data.train_y[index], lr, step)
             if not (math.isfinite(loss) and loss <= DIVERGED_LOSS):
                 bar.close()
                 _diverged(config, checkpoint, epoch, f"batch loss {loss:.4g} nats (bound {DIVERGED_LOSS:g})")

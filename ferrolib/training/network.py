@@ -21,12 +21,12 @@ class MLP:
         self.layers = layers
 
     def forward(self, x: Tensor, phase: str = "forward") -> tuple[list[Tensor], Tensor]:
-        """Inputs with bias of every layer and the output log-probabilities (``phase``: training ``forward`` or
-        ``eval``, for the layers' read counters)."""
+        """Inputs of every layer (with the bias column where the layer's ``bias_input`` asks for it) and the output
+        log-probabilities (``phase``: training ``forward`` or ``eval``, for the layers' read counters)."""
         inputs = []
         h = x
         for index, layer in enumerate(self.layers):
-            inputs.append(append_bias(h))
+            inputs.append(append_bias(h) if layer.bias_input else h)
             z = layer.forward(inputs[-1], phase)
             h = torch.sigmoid(z) if index < len(self.layers) - 1 else torch.log_softmax(z, dim=1)
         return inputs, h
@@ -45,7 +45,7 @@ class MLP:
         d /= batch
         errors = [d]
         for index in range(len(self.layers) - 1, 0, -1):
-            h = inputs[index][:, :-1]
+            h = inputs[index][:, :-1] if self.layers[index].bias_input else inputs[index]
             d = self.layers[index].backward(d) * h * (1.0 - h)
             errors.insert(0, d)
         for layer, x_l, d_l in zip(self.layers, inputs, errors):

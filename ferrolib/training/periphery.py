@@ -39,9 +39,11 @@ from typing import Callable
 
 import numpy as np
 import torch
+from numba import njit
 from torch import Tensor
 
 from ..provenance import compact_repr
+from .pulsed import _float_from_bits
 
 NOISE_MANAGEMENTS: tuple[str, ...] = ("abs_max", "max", "constant", "none")
 """Noise-management types (aihwkit ``NoiseManagementType`` ABS_MAX, MAX, CONSTANT, NONE)."""
@@ -243,12 +245,18 @@ def read(weight: Tensor, x: Tensor, io: IOParameters, draw: Draw, bound_manageme
 
     Returns the outputs (B, out) and the number of analog MVMs performed (bound-management retries included,
     zero vectors excluded). ``bound_management=False`` is the backward pass (aihwkit never manages bounds there).
+    Training's float32 reads with abs-max noise management take ``_fused_read`` (the same bits in two kernels
+    per round); every other read, and a batch with a zero or NaN row, this function's torch steps.
     """
     n_rows, n_out = x.shape[0], weight.shape[0]
     if io.is_perfect:
         y = x @ weight.T
         return (y * io.out_scale if io.out_scale != 1.0 else y), n_rows
     managed = bound_management and io.bound_management == "iterative"
+    if _fusable(weight, x, io, managed):
+        fused = _fused_read(weight, x, io, draw, managed)
+        if fused is not None:
+            return fused
     nm = _nm_scale(x, io)
     in_step, out_step = io.input_step, io.output_step
     out: Tensor | None = None  # allocated once some rows are placed apart (zero vectors, retries)
@@ -272,8 +280,7 @@ def read(weight: Tensor, x: Tensor, io: IOParameters, draw: Draw, bound_manageme
         y = _quantise(y, out_step, 0.0)
         reads += x.shape[0]
         bound = io.out_bound
-        gave_up = int(reduction) > io.max_bm_factor or (in_step > 0 and reduction > io.max_bm_res / in_step)
-        tested = managed and bound > 0 and not gave_up
+        tested = managed and bound > 0 and not _gave_up(io, reduction)
         failed = _bound_test_failed(y, bound, io.bm_test_negative_bound) if tested else None
         if bound > 0 and not (tested and io.bm_test_negative_bound):
             y.clamp_(-bound, bound)  # a row that passed the full test has nothing to clip; one that failed is read again
@@ -282,14 +289,8 @@ def read(weight: Tensor, x: Tensor, io: IOParameters, draw: Draw, bound_manageme
             y.mul_(factor[:, None])
         elif io.out_scale != 1.0:
             y.mul_(io.out_scale)
-        retry = failed is not None and bool(failed.any())
-        if out is None:
-            if not retry:
-                return y, reads
-            out = y  # the rows that failed are written again by a later round
-        else:
-            out[rows] = y
-        if not retry:
+        out = _place(out, rows, y)
+        if failed is None or not bool(failed.any()):
             return out, reads
         keep = failed.nonzero().flatten()
         rows = keep if rows is None else rows[keep]
@@ -297,6 +298,136 @@ def read(weight: Tensor, x: Tensor, io: IOParameters, draw: Draw, bound_manageme
         reduction *= 2.0
         round_index += 1
     return out, reads
+
+
+def _place(out: Tensor | None, rows: Tensor | None, y: Tensor) -> Tensor:
+    """The outputs so far with round ``y`` written at ``rows`` (the first round's ``y`` is the outputs; the rows
+    that fail its bound test are written again by a later round)."""
+    if out is None:
+        return y
+    out[rows] = y
+    return out
+
+
+def _gave_up(io: IOParameters, reduction: float) -> bool:
+    """Whether bound management stops at reduction factor ``reduction`` (aihwkit's two limits)."""
+    in_step = io.input_step
+    return int(reduction) > io.max_bm_factor or (in_step > 0 and reduction > io.max_bm_res / in_step)
+
+
+def _fusable(weight: Tensor, x: Tensor, io: IOParameters, managed: bool) -> bool:
+    """Whether ``_fused_read`` computes this read: float32, abs-max noise management without a cap, no output
+    scale, and (when bounds are managed) the full bound test."""
+    return (x.dtype == torch.float32 and weight.dtype == torch.float32 and io.noise_management == "abs_max"
+            and io.nm_thres == 0.0 and io.out_scale == 1.0 and (io.bm_test_negative_bound or not managed)
+            and x.shape[0] > 0 and x.shape[1] > 0)
+
+
+def _fused_read(weight: Tensor, x: Tensor, io: IOParameters, draw: Draw, managed: bool
+                ) -> tuple[Tensor, int] | None:
+    """``read`` for ``_fusable`` reads: per round one kernel for the inputs (noise-management scale, DAC), the
+    MVM and the noise draw in torch as ``read`` does them, one kernel for the outputs (ADC, bound test, clip,
+    rescale). Every operation is ``read``'s in float32, in its order, so the result is the same bits (tested on
+    the same draws). None when a row is zero or NaN (``read``'s general steps handle those)."""
+    n_out = weight.shape[0]
+    x = x.contiguous()
+    inverse = torch.empty(x.shape[0], dtype=torch.float32)
+    values = torch.empty_like(x)
+    in_step, inp_bound = np.float32(io.input_step), np.float32(io.inp_bound)
+    if not _prepare_inputs(x.numpy(), x.view(torch.int32).numpy(), inverse.numpy(), values.numpy(), in_step,
+                           inp_bound, True):
+        return None
+    out_step, bound = np.float32(io.output_step), np.float32(io.out_bound)
+    scale, reduction, round_index, reads = inverse, 1.0, 0, 0
+    out: Tensor | None = None
+    rows: Tensor | None = None
+    failed = torch.empty(x.shape[0], dtype=torch.bool)
+    while True:
+        y = values @ weight.T
+        if io.out_noise > 0:
+            y.add_(draw(round_index, rows, x.shape[0], n_out), alpha=io.out_noise)
+        reads += x.shape[0]
+        tested = managed and io.out_bound > 0 and not _gave_up(io, reduction)
+        retry = _finish_outputs(y.numpy(), scale.numpy(), out_step, bound, tested, io.out_bound > 0 and not tested,
+                                failed.numpy())
+        out = _place(out, rows, y)
+        if not retry:
+            return out, reads
+        keep = failed[:x.shape[0]].nonzero().flatten()
+        rows = keep if rows is None else rows[keep]
+        x, inverse = x[keep], inverse[keep]
+        reduction *= 2.0
+        round_index += 1
+        scale = inverse / reduction
+        values = torch.empty_like(x)
+        _prepare_inputs(x.numpy(), x.view(torch.int32).numpy(), scale.numpy(), values.numpy(), in_step, inp_bound,
+                        False)
+
+
+_MAGNITUDE32, _INFINITY32 = np.int32(0x7FFFFFFF), np.int32(0x7F800000)
+"""The bits of |v| of a float32 v, and the bits of +inf (NaN lies above)."""
+
+
+@njit(cache=True)
+def _prepare_inputs(x, bits, scale, values, step, bound, find_scale):
+    """The DAC of every row: ``values = clip(rint(x scale / step) step, -bound, bound)`` in float32 (``step`` 0:
+    no rounding, ``bound`` <= 0: no clip), as ``read``'s ``x * scale[:, None]`` and ``_quantise``. With
+    ``find_scale`` first ``scale = 1 / max_j |x_j|`` per row (abs-max noise management; the maximum from the
+    IEEE bits ``bits`` of ``x``, as ``pulsed._magnitude_scan``); returns False, before any values, when some row
+    is all zero or holds a NaN."""
+    n_rows, n_in = x.shape
+    one = np.float32(1.0)
+    if find_scale:
+        for i in range(n_rows):
+            largest, beyond = np.int32(0), np.int32(0)
+            for j in range(n_in):
+                magnitude = bits[i, j] & _MAGNITUDE32
+                largest = max(largest, magnitude)
+                beyond = max(beyond, magnitude - _INFINITY32)
+            if largest == 0 or beyond > 0:  # a zero vector, or a NaN
+                return False
+            scale[i] = one / _float_from_bits(largest, one)
+    for i in range(n_rows):
+        s = scale[i]
+        for j in range(n_in):
+            value = x[i, j] * s
+            if step > 0:
+                value = np.rint(value / step) * step
+            if bound > 0:
+                value = min(max(value, -bound), bound)
+            values[i, j] = value
+    return True
+
+
+@njit(cache=True)
+def _finish_outputs(y, scale, step, bound, tested, clip, failed):
+    """The ADC of every row in place, as ``read`` after the noise: ``y = rint(y / step) step`` (float32; ``step``
+    0: none); with ``tested`` the bound test ``failed_i = max_j |y_ij| > bound`` (a NaN row passes, as torch's
+    ``amax`` propagates it); with ``clip`` ``y`` clipped to +-bound; then ``y *= 1 / scale_i``. Returns whether
+    some row failed."""
+    n_rows, n_out = y.shape
+    one = np.float32(1.0)
+    any_failed = False
+    for i in range(n_rows):
+        largest = np.float32(0.0)
+        nan = False
+        for j in range(n_out):
+            value = y[i, j]
+            if step > 0:
+                value = np.rint(value / step) * step
+            magnitude = abs(value)
+            largest = max(largest, magnitude)
+            nan = nan or magnitude != magnitude
+            y[i, j] = value
+        failed[i] = tested and not nan and largest > bound
+        any_failed = any_failed or failed[i]
+        factor = one / scale[i]
+        for j in range(n_out):
+            value = y[i, j]
+            if clip:
+                value = min(max(value, -bound), bound)
+            y[i, j] = value * factor
+    return any_failed
 
 
 def _bound_test_failed(y: Tensor, bound: float, test_negative: bool) -> Tensor:
@@ -318,7 +449,21 @@ def forward(weight: Tensor, x: Tensor, io: IOParameters, draw: Draw) -> tuple[Te
     the MVMs performed."""
     y, reads = read(weight, x, io, draw, bound_management=True)
     bound = io.saturation_bound
-    return y, (None if bound is None else y.abs() >= bound), reads
+    if bound is None:
+        return y, None, reads
+    if y.dtype == torch.float32 and y.is_contiguous():
+        saturated = torch.empty(y.shape, dtype=torch.bool)
+        _saturated(y.numpy(), np.float32(bound), saturated.numpy())
+        return y, saturated, reads
+    return y, y.abs() >= bound, reads
+
+
+@njit(cache=True)
+def _saturated(y, bound, mask):
+    """``mask = |y| >= bound`` (float32), torch's ``y.abs() >= bound`` in one pass."""
+    for i in range(y.shape[0]):
+        for j in range(y.shape[1]):
+            mask[i, j] = abs(y[i, j]) >= bound
 
 
 def backward(weight: Tensor, d: Tensor, io: IOParameters, draw: Draw, saturated: Tensor | None = None
