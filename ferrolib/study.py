@@ -179,7 +179,8 @@ def committed_study(prefix: str = "study", directory: str | Path | None = None,
     of the plan (``parts``, default ``plan()``) named ``<prefix>-<device>`` that have no summary yet."""
     result = load_study(prefix, directory)
     missing = missing_parts(_parts_of(prefix, parts), directory)
-    return result, (f"the {prefix} summaries ({result.sizes['device']} devices, seed 0"
+    n_devices = result.sizes["device"]
+    return result, (f"the {prefix} summaries ({n_devices} device{'s' if n_devices != 1 else ''}, seed 0"
                     + (f"; not yet run: {', '.join(missing)}" if missing else "") + ")")
 
 

@@ -2,6 +2,7 @@
 each device resolves, and combining per-device summaries with different widths."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,11 @@ def test_load_study_joins_devices_with_different_widths(tmp_path: Path):
                ("study-ID170ZR5000", "study-ID161ZR15000", "study-X1", "study-paper-X1", "study-noise-20ns")]
     _, line = study.committed_study("study", tmp_path, planned)
     assert line == "the study summaries (2 devices, seed 0; not yet run: study-X1)"
+    single = tmp_path / "single"
+    single.mkdir()
+    shutil.copy(sourcedata.summary_path("study-ID170ZR5000", tmp_path), sourcedata.summary_path("study-ID170ZR5000",
+                                                                                                 single))
+    assert study.committed_study("study", single, planned[:1])[1] == "the study summaries (1 device, seed 0)"
 
 
 def test_load_noise_joins_widths_and_missing_parts_are_named(tmp_path: Path):
