@@ -2,6 +2,7 @@
 counted once where sweeps share them; no timing is asserted)."""
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -31,3 +32,12 @@ def test_a_results_directory_without_runs_is_refused(tmp_path: Path, capsys: pyt
     with pytest.raises(SystemExit) as exit_info:
         bench.main(["--results-dir", str(tmp_path)])
     assert exit_info.value.code == 2 and "--results-dir" in capsys.readouterr().err
+
+
+def test_the_sweeps_are_those_the_makefile_gives_the_notebooks() -> None:
+    """Every sweep file a notebook of ``make figures`` reads (the Makefile's ``reads_NN``), but the study's (only
+    read from their committed summaries) and the smoke sweep."""
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    reads = " ".join(line for line in makefile.replace("\\\n", " ").splitlines() if line.startswith("reads_"))
+    named = set(re.findall(r"sweeps/([\w-]+)\.toml", reads))
+    assert set(bench.FIGURE_SWEEPS) == {name for name in named if not name.startswith("study")}

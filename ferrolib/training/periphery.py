@@ -43,7 +43,7 @@ from numba import njit
 from torch import Tensor
 
 from ..provenance import compact_repr
-from .pulsed import _float_from_bits
+from .pulsed import _IEEE, _float_from_bits
 
 NOISE_MANAGEMENTS: tuple[str, ...] = ("abs_max", "max", "constant", "none")
 """Noise-management types (aihwkit ``NoiseManagementType`` ABS_MAX, MAX, CONSTANT, NONE)."""
@@ -364,8 +364,19 @@ def _fused_read(weight: Tensor, x: Tensor, io: IOParameters, draw: Draw, managed
                         False)
 
 
-_MAGNITUDE32, _INFINITY32 = np.int32(0x7FFFFFFF), np.int32(0x7F800000)
+_, _MAGNITUDE32, _INFINITY32 = _IEEE[np.float32]
 """The bits of |v| of a float32 v, and the bits of +inf (NaN lies above)."""
+
+
+@njit(cache=True, inline="always")
+def _quantise_value(value, step, bound):
+    """``_quantise`` of one float32 value: ``clip(rint(value / step) step, -bound, bound)`` (no rounding for
+    ``step`` 0, no clip for ``bound`` <= 0)."""
+    if step > 0:
+        value = np.rint(value / step) * step
+    if bound > 0:
+        value = min(max(value, -bound), bound)
+    return value
 
 
 @njit(cache=True)
@@ -390,12 +401,7 @@ def _prepare_inputs(x, bits, scale, values, step, bound, find_scale):
     for i in range(n_rows):
         s = scale[i]
         for j in range(n_in):
-            value = x[i, j] * s
-            if step > 0:
-                value = np.rint(value / step) * step
-            if bound > 0:
-                value = min(max(value, -bound), bound)
-            values[i, j] = value
+            values[i, j] = _quantise_value(x[i, j] * s, step, bound)
     return True
 
 
@@ -403,30 +409,24 @@ def _prepare_inputs(x, bits, scale, values, step, bound, find_scale):
 def _finish_outputs(y, scale, step, bound, tested, clip, failed):
     """The ADC of every row in place, as ``read`` after the noise: ``y = rint(y / step) step`` (float32; ``step``
     0: none); with ``tested`` the bound test ``failed_i = max_j |y_ij| > bound`` (a NaN row passes, as torch's
-    ``amax`` propagates it); with ``clip`` ``y`` clipped to +-bound; then ``y *= 1 / scale_i``. Returns whether
-    some row failed."""
+    ``amax`` propagates it, on the values before the clip); with ``clip`` ``y`` clipped to +-bound; then
+    ``y *= 1 / scale_i``, all in one pass. Returns whether some row failed."""
     n_rows, n_out = y.shape
     one = np.float32(1.0)
+    clip_bound = bound if clip else np.float32(0.0)
     any_failed = False
     for i in range(n_rows):
         largest = np.float32(0.0)
         nan = False
+        factor = one / scale[i]
         for j in range(n_out):
-            value = y[i, j]
-            if step > 0:
-                value = np.rint(value / step) * step
+            value = _quantise_value(y[i, j], step, np.float32(0.0))
             magnitude = abs(value)
             largest = max(largest, magnitude)
             nan = nan or magnitude != magnitude
-            y[i, j] = value
+            y[i, j] = _quantise_value(value, np.float32(0.0), clip_bound) * factor
         failed[i] = tested and not nan and largest > bound
         any_failed = any_failed or failed[i]
-        factor = one / scale[i]
-        for j in range(n_out):
-            value = y[i, j]
-            if clip:
-                value = min(max(value, -bound), bound)
-            y[i, j] = value * factor
     return any_failed
 
 
